@@ -1,0 +1,133 @@
+"""The app factory: `create_app(settings)` builds every stateful piece and wires the routers.
+
+What belongs here: loading and checking catalog and config (start-up refuses a bad config with
+one line per problem), building deployments, router, adapters, auth and the audit sink, the
+lifespan that starts and stops them, and `app_from_env()` for uvicorn's `--factory`.
+No module-level state: two apps in one process share nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import date
+
+from fastapi import FastAPI
+
+from gateway.audit import AuditSink, MemoryAuditSink
+from gateway.auth import Authenticator, KeyStore, StaticKeyStore, config_keys
+from gateway.config import Config, ConfigError, check, load_config
+from gateway.deployments import Deployment, build_deployments
+from gateway.errors import install_handlers
+from gateway.routers import chat, health, models, privacy
+from gateway.routing import Router
+from gateway.service import ChatService
+from gateway.settings import Settings
+from gateway.state import Services
+from gateway.upstream.base import Adapter
+from gateway.upstream.openai_wire import OpenAIWireAdapter
+from policies.catalog import Catalog, load_catalog
+from policies.policy import resolve
+
+log = logging.getLogger("sluice")
+
+
+def prepare(
+    settings: Settings, *, catalog: Catalog | None = None, config: Config | None = None
+) -> tuple[Catalog, Config]:
+    """Load catalog and config and check them; raise ConfigError with every problem, one per line."""
+    catalog = catalog or load_catalog()
+    config = config or load_config(settings.config)
+    problems = check(config, catalog, allow_simulate=settings.allow_simulate)
+    if problems:
+        raise ConfigError("\n".join(problems))
+    return catalog, config
+
+
+def _adapters(deployments: Sequence[Deployment]) -> tuple[OpenAIWireAdapter, Adapter | None]:
+    direct = OpenAIWireAdapter()
+    translated: Adapter | None = None
+    if any(not d.openai_wire for d in deployments):
+        from gateway.upstream.litellm_adapter import (
+            LiteLLMAdapter,
+        )  # imported only when a deployment needs it
+
+        translated = LiteLLMAdapter()
+    return direct, translated
+
+
+def create_app(
+    settings: Settings,
+    *,
+    catalog: Catalog | None = None,
+    config: Config | None = None,
+    audit: AuditSink | None = None,
+    key_stores: Sequence[KeyStore] = (),
+    today: date | None = None,
+) -> FastAPI:
+    catalog, config = prepare(settings, catalog=catalog, config=config)
+    today = today or date.today()
+    deployments = build_deployments(config, catalog, settings, today)
+    router = Router(config, deployments)
+    table = config.policy_table()
+    all_deployments = router.all_deployments()
+    direct, translated = _adapters(all_deployments)
+
+    def adapter_for(dep: Deployment) -> Adapter:
+        if dep.openai_wire:
+            return direct
+        assert translated is not None, "a litellm deployment without the litellm adapter"
+        return translated
+
+    records, warnings = config_keys(config, settings)
+    warnings += [
+        f"deployment {d.id} unavailable: {d.unavailable}" for d in all_deployments if not d.available
+    ]
+    audit = audit or MemoryAuditSink()
+    chat_service = ChatService(
+        config=config, router=router, policies=table, adapter_for=adapter_for, audit=audit
+    )
+    # Precompute every (key policy, deployment) decision the gateway can foresee.
+    for names in {config.server.default_policy, *(k.policy for k in config.keys if k.policy)}:
+        policy = resolve(names, table)
+        for dep in all_deployments:
+            router.judge(policy, dep)
+
+    services = Services(
+        settings=settings,
+        config=config,
+        catalog=catalog,
+        policies=table,
+        router=router,
+        auth=Authenticator([StaticKeyStore(records), *key_stores]),
+        chat=chat_service,
+        audit=audit,
+        today=today,
+        warnings=warnings,
+    )
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        for line in warnings:
+            log.warning("%s", line)
+        await audit.start()
+        try:
+            yield
+        finally:
+            await audit.stop()
+            await direct.aclose()
+            if translated is not None:
+                await translated.aclose()
+
+    app = FastAPI(title="Sluice", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.sluice = services
+    install_handlers(app)
+    for module in (chat, models, privacy, health):
+        app.include_router(module.router)
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """uvicorn's `--factory` entry point: settings from the environment."""
+    return create_app(Settings())

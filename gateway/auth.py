@@ -1,0 +1,134 @@
+"""Authentication: bearer keys, stored hashed, compared in constant time.
+
+What belongs here: `KeyRecord` (who is calling, with which policy and models), the `KeyStore`
+seam (config keys now; a database store plugs in beside it), hashing, and `Authenticator`,
+which reads `Authorization: Bearer` or `api-key` and refuses ambiguous or unknown keys with 401.
+A key's plaintext is never stored, logged or echoed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Protocol
+
+from gateway.config import Config
+from gateway.errors import Unauthenticated
+from gateway.names import OnViolation
+from gateway.settings import Settings
+
+MASTER = "master"
+MAX_KEY_LENGTH = 512
+
+
+def hash_key(key: str) -> str:
+    """The stored form of a key: `sha256:<hex>`. Keys are long random strings, so a fast hash is enough."""
+    return "sha256:" + hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class KeyRecord:
+    name: str
+    key_hash: str
+    policy: tuple[str, ...] = ()
+    models: frozenset[str] | None = None
+    on_violation: OnViolation | None = None
+    origin: str = "config"
+    expires_at: datetime | None = None
+    revoked: bool = False
+    is_master: bool = False
+
+    def may_use(self, model: str) -> bool:
+        return self.models is None or model in self.models
+
+    def valid_at(self, now: datetime) -> bool:
+        return not self.revoked and (self.expires_at is None or now < self.expires_at)
+
+
+class KeyStore(Protocol):
+    async def find(self, key_hash: str) -> KeyRecord | None: ...
+
+
+class StaticKeyStore:
+    """Keys known at start-up: the config file's keys and the master key."""
+
+    def __init__(self, records: Iterable[KeyRecord]) -> None:
+        self._by_hash: dict[str, KeyRecord] = {r.key_hash: r for r in records}
+
+    async def find(self, key_hash: str) -> KeyRecord | None:
+        found = self._by_hash.get(key_hash)
+        if found is not None and hmac.compare_digest(found.key_hash, key_hash):
+            return found
+        return None
+
+    @property
+    def names(self) -> set[str]:
+        return {r.name for r in self._by_hash.values()}
+
+
+def config_keys(config: Config, settings: Settings) -> tuple[list[KeyRecord], list[str]]:
+    """Key records from config, and one warning line per key whose hash variable is unset."""
+    records: list[KeyRecord] = []
+    warnings: list[str] = []
+    for key in config.keys:
+        key_hash = key.key_hash or (settings.read_secret(key.key_hash_env) if key.key_hash_env else None)
+        if key_hash is None:
+            warnings.append(
+                f"key {key.name}: environment variable {key.key_hash_env} is not set; key disabled"
+            )
+            continue
+        if not key_hash.startswith("sha256:"):
+            warnings.append(
+                f"key {key.name}: {key.key_hash_env} must hold 'sha256:<hex>' (see `sluice keys hash`)"
+            )
+            continue
+        models = frozenset(key.models) if key.models is not None else None
+        records.append(KeyRecord(key.name, key_hash.lower(), tuple(key.policy), models, key.on_violation))
+    master = settings.master_key
+    if master is not None:
+        records.append(
+            KeyRecord(MASTER, hash_key(master.get_secret_value()), origin="environment", is_master=True)
+        )
+    return records, warnings
+
+
+def presented_key(headers: Mapping[str, str]) -> str:
+    """The key a request presents. Two different keys in one request are refused, never guessed between."""
+    found: list[str] = []
+    auth = headers.get("authorization")
+    if auth is not None:
+        scheme, _, value = auth.partition(" ")
+        if scheme.lower() != "bearer" or not value.strip():
+            raise Unauthenticated("use 'Authorization: Bearer <key>'")
+        found.append(value.strip())
+    for name in ("api-key", "x-api-key"):
+        other = headers.get(name)
+        if other is not None:
+            found.append(other.strip())
+    if not found or not found[0]:
+        raise Unauthenticated("missing API key: send 'Authorization: Bearer <key>'")
+    if any(not hmac.compare_digest(k.encode(), found[0].encode()) for k in found[1:]):
+        raise Unauthenticated("the request carries two different API keys")
+    key = found[0]
+    if len(key) > MAX_KEY_LENGTH or not key.isprintable() or not key.isascii():
+        raise Unauthenticated("invalid API key")
+    return key
+
+
+class Authenticator:
+    def __init__(self, stores: Sequence[KeyStore]) -> None:
+        self._stores = tuple(stores)
+
+    async def authenticate(self, headers: Mapping[str, str]) -> KeyRecord:
+        key_hash = hash_key(presented_key(headers))
+        now = datetime.now(UTC)
+        for store in self._stores:
+            record = await store.find(key_hash)
+            if record is not None:
+                if not record.valid_at(now):
+                    break
+                return record
+        raise Unauthenticated("invalid API key")

@@ -1,0 +1,40 @@
+"""The catalog and policies as JSON, shared by `/v1/privacy/*` and `sluice catalog --json`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import date
+from typing import Any
+
+from policies.badges import derive_badges
+from policies.catalog import Catalog
+from policies.facts import effective_facts
+from policies.policy import Policy
+from policies.schema import Channel
+
+
+def channel_json(catalog: Catalog, channel: Channel, today: date) -> dict[str, Any]:
+    facts = effective_facts(channel, model="*", sources=catalog.sources_of(channel.id), today=today)
+    data = channel.model_dump(mode="json")
+    data["provider_name"] = catalog.provider_name(channel.provider)
+    data["badges"] = [b.as_dict() for b in derive_badges(facts)]
+    data["stale"] = facts.stale
+    data["sources"] = {
+        sid: src.model_dump(mode="json")
+        for sid, src in catalog.sources_of(channel.id).items()
+        if sid in channel.cited_sources()
+    }
+    return data
+
+
+def catalog_json(catalog: Catalog, today: date, *, provider: str | None = None) -> dict[str, Any]:
+    channels = [c for c in catalog if provider is None or c.provider == provider]
+    return {"object": "catalog", "channels": [channel_json(catalog, c, today) for c in channels]}
+
+
+def policies_json(policies: Iterable[Policy], *, default: Iterable[str] = ()) -> dict[str, Any]:
+    return {
+        "object": "list",
+        "default": list(default),
+        "data": [p.model_dump(mode="json") for p in policies],
+    }

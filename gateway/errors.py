@@ -1,0 +1,203 @@
+"""Sluice's one error hierarchy and its rendering as the OpenAI error envelope.
+
+What belongs here: `SluiceError` and its subclasses (each knows its status, type and code),
+the envelope renderer, and the exception handlers `create_app` installs so that no response is
+ever FastAPI's `{"detail": ...}`, a 422, or a traceback. Messages never echo request content.
+
+    SluiceError
+     ├── InvalidRequest (400)      invalid_json, missing_field, invalid_value,
+     │                             forbidden_parameter, unknown_policy
+     ├── Unauthenticated (401)     invalid_api_key
+     ├── ModelNotAllowed (403)     model_not_allowed
+     ├── PolicyViolation (403)     no_compliant_deployment (carries error.privacy)
+     ├── ModelNotFound (404)       model_not_found
+     ├── RequestTooLarge (413)     request_too_large
+     ├── UnsupportedMediaType (415)
+     ├── RateLimited (429)         rate_limited
+     └── UpstreamFailure (502/504) upstream_unavailable, upstream_timeout
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from gateway.names import ErrorCode, ErrorType, Header
+
+log = logging.getLogger("sluice.errors")
+
+
+class SluiceError(Exception):
+    status = 500
+    type = ErrorType.SERVER
+    code = ErrorCode.INTERNAL
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: ErrorCode | None = None,
+        param: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        self.param = param
+        self.headers = dict(headers or {})
+        self.extra = dict(extra or {})
+
+    def body(self) -> dict[str, Any]:
+        error: dict[str, Any] = {
+            "message": self.message,
+            "type": self.type.value,
+            "param": self.param,
+            "code": self.code.value,
+        }
+        error.update(self.extra)
+        return {"error": error}
+
+
+class InvalidRequest(SluiceError):
+    status = 400
+    type = ErrorType.INVALID_REQUEST
+    code = ErrorCode.INVALID_VALUE
+
+
+class Unauthenticated(SluiceError):
+    status = 401
+    type = ErrorType.AUTHENTICATION
+    code = ErrorCode.INVALID_API_KEY
+
+
+class ModelNotAllowed(SluiceError):
+    status = 403
+    type = ErrorType.PERMISSION
+    code = ErrorCode.MODEL_NOT_ALLOWED
+
+
+class PolicyViolation(SluiceError):
+    status = 403
+    type = ErrorType.PRIVACY
+    code = ErrorCode.NO_COMPLIANT_DEPLOYMENT
+
+
+class ModelNotFound(SluiceError):
+    status = 404
+    type = ErrorType.INVALID_REQUEST
+    code = ErrorCode.MODEL_NOT_FOUND
+
+
+class NotFound(SluiceError):
+    status = 404
+    type = ErrorType.INVALID_REQUEST
+    code = ErrorCode.NOT_FOUND
+
+
+class MethodNotAllowed(SluiceError):
+    status = 405
+    type = ErrorType.INVALID_REQUEST
+    code = ErrorCode.METHOD_NOT_ALLOWED
+
+
+class RequestTooLarge(SluiceError):
+    status = 413
+    type = ErrorType.INVALID_REQUEST
+    code = ErrorCode.REQUEST_TOO_LARGE
+
+
+class UnsupportedMediaType(SluiceError):
+    status = 415
+    type = ErrorType.INVALID_REQUEST
+    code = ErrorCode.UNSUPPORTED_MEDIA_TYPE
+
+
+class RateLimited(SluiceError):
+    status = 429
+    type = ErrorType.RATE_LIMIT
+    code = ErrorCode.RATE_LIMITED
+
+
+class UpstreamFailure(SluiceError):
+    status = 502
+    type = ErrorType.UPSTREAM
+    code = ErrorCode.UPSTREAM_UNAVAILABLE
+
+    def __init__(self, message: str, *, timeout: bool = False, **kwargs: Any) -> None:
+        super().__init__(message, code=ErrorCode.UPSTREAM_TIMEOUT if timeout else None, **kwargs)
+        if timeout:
+            self.status = 504
+
+
+def render(
+    error: SluiceError, *, request_id: str | None = None, headers: Mapping[str, str] | None = None
+) -> Response:
+    merged = {**error.headers, **(headers or {})}
+    if request_id:
+        merged[Header.REQUEST_ID] = request_id
+    return Response(
+        orjson.dumps(error.body()), status_code=error.status, headers=merged, media_type="application/json"
+    )
+
+
+def _request_id(request: Request) -> str | None:
+    return getattr(request.state, "request_id", None)
+
+
+def _location(loc: tuple[int | str, ...]) -> str | None:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or None
+
+
+def validation_error(exc: RequestValidationError) -> InvalidRequest:
+    """FastAPI's 422 as a 400 naming the first bad field, without echoing the input."""
+    errors = exc.errors()
+    first = errors[0] if errors else {"loc": (), "type": "value_error", "msg": "invalid request"}
+    param = _location(tuple(first.get("loc", ())))
+    if first.get("type") == "missing":
+        return InvalidRequest(f"missing required field: {param}", code=ErrorCode.MISSING_FIELD, param=param)
+    if first.get("type") == "json_invalid":
+        return InvalidRequest("the request body is not valid JSON", code=ErrorCode.INVALID_JSON)
+    message = str(first.get("msg", "invalid value")).split("\n")[0][:200]
+    return InvalidRequest(f"invalid value for {param or 'request'}: {message}", param=param)
+
+
+def install_handlers(app: FastAPI) -> None:
+    async def sluice_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, SluiceError)
+        return render(exc, request_id=_request_id(request))
+
+    async def invalid(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        return render(validation_error(exc), request_id=_request_id(request))
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        error: SluiceError
+        if exc.status_code == 404:
+            error = NotFound("no such endpoint")
+        elif exc.status_code == 405:
+            error = MethodNotAllowed("method not allowed on this endpoint")
+        else:
+            error = InvalidRequest("bad request")
+            error.status = exc.status_code if 400 <= exc.status_code < 500 else 400
+        return render(error, request_id=_request_id(request))
+
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        # The type only: the message of an arbitrary exception may carry request content.
+        log.error("unhandled error %s on %s", type(exc).__name__, request.url.path)
+        return render(SluiceError("internal error"), request_id=_request_id(request))
+
+    app.add_exception_handler(SluiceError, sluice_error)
+    app.add_exception_handler(RequestValidationError, invalid)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(Exception, unexpected)

@@ -1,0 +1,64 @@
+"""Names on the wire, each defined once: headers, error types and codes, decisions.
+
+DESIGN.md is the contract for every value here; tests compare them against it.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Header(StrEnum):
+    BADGES = "X-Privacy-Badges"
+    TRAINING = "X-Privacy-Training"
+    RETENTION_DAYS = "X-Privacy-Retention-Days"
+    PROVIDER = "X-Privacy-Provider"
+    CHANNEL = "X-Privacy-Channel"
+    POLICY = "X-Privacy-Policy"
+    DECISION = "X-Privacy-Decision"
+    REROUTED_FROM = "X-Privacy-Rerouted-From"
+    SOURCE = "X-Privacy-Source"
+    AS_OF = "X-Privacy-As-Of"
+    SIMULATED = "X-Privacy-Simulated"
+    REQUEST_ID = "X-Request-Id"
+
+
+class DecisionKind(StrEnum):
+    ALLOWED = "allowed"
+    REROUTED = "rerouted"
+    BLOCKED = "blocked"
+
+
+class OnViolation(StrEnum):
+    BLOCK = "block"
+    REROUTE = "reroute"
+
+
+class ErrorType(StrEnum):
+    INVALID_REQUEST = "invalid_request_error"
+    AUTHENTICATION = "authentication_error"
+    PERMISSION = "permission_error"
+    PRIVACY = "privacy_policy_violation"
+    RATE_LIMIT = "rate_limit_error"
+    UPSTREAM = "upstream_error"
+    SERVER = "server_error"
+
+
+class ErrorCode(StrEnum):
+    INVALID_JSON = "invalid_json"
+    MISSING_FIELD = "missing_field"
+    INVALID_VALUE = "invalid_value"
+    FORBIDDEN_PARAMETER = "forbidden_parameter"
+    UNKNOWN_POLICY = "unknown_policy"
+    INVALID_API_KEY = "invalid_api_key"
+    NO_COMPLIANT_DEPLOYMENT = "no_compliant_deployment"
+    MODEL_NOT_ALLOWED = "model_not_allowed"
+    MODEL_NOT_FOUND = "model_not_found"
+    REQUEST_TOO_LARGE = "request_too_large"
+    UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
+    RATE_LIMITED = "rate_limited"
+    UPSTREAM_UNAVAILABLE = "upstream_unavailable"
+    UPSTREAM_TIMEOUT = "upstream_timeout"
+    NOT_FOUND = "not_found"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
+    INTERNAL = "internal_error"

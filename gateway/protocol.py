@@ -1,0 +1,361 @@
+"""Wire models of the requests Sluice accepts, and the allowlist that builds upstream arguments.
+
+What belongs here: parsing a raw JSON body into a validated request (unknown top-level fields
+rejected, steering fields refused at any depth, numbers bounded), Sluice's own request
+extensions (`privacy`, OpenRouter's `provider`), and `upstream_body()`, which returns only
+allowlisted OpenAI fields. The request body is never splatted into an upstream call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from gateway.errors import InvalidRequest
+from gateway.names import ErrorCode, OnViolation
+from policies.policy import PolicyName
+
+# Fields that would let a client choose where data goes or with which credentials; refused
+# at any depth (outside JSON-schema payloads). `litellm_*` and `*callback*` are refused by prefix/substring.
+FORBIDDEN_KEYS = frozenset(
+    {
+        "api_base",
+        "base_url",
+        "api_key",
+        "api_version",
+        "custom_llm_provider",
+        "extra_headers",
+        "extra_body",
+        "extra_query",
+        "headers",
+        "user_config",
+        "model_list",
+        "fallbacks",
+        "context_window_fallbacks",
+        "mock_response",
+        "mock_tool_calls",
+        "logger_fn",
+        "no_log",
+        "num_retries",
+        "max_retries",
+        "timeout",
+        "organization",
+        "aws_access_key_id",
+        "aws_secret_access_key",
+        "aws_session_token",
+        "aws_region_name",
+        "aws_profile_name",
+        "vertex_project",
+        "vertex_location",
+        "vertex_credentials",
+        "azure_ad_token",
+        "azure_ad_token_provider",
+        "input_cost_per_token",
+        "output_cost_per_token",
+        "ssl_verify",
+        "proxy",
+        "proxies",
+        "http_client",
+        "secret_fields",
+        "langfuse_host",
+        "langsmith_base_url",
+        "posthog_api_url",
+        "turn_off_message_logging",
+        "hf_model_name",
+    }
+)
+FORBIDDEN_PREFIXES = ("litellm_", "langfuse_", "langsmith_", "aws_", "vertex_", "azure_")
+FORBIDDEN_PARTS = ("callback",)
+
+# OpenAI Chat Completions fields passed upstream (after validation). `store` and `metadata` are
+# dropped on purpose: stored completions are provider-side retention.
+CHAT_FIELDS = frozenset(
+    {
+        "messages",
+        "frequency_penalty",
+        "logit_bias",
+        "logprobs",
+        "top_logprobs",
+        "max_tokens",
+        "max_completion_tokens",
+        "n",
+        "presence_penalty",
+        "response_format",
+        "seed",
+        "stop",
+        "stream",
+        "stream_options",
+        "temperature",
+        "top_p",
+        "tools",
+        "tool_choice",
+        "parallel_tool_calls",
+        "user",
+        "functions",
+        "function_call",
+        "modalities",
+        "audio",
+        "prediction",
+        "reasoning_effort",
+        "service_tier",
+        "verbosity",
+        "web_search_options",
+    }
+)
+CHAT_DROPPED = frozenset({"store", "metadata"})
+EMBEDDING_FIELDS = frozenset({"input", "encoding_format", "dimensions", "user"})
+EXTENSIONS = frozenset({"privacy", "provider"})
+MESSAGE_KEYS = frozenset(
+    {"role", "content", "name", "tool_calls", "tool_call_id", "function_call", "refusal", "audio"}
+)
+ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
+# Subtrees that are opaque JSON schemas (tool parameters, structured output): property names there
+# are the user's own and never reach a library as keyword arguments.
+SCHEMA_PATHS = (
+    ("tools", "*", "function", "parameters"),
+    ("functions", "*", "parameters"),
+    ("response_format", "json_schema", "schema"),
+)
+
+NUMBER_BOUNDS: dict[str, tuple[float, float]] = {
+    "temperature": (0, 2),
+    "top_p": (0, 1),
+    "frequency_penalty": (-2, 2),
+    "presence_penalty": (-2, 2),
+    "n": (1, 128),
+    "max_tokens": (1, 10_000_000),
+    "max_completion_tokens": (1, 10_000_000),
+    "top_logprobs": (0, 20),
+    "seed": (-(2**63), 2**63 - 1),
+    "dimensions": (1, 65_536),
+}
+INTEGER_FIELDS = frozenset({"n", "max_tokens", "max_completion_tokens", "top_logprobs", "seed", "dimensions"})
+MAX_MESSAGES = 10_000
+MAX_TOOLS = 512
+
+
+@dataclass(frozen=True)
+class PrivacyAsk:
+    """What a request adds to its key's policy (it can only tighten)."""
+
+    policies: tuple[str, ...] = ()
+    block: bool = False
+
+
+@dataclass(frozen=True)
+class ParsedRequest:
+    model: str
+    stream: bool
+    fields: dict[str, Any]
+    ask: PrivacyAsk
+
+
+def bad(
+    message: str, *, param: str | None = None, code: ErrorCode = ErrorCode.INVALID_VALUE
+) -> InvalidRequest:
+    return InvalidRequest(message, code=code, param=param)
+
+
+def parse_json(raw: bytes) -> dict[str, Any]:
+    if not raw.strip():
+        raise bad("the request body is empty; send a JSON object", code=ErrorCode.INVALID_JSON)
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise bad("the request body is not valid JSON", code=ErrorCode.INVALID_JSON) from None
+    if not isinstance(value, dict):
+        raise bad("the request body must be a JSON object", code=ErrorCode.INVALID_JSON)
+    return value
+
+
+def _is_forbidden(key: str) -> bool:
+    lowered = key.lower()
+    return (
+        lowered in FORBIDDEN_KEYS
+        or lowered.startswith(FORBIDDEN_PREFIXES)
+        or any(part in lowered for part in FORBIDDEN_PARTS)
+    )
+
+
+def _in_schema(path: tuple[str, ...]) -> bool:
+    for pattern in SCHEMA_PATHS:
+        if len(path) >= len(pattern) and all(p in ("*", q) for p, q in zip(pattern, path, strict=False)):
+            return True
+    return False
+
+
+def _walk(value: Any, path: tuple[str, ...]) -> Iterator[tuple[tuple[str, ...], str]]:
+    if _in_schema(path):
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield path, key
+            yield from _walk(item, (*path, key))
+    elif isinstance(value, list):
+        for item in value:
+            yield from _walk(item, (*path, "*"))
+
+
+def refuse_forbidden(body: dict[str, Any]) -> None:
+    for path, key in _walk(body, ()):
+        if _is_forbidden(key):
+            param = ".".join((*path, key)).replace(".*", "[]")
+            raise bad(
+                f"parameter {param!r} is not accepted: Sluice chooses upstreams and credentials "
+                "from its config",
+                param=param,
+                code=ErrorCode.FORBIDDEN_PARAMETER,
+            )
+
+
+def _check_number(name: str, value: Any) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise bad(f"{name} must be a number", param=name)
+    if name in INTEGER_FIELDS and not isinstance(value, int):
+        raise bad(f"{name} must be an integer", param=name)
+    low, high = NUMBER_BOUNDS[name]
+    if not low <= value <= high:
+        raise bad(f"{name} must be between {low:g} and {high:g}", param=name)
+
+
+def _check_messages(messages: Any) -> None:
+    if not isinstance(messages, list) or not messages:
+        raise bad("messages must be a non-empty array", param="messages")
+    if len(messages) > MAX_MESSAGES:
+        raise bad(f"at most {MAX_MESSAGES} messages", param="messages")
+    for i, message in enumerate(messages):
+        where = f"messages[{i}]"
+        if not isinstance(message, dict):
+            raise bad(f"{where} must be an object", param=where)
+        role = message.get("role")
+        if role not in ROLES:
+            raise bad(f"{where}.role must be one of {', '.join(sorted(ROLES))}", param=f"{where}.role")
+        extra = set(message) - MESSAGE_KEYS
+        if extra:
+            raise bad(
+                f"{where} has unsupported field {sorted(extra)[0]!r}", param=f"{where}.{sorted(extra)[0]}"
+            )
+        content = message.get("content")
+        if content is not None and not isinstance(content, str | list):
+            raise bad(f"{where}.content must be a string or an array of parts", param=f"{where}.content")
+        if isinstance(content, list) and not all(isinstance(p, dict) and "type" in p for p in content):
+            raise bad(f"{where}.content parts must be objects with a type", param=f"{where}.content")
+
+
+def _policy_names(value: Any, param: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return tuple(p.strip() for p in value.split(",") if p.strip())
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return tuple(v.strip() for v in value if v.strip())
+    raise bad(f"{param} must be a policy name or a list of names", param=param)
+
+
+def _privacy_ask(body: dict[str, Any], header: str | None) -> PrivacyAsk:
+    policies: list[str] = list(_policy_names(header, "X-Privacy-Policy")) if header else []
+    block = False
+    privacy = body.get("privacy")
+    if privacy is not None:
+        if not isinstance(privacy, dict) or set(privacy) - {"policy", "on_violation"}:
+            raise bad("privacy must be an object with 'policy' and/or 'on_violation'", param="privacy")
+        if "policy" in privacy:
+            policies += _policy_names(privacy["policy"], "privacy.policy")
+        on_violation = privacy.get("on_violation")
+        if on_violation is not None and on_violation not in (OnViolation.BLOCK, OnViolation.REROUTE):
+            raise bad("privacy.on_violation must be 'block' or 'reroute'", param="privacy.on_violation")
+        block = on_violation == OnViolation.BLOCK
+    provider = body.get("provider")
+    if provider is not None:
+        if not isinstance(provider, dict):
+            raise bad("provider must be an object", param="provider")
+        unsupported = set(provider) - {"data_collection", "zdr"}
+        if unsupported:
+            name = sorted(unsupported)[0]
+            raise bad(
+                f"provider.{name} is not supported: Sluice routes by its config and policy",
+                param=f"provider.{name}",
+                code=ErrorCode.FORBIDDEN_PARAMETER,
+            )
+        collection = provider.get("data_collection")
+        if collection not in (None, "allow", "deny"):
+            raise bad("provider.data_collection must be 'allow' or 'deny'", param="provider.data_collection")
+        if collection == "deny":
+            policies.append(PolicyName.NO_TRAINING_ONLY)
+        zdr = provider.get("zdr")
+        if zdr not in (None, True, False):
+            raise bad("provider.zdr must be a boolean", param="provider.zdr")
+        if zdr is True:
+            policies.append(PolicyName.ZERO_RETENTION)
+    return PrivacyAsk(tuple(dict.fromkeys(policies)), block)
+
+
+def _model(body: dict[str, Any]) -> str:
+    model = body.get("model")
+    if model is None:
+        raise bad("missing required field: model", param="model", code=ErrorCode.MISSING_FIELD)
+    if not isinstance(model, str) or not model or len(model) > 256:
+        raise bad("model must be a non-empty string", param="model")
+    return model
+
+
+def _split(
+    body: dict[str, Any], allowed: frozenset[str], dropped: frozenset[str] = frozenset()
+) -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    for key, value in body.items():
+        if key in allowed:
+            fields[key] = value
+        elif key == "model" or key in EXTENSIONS or key in dropped:
+            continue
+        else:
+            raise bad(f"unrecognized request argument: {key[:64]!r}", param=key[:64])
+    return fields
+
+
+def parse_chat(body: dict[str, Any], *, policy_header: str | None) -> ParsedRequest:
+    refuse_forbidden(body)
+    model = _model(body)
+    if "messages" not in body:
+        raise bad("missing required field: messages", param="messages", code=ErrorCode.MISSING_FIELD)
+    fields = _split(body, CHAT_FIELDS, CHAT_DROPPED)
+    _check_messages(fields["messages"])
+    for name in NUMBER_BOUNDS.keys() & fields.keys():
+        _check_number(name, fields[name])
+    stream = fields.get("stream", False)
+    if not isinstance(stream, bool):
+        raise bad("stream must be a boolean", param="stream")
+    for name in ("tools", "functions"):
+        tools = fields.get(name)
+        if tools is not None and (not isinstance(tools, list) or len(tools) > MAX_TOOLS):
+            raise bad(f"{name} must be an array of at most {MAX_TOOLS} entries", param=name)
+    for name in ("response_format", "stream_options"):
+        if fields.get(name) is not None and not isinstance(fields[name], dict):
+            raise bad(f"{name} must be an object", param=name)
+    if not stream:
+        fields.pop("stream_options", None)
+    return ParsedRequest(model, stream, fields, _privacy_ask(body, policy_header))
+
+
+def parse_embeddings(body: dict[str, Any], *, policy_header: str | None) -> ParsedRequest:
+    refuse_forbidden(body)
+    model = _model(body)
+    if "input" not in body:
+        raise bad("missing required field: input", param="input", code=ErrorCode.MISSING_FIELD)
+    fields = _split(body, EMBEDDING_FIELDS)
+    value = fields["input"]
+    ok = isinstance(value, str) or (
+        isinstance(value, list)
+        and bool(value)
+        and (all(isinstance(v, str) for v in value) or all(isinstance(v, int | list) for v in value))
+    )
+    if not ok:
+        raise bad("input must be a string, an array of strings, or arrays of token ids", param="input")
+    if fields.get("encoding_format") not in (None, "float", "base64"):
+        raise bad("encoding_format must be 'float' or 'base64'", param="encoding_format")
+    if "dimensions" in fields:
+        _check_number("dimensions", fields["dimensions"])
+    return ParsedRequest(model, False, fields, _privacy_ask(body, policy_header))

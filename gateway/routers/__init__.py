@@ -1,0 +1,1 @@
+"""HTTP routers: parse, call one service, render. No logic of their own."""

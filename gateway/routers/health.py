@@ -1,0 +1,35 @@
+"""`GET /healthz` (liveness) and `GET /readyz` (config, catalog, ledger). No secrets, no model lists."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from starlette.responses import Response
+
+from gateway.state import ServicesDep
+from gateway.util import json_response
+
+router = APIRouter()
+
+
+@router.get("/healthz", response_model=None)
+async def healthz() -> Response:
+    return json_response({"status": "ok"})
+
+
+@router.get("/readyz", response_model=None)
+async def readyz(services: ServicesDep) -> Response:
+    audit_ok, audit_state = services.audit.status()
+    deployments = services.router.all_deployments()
+    available = sum(1 for d in deployments if d.available)
+    body = {
+        "status": "ready" if audit_ok else "unready",
+        "config": {
+            "status": "ok",
+            "models": len(services.router.models),
+            "deployments": len(deployments),
+            "available_deployments": available,
+        },
+        "catalog": {"status": "ok", "channels": len(services.catalog)},
+        "database": {"status": "ok" if audit_ok else "error", "detail": audit_state},
+    }
+    return json_response(body, status=200 if audit_ok else 503)

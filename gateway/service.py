@@ -1,0 +1,268 @@
+"""The chat and embeddings service: policy, routing, failover, badges and one audit record per request.
+
+What belongs here: the request flow of DESIGN.md ("One request, end to end") from a parsed body
+and an authenticated key to a response. Routers call it; it calls the router (pure), the
+adapters (I/O) and the audit sink. Failover moves only among compliant deployments and only
+before the first byte reached the client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from starlette.responses import Response, StreamingResponse
+
+from gateway.audit import AuditEvent, AuditSink
+from gateway.auth import KeyRecord
+from gateway.config import Config
+from gateway.deployments import Deployment
+from gateway.errors import (
+    InvalidRequest,
+    ModelNotAllowed,
+    PolicyViolation,
+    RateLimited,
+    SluiceError,
+    UpstreamFailure,
+)
+from gateway.names import DecisionKind, ErrorCode, OnViolation
+from gateway.protocol import ParsedRequest, PrivacyAsk
+from gateway.routing import Plan, PolicySet, Router
+from gateway.upstream.base import (
+    Adapter,
+    ChatStream,
+    UpstreamError,
+    UpstreamStatusError,
+    UpstreamTimeout,
+)
+from policies.policy import Policy, UnknownPolicyError, resolve
+
+log = logging.getLogger("sluice.request")
+SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+DONE = b"data: [DONE]\n\n"
+
+
+def to_client_error(exc: UpstreamError) -> SluiceError:
+    """An upstream failure as the client sees it; the message is Sluice's own, never the upstream's."""
+    if isinstance(exc, UpstreamTimeout):
+        return UpstreamFailure("the upstream did not answer in time", timeout=True)
+    if isinstance(exc, UpstreamStatusError):
+        if exc.status == 429:
+            headers = {"retry-after": str(int(exc.retry_after))} if exc.retry_after is not None else {}
+            return RateLimited("the upstream is rate limiting; try again later", headers=headers)
+        if exc.status in (400, 404, 409, 413, 422):
+            code = f", code {exc.code}" if exc.code else ""
+            return InvalidRequest(f"the upstream rejected the request (HTTP {exc.status}{code})")
+    return UpstreamFailure(f"every compliant deployment failed; last error: {exc.message}")
+
+
+def _tokens(usage: Any) -> tuple[int | None, int | None]:
+    if not isinstance(usage, dict):
+        return None, None
+    prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+    return (prompt if isinstance(prompt, int) else None, completion if isinstance(completion, int) else None)
+
+
+@dataclass(frozen=True)
+class Call:
+    """One client request in flight: who, what, under which policy."""
+
+    endpoint: str
+    key: KeyRecord
+    parsed: ParsedRequest
+    policy: PolicySet
+    request_id: str
+    started: float
+
+    def event(self, decision: str, status: int, **fields: Any) -> AuditEvent:
+        return AuditEvent(
+            request_id=self.request_id,
+            time=datetime.now(UTC),
+            key_name=self.key.name,
+            endpoint=self.endpoint,
+            requested_model=self.parsed.model[:256],
+            policy=tuple(p.name for p in self.policy),
+            decision=decision,
+            status=status,
+            stream=self.parsed.stream,
+            latency_ms=round((time.perf_counter() - self.started) * 1000, 3),
+            **fields,
+        )
+
+
+class ChatService:
+    def __init__(
+        self,
+        *,
+        config: Config,
+        router: Router,
+        policies: dict[str, Policy],
+        adapter_for: Callable[[Deployment], Adapter],
+        audit: AuditSink,
+    ) -> None:
+        self._config = config
+        self._router = router
+        self._policies = policies
+        self._adapter_for = adapter_for
+        self._audit = audit
+
+    def effective_policy(self, key: KeyRecord, ask: PrivacyAsk) -> PolicySet:
+        base = key.policy or self._config.server.default_policy
+        try:
+            return resolve((*base, *ask.policies), self._policies)
+        except UnknownPolicyError as exc:
+            raise InvalidRequest(
+                f"unknown policy {exc.name[:64]!r}; see GET /v1/privacy/policies",
+                code=ErrorCode.UNKNOWN_POLICY,
+                param="privacy.policy",
+            ) from None
+
+    def _reroute(self, key: KeyRecord, ask: PrivacyAsk) -> bool:
+        on_violation = key.on_violation or self._config.server.on_violation
+        return on_violation is OnViolation.REROUTE and not ask.block
+
+    def _plan(self, call: Call) -> Plan:
+        key = call.key
+        if not key.may_use(call.parsed.model):
+            raise ModelNotAllowed(f"this key may not use the model {call.parsed.model[:64]!r}", param="model")
+        try:
+            return self._router.plan(
+                call.parsed.model,
+                call.policy,
+                reroute=self._reroute(key, call.parsed.ask),
+                may_use=key.may_use,
+            )
+        except PolicyViolation as exc:
+            reasons = tuple(r for c in exc.extra["privacy"]["considered"] for r in c["reasons"])
+            self._audit.record(
+                call.event(DecisionKind.BLOCKED, exc.status, reasons=reasons, error_code=exc.code)
+            )
+            exc.headers["X-Request-Id"] = call.request_id
+            raise
+
+    def _served(
+        self, call: Call, plan: Plan, dep: Deployment, status: int, attempts: int, **fields: Any
+    ) -> None:
+        self._audit.record(
+            call.event(
+                plan.decision,
+                status,
+                served_model=plan.alias,
+                deployment=dep.id,
+                upstream_model=dep.config.model,
+                provider=dep.provider,
+                channel=dep.channel.id,
+                badges=tuple(b.id for b in dep.badges),
+                attempts=attempts,
+                simulated=dep.simulated,
+                **fields,
+            )
+        )
+
+    def _failed(
+        self, call: Call, plan: Plan, dep: Deployment, exc: UpstreamError, attempts: int
+    ) -> SluiceError:
+        error = to_client_error(exc)
+        headers, _ = self._router.judge(plan.policy, dep)[1].for_request(
+            plan.decision, call.request_id, plan.rerouted_from
+        )
+        error.headers.update(headers)
+        self._served(call, plan, dep, error.status, attempts, error_code=error.code.value)
+        log.warning("%s upstream failure on %s: %s", call.request_id, dep.id, exc.message)
+        return error
+
+    async def complete(self, call: Call) -> Response:
+        """A non-stream chat completion or embeddings call, with failover among compliant deployments."""
+        plan = self._plan(call)
+        last: UpstreamError | None = None
+        for attempt, dep in enumerate(plan.candidates, start=1):
+            adapter = self._adapter_for(dep)
+            try:
+                if call.endpoint == "embeddings":
+                    result = await adapter.embeddings(dep.target, call.parsed.fields)
+                else:
+                    result = await adapter.chat(dep.target, call.parsed.fields)
+            except UpstreamError as exc:
+                last = exc
+                if exc.retryable and attempt < len(plan.candidates):
+                    log.info("%s failing over from %s (%s)", call.request_id, dep.id, exc.message)
+                    continue
+                raise self._failed(call, plan, dep, exc, attempt) from None
+            headers, privacy = self._router.judge(plan.policy, dep)[1].for_request(
+                plan.decision, call.request_id, plan.rerouted_from
+            )
+            result["privacy"] = privacy
+            prompt, completion = _tokens(result.get("usage"))
+            self._served(call, plan, dep, 200, attempt, prompt_tokens=prompt, completion_tokens=completion)
+            return Response(orjson.dumps(result), headers=headers, media_type="application/json")
+        raise UpstreamFailure("no deployment to try") from last
+
+    async def stream(self, call: Call) -> Response:
+        """A streamed chat completion: failover until the first chunk arrives, then commit to one upstream."""
+        plan = self._plan(call)
+        for attempt, dep in enumerate(plan.candidates, start=1):
+            try:
+                opened = await self._adapter_for(dep).chat_stream(dep.target, call.parsed.fields)
+            except UpstreamError as exc:
+                if exc.retryable and attempt < len(plan.candidates):
+                    log.info("%s failing over from %s (%s)", call.request_id, dep.id, exc.message)
+                    continue
+                raise self._failed(call, plan, dep, exc, attempt) from None
+            headers, privacy = self._router.judge(plan.policy, dep)[1].for_request(
+                plan.decision, call.request_id, plan.rerouted_from
+            )
+            body = self._relay(call, plan, dep, opened, privacy, attempt)
+            return StreamingResponse(body, headers={**headers, **SSE_HEADERS}, media_type="text/event-stream")
+        raise UpstreamFailure("no deployment to try")
+
+    async def _relay(
+        self,
+        call: Call,
+        plan: Plan,
+        dep: Deployment,
+        opened: ChatStream,
+        privacy: dict[str, Any],
+        attempts: int,
+    ) -> AsyncIterator[bytes]:
+        status, cancelled, error_code = 200, False, None
+        try:
+            first = {**opened.first, "privacy": privacy}
+            yield b"data: " + orjson.dumps(first) + b"\n\n"
+            try:
+                async for chunk in opened:
+                    yield chunk
+            except UpstreamError as exc:
+                status, error_code = 502, ErrorCode.UPSTREAM_UNAVAILABLE.value
+                log.warning("%s stream from %s broke: %s", call.request_id, dep.id, exc.message)
+                error = {
+                    "error": {
+                        "message": exc.message,
+                        "type": "upstream_error",
+                        "param": None,
+                        "code": error_code,
+                    }
+                }
+                yield b"data: " + orjson.dumps(error) + b"\n\n" + DONE
+        except (asyncio.CancelledError, GeneratorExit):
+            cancelled = True
+            raise
+        finally:
+            await opened.aclose()
+            prompt, completion = _tokens(opened.usage)
+            self._served(
+                call,
+                plan,
+                dep,
+                status,
+                attempts,
+                prompt_tokens=prompt,
+                completion_tokens=completion,
+                client_cancelled=cancelled,
+                error_code=error_code,
+            )

@@ -1,0 +1,65 @@
+"""Settings from the environment (prefix `SLUICE_`), and the one place that reads it.
+
+What belongs here: the `Settings` model, its sources and validators, and `read_secret()`, the
+only way the rest of Sluice looks up an environment variable (deployment keys, key hashes).
+Source order (highest first): explicit init arguments, environment variables, the `.env`
+file named by `SLUICE_ENV_FILE` (default `.env`), defaults.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+PLACEHOLDER_SECRETS = {"changeme", "change-me", "secret", "password", "sk-...", "master", "sk-master"}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SLUICE_", extra="ignore", env_file=None)
+
+    config: Path = Path("config/sluice.yaml")
+    master_key: SecretStr | None = None
+    database_url: str = "sqlite+aiosqlite:///./sluice.db"
+    redis_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    workers: int = Field(default=1, ge=1, le=64)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    connect_timeout: float = Field(default=5.0, gt=0)
+    read_timeout: float = Field(default=120.0, gt=0, description="whole non-stream call / first stream byte")
+    stream_idle_timeout: float = Field(default=60.0, gt=0, description="longest gap between stream chunks")
+    allow_simulate: bool = Field(default=False, description="set by `sluice demo` only")
+    fake_upstream_url: str | None = Field(default=None, description="where simulated deployments go (demo)")
+    audit_spool: Path = Path("sluice-audit.spool")
+    env_file: Path | None = None
+
+    @field_validator("master_key")
+    @classmethod
+    def _no_placeholder(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        raw = value.get_secret_value()
+        if raw.lower() in PLACEHOLDER_SECRETS or len(raw) < 16:
+            raise ValueError("SLUICE_MASTER_KEY is a placeholder or shorter than 16 characters")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, dotenv_settings)
+
+    def read_secret(self, name: str) -> str | None:
+        """The value of environment variable `name` (deployment keys, key hashes), or None if unset/empty."""
+        value = os.environ.get(name)
+        return value or None

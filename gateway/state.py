@@ -1,0 +1,43 @@
+"""What `create_app` builds and handlers reach through `request.app.state.sluice`.
+
+What belongs here: the `Services` container and the `Annotated` dependency aliases routers use.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from gateway.audit import AuditSink
+from gateway.auth import Authenticator
+from gateway.config import Config
+from gateway.routing import Router
+from gateway.service import ChatService
+from gateway.settings import Settings
+from policies.catalog import Catalog
+from policies.policy import Policy
+
+
+@dataclass
+class Services:
+    settings: Settings
+    config: Config
+    catalog: Catalog
+    policies: dict[str, Policy]
+    router: Router
+    auth: Authenticator
+    chat: ChatService
+    audit: AuditSink
+    today: date
+    warnings: list[str] = field(default_factory=list)
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.sluice
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]

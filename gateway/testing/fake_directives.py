@@ -1,0 +1,160 @@
+"""Fault directives for the fake upstream: parsing, merging and the `Faults` value object.
+
+What belongs here: the directive grammar (``status=503,delay_ms=200,reset``), where directives are
+found in a request (model name, ``[[fake:...]]`` markers in the raw body) and their validation.
+Nothing here does I/O.
+
+Grammar: comma-separated items, each either ``key=value`` or a bare flag.  Later items override
+earlier ones; several sources are merged in the order script < model name < body marker.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Mapping
+from functools import lru_cache
+from typing import Final
+
+MODEL_PREFIX: Final = "fake-fault:"
+MARKER_RE: Final = re.compile(rb"\[\[fake:([^\]]*)\]\]")
+ENDLESS_LINE_DEFAULT: Final = 64 * 1024 * 1024
+GZIP_BOMB_DEFAULT: Final = 1024 * 1024 * 1024
+
+_INT_KEYS: Final = frozenset(
+    {
+        "status",
+        "retry_after_ms",
+        "delay_ms",
+        "chunk_delay_ms",
+        "reset_after",
+        "stall_after",
+        "chunks",
+        "huge_body",
+        "endless_line",
+        "gzip_bomb",
+        "split_bytes",
+        "huge_header",
+    }
+)
+_STR_KEYS: Final = frozenset({"retry_after", "redirect"})
+_FLAGS: Final = frozenset(
+    {"reset", "html", "empty200", "error200", "bad_json", "echo", "rst", "tricky", "leak"}
+)
+_FLAG_DEFAULTS: Final[Mapping[str, int]] = {
+    "endless_line": ENDLESS_LINE_DEFAULT,
+    "gzip_bomb": GZIP_BOMB_DEFAULT,
+}
+KNOWN_KEYS: Final = _INT_KEYS | _STR_KEYS | _FLAGS
+
+
+class DirectiveError(ValueError):
+    """A directive string that does not parse; the fake answers 400 so typos fail loudly."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Faults:
+    """The merged fault plan for one request; every field's default means "behave normally"."""
+
+    status: int | None = None
+    retry_after: str | None = None
+    retry_after_ms: int | None = None
+    delay_ms: int = 0
+    chunk_delay_ms: int = 0
+    reset: bool = False
+    reset_after: int | None = None
+    stall_after: int | None = None
+    html: bool = False
+    empty200: bool = False
+    error200: bool = False
+    bad_json: bool = False
+    redirect: str | None = None
+    chunks: int | None = None
+    echo: bool = False
+    huge_body: int | None = None
+    endless_line: int | None = None
+    gzip_bomb: int | None = None
+    rst: bool = False
+    split_bytes: int | None = None
+    tricky: bool = False
+    leak: bool = False
+    huge_header: int | None = None
+
+
+NO_FAULTS: Final = Faults()
+
+
+@lru_cache(maxsize=4096)
+def parse_directives(text: str) -> tuple[tuple[str, str | int | bool], ...]:
+    """Parse ``"status=503,reset"`` into validated ``(key, value)`` items, in order."""
+    items: list[tuple[str, str | int | bool]] = []
+    for raw in text.split(","):
+        item = raw.strip()
+        if item:
+            items.append(_parse_item(item))
+    return tuple(items)
+
+
+def _parse_item(item: str) -> tuple[str, str | int | bool]:
+    key, sep, value = item.partition("=")
+    key = key.strip().lower()
+    value = value.strip()
+    if key not in KNOWN_KEYS:
+        raise DirectiveError(f"unknown fake directive {key!r}")
+    if key in _FLAGS:
+        if sep:
+            raise DirectiveError(f"fake directive {key!r} takes no value")
+        return key, True
+    if not sep:
+        if key in _FLAG_DEFAULTS:
+            return key, _FLAG_DEFAULTS[key]
+        raise DirectiveError(f"fake directive {key!r} needs a value")
+    if key in _STR_KEYS:
+        return key, value
+    return key, _parse_int(key, value)
+
+
+def _parse_int(key: str, value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise DirectiveError(f"fake directive {key!r} needs an integer, got {value!r}") from None
+    if number < 0:
+        raise DirectiveError(f"fake directive {key!r} must not be negative")
+    if key == "status" and not 100 <= number <= 599:
+        raise DirectiveError(f"fake directive 'status' must be 100..599, got {number}")
+    return number
+
+
+def directives_in_model(model: str) -> str:
+    """The directive text carried by a model name such as ``fake-fault:status=503`` (else "")."""
+    _, sep, rest = model.partition(MODEL_PREFIX)
+    return rest if sep else ""
+
+
+def directives_in_body(body: bytes) -> str:
+    """All ``[[fake:...]]`` markers in the raw body, joined (JSON ``\\/`` escapes undone)."""
+    if b"[[fake:" not in body:
+        return ""
+    found = [m.group(1).decode("utf-8", "replace") for m in MARKER_RE.finditer(body)]
+    return ",".join(found).replace("\\/", "/")
+
+
+def build_faults(*sources: str) -> Faults:
+    """Merge directive strings in priority order (later wins) into one `Faults`."""
+    merged: dict[str, str | int | bool] = {}
+    for source in sources:
+        if source:
+            merged.update(parse_directives(source))
+    if not merged:
+        return NO_FAULTS
+    return _faults_from(merged)
+
+
+@lru_cache(maxsize=1024)
+def _faults_from_items(items: tuple[tuple[str, str | int | bool], ...]) -> Faults:
+    return Faults(**dict(items))  # type: ignore[arg-type]
+
+
+def _faults_from(merged: dict[str, str | int | bool]) -> Faults:
+    return _faults_from_items(tuple(sorted(merged.items())))

@@ -1,0 +1,180 @@
+"""The litellm adapter: translation to every provider's wire format. The only module that imports litellm.
+
+What belongs here: loading litellm offline and quiet (no cost-map download, no beta-header fetch,
+no callbacks, no debug logging), building its keyword arguments from an allowlisted body plus
+config (never the request body as such), and mapping litellm's exceptions onto Sluice's
+`UpstreamError`s. litellm is imported on first use, so a gateway with only OpenAI-wire
+deployments never pays its import time or memory.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator
+from types import ModuleType
+from typing import Any
+
+import orjson
+
+from gateway.upstream.base import (
+    UpstreamConnectError,
+    UpstreamError,
+    UpstreamProtocolError,
+    UpstreamStatusError,
+    UpstreamStreamError,
+    UpstreamTarget,
+    UpstreamTimeout,
+)
+
+# Set before litellm is imported; forced, so a stray shell variable cannot turn downloads back on.
+OFFLINE_ENV = {
+    "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+    "LITELLM_OFFLINE_MODE": "true",
+    "LITELLM_LOCAL_ANTHROPIC_BETA_HEADERS": "True",
+    "LITELLM_LOG": "ERROR",
+    "LITELLM_DISABLE_LAZY_LOADING": "",
+}
+LITELLM_LOGGERS = ("LiteLLM", "LiteLLM Proxy", "LiteLLM Router", "litellm")
+CONFIG_KWARGS = ("api_base", "api_key", "api_version", "vertex_project", "vertex_location", "aws_region_name")
+
+
+def load_litellm() -> ModuleType:
+    """Import litellm offline and silent. Safe to call more than once."""
+    os.environ.update(OFFLINE_ENV)
+    import litellm
+
+    litellm.telemetry = False
+    litellm.suppress_debug_info = True
+    setattr(litellm, "set_verbose", False)  # noqa: B010 (not exported in its stubs)
+    litellm.turn_off_message_logging = True
+    litellm.redact_messages_in_exceptions = True
+    litellm.log_raw_request_response = False
+    litellm.drop_params = True
+    litellm.num_retries = 0
+    for name in (
+        "callbacks",
+        "success_callback",
+        "failure_callback",
+        "input_callback",
+        "service_callback",
+        "_async_success_callback",
+        "_async_failure_callback",
+    ):
+        if isinstance(getattr(litellm, name, None), list):
+            setattr(litellm, name, [])
+    for name in LITELLM_LOGGERS:
+        logger = logging.getLogger(name)
+        logger.setLevel(logging.CRITICAL)
+        logger.propagate = False
+        logger.handlers = [logging.NullHandler()]
+    return litellm
+
+
+def _kwargs(target: UpstreamTarget, body: dict[str, Any]) -> dict[str, Any]:
+    kwargs: dict[str, Any] = dict(body)
+    for name in CONFIG_KWARGS:
+        value = getattr(target, name)
+        if value is not None:
+            kwargs[name] = value
+    kwargs.update(model=target.model, timeout=target.timeout, num_retries=0, max_retries=0, drop_params=True)
+    return kwargs
+
+
+def _map_error(litellm: ModuleType, exc: Exception) -> UpstreamError:
+    exceptions = litellm.exceptions
+    if isinstance(exc, exceptions.Timeout):
+        return UpstreamTimeout("the upstream did not answer in time")
+    if isinstance(exc, exceptions.APIConnectionError):
+        return UpstreamConnectError("cannot reach the upstream")
+    status = getattr(exc, "status_code", None)
+    if isinstance(status, int) and status >= 400:
+        retry_after = None
+        response = getattr(exc, "response", None)
+        headers = getattr(response, "headers", None)
+        if headers is not None and headers.get("retry-after"):
+            try:
+                retry_after = float(headers["retry-after"])
+            except ValueError:
+                retry_after = None
+        return UpstreamStatusError(status, code=type(exc).__name__, retry_after=retry_after)
+    return UpstreamProtocolError(f"the upstream call failed ({type(exc).__name__})")
+
+
+def _dump(obj: Any) -> dict[str, Any]:
+    if isinstance(obj, dict):
+        return obj
+    dumped = obj.model_dump(exclude_none=True)
+    if not isinstance(dumped, dict):
+        raise UpstreamProtocolError("litellm returned an unexpected object")
+    return dumped
+
+
+class LiteLLMStream:
+    def __init__(self, litellm: ModuleType, iterator: AsyncIterator[Any], first: dict[str, Any]) -> None:
+        self.first = first
+        self.usage: dict[str, Any] | None = first.get("usage")
+        self._litellm = litellm
+        self._iterator = iterator
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._iterator:
+                data = _dump(chunk)
+                if isinstance(data.get("usage"), dict):
+                    self.usage = data["usage"]
+                yield b"data: " + orjson.dumps(data) + b"\n\n"
+        except UpstreamError:
+            raise
+        except Exception as exc:  # litellm raises many types mid-stream; all end the stream in-band
+            mapped = _map_error(self._litellm, exc)
+            raise UpstreamStreamError(f"the upstream stream broke: {mapped.message}") from None
+        yield b"data: [DONE]\n\n"
+
+    async def aclose(self) -> None:
+        close = getattr(self._iterator, "aclose", None)
+        if close is not None:
+            await close()
+
+
+class LiteLLMAdapter:
+    def __init__(self) -> None:
+        self._litellm = load_litellm()
+
+    async def chat(self, target: UpstreamTarget, body: dict[str, Any]) -> dict[str, Any]:
+        try:
+            response = await self._litellm.acompletion(**_kwargs(target, body))
+        except Exception as exc:  # every litellm failure becomes a sanitised UpstreamError
+            raise _map_error(self._litellm, exc) from None
+        return _dump(response)
+
+    async def chat_stream(self, target: UpstreamTarget, body: dict[str, Any]) -> LiteLLMStream:
+        kwargs = _kwargs(target, body)
+        kwargs["stream"] = True
+        try:
+            response = await self._litellm.acompletion(**kwargs)
+            iterator = aiter(response)
+            first = _dump(await anext(iterator))
+        except StopAsyncIteration:
+            raise UpstreamProtocolError("the upstream stream ended before its first chunk") from None
+        except Exception as exc:  # see chat()
+            raise _map_error(self._litellm, exc) from None
+        return LiteLLMStream(self._litellm, iterator, first)
+
+    async def embeddings(self, target: UpstreamTarget, body: dict[str, Any]) -> dict[str, Any]:
+        kwargs = _kwargs(target, body)
+        try:
+            response = await self._litellm.aembedding(**kwargs)
+        except Exception as exc:  # see chat()
+            raise _map_error(self._litellm, exc) from None
+        return _dump(response)
+
+    async def aclose(self) -> None:
+        close = getattr(self._litellm, "close_litellm_async_clients", None)
+        if close is not None:
+            try:
+                await close()
+            except Exception as exc:  # closing is best effort at shutdown; say what failed, never why
+                logging.getLogger("sluice.upstream").debug(
+                    "closing litellm clients failed: %s", type(exc).__name__
+                )

@@ -1,0 +1,263 @@
+"""The direct pass-through for OpenAI-wire upstreams (OpenAI, vLLM, Groq, ...) over one pooled httpx client.
+
+What belongs here: sending an allowlisted body to `{api_base}/chat/completions` or `/embeddings`,
+turning transport failures and odd answers into `UpstreamError`s, and relaying a stream's bytes
+without re-encoding each chunk (only the first event is parsed, so the privacy object can ride
+on it). Redirects are never followed, reads are capped, upstream headers are never passed on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import orjson
+
+from gateway.upstream.base import (
+    UpstreamConnectError,
+    UpstreamError,
+    UpstreamProtocolError,
+    UpstreamStatusError,
+    UpstreamStreamError,
+    UpstreamTarget,
+    UpstreamTimeout,
+)
+
+MAX_BODY_BYTES = 32 * 1024 * 1024
+MAX_LINE_BYTES = 4 * 1024 * 1024
+MAX_ERROR_BYTES = 64 * 1024
+DONE_MARK = b"data: [DONE]"
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after")
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _error_code(raw: bytes) -> str | None:
+    """The upstream's short error code or type (never its message, which may echo the prompt)."""
+    try:
+        parsed = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    error = parsed.get("error") if isinstance(parsed, dict) else None
+    if not isinstance(error, dict):
+        return None
+    code = error.get("code") or error.get("type") or error.get("status")
+    return str(code)[:64] if isinstance(code, str | int) and str(code).isprintable() else None
+
+
+async def _read_capped(response: httpx.Response, cap: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        size += len(chunk)
+        if size > cap:
+            raise UpstreamProtocolError(f"upstream answer is larger than {cap} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _transport_error(exc: httpx.HTTPError) -> UpstreamError:
+    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
+        return UpstreamConnectError(f"cannot connect to the upstream ({type(exc).__name__})")
+    if isinstance(exc, httpx.TimeoutException):
+        return UpstreamTimeout("the upstream did not answer in time")
+    return UpstreamProtocolError(f"the upstream connection failed ({type(exc).__name__})")
+
+
+def _parse_object(raw: bytes, required: str) -> dict[str, Any]:
+    try:
+        parsed = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise UpstreamProtocolError("the upstream answer is not JSON") from None
+    if not isinstance(parsed, dict) or "error" in parsed or not isinstance(parsed.get(required), list):
+        raise UpstreamProtocolError("the upstream answer is not an OpenAI response object")
+    return parsed
+
+
+def _usage_from(chunk: bytes) -> dict[str, Any] | None:
+    found: dict[str, Any] | None = None
+    for event in chunk.split(b"\n\n"):
+        start = event.find(b"data: {")
+        if start < 0 or b'"usage":{' not in event.replace(b" ", b""):
+            continue
+        try:
+            usage = orjson.loads(event[start + 6 :]).get("usage")
+        except (orjson.JSONDecodeError, AttributeError):
+            continue
+        if isinstance(usage, dict):
+            found = usage
+    return found
+
+
+class RelayStream:
+    """A stream whose first event was parsed; the rest is relayed as the upstream framed it."""
+
+    def __init__(
+        self,
+        response: httpx.Response,
+        raw: AsyncIterator[bytes],
+        first: dict[str, Any],
+        rest: bytes,
+        idle: float,
+    ) -> None:
+        self.first = first
+        self._raw = raw
+        self.usage: dict[str, Any] | None = (
+            first.get("usage") if isinstance(first.get("usage"), dict) else None
+        )
+        self._response = response
+        self._rest = rest
+        self._idle = idle
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        tail = self._rest[-64:]
+        pending_line = 0
+        raw = self._raw
+        try:
+            if self._rest:
+                yield self._rest
+            while True:
+                try:
+                    async with asyncio.timeout(self._idle):
+                        chunk = await anext(raw)
+                except StopAsyncIteration:
+                    break
+                except TimeoutError:
+                    raise UpstreamStreamError("the upstream stream stalled") from None
+                newline = chunk.rfind(b"\n")
+                pending_line = pending_line + len(chunk) if newline < 0 else len(chunk) - newline - 1
+                if pending_line > MAX_LINE_BYTES:
+                    raise UpstreamStreamError("the upstream sent an over-long stream line")
+                if b'"usage"' in chunk:
+                    self.usage = _usage_from(chunk) or self.usage
+                tail = (tail + chunk)[-64:]
+                yield chunk
+        except httpx.HTTPError as exc:
+            raise UpstreamStreamError(f"the upstream stream broke ({type(exc).__name__})") from None
+        finally:
+            await self._response.aclose()
+        if DONE_MARK not in tail:
+            raise UpstreamStreamError("the upstream closed the stream before it finished")
+
+    async def aclose(self) -> None:
+        await self._response.aclose()
+
+
+async def _first_event(raw: AsyncIterator[bytes], deadline: float) -> tuple[dict[str, Any], bytes]:
+    buffer = b""
+    async with asyncio.timeout(deadline):
+        while True:
+            sep = buffer.find(b"\n\n")
+            if sep >= 0:
+                event, rest = buffer[:sep], buffer[sep + 2 :]
+                data = b"\n".join(
+                    line[5:].strip() for line in event.splitlines() if line.startswith(b"data:")
+                )
+                if not data:  # a comment or keep-alive event: skip it
+                    buffer = rest
+                    continue
+                if data == b"[DONE]":
+                    raise UpstreamProtocolError("the upstream stream ended before its first chunk")
+                try:
+                    first = orjson.loads(data)
+                except orjson.JSONDecodeError:
+                    raise UpstreamProtocolError("the upstream stream's first event is not JSON") from None
+                if not isinstance(first, dict) or "error" in first:
+                    raise UpstreamProtocolError("the upstream stream began with an error")
+                return first, rest
+            if len(buffer) > MAX_LINE_BYTES:
+                raise UpstreamProtocolError("the upstream's first stream event is too large")
+            try:
+                buffer += await anext(raw)
+            except StopAsyncIteration:
+                raise UpstreamProtocolError("the upstream stream ended before its first chunk") from None
+
+
+class OpenAIWireAdapter:
+    def __init__(self, *, max_connections: int = 1000) -> None:
+        self._client = httpx.AsyncClient(
+            follow_redirects=False,
+            trust_env=False,
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=256),
+            timeout=httpx.Timeout(120.0, connect=5.0),
+        )
+
+    def _request(self, target: UpstreamTarget, path: str, body: dict[str, Any], read: float) -> httpx.Request:
+        headers = {"content-type": "application/json", "accept": "application/json"}
+        if target.api_key:
+            headers["authorization"] = f"Bearer {target.api_key}"
+        base = (target.api_base or "").rstrip("/")
+        payload = orjson.dumps({**body, "model": target.upstream_model})
+        timeout = httpx.Timeout(
+            connect=target.connect_timeout, read=read, write=read, pool=target.connect_timeout
+        )
+        return self._client.build_request(
+            "POST", base + path, content=payload, headers=headers, extensions={"timeout": timeout.as_dict()}
+        )
+
+    async def _send(self, request: httpx.Request) -> httpx.Response:
+        try:
+            response = await self._client.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            raise _transport_error(exc) from None
+        if response.status_code != 200:
+            try:
+                raw = await _read_capped(response, MAX_ERROR_BYTES)
+            except (UpstreamError, httpx.HTTPError):
+                raw = b""
+            finally:
+                await response.aclose()
+            if 300 <= response.status_code < 400:
+                raise UpstreamProtocolError(
+                    f"the upstream redirected (HTTP {response.status_code}); not followed"
+                )
+            raise UpstreamStatusError(
+                response.status_code, code=_error_code(raw), retry_after=_retry_after(response)
+            )
+        return response
+
+    async def _call(
+        self, target: UpstreamTarget, path: str, body: dict[str, Any], required: str
+    ) -> dict[str, Any]:
+        response = await self._send(self._request(target, path, body, target.timeout))
+        try:
+            raw = await _read_capped(response, MAX_BODY_BYTES)
+        except httpx.HTTPError as exc:
+            raise _transport_error(exc) from None
+        finally:
+            await response.aclose()
+        return _parse_object(raw, required)
+
+    async def chat(self, target: UpstreamTarget, body: dict[str, Any]) -> dict[str, Any]:
+        return await self._call(target, "/chat/completions", body, "choices")
+
+    async def embeddings(self, target: UpstreamTarget, body: dict[str, Any]) -> dict[str, Any]:
+        return await self._call(target, "/embeddings", body, "data")
+
+    async def chat_stream(self, target: UpstreamTarget, body: dict[str, Any]) -> RelayStream:
+        response = await self._send(self._request(target, "/chat/completions", body, target.timeout))
+        try:
+            if "text/event-stream" not in response.headers.get("content-type", ""):
+                raise UpstreamProtocolError("the upstream did not answer with an event stream")
+            raw = response.aiter_raw()
+            first, rest = await _first_event(raw, target.timeout)
+        except TimeoutError:
+            await response.aclose()
+            raise UpstreamTimeout("the upstream sent no first chunk in time") from None
+        except httpx.HTTPError as exc:
+            await response.aclose()
+            raise _transport_error(exc) from None
+        except UpstreamError:
+            await response.aclose()
+            raise
+        return RelayStream(response, raw, first, rest, target.idle_timeout)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()

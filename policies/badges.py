@@ -1,0 +1,194 @@
+"""Badges: a small, stable vocabulary derived from a deployment's effective facts.
+
+What belongs here: badge ids (one `StrEnum`), their labels, levels and descriptions, and
+`derive_badges()`. The ids are on the wire (`X-Privacy-Badges`); changing one is a breaking
+change for clients that filter on them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from policies.facts import EffectiveFacts, Fact
+from policies.schema import HumanReview, Kind, Region, TrainingDefault
+
+
+class Level(StrEnum):
+    GOOD = "good"
+    CAUTION = "caution"
+    BAD = "bad"
+
+
+class BadgeId(StrEnum):
+    API_CHANNEL = "api-channel"
+    SELF_HOSTED = "self-hosted"
+    CONSUMER_CHANNEL = "consumer-channel"
+    NO_TRAINING = "no-training"
+    TRAINING_OPT_IN = "training-opt-in"
+    TRAINING_OPT_OUT = "training-opt-out"
+    TRAINS_ON_DATA = "trains-on-data"
+    TRAINING_UNKNOWN = "training-unknown"
+    ZDR = "zdr"
+    RETENTION_UNKNOWN = "retention-unknown"
+    HUMAN_REVIEW = "human-review"
+    HUMAN_REVIEW_FLAGGED = "human-review-flagged"
+    REGION_EU = "region-eu"
+    REGION_US = "region-us"
+    ATTESTED = "attested"
+    STALE = "stale"
+
+
+RETENTION_PREFIX = "retention-"
+
+
+@dataclass(frozen=True)
+class Badge:
+    id: str
+    label: str
+    level: Level
+    description: str
+    source: str | None = None
+
+    def as_dict(self) -> dict[str, str | None]:
+        return {
+            "id": self.id,
+            "label": self.label,
+            "level": self.level.value,
+            "description": self.description,
+            "source": self.source,
+        }
+
+
+# id -> (label, level, description); retention-<N>d is built from the day count.
+VOCABULARY: dict[str, tuple[str, Level, str]] = {
+    BadgeId.API_CHANNEL: (
+        "API channel",
+        Level.GOOD,
+        "Served through the provider's API, not a consumer product.",
+    ),
+    BadgeId.SELF_HOSTED: (
+        "Self-hosted",
+        Level.GOOD,
+        "Served by a model the operator runs; no data goes to a provider.",
+    ),
+    BadgeId.CONSUMER_CHANNEL: ("Consumer product", Level.BAD, "A consumer app; Sluice never routes to it."),
+    BadgeId.NO_TRAINING: ("No training", Level.GOOD, "The provider does not train on this data."),
+    BadgeId.TRAINING_OPT_IN: (
+        "Training only if opted in",
+        Level.CAUTION,
+        "Not used for training unless the account opts in.",
+    ),
+    BadgeId.TRAINING_OPT_OUT: (
+        "Trains unless opted out",
+        Level.BAD,
+        "Used for training unless the account opts out; no opt-out is attested.",
+    ),
+    BadgeId.TRAINS_ON_DATA: ("Trains on data", Level.BAD, "Inputs may be used to train or improve models."),
+    BadgeId.TRAINING_UNKNOWN: (
+        "Training unknown",
+        Level.BAD,
+        "No source says whether this data is trained on.",
+    ),
+    BadgeId.ZDR: ("Zero data retention", Level.GOOD, "Prompts and outputs are not retained by the provider."),
+    BadgeId.RETENTION_UNKNOWN: (
+        "Retention unknown",
+        Level.BAD,
+        "No source gives a retention period, or data is kept as long as the provider deems necessary.",
+    ),
+    BadgeId.HUMAN_REVIEW: ("Human review", Level.BAD, "People at the provider may read the data."),
+    BadgeId.HUMAN_REVIEW_FLAGGED: (
+        "Human review if flagged",
+        Level.CAUTION,
+        "People at the provider may read content flagged by abuse classifiers.",
+    ),
+    BadgeId.REGION_EU: ("EU", Level.GOOD, "Processed and stored in the European Union."),
+    BadgeId.REGION_US: ("US", Level.CAUTION, "Processed and stored in the United States."),
+    BadgeId.ATTESTED: (
+        "Operator attested",
+        Level.CAUTION,
+        "Some facts rest on the operator's attestation for its own account, not on public sources.",
+    ),
+    BadgeId.STALE: (
+        "Stale facts",
+        Level.CAUTION,
+        "The catalog entry is more than 180 days old; re-verify it.",
+    ),
+}
+
+_TRAINING_BADGE = {
+    TrainingDefault.NEVER: BadgeId.NO_TRAINING,
+    TrainingDefault.OPT_IN: BadgeId.TRAINING_OPT_IN,
+    TrainingDefault.OPT_OUT: BadgeId.TRAINING_OPT_OUT,
+    TrainingDefault.ALWAYS: BadgeId.TRAINS_ON_DATA,
+    TrainingDefault.UNKNOWN: BadgeId.TRAINING_UNKNOWN,
+}
+
+_REVIEW_BADGE = {
+    HumanReview.YES: BadgeId.HUMAN_REVIEW,
+    HumanReview.SAMPLED: BadgeId.HUMAN_REVIEW,
+    HumanReview.FLAGGED_ONLY: BadgeId.HUMAN_REVIEW_FLAGGED,
+}
+
+
+def badge(badge_id: str, source: str | None = None) -> Badge:
+    if badge_id.startswith(RETENTION_PREFIX) and badge_id.endswith("d") and badge_id not in VOCABULARY:
+        days = badge_id[len(RETENTION_PREFIX) : -1]
+        return Badge(
+            badge_id,
+            f"Kept up to {days} days",
+            Level.CAUTION,
+            f"The provider keeps prompts and outputs for up to {days} days (abuse monitoring).",
+            source,
+        )
+    label, level, description = VOCABULARY[badge_id]
+    return Badge(str(badge_id), label, level, description, source)
+
+
+def _src_url(facts: EffectiveFacts, fact: Fact[object] | None = None) -> str | None:
+    ids = fact.src if fact is not None and fact.src else (facts.channel.main_source,)
+    found = facts.sources.get(ids[0])
+    return str(found.url) if found is not None else None
+
+
+def derive_badges(facts: EffectiveFacts) -> tuple[Badge, ...]:
+    """One deployment's badges, in a stable order: channel, training, retention, review, region, caveats."""
+    channel = facts.channel
+    out: list[Badge] = []
+    kind_badge = {
+        Kind.API: BadgeId.API_CHANNEL,
+        Kind.SELF_HOSTED: BadgeId.SELF_HOSTED,
+        Kind.CONSUMER: BadgeId.CONSUMER_CHANNEL,
+    }[channel.kind]
+    out.append(badge(kind_badge, _src_url(facts)))
+    reliable = not facts.unreliable and not facts.missing_attestations
+
+    training = facts.training.value if reliable else TrainingDefault.UNKNOWN
+    out.append(badge(_TRAINING_BADGE[training], _src_url(facts, facts.training)))
+
+    retention = facts.retention.value
+    if not reliable or (retention.days is None and not retention.is_zero):
+        out.append(badge(BadgeId.RETENTION_UNKNOWN, _src_url(facts, facts.retention)))
+    elif retention.is_zero:
+        if channel.kind is not Kind.SELF_HOSTED:
+            out.append(badge(BadgeId.ZDR, _src_url(facts, facts.retention)))
+    else:
+        out.append(badge(f"{RETENTION_PREFIX}{retention.days}d", _src_url(facts, facts.retention)))
+
+    review_id = _REVIEW_BADGE.get(facts.human_review.value) if reliable else None
+    if review_id is not None:
+        out.append(badge(review_id, _src_url(facts, facts.human_review)))
+
+    regions = facts.regions.value
+    everywhere = regions.processing | regions.storage
+    if reliable and regions.processing and regions.storage:
+        if everywhere == {Region.EU}:
+            out.append(badge(BadgeId.REGION_EU, _src_url(facts, facts.regions)))
+        elif everywhere == {Region.US}:
+            out.append(badge(BadgeId.REGION_US, _src_url(facts, facts.regions)))
+
+    if facts.attested:
+        out.append(badge(BadgeId.ATTESTED))
+    if facts.stale:
+        out.append(badge(BadgeId.STALE, _src_url(facts)))
+    return tuple(out)

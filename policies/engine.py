@@ -1,0 +1,217 @@
+"""The evaluation engine: policies x effective facts -> Decision.
+
+What belongs here: one check per requirement, each returning pass/fail with a one-line human
+reason that cites its sources, and `evaluate()`, which is pure and deterministic so the
+gateway can compute each (policy set, deployment) decision once and cache it. Unknown fails
+closed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from policies.facts import EffectiveFacts, Fact
+from policies.policy import Policy, Requirement
+from policies.schema import HumanReview, Kind, Region, RetentionQualifier, TrainingDefault
+
+
+@dataclass(frozen=True)
+class Check:
+    policy: str
+    requirement: Requirement
+    passed: bool
+    reason: str
+    sources: tuple[str, ...] = ()
+    attested: bool = False
+
+
+@dataclass(frozen=True)
+class Decision:
+    channel_id: str
+    model: str
+    policies: tuple[str, ...]
+    checks: tuple[Check, ...]
+
+    @property
+    def allowed(self) -> bool:
+        return all(c.passed for c in self.checks)
+
+    @property
+    def failures(self) -> tuple[Check, ...]:
+        return tuple(c for c in self.checks if not c.passed)
+
+    def reasons(self) -> list[str]:
+        """One line per failed requirement (deduplicated), for errors and the ledger."""
+        seen: dict[str, None] = {}
+        for check in self.failures:
+            seen.setdefault(check.reason, None)
+        return list(seen)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    passed: bool
+    reason: str
+    sources: tuple[str, ...] = ()
+    attested: bool = False
+
+
+def _cite(text: str, fact: Fact[object]) -> str:
+    if fact.attested:
+        return f"{text} (attested: {fact.evidence})"
+    if fact.src:
+        return f"{text} [source {', '.join(fact.src)}]"
+    return text
+
+
+def _outcome(passed: bool, facts: EffectiveFacts, text: str, fact: Fact[object] | None = None) -> Outcome:
+    name = facts.channel.name
+    if fact is None:
+        return Outcome(passed, f"{name}: {text}")
+    return Outcome(passed, f"{name}: {_cite(text, fact)}", fact.src, fact.attested)
+
+
+def _unreliable(facts: EffectiveFacts) -> Outcome | None:
+    if facts.unreliable:
+        return _outcome(
+            False, facts, f"facts are low-confidence and older than 180 days (as of {facts.channel.as_of})"
+        )
+    if facts.missing_attestations:
+        missing = ", ".join(facts.missing_attestations)
+        return _outcome(
+            False,
+            facts,
+            f"needs an operator attestation ({missing}): the same host also serves a plan "
+            "with a different data policy",
+        )
+    return None
+
+
+def check_api_channel(facts: EffectiveFacts, _: Policy) -> Outcome:
+    channel = facts.channel
+    if channel.kind is Kind.CONSUMER:
+        return _outcome(False, facts, "a consumer product, never an API channel")
+    if not facts.host_ok:
+        return _outcome(False, facts, f"host {facts.host} is not one of the channel's official API hosts")
+    return _outcome(
+        True, facts, "self-hosted" if channel.kind is Kind.SELF_HOSTED else "provider API channel"
+    )
+
+
+_TRAINING_TEXT = {
+    TrainingDefault.NEVER: (True, "not used for training"),
+    TrainingDefault.OPT_IN: (True, "not used for training unless the account opts in"),
+    TrainingDefault.OPT_OUT: (
+        False,
+        "used for training unless the account opts out, and no opt-out is attested",
+    ),
+    TrainingDefault.ALWAYS: (False, "inputs may be used for training, with no opt-out on this channel"),
+    TrainingDefault.UNKNOWN: (False, "training policy unknown; unknown fails closed"),
+}
+
+
+def check_no_training(facts: EffectiveFacts, _: Policy) -> Outcome:
+    if (bad := _unreliable(facts)) is not None:
+        return bad
+    passed, text = _TRAINING_TEXT[facts.training.value]
+    if facts.training.attested:
+        text = "the account opted out of training"
+    return _outcome(passed, facts, text, facts.training)
+
+
+def _retention_text(facts: EffectiveFacts) -> str:
+    value = facts.retention.value
+    if value.qualifier is RetentionQualifier.UNKNOWN:
+        return "retention unknown; unknown fails closed"
+    if value.is_zero:
+        return "zero data retention"
+    if value.days is not None:
+        return f"keeps data {value.qualifier.replace('_', ' ')} {value.days} days"
+    return f"keeps data {value.qualifier.replace('_', ' ')}"
+
+
+def check_zero_retention(facts: EffectiveFacts, _: Policy) -> Outcome:
+    if (bad := _unreliable(facts)) is not None:
+        return bad
+    text = _retention_text(facts)
+    if not facts.retention.value.is_zero and not facts.retention.attested:
+        text += f" (zero-data-retention: {facts.zdr_available.replace('_', ' ')})"
+    return _outcome(facts.retention.value.is_zero, facts, text, facts.retention)
+
+
+def check_max_retention(facts: EffectiveFacts, policy: Policy) -> Outcome:
+    if (bad := _unreliable(facts)) is not None:
+        return bad
+    limit = policy.max_retention_days if policy.max_retention_days is not None else 0
+    value = facts.retention.value
+    within = value.is_zero or (
+        value.days is not None
+        and value.days <= limit
+        and value.qualifier in (RetentionQualifier.UP_TO, RetentionQualifier.EXACTLY)
+    )
+    return _outcome(within, facts, f"{_retention_text(facts)} (limit {limit} days)", facts.retention)
+
+
+_REVIEW_TEXT = {
+    HumanReview.NONE: "no human review",
+    HumanReview.FLAGGED_ONLY: "humans may review content flagged for abuse",
+    HumanReview.SAMPLED: "humans review a sample of content",
+    HumanReview.YES: "human reviewers may read the data",
+    HumanReview.UNKNOWN: "human review unknown; unknown fails closed",
+}
+
+
+def check_no_human_review(facts: EffectiveFacts, _: Policy) -> Outcome:
+    if (bad := _unreliable(facts)) is not None:
+        return bad
+    value = facts.human_review.value
+    return _outcome(value is HumanReview.NONE, facts, _REVIEW_TEXT[value], facts.human_review)
+
+
+def check_self_hosted(facts: EffectiveFacts, _: Policy) -> Outcome:
+    if facts.channel.kind is Kind.SELF_HOSTED:
+        return _outcome(True, facts, "runs on the operator's own host")
+    return _outcome(False, facts, f"a {facts.channel.kind.replace('_', '-')} channel, not self-hosted")
+
+
+def check_eu_residency(facts: EffectiveFacts, _: Policy) -> Outcome:
+    if (bad := _unreliable(facts)) is not None:
+        return bad
+    regions = facts.regions.value
+    everywhere = regions.processing | regions.storage
+    in_eu = bool(regions.processing) and bool(regions.storage) and everywhere == {Region.EU}
+    if in_eu:
+        text = "processed and stored in the EU"
+    elif Region.OPERATOR in everywhere:
+        text = "runs wherever the operator hosts it; EU residency not attested"
+    else:
+        text = f"processing/storage regions: {', '.join(sorted(everywhere)) or 'unknown'}"
+    return _outcome(in_eu, facts, text, facts.regions)
+
+
+CHECKS: dict[Requirement, Callable[[EffectiveFacts, Policy], Outcome]] = {
+    Requirement.API_CHANNEL: check_api_channel,
+    Requirement.NO_TRAINING: check_no_training,
+    Requirement.ZERO_RETENTION: check_zero_retention,
+    Requirement.NO_HUMAN_REVIEW: check_no_human_review,
+    Requirement.SELF_HOSTED: check_self_hosted,
+    Requirement.EU_RESIDENCY: check_eu_residency,
+    Requirement.MAX_RETENTION_DAYS: check_max_retention,
+}
+
+
+def evaluate(policies: Iterable[Policy], facts: EffectiveFacts) -> Decision:
+    """Every requirement of every policy against one deployment's effective facts."""
+    chosen = tuple(policies)
+    checks = []
+    for policy in chosen:
+        for requirement in policy.requires:
+            out = CHECKS[requirement](facts, policy)
+            checks.append(Check(policy.name, requirement, out.passed, out.reason, out.sources, out.attested))
+    return Decision(
+        channel_id=facts.channel.id,
+        model=facts.model,
+        policies=tuple(p.name for p in chosen),
+        checks=tuple(checks),
+    )
