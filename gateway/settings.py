@@ -63,3 +63,9 @@ class Settings(BaseSettings):
         """The value of environment variable `name` (deployment keys, key hashes), or None if unset/empty."""
         value = os.environ.get(name)
         return value or None
+
+
+def export_env(**values: str) -> None:
+    """Hand settings to uvicorn's workers, which build their own `Settings()` from the environment."""
+    for name, value in values.items():
+        os.environ[f"SLUICE_{name.upper()}"] = value

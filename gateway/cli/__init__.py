@@ -1,0 +1,1 @@
+"""The `sluice` command line: serve, demo, check, catalog, policy, keys (and audit, db)."""

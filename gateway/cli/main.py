@@ -1,0 +1,26 @@
+"""The `sluice` console script: one Typer app assembled from the command modules."""
+
+from __future__ import annotations
+
+import typer
+
+from gateway.cli.catalog import catalog_app, policy_app
+from gateway.cli.keys import keys_app
+from gateway.cli.serve import check, demo, serve
+
+app = typer.Typer(
+    name="sluice",
+    help="Sluice: an OpenAI-compatible gateway that routes chats only where your privacy policy allows.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.command()(serve)
+app.command()(demo)
+app.command()(check)
+app.add_typer(catalog_app, name="catalog")
+app.add_typer(policy_app, name="policy")
+app.add_typer(keys_app, name="keys")
+
+
+if __name__ == "__main__":
+    app()
