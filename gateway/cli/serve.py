@@ -97,22 +97,43 @@ def serve(
 
 
 @contextmanager
-def _fake_upstream() -> Iterator[str]:
+def _fake_upstream(existing: str | None) -> Iterator[str]:
+    if existing:
+        yield existing
+        return
     from gateway.testing.fake_upstream import FakeUpstream
 
     with FakeUpstream.in_thread() as fake:
         yield fake.url
 
 
-def demo(host: HostOpt = None, port: PortOpt = None, config: ConfigOpt = None) -> None:
+def demo(
+    host: HostOpt = None,
+    port: PortOpt = None,
+    config: ConfigOpt = None,
+    upstream: Annotated[
+        str | None, typer.Option(help="use this running fake upstream instead of starting one (benchmarks)")
+    ] = None,
+    workers: Annotated[int, typer.Option(help="worker processes (needs --upstream when more than 1)")] = 1,
+) -> None:
     """Run Sluice in front of a local fake upstream: no keys, no network."""
     path = config or DEMO_CONFIG
     if not path.exists():
         typer.echo(f"sluice: {path} not found; run `sluice demo` from the Sluice checkout", err=True)
         raise typer.Exit(2)
-    with _fake_upstream() as fake_url:
+    if workers > 1 and not upstream:
+        typer.echo(
+            "sluice: --workers above 1 needs --upstream (a fake upstream in its own process)", err=True
+        )
+        raise typer.Exit(2)
+    with _fake_upstream(upstream) as fake_url:
         settings = _settings(
-            config=path, host=host, port=port, workers=1, allow_simulate=True, fake_upstream_url=fake_url
+            config=path,
+            host=host,
+            port=port,
+            workers=workers,
+            allow_simulate=True,
+            fake_upstream_url=fake_url,
         )
         _refuse_bad_config(settings)
         base = f"http://{settings.host}:{settings.port}/v1"
