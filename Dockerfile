@@ -1,0 +1,21 @@
+# The Sluice gateway. Config is mounted read-only at /etc/sluice; keys come from the environment.
+FROM python:3.11-slim AS build
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY gateway ./gateway
+COPY policies ./policies
+RUN pip install --no-cache-dir --prefix=/install .
+
+FROM python:3.11-slim
+RUN useradd --create-home --uid 10001 sluice
+COPY --from=build /install /usr/local
+COPY config/sluice.yaml /etc/sluice/sluice.yaml
+USER sluice
+WORKDIR /home/sluice
+ENV SLUICE_CONFIG=/etc/sluice/sluice.yaml \
+    SLUICE_HOST=0.0.0.0 \
+    SLUICE_PORT=8080 \
+    PYTHONUNBUFFERED=1
+EXPOSE 8080
+HEALTHCHECK --interval=30s --timeout=3s CMD python -c "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8080/healthz').status != 200)"
+CMD ["sluice", "serve"]
