@@ -8,6 +8,7 @@ No module-level state: two apps in one process share nothing.
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -20,6 +21,7 @@ from gateway.auth import Authenticator, KeyStore, StaticKeyStore, config_keys
 from gateway.config import Config, ConfigError, check, load_config
 from gateway.deployments import Deployment, build_deployments
 from gateway.errors import install_handlers
+from gateway.logs import install_redaction
 from gateway.routers import chat, health, models, privacy
 from gateway.routing import Router
 from gateway.service import ChatService
@@ -80,6 +82,10 @@ def create_app(
         assert translated is not None, "a litellm deployment without the litellm adapter"
         return translated
 
+    secrets = [d.target.api_key for d in all_deployments if d.target.api_key]
+    if settings.master_key is not None:
+        secrets.append(settings.master_key.get_secret_value())
+    install_redaction(secrets)
     records, warnings = config_keys(config, settings)
     warnings += [
         f"deployment {d.id} unavailable: {d.unavailable}" for d in all_deployments if not d.available
@@ -112,6 +118,10 @@ def create_app(
         for line in warnings:
             log.warning("%s", line)
         await audit.start()
+        # Objects built at start-up live for the process: keep them out of the cyclic GC's way
+        # (full collections of ~1M litellm objects paused requests for 0.5 s in the baseline).
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:

@@ -1,0 +1,57 @@
+"""Log hygiene: secrets never reach a log line, whoever logs it.
+
+What belongs here: a log-record factory that redacts the deployment credentials Sluice holds,
+bearer tokens, `key=` query parameters and `sk-...`-shaped keys from every record at creation,
+whichever library logged it (httpx logs request URLs, and some providers put keys in the query).
+Message content is never logged by Sluice in the first place; this is the second line of defence
+for credentials.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Iterable
+from typing import Any
+
+PATTERNS = (
+    re.compile(r"(?i)(bearer\s+)[^\s'\",]+"),
+    re.compile(r"(?i)([?&](?:key|api_key|api-key|access_token|token)=)[^&\s'\"]+"),
+    re.compile(r"(?i)((?:x-api-key|api-key|x-goog-api-key|authorization)['\"]?\s*[:=]\s*['\"]?)[^\s'\",}]+"),
+    re.compile(r"()\bsk-[A-Za-z0-9_\-]{6,}"),
+)
+REDACTED = "[redacted]"
+
+
+class Redactor:
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        self._secrets = tuple(sorted({s for s in secrets if s and len(s) >= 6}, key=len, reverse=True))
+
+    def __call__(self, text: str) -> str:
+        for secret in self._secrets:
+            if secret in text:
+                text = text.replace(secret, REDACTED)
+        for pattern in PATTERNS:
+            text = pattern.sub(lambda m: m.group(1) + REDACTED, text)
+        return text
+
+
+def install_redaction(secrets: Iterable[str]) -> None:
+    """Redact every log record at creation. Idempotent per secret set; composes with earlier factories."""
+    redact = Redactor(secrets)
+    previous: Callable[..., logging.LogRecord] = logging.getLogRecordFactory()
+    base = getattr(previous, "_sluice_base", previous)
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = base(*args, **kwargs)
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):
+            message = str(record.msg)
+        cleaned = redact(message)
+        if cleaned != message or record.args:
+            record.msg, record.args = cleaned, None
+        return record
+
+    factory._sluice_base = base  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(factory)
