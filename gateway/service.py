@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import anyio
 import orjson
 from starlette.responses import Response, StreamingResponse
 
@@ -253,7 +254,8 @@ class ChatService:
             cancelled = True
             raise
         finally:
-            await opened.aclose()
+            # Record first: a cancelled task is cancelled again at its next await (anyio), so the
+            # close below is shielded and the ledger entry must not wait for it.
             prompt, completion = _tokens(opened.usage)
             self._served(
                 call,
@@ -266,3 +268,5 @@ class ChatService:
                 client_cancelled=cancelled,
                 error_code=error_code,
             )
+            with anyio.CancelScope(shield=True):
+                await opened.aclose()
