@@ -1,11 +1,33 @@
 """Fault directives for the fake upstream: parsing, merging and the `Faults` value object.
 
-What belongs here: the directive grammar (``status=503,delay_ms=200,reset``), where directives are
-found in a request (model name, ``[[fake:...]]`` markers in the raw body) and their validation.
-Nothing here does I/O.
+What belongs here: the directive grammar, where directives are found in a request (model name,
+``[[fake:...]]`` markers in the raw body) and their validation.  Nothing here does I/O.
 
-Grammar: comma-separated items, each either ``key=value`` or a bare flag.  Later items override
-earlier ones; several sources are merged in the order script < model name < body marker.
+Grammar: comma-separated items, each ``key=value`` or a bare flag; unknown keys are a 400, so typos
+fail loudly.  Sources merge in the order control-API script < model name (``fake-fault:...``) <
+body markers; a later value for the same key wins.
+
+    status=<code>          answer <code> with the wire's error body (2xx: normal body, that status)
+    retry_after=<s>        add ``retry-after``; retry_after_ms=<n> adds ``retry-after-ms``
+    delay_ms=<n>           wait before the response head (watching for the client leaving)
+    chunk_delay_ms=<n>     pause between stream frames (between pieces with split_bytes)
+    reset                  close with a TCP RST, no answer (after delay_ms, if any)
+    reset_after=<k>        send k stream frames (k body bytes when not streaming), then close
+                           without the last chunk; add ``rst`` to close with RST instead of FIN
+    stall_after=<k>        send k frames/bytes, then hang until the client closes
+    error_after=<k>        send k frames, then the wire's in-band error event, then end cleanly
+    html                   an nginx-style text/html error page (502 unless status= is given)
+    empty200 | error200 | bad_json   200 with no body / an error body / truncated JSON
+    redirect=<url>         302 (or the 3xx from status=) with ``location: <url>``
+    chunks=<n>             stream content frames (default 20); echo: reply = last user text;
+    tricky                 reply text with blank lines, ``data:`` lines and multibyte characters
+    split_bytes=<n>        write stream frames in HTTP chunks of at most n bytes
+    huge_body=<bytes>      pad the body (or first stream frame) with JSON whitespace to that size
+    huge_header=<bytes>    add an ``x-fake-padding`` header of that size
+    endless_line[=<bytes>] an SSE line that never ends (bounded, 64 MiB default), then close
+    gzip_bomb[=<bytes>]    gzip body inflating to that many spaces + the JSON reply (1 GiB default)
+    leak                   error messages echo the API key and the prompt (sanitisation tests)
+    leaky_headers          add set-cookie, organisation and request-id headers (stripping tests)
 """
 
 from __future__ import annotations
@@ -29,6 +51,7 @@ _INT_KEYS: Final = frozenset(
         "chunk_delay_ms",
         "reset_after",
         "stall_after",
+        "error_after",
         "chunks",
         "huge_body",
         "endless_line",
@@ -39,7 +62,7 @@ _INT_KEYS: Final = frozenset(
 )
 _STR_KEYS: Final = frozenset({"retry_after", "redirect"})
 _FLAGS: Final = frozenset(
-    {"reset", "html", "empty200", "error200", "bad_json", "echo", "rst", "tricky", "leak"}
+    {"reset", "html", "empty200", "error200", "bad_json", "echo", "rst", "tricky", "leak", "leaky_headers"}
 )
 _FLAG_DEFAULTS: Final[Mapping[str, int]] = {
     "endless_line": ENDLESS_LINE_DEFAULT,
@@ -64,6 +87,7 @@ class Faults:
     reset: bool = False
     reset_after: int | None = None
     stall_after: int | None = None
+    error_after: int | None = None
     html: bool = False
     empty200: bool = False
     error200: bool = False
@@ -78,6 +102,7 @@ class Faults:
     split_bytes: int | None = None
     tricky: bool = False
     leak: bool = False
+    leaky_headers: bool = False
     huge_header: int | None = None
 
 

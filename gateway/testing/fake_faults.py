@@ -1,12 +1,14 @@
 """Fault execution for the fake upstream: turns a `Faults` plan plus a happy-path reply into bytes.
 
-What belongs here: the order in which faults apply (delay, reset, redirect, HTML, status, broken
-200s, endless line, gzip bomb, huge body, then the normal reply cut/stalled/slowed/split), the
-special bodies those faults send, and writing them with backpressure and client-close detection.
+What belongs here: the order in which faults apply (delay, reset, endless line, gzip bomb, then
+redirect, HTML, status, broken 200s, an in-band stream error, huge body, and finally the reply
+cut/stalled/slowed/split), the special bodies those faults send, and writing them with
+backpressure and client-close detection.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import zlib
 from collections.abc import Callable, Iterator
@@ -18,7 +20,15 @@ import orjson
 from gateway.testing import fake_content as fc
 from gateway.testing.fake_directives import NO_FAULTS, Faults
 from gateway.testing.fake_http import Connection, chunk, last_chunk, reason, response_head
-from gateway.testing.fake_reply import JSON_TYPE, SSE_TYPE, Call, Reply, error_reply, error_value
+from gateway.testing.fake_reply import (
+    JSON_TYPE,
+    SSE_TYPE,
+    Call,
+    Reply,
+    error_reply,
+    error_value,
+    stream_error_frame,
+)
 
 Builder = Callable[[Call], Reply]
 
@@ -28,6 +38,12 @@ _HTML_PAGE: Final = (
     "<center><h1>{code} {reason}</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
 )
 _ENDLESS_PREFIX: Final = b'data: {"choices":[{"index":0,"delta":{"content":"'
+_LEAKY_HEADERS: Final = (
+    ("set-cookie", "__cf_bm=fake-cookie; path=/; HttpOnly; Secure"),
+    ("openai-organization", "org-fake-upstream"),
+    ("anthropic-organization-id", "fake-org-id"),
+    ("x-request-id", "req_fake_upstream"),
+)
 _GZIP_HEADER: Final = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
 _FINAL_EMPTY_BLOCK: Final = b"\x03\x00"
 
@@ -48,10 +64,13 @@ async def respond(conn: Connection, call: Call, build: Builder, *, close: bool) 
         return await _send_endless(conn, faults.endless_line, extra)
     if faults.gzip_bomb is not None:
         reply = build(dataclasses.replace(call, stream=False))
-        body = gzip_bomb(faults.gzip_bomb, reply.body)
+        body = await asyncio.to_thread(gzip_bomb, faults.gzip_bomb, reply.body)  # ~0.3 s per GiB, once
         extra.append(("content-encoding", "gzip"))
         return await write_reply(conn, dataclasses.replace(reply, body=body), faults, extra, close=close)
     reply = _fault_reply(call) or build(call)
+    if faults.error_after is not None and reply.frames is not None:
+        frames = (*reply.frames[: faults.error_after], stream_error_frame(call.wire))
+        reply = dataclasses.replace(reply, frames=frames)
     if faults.status is not None and faults.status < 300:
         reply = dataclasses.replace(reply, status=faults.status)
     if faults.huge_body is not None:
@@ -67,6 +86,8 @@ def _extra_headers(faults: Faults) -> list[tuple[str, str]]:
         extra.append(("retry-after-ms", str(faults.retry_after_ms)))
     if faults.huge_header:
         extra.append(("x-fake-padding", "a" * faults.huge_header))
+    if faults.leaky_headers:
+        extra.extend(_LEAKY_HEADERS)
     return extra
 
 

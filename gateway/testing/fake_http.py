@@ -26,6 +26,7 @@ _CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
 _LAST_CHUNK: Final = b"0\r\n\r\n"
 _FLUSH_POLLS: Final = 2000
 _CLOSE_TIMEOUT: Final = 1.0
+_STALL_POLL_SECONDS: Final = 3600.0
 
 
 class HttpError(Exception):
@@ -203,9 +204,11 @@ class Connection:
             self._watcher = asyncio.get_running_loop().create_task(self._watch())
 
     async def _watch(self) -> None:
+        """Read ahead (keeping pipelined bytes) until EOF, which means the client went away."""
         with contextlib.suppress(ConnectionError):
-            while len(self._buf) < _MAX_PIPELINED_BYTES and await self._fill():
-                pass
+            while await self._fill():
+                if len(self._buf) >= _MAX_PIPELINED_BYTES:
+                    return  # stop reading ahead; this is not the client leaving
         self.mark_closed()
 
     def mark_closed(self) -> None:
@@ -224,19 +227,20 @@ class Connection:
 
     async def sleep(self, seconds: float) -> bool:
         """Sleep unless the client closes first; False when it did."""
+        watcher = self._watcher
         if self.client_gone:
             return False
-        if self._watcher is None:
+        if watcher is None or watcher.done():
             await asyncio.sleep(seconds)
-            return not self.client_gone
-        done, _ = await asyncio.wait([self._watcher], timeout=seconds)
-        return not done
+        else:
+            await asyncio.wait([watcher], timeout=seconds)
+        return not self.client_gone
 
     async def wait_closed_by_client(self) -> None:
         """Hang until the client closes the connection (used to simulate a stalled upstream)."""
         self.start_watch()
-        if self._watcher is not None:
-            await asyncio.wait([self._watcher])
+        while await self.sleep(_STALL_POLL_SECONDS):
+            pass
 
     # -- writing -----------------------------------------------------------------------------
     async def send(self, data: bytes) -> bool:

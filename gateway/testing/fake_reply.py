@@ -123,3 +123,15 @@ def error_value(wire: Wire, status: int, message: str) -> dict[str, Any]:
 
 def error_reply(wire: Wire, status: int, message: str) -> Reply:
     return Reply(status=status, body=orjson.dumps(error_value(wire, status, message)))
+
+
+_STREAM_ERROR_STATUS: Final[Mapping[str, int]] = {"openai": 500, "anthropic": 529, "gemini": 503}
+
+
+def stream_error_frame(wire: Wire) -> bytes:
+    """The in-band error event a provider sends when it fails after the stream started."""
+    status = _STREAM_ERROR_STATUS[wire]
+    value = error_value(wire, status, f"Simulated mid-stream error (HTTP {status}).")
+    if wire == "anthropic":
+        return sse_event("error", value)
+    return sse_crlf(value) if wire == "gemini" else sse(value)

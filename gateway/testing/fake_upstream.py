@@ -14,14 +14,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import collections
 import contextlib
-import dataclasses
 import itertools
+import json
 import logging
 import signal
 import sys
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from types import TracebackType
 from typing import Any, Final
@@ -36,11 +34,14 @@ from gateway.testing.fake_directives import (
     build_faults,
     directives_in_body,
     directives_in_model,
-    parse_directives,
 )
 from gateway.testing.fake_faults import Builder, respond
 from gateway.testing.fake_http import Connection, HttpError, Request, response_head
 from gateway.testing.fake_reply import Call, Reply, error_reply, json_reply
+from gateway.testing.fake_state import Journal, RecordedRequest
+from gateway.testing.fake_thread import ThreadRunner
+
+__all__ = ["DEFAULT_MODELS", "FakeUpstream", "RecordedRequest", "main"]
 
 DEFAULT_MODELS: Final = (
     "gpt-4o-mini",
@@ -49,7 +50,6 @@ DEFAULT_MODELS: Final = (
     "gemini-2.5-flash",
     "meta-llama/Llama-3.1-8B-Instruct",
 )
-_THREAD_TIMEOUT: Final = 30.0
 _log = logging.getLogger(__name__)
 
 _BUILDERS: Final[dict[tuple[str, str], Builder]] = {
@@ -62,37 +62,6 @@ _BUILDERS: Final[dict[tuple[str, str], Builder]] = {
     ("gemini", "batch_embed"): fake_wires.gemini_embed,
     ("gemini", "count_tokens"): fake_wires.gemini_embed,
 }
-
-
-@dataclasses.dataclass(slots=True)
-class RecordedRequest:
-    """What the fake received; ``client_closed_at`` is set when the client left mid-response.
-
-    ``connection`` numbers the TCP connection (1, 2, ...) so tests can see keep-alive reuse.
-    """
-
-    method: str
-    path: str
-    query: str
-    headers: dict[str, str]
-    body: bytes
-    json: Any
-    received_at: float
-    wire: str | None
-    directives: str
-    connection: int
-    client_closed_at: float | None = None
-    completed: bool = False
-
-    @property
-    def client_closed_early(self) -> bool:
-        return self.client_closed_at is not None and not self.completed
-
-    def to_json(self) -> dict[str, Any]:
-        value = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        value["body"] = self.body.decode("utf-8", "replace")
-        value["client_closed_early"] = self.client_closed_early
-        return value
 
 
 class FakeUpstream:
@@ -109,32 +78,31 @@ class FakeUpstream:
     ) -> None:
         self.host = host
         self._port = port
-        self._record_enabled = record
         self.models = tuple(models)
         self._log = log
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._lock = threading.Lock()
-        self._requests: list[RecordedRequest] = []
-        self._scripts: collections.deque[list[Any]] = collections.deque()
+        self._journal = Journal(record=record)
         self._connection_numbers = itertools.count(1)
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> None:
         if self._server is not None:
             raise RuntimeError("FakeUpstream already started")
-        self._server = await asyncio.start_server(self._handle, self.host, self._port)
+        self._server = await asyncio.start_server(self._accept, self.host, self._port)
         self._port = self._server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
+        """Stop listening and cut every open connection (streams in flight included)."""
         server, self._server = self._server, None
         if server is None:
             return
         server.close()
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        if tasks:
+        await asyncio.sleep(0)  # let connections accepted just before close() register
+        while self._tasks:
+            tasks = list(self._tasks)
+            for task in tasks:
+                task.cancel()
             await asyncio.wait(tasks)
         await server.wait_closed()
 
@@ -158,10 +126,10 @@ class FakeUpstream:
         models: Sequence[str] = DEFAULT_MODELS,
     ) -> Iterator[FakeUpstream]:
         """Run a fake on its own event loop in a daemon thread, for sync tests."""
-        runner = _ThreadRunner(cls(host=host, port=port, record=record, models=models))
+        runner = ThreadRunner(cls(host=host, port=port, record=record, models=models))
         runner.start()
         try:
-            yield runner.fake
+            yield runner.service
         finally:
             runner.stop()
 
@@ -179,39 +147,25 @@ class FakeUpstream:
     @property
     def requests(self) -> list[RecordedRequest]:
         """A snapshot of the recorded wire requests (control-API calls are not recorded)."""
-        with self._lock:
-            return list(self._requests)
+        return self._journal.snapshot()
 
     def reset(self) -> None:
         """Forget recorded requests and queued scripts."""
-        with self._lock:
-            self._requests.clear()
-            self._scripts.clear()
+        self._journal.reset()
 
     def script(self, directives: str, times: int = 1) -> None:
         """Apply ``directives`` to the next ``times`` wire requests (queued after earlier scripts)."""
-        parse_directives(directives)  # raise DirectiveError now, not on the victim request
-        if times < 1:
-            raise ValueError("times must be >= 1")
-        with self._lock:
-            self._scripts.append([directives, times])
-
-    def _next_script(self) -> str:
-        with self._lock:
-            if not self._scripts:
-                return ""
-            entry = self._scripts[0]
-            entry[1] -= 1
-            if entry[1] <= 0:
-                self._scripts.popleft()
-            return str(entry[0])
+        self._journal.script(directives, times)
 
     # -- connection handling -------------------------------------------------------------------
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            self._tasks.add(task)
+    def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Own the connection task (rather than letting start_server make it) so stop() sees it."""
         conn = Connection(reader, writer, next(self._connection_numbers))
+        task = asyncio.get_running_loop().create_task(self._handle(conn))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _handle(self, conn: Connection) -> None:
         try:
             await self._serve(conn)
         except HttpError as exc:
@@ -224,16 +178,10 @@ class FakeUpstream:
             )
         except OSError:
             _log.debug("fake upstream: client connection lost")
-        except asyncio.CancelledError:
-            # Only stop() cancels connection tasks.  Finishing normally matters: Python 3.11's
-            # start_server callback calls task.exception(), which raises for a cancelled task.
-            _log.debug("fake upstream: connection cancelled by stop()")
         except Exception:
             _log.exception("fake upstream: unexpected error while serving a connection")
         finally:
             await conn.close()
-            if task is not None:
-                self._tasks.discard(task)
 
     async def _serve(self, conn: Connection) -> None:
         while True:
@@ -252,8 +200,26 @@ class FakeUpstream:
         found = fake_wires.route(request.method, request.path)
         body = _parse_json(request.body)
         model = found.model if found is not None and found.model is not None else _model_of(body)
-        sources = (self._next_script(), directives_in_model(model), directives_in_body(request.body))
+        sources = (self._journal.next_script(), directives_in_model(model), directives_in_body(request.body))
         record = self._record(request, conn.number, body, found, ",".join(s for s in sources if s))
+        completed = await self._answer(conn, request, found, body, model, sources, close=close)
+        await conn.stop_watch()
+        if record is not None:
+            record.completed = completed
+            record.client_closed_at = conn.closed_at
+        return completed
+
+    async def _answer(
+        self,
+        conn: Connection,
+        request: Request,
+        found: fake_wires.Route | None,
+        body: dict[str, Any] | None,
+        model: str,
+        sources: tuple[str, ...],
+        *,
+        close: bool,
+    ) -> bool:
         try:
             faults = build_faults(*sources)
         except DirectiveError as exc:
@@ -273,12 +239,7 @@ class FakeUpstream:
             stream=found.stream if found.stream is not None else bool((body or {}).get("stream")),
             faults=faults,
         )
-        completed = await respond(conn, call, self._builder(found, request), close=close)
-        await conn.stop_watch()
-        if record is not None:
-            record.completed = completed
-            record.client_closed_at = conn.closed_at
-        return completed
+        return await respond(conn, call, self._builder(found, request), close=close)
 
     def _builder(self, found: fake_wires.Route, request: Request) -> Builder:
         if found.op == "models":
@@ -300,7 +261,7 @@ class FakeUpstream:
         found: fake_wires.Route | None,
         directives: str,
     ) -> RecordedRequest | None:
-        if not self._record_enabled:
+        if not self._journal.record_enabled:
             return None
         record = RecordedRequest(
             method=request.method,
@@ -314,17 +275,16 @@ class FakeUpstream:
             directives=directives,
             connection=connection,
         )
-        with self._lock:
-            self._requests.append(record)
+        self._journal.add(record)
         return record
 
     # -- control API ---------------------------------------------------------------------------
     def _control(self, request: Request, *, close: bool) -> bytes:
         action = (request.method, request.path.rstrip("/"))
         if action == ("GET", "/_fake/health"):
-            reply = json_reply({"status": "ok", "requests": len(self._requests)})
+            reply = json_reply({"status": "ok", "requests": self._journal.count()})
         elif action == ("GET", "/_fake/requests"):
-            reply = json_reply([r.to_json() for r in self._recorded_since(request.query)])
+            reply = Reply(body=_dumps([r.to_json() for r in self._recorded_since(request.query)]))
         elif action == ("POST", "/_fake/reset"):
             self.reset()
             reply = json_reply({"status": "ok"})
@@ -336,7 +296,7 @@ class FakeUpstream:
 
     def _recorded_since(self, query: str) -> list[RecordedRequest]:
         since = parse_qs(query).get("since", ["0"])[0]
-        return self.requests[int(since) if since.isdigit() else 0 :]
+        return self._journal.snapshot(int(since) if since.isdigit() else 0)
 
     def _control_script(self, raw: bytes) -> Reply:
         body = _parse_json(raw) or {}
@@ -351,13 +311,27 @@ class FakeUpstream:
 
 
 def _parse_json(raw: bytes) -> dict[str, Any] | None:
+    """The body as a JSON object, else None; stdlib json is the fallback for NaN/Infinity bodies.
+
+    orjson turns integers beyond 64 bits into floats: assert on ``RecordedRequest.body`` for exact bytes.
+    """
     if not raw:
         return None
     try:
         value = orjson.loads(raw)
     except orjson.JSONDecodeError:
-        return None
+        try:
+            value = json.loads(raw)
+        except (ValueError, RecursionError):
+            return None
     return value if isinstance(value, dict) else None
+
+
+def _dumps(value: object) -> bytes:
+    try:
+        return orjson.dumps(value)
+    except TypeError:  # integers beyond 64 bits, from the stdlib-json fallback
+        return json.dumps(value, default=str).encode()
 
 
 def _model_of(body: dict[str, Any] | None) -> str:
@@ -368,53 +342,6 @@ def _model_of(body: dict[str, Any] | None) -> str:
 def _encode(reply: Reply, *, close: bool) -> bytes:
     headers = [("content-type", reply.content_type), *reply.headers]
     return response_head(reply.status, headers, length=len(reply.body), close=close) + reply.body
-
-
-class _ThreadRunner:
-    """Owns the daemon thread and event loop behind `FakeUpstream.in_thread`."""
-
-    def __init__(self, fake: FakeUpstream) -> None:
-        self.fake = fake
-        self._ready = threading.Event()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop_event: asyncio.Event | None = None
-        self._error: Exception | None = None
-        self._thread = threading.Thread(target=self._run, name="fake-upstream", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-        if not self._ready.wait(_THREAD_TIMEOUT):
-            raise TimeoutError("fake upstream thread did not start")
-        self._raise_error()
-
-    def stop(self) -> None:
-        loop, event = self._loop, self._stop_event
-        if loop is not None and event is not None and self._thread.is_alive():
-            loop.call_soon_threadsafe(event.set)
-        self._thread.join(_THREAD_TIMEOUT)
-        self._raise_error()
-
-    def _raise_error(self) -> None:
-        if self._error is not None:
-            raise RuntimeError("fake upstream thread failed") from self._error
-
-    def _run(self) -> None:
-        try:
-            asyncio.run(self._main())
-        except Exception as exc:  # handed to the test thread by start()/stop()
-            self._error = exc
-        finally:
-            self._ready.set()
-
-    async def _main(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stop_event = asyncio.Event()
-        await self.fake.start()
-        try:
-            self._ready.set()
-            await self._stop_event.wait()
-        finally:
-            await self.fake.stop()
 
 
 # -- command line ---------------------------------------------------------------------------------

@@ -86,8 +86,8 @@ def _reply_text(call: Call, schema: object, json_mode: bool, user_text: Callable
     return fc.simulated_text(call.model, faults.chunks or fc.DEFAULT_CHUNKS)
 
 
-def _pieces(call: Call, text: str) -> tuple[str, ...]:
-    return tuple(fc.split_text(text, call.faults.chunks or fc.DEFAULT_CHUNKS))
+def _chunks(call: Call) -> int:
+    return call.faults.chunks or fc.DEFAULT_CHUNKS
 
 
 def _dig(value: object, *keys: str) -> object:
@@ -112,7 +112,7 @@ def openai_chat(call: Call) -> Reply:
     json_mode = isinstance(fmt, Mapping) and fmt.get("type") in ("json_object", "json_schema")
     schema = _dig(fmt, "json_schema", "schema")
     text = _reply_text(call, schema, json_mode, lambda: fc.last_user_text(body.get("messages")))
-    return _openai_text_reply(call.model, text, _pieces(call, text), prompt, call.stream, include_usage)
+    return _openai_text_reply(call.model, text, _chunks(call), prompt, call.stream, include_usage)
 
 
 def _openai_tool(body: Mapping[str, Any]) -> str | None:
@@ -165,8 +165,9 @@ def _openai_stream(
 
 @lru_cache(maxsize=512)
 def _openai_text_reply(
-    model: str, text: str, pieces: tuple[str, ...], prompt: int, stream: bool, include_usage: bool
+    model: str, text: str, chunks: int, prompt: int, stream: bool, include_usage: bool
 ) -> Reply:
+    pieces = fc.split_text(text, chunks)
     usage = _openai_usage(prompt, len(pieces))
     if not stream:
         message = {"role": "assistant", "content": text, "refusal": None}
@@ -223,11 +224,11 @@ def anthropic_messages(call: Call) -> Reply:
     prompt = fc.estimate_tokens(call.raw)
     tool = _anthropic_tool(body)
     if tool is not None:
-        return _anthropic_reply(call.model, None, tool, (), prompt, call.stream)
+        return _anthropic_reply(call.model, None, tool, 1, prompt, call.stream)
     fmt = _first_of(body, "output_format") or _dig(body, "output_config", "format")
     json_mode = isinstance(fmt, Mapping) and fmt.get("type") == "json_schema"
     text = _reply_text(call, _dig(fmt, "schema"), json_mode, lambda: fc.last_user_text(body.get("messages")))
-    return _anthropic_reply(call.model, text, None, _pieces(call, text), prompt, call.stream)
+    return _anthropic_reply(call.model, text, None, _chunks(call), prompt, call.stream)
 
 
 def _anthropic_tool(body: Mapping[str, Any]) -> str | None:
@@ -244,8 +245,9 @@ def _anthropic_tool(body: Mapping[str, Any]) -> str | None:
 
 @lru_cache(maxsize=512)
 def _anthropic_reply(
-    model: str, text: str | None, tool: str | None, pieces: tuple[str, ...], prompt: int, stream: bool
+    model: str, text: str | None, tool: str | None, chunks: int, prompt: int, stream: bool
 ) -> Reply:
+    pieces = fc.split_text(text or "", chunks)
     output = len(pieces) if tool is None else 5
     stop = "end_turn" if tool is None else "tool_use"
     usage = {
@@ -312,7 +314,7 @@ def gemini_generate(call: Call) -> Reply:
     sse_mode = "alt=sse" in call.query
     tool = _gemini_tool(body)
     if tool is not None:
-        return _gemini_reply(call.model, None, tool, ("",), prompt, call.stream, sse_mode)
+        return _gemini_reply(call.model, None, tool, 1, prompt, call.stream, sse_mode)
     config = _first_of(body, "generationConfig", "generation_config")
     config = config if isinstance(config, Mapping) else {}
     json_mode = _first_of(config, "responseMimeType", "response_mime_type") == "application/json"
@@ -320,7 +322,7 @@ def gemini_generate(call: Call) -> Reply:
         config, "responseJsonSchema", "response_json_schema", "responseSchema", "response_schema"
     )
     text = _reply_text(call, schema, json_mode, lambda: fc.last_gemini_user_text(body.get("contents")))
-    return _gemini_reply(call.model, text, None, _pieces(call, text), prompt, call.stream, sse_mode)
+    return _gemini_reply(call.model, text, None, _chunks(call), prompt, call.stream, sse_mode)
 
 
 def _gemini_tool(body: Mapping[str, Any]) -> str | None:
@@ -354,11 +356,12 @@ def _gemini_reply(
     model: str,
     text: str | None,
     tool: str | None,
-    pieces: tuple[str, ...],
+    chunks: int,
     prompt: int,
     stream: bool,
     sse_mode: bool,
 ) -> Reply:
+    pieces = fc.split_text(text or "", chunks)
     output = len(pieces) if tool is None else 5
     usage = {"promptTokenCount": prompt, "candidatesTokenCount": output, "totalTokenCount": prompt + output}
 
