@@ -37,6 +37,21 @@ OFFLINE_ENV = {
 }
 LITELLM_LOGGERS = ("LiteLLM", "LiteLLM Proxy", "LiteLLM Router", "litellm")
 CONFIG_KWARGS = ("api_base", "api_key", "api_version", "vertex_project", "vertex_location", "aws_region_name")
+# Providers whose litellm handlers take an `AsyncHTTPHandler` as `client`: Sluice passes its own, which
+# never follows redirects (litellm's default does, re-sending the body and provider key to the new host).
+HANDLER_CLIENT_PREFIXES = frozenset(
+    {
+        "anthropic",
+        "gemini",
+        "vertex_ai",
+        "bedrock",
+        "cohere",
+        "cohere_chat",
+        "ollama",
+        "ollama_chat",
+        "mistral",
+    }
+)
 
 
 def load_litellm() -> ModuleType:
@@ -71,13 +86,15 @@ def load_litellm() -> ModuleType:
     return litellm
 
 
-def _kwargs(target: UpstreamTarget, body: dict[str, Any]) -> dict[str, Any]:
+def _kwargs(target: UpstreamTarget, body: dict[str, Any], client: Any) -> dict[str, Any]:
     kwargs: dict[str, Any] = dict(body)
     for name in CONFIG_KWARGS:
         value = getattr(target, name)
         if value is not None:
             kwargs[name] = value
     kwargs.update(model=target.model, timeout=target.timeout, num_retries=0, max_retries=0, drop_params=True)
+    if client is not None:
+        kwargs["client"] = client
     return kwargs
 
 
@@ -140,16 +157,47 @@ class LiteLLMStream:
 class LiteLLMAdapter:
     def __init__(self) -> None:
         self._litellm = load_litellm()
+        from litellm.llms.custom_httpx.http_handler import AsyncHTTPHandler
+
+        self._http = AsyncHTTPHandler(follow_redirects=False, timeout=120.0)
+        self._sdk_clients: dict[tuple[str | None, str | None, str | None], Any] = {}
+
+    def _client(self, target: UpstreamTarget) -> Any:
+        prefix = target.model.partition("/")[0]
+        if prefix in HANDLER_CLIENT_PREFIXES:
+            return self._http
+        if prefix == "azure":
+            return self._azure_client(target)
+        return None
+
+    def _azure_client(self, target: UpstreamTarget) -> Any:
+        """Azure goes through the OpenAI SDK inside litellm; its default httpx client follows redirects."""
+        key = (target.api_base, target.api_version, target.api_key)
+        found = self._sdk_clients.get(key)
+        if found is None:
+            import httpx
+            import openai
+
+            options: dict[str, Any] = {
+                "api_key": target.api_key,
+                "azure_endpoint": target.api_base or "",
+                "api_version": target.api_version,
+                "max_retries": 0,
+                "http_client": httpx.AsyncClient(follow_redirects=False, trust_env=False),
+            }
+            found = openai.AsyncAzureOpenAI(**options)
+            self._sdk_clients[key] = found
+        return found
 
     async def chat(self, target: UpstreamTarget, body: dict[str, Any]) -> dict[str, Any]:
         try:
-            response = await self._litellm.acompletion(**_kwargs(target, body))
+            response = await self._litellm.acompletion(**_kwargs(target, body, self._client(target)))
         except Exception as exc:  # every litellm failure becomes a sanitised UpstreamError
             raise _map_error(self._litellm, exc) from None
         return _dump(response)
 
     async def chat_stream(self, target: UpstreamTarget, body: dict[str, Any]) -> LiteLLMStream:
-        kwargs = _kwargs(target, body)
+        kwargs = _kwargs(target, body, self._client(target))
         kwargs["stream"] = True
         try:
             response = await self._litellm.acompletion(**kwargs)
@@ -162,7 +210,7 @@ class LiteLLMAdapter:
         return LiteLLMStream(self._litellm, iterator, first)
 
     async def embeddings(self, target: UpstreamTarget, body: dict[str, Any]) -> dict[str, Any]:
-        kwargs = _kwargs(target, body)
+        kwargs = _kwargs(target, body, self._client(target))
         try:
             response = await self._litellm.aembedding(**kwargs)
         except Exception as exc:  # see chat()
@@ -170,6 +218,9 @@ class LiteLLMAdapter:
         return _dump(response)
 
     async def aclose(self) -> None:
+        await self._http.close()
+        for client in self._sdk_clients.values():
+            await client.close()
         close = getattr(self._litellm, "close_litellm_async_clients", None)
         if close is not None:
             try:
