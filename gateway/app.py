@@ -16,17 +16,18 @@ from datetime import date
 
 from fastapi import FastAPI
 
-from gateway.audit import AuditSink, MemoryAuditSink
+from gateway.audit import AuditSink
 from gateway.auth import Authenticator, KeyStore, StaticKeyStore, config_keys
 from gateway.config import Config, ConfigError, check, load_config
 from gateway.deployments import Deployment, build_deployments
 from gateway.errors import install_handlers
 from gateway.logs import install_redaction
-from gateway.routers import chat, health, models, privacy
+from gateway.routers import admin, chat, health, models, privacy
 from gateway.routing import Router
 from gateway.service import ChatService
 from gateway.settings import Settings
 from gateway.state import Services
+from gateway.storage.runtime import Storage
 from gateway.upstream.base import Adapter
 from gateway.upstream.openai_wire import OpenAIWireAdapter
 from policies.catalog import Catalog, load_catalog
@@ -90,7 +91,13 @@ def create_app(
     warnings += [
         f"deployment {d.id} unavailable: {d.unavailable}" for d in all_deployments if not d.available
     ]
-    audit = audit or MemoryAuditSink()
+    # The database (SLUICE_DATABASE_URL) backs whatever the caller did not pass explicitly.
+    storage: Storage | None = None
+    if audit is None or not key_stores:
+        reserved = {r.name for r in records} | {k.name for k in config.keys}
+        storage = Storage.from_settings(settings, reserved_names=reserved)
+        audit = audit or storage.ledger
+        key_stores = key_stores or (storage.keys,)
     chat_service = ChatService(
         config=config, router=router, policies=table, adapter_for=adapter_for, audit=audit
     )
@@ -117,6 +124,8 @@ def create_app(
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         for line in warnings:
             log.warning("%s", line)
+        if storage is not None:
+            await storage.start()  # migrations; a key name in both config and database stops here
         await audit.start()
         # Objects built at start-up live for the process: keep them out of the cyclic GC's way
         # (full collections of ~1M litellm objects paused requests for 0.5 s in the baseline).
@@ -126,14 +135,17 @@ def create_app(
             yield
         finally:
             await audit.stop()
+            if storage is not None:
+                await storage.stop()
             await direct.aclose()
             if translated is not None:
                 await translated.aclose()
 
     app = FastAPI(title="Sluice", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.sluice = services
+    app.state.storage = storage if storage is not None and storage.keys in key_stores else None
     install_handlers(app)
-    for module in (chat, models, privacy, health):
+    for module in (chat, models, privacy, health, admin):
         app.include_router(module.router)
     return app
 

@@ -1,13 +1,38 @@
-"""`sluice keys ...`: client keys."""
+"""`sluice keys ...`: client keys (`hash` for the config file; `create`, `list`, `revoke` in the database).
+
+What belongs here: options and rendering. The key lifecycle lives in `gateway.storage.keys`;
+the database is the one `SLUICE_DATABASE_URL` names, as for the gateway itself.
+"""
 
 from __future__ import annotations
 
+import json
 import sys
+from collections.abc import Collection
+from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
+from rich.console import Console
+from rich.table import Table
 
 from gateway.auth import hash_key
+from gateway.cli.db import cli_settings, with_database
+from gateway.config import ConfigError, load_config
+from gateway.names import OnViolation
+from gateway.settings import Settings
+from gateway.storage.db import Database
+from gateway.storage.keys import (
+    KeyNameTaken,
+    KeyNotFound,
+    StoredKey,
+    create_key,
+    key_problems,
+    list_keys,
+    revoke_key,
+)
+from gateway.storage.timespec import parse_moment
+from policies.policy import BUILTIN_POLICIES
 
 keys_app = typer.Typer(help="Client keys.")
 
@@ -22,3 +47,126 @@ def keys_hash(
         typer.echo("sluice: no key given", err=True)
         raise typer.Exit(2)
     typer.echo(hash_key(value))
+
+
+def _split(value: str | None) -> list[str]:
+    return [part.strip() for part in (value or "").split(",") if part.strip()]
+
+
+def _known(settings: Settings) -> tuple[Collection[str], Collection[str] | None, set[str]]:
+    """(policy names, model names or None, config key names) from the config file, if there is one."""
+    if not settings.config.exists():
+        typer.echo(
+            f"sluice: {settings.config} not found: policies checked against the built-in ones, "
+            "models and config key names not checked",
+            err=True,
+        )
+        return set(BUILTIN_POLICIES), None, set()
+    try:
+        config = load_config(settings.config)
+    except ConfigError as exc:
+        typer.echo(f"sluice: {str(exc).splitlines()[0]}", err=True)
+        raise typer.Exit(2) from None
+    return config.policy_table(), {m.name for m in config.models}, {k.name for k in config.keys}
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Option("--name", help="who holds the key, e.g. legal")],
+    policy: Annotated[
+        str | None, typer.Option("--policy", help="policy names, comma-separated (default: the server's)")
+    ] = None,
+    models: Annotated[str | None, typer.Option("--models", help="allowed models, comma-separated")] = None,
+    expires: Annotated[str | None, typer.Option("--expires", help="90d, 12h, 2w, or a date")] = None,
+    on_violation: Annotated[
+        OnViolation | None, typer.Option("--on-violation", help="block or reroute (default: the server's)")
+    ] = None,
+) -> None:
+    """Create a key in the database and print it, once; only its hash is stored."""
+    settings = cli_settings()
+    known_policies, known_models, reserved = _known(settings)
+    policies, allowed = _split(policy), (_split(models) if models is not None else None)
+    problems = key_problems(
+        name,
+        policies,
+        allowed,
+        known_policies=known_policies,
+        known_models=known_models,
+        reserved_names=reserved,
+    )
+    now = datetime.now(UTC)
+    try:
+        expires_at = parse_moment(expires, now=now, direction="future") if expires else None
+    except ValueError as exc:
+        problems.append(str(exc))
+    if problems:
+        for line in problems:
+            typer.echo(f"sluice: {line}", err=True)
+        raise typer.Exit(2)
+
+    async def job(db: Database) -> tuple[str, StoredKey]:
+        return await create_key(
+            db,
+            name=name,
+            policy=policies,
+            models=allowed,
+            on_violation=on_violation,
+            expires_at=expires_at,
+            now=now,
+        )
+
+    try:
+        key, stored = with_database(job, settings)
+    except KeyNameTaken as exc:
+        typer.echo(f"sluice: {exc}", err=True)
+        raise typer.Exit(1) from None
+    expiry = f", expires {stored.expires_at:%Y-%m-%d %H:%M} UTC" if stored.expires_at else ""
+    typer.echo(
+        f"created key {name!r} (policy {', '.join(stored.policy) or 'server default'}{expiry}). "
+        "It is shown only now; Sluice keeps only its hash:",
+        err=True,
+    )
+    typer.echo(key)
+
+
+@keys_app.command("list")
+def keys_list(
+    as_json: Annotated[bool, typer.Option("--json", help="JSON instead of a table")] = False,
+) -> None:
+    """Database keys (never their plaintext): active, expired and revoked."""
+    found = with_database(list_keys)
+    now = datetime.now(UTC)
+    if as_json:
+        typer.echo(json.dumps([k.as_dict(now) for k in found], indent=2))
+        return
+    table = Table(title=f"{len(found)} database key(s)")
+    for column in ("name", "status", "policy", "models", "on violation", "created", "expires", "revoked"):
+        table.add_column(column, overflow="fold")
+    for key in found:
+        data = key.as_dict(now)
+        table.add_row(
+            key.name,
+            data["status"],
+            ", ".join(key.policy) or "(server default)",
+            ", ".join(key.models) if key.models is not None else "(all)",
+            data["on_violation"] or "(server default)",
+            data["created_at"],
+            data["expires_at"] or "-",
+            data["revoked_at"] or "-",
+        )
+    Console(width=200).print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(name: Annotated[str, typer.Argument(help="the key's name")]) -> None:
+    """Revoke a database key: refused on the next request, on every replica."""
+
+    async def job(db: Database) -> StoredKey:
+        return await revoke_key(db, name)
+
+    try:
+        with_database(job)
+    except KeyNotFound as exc:
+        typer.echo(f"sluice: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"revoked key {name!r}")

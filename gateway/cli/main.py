@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import typer
 
+from gateway.cli.audit import audit_app
 from gateway.cli.catalog import catalog_app, policy_app
+from gateway.cli.db import db_app
 from gateway.cli.keys import keys_app
 from gateway.cli.serve import check, demo, serve
 
@@ -20,6 +22,8 @@ app.command()(check)
 app.add_typer(catalog_app, name="catalog")
 app.add_typer(policy_app, name="policy")
 app.add_typer(keys_app, name="keys")
+app.add_typer(audit_app, name="audit")
+app.add_typer(db_app, name="db")
 
 
 if __name__ == "__main__":

@@ -218,7 +218,7 @@ class LiteLLMAdapter:
         return _dump(response)
 
     async def aclose(self) -> None:
-        await self._http.close()
+        await self._http.close()  # type: ignore[no-untyped-call]
         for client in self._sdk_clients.values():
             await client.close()
         close = getattr(self._litellm, "close_litellm_async_clients", None)
