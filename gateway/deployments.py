@@ -51,8 +51,9 @@ def _base(dep: DeploymentConfig, settings: Settings) -> str | None:
     if dep.simulate:
         fake = (settings.fake_upstream_url or "").rstrip("/")
         return fake + "/v1" if route.openai_wire else fake
-    # The pass-through needs a base URL; litellm builds its own from the prefix when none is configured.
-    return dep.api_base or (route.default_base if route.openai_wire else None)
+    # The pass-through needs a base URL; litellm gets an explicit one where its default can be
+    # overridden from the environment, and builds its own (region hosts) otherwise.
+    return dep.api_base or (route.default_base if route.openai_wire else route.litellm_base)
 
 
 def build_deployment(

@@ -18,10 +18,19 @@ class Route:
     default_base: str | None
     openai_wire: bool
     needs_api_base: bool = False
+    # The api_base Sluice hands litellm when the config gives none. Explicit, so that litellm's own
+    # environment overrides (ANTHROPIC_API_BASE, GEMINI_API_BASE, ...) cannot send data elsewhere.
+    litellm_base: str | None = None
 
 
-def _r(providers: str, base: str | None, openai_wire: bool, needs_api_base: bool = False) -> Route:
-    return Route(frozenset(providers.split()), base, openai_wire, needs_api_base)
+def _r(
+    providers: str,
+    base: str | None,
+    openai_wire: bool,
+    needs_api_base: bool = False,
+    litellm_base: str | None = None,
+) -> Route:
+    return Route(frozenset(providers.split()), base, openai_wire, needs_api_base, litellm_base)
 
 
 # prefix -> route. `openai` with an api_base may reach any OpenAI-compatible host; the host check
@@ -35,12 +44,19 @@ ROUTES: dict[str, Route] = {
     "hosted_vllm": _r("self_hosted", None, True, needs_api_base=True),
     "ollama_chat": _r("self_hosted ollama", "http://127.0.0.1:11434", False),
     "ollama": _r("self_hosted ollama", "http://127.0.0.1:11434", False),
-    "anthropic": _r("anthropic", "https://api.anthropic.com", False),
-    "gemini": _r("google", "https://generativelanguage.googleapis.com", False),
+    "anthropic": _r(
+        "anthropic", "https://api.anthropic.com", False, litellm_base="https://api.anthropic.com"
+    ),
+    "gemini": _r(
+        "google",
+        "https://generativelanguage.googleapis.com",
+        False,
+        litellm_base="https://generativelanguage.googleapis.com/v1beta",
+    ),
     "vertex_ai": _r("google", None, False),
     "bedrock": _r("aws", None, False),
     "azure": _r("microsoft", None, False, needs_api_base=True),
-    "mistral": _r("mistral", "https://api.mistral.ai/v1", False),
+    "mistral": _r("mistral", "https://api.mistral.ai/v1", False, litellm_base="https://api.mistral.ai/v1"),
     "groq": _r("groq", "https://api.groq.com/openai/v1", True),
     "together_ai": _r("together", "https://api.together.xyz/v1", True),
     "fireworks_ai": _r("fireworks", "https://api.fireworks.ai/inference/v1", True),
