@@ -19,7 +19,10 @@ PLACEHOLDER_SECRETS = {"changeme", "change-me", "secret", "password", "sk-...", 
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="SLUICE_", extra="ignore", env_file=None)
+    # hide_input_in_errors: a refused master key (too short, say) must not be echoed in the error.
+    model_config = SettingsConfigDict(
+        env_prefix="SLUICE_", extra="ignore", env_file=None, hide_input_in_errors=True
+    )
 
     config: Path = Path("config/sluice.yaml")
     master_key: SecretStr | None = None
@@ -29,6 +32,7 @@ class Settings(BaseSettings):
     port: int = Field(default=8080, ge=0, le=65535)
     workers: int = Field(default=1, ge=1, le=64)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    access_log: bool = Field(default=False, description="uvicorn's per-request access log (the ledger has it all)")
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     connect_timeout: float = Field(default=5.0, gt=0)
     read_timeout: float = Field(default=120.0, gt=0, description="whole non-stream call / first stream byte")

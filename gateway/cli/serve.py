@@ -16,6 +16,7 @@ from typing import Annotated
 
 import typer
 import uvicorn
+from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -43,8 +44,11 @@ def configure_logging(level: str) -> None:
 def _settings(**overrides: object) -> Settings:
     try:
         return Settings.model_validate({k: v for k, v in overrides.items() if v is not None})
-    except ValueError as exc:
-        typer.echo(f"sluice: invalid settings: {str(exc).splitlines()[-1].strip()}", err=True)
+    except ValidationError as exc:
+        # One line per problem; pydantic's own text ends with a documentation URL, not the problem.
+        for err in exc.errors(include_url=False, include_input=False):
+            where = ".".join(str(p) for p in err["loc"]) or "settings"
+            typer.echo(f"sluice: invalid settings: {where}: {err['msg']}", err=True)
         raise typer.Exit(2) from None
 
 
@@ -79,6 +83,7 @@ def _run(settings: Settings) -> None:
         server_header=False,
         log_config=None,
         timeout_graceful_shutdown=30,
+        access_log=settings.access_log,
     )
 
 

@@ -24,6 +24,7 @@ from gateway.upstream.base import (
     UpstreamTarget,
     UpstreamTimeout,
 )
+from gateway.upstream.transport import FastTransport
 
 MAX_BODY_BYTES = 32 * 1024 * 1024
 MAX_LINE_BYTES = 4 * 1024 * 1024
@@ -181,11 +182,11 @@ async def _first_event(raw: AsyncIterator[bytes], deadline: float) -> tuple[dict
 
 
 class OpenAIWireAdapter:
-    def __init__(self, *, max_connections: int = 1000) -> None:
+    def __init__(self) -> None:
         self._client = httpx.AsyncClient(
+            transport=FastTransport(),
             follow_redirects=False,
             trust_env=False,
-            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=256),
             timeout=httpx.Timeout(120.0, connect=5.0),
         )
 
@@ -246,7 +247,7 @@ class OpenAIWireAdapter:
         try:
             if "text/event-stream" not in response.headers.get("content-type", ""):
                 raise UpstreamProtocolError("the upstream did not answer with an event stream")
-            raw = response.aiter_raw()
+            raw = response.aiter_bytes()  # decoded; also works on a response already read (mocks)
             first, rest = await _first_event(raw, target.timeout)
         except TimeoutError:
             await response.aclose()

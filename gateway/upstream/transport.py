@@ -1,0 +1,273 @@
+"""A fast HTTP/1.1 transport for httpx: asyncio protocols, httptools parsing, keep-alive per origin.
+
+What belongs here: `FastTransport`, an `httpx.AsyncBaseTransport` for the OpenAI-wire
+pass-through. httpx's default pool (httpcore + h11, pure Python) cost more than half of the
+gateway's CPU per request under load, most of it checking every pooled connection on every
+request. This transport keeps httpx's client API (and so respx, with `using="httpx"`) and
+replaces only the wire: a C parser, one idle list per origin, no per-request scans.
+
+It speaks HTTP/1.1 only, never follows redirects (the client above it decides), ignores proxy
+variables, and raises httpx's own exception types so callers need not know it is there:
+ConnectError / ConnectTimeout (nothing was sent), ReadTimeout, ReadError and RemoteProtocolError.
+A request on a reused keep-alive connection that the server had already closed is sent once more
+on a fresh connection, since the server cannot have read it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections import deque
+from collections.abc import AsyncIterator
+from typing import Any, cast
+
+import httptools
+import httpx
+
+Origin = tuple[str, str, int]
+MAX_IDLE_PER_ORIGIN = 256
+PAUSE_ABOVE = 1024 * 1024  # buffered body bytes before we stop reading from the socket
+
+
+class _Connection(asyncio.Protocol):
+    """One HTTP/1.1 connection; a response is parsed into status, headers and buffered body chunks."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self.reused = False
+        self.reset()
+
+    def reset(self) -> None:
+        self.parser = httptools.HttpResponseParser(self)
+        self.status = 0
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.got_bytes = False
+        self.headers_done = False
+        self.complete = False
+        self.keep_alive = False
+        self.error: Exception | None = None
+        self.buffered = 0
+        self.paused = False
+        self.chunks: deque[bytes] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+
+    # asyncio.Protocol
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        self.got_bytes = True
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            self._fail(httpx.RemoteProtocolError("malformed HTTP response from the upstream"))
+            self.close()
+
+    def eof_received(self) -> bool:
+        if self.headers_done and not self.complete and not self._framed():
+            self.complete = True  # a body delimited by the end of the connection
+            self.keep_alive = False
+            self._wake()
+        else:
+            self._fail(httpx.RemoteProtocolError("the upstream closed the connection"))
+        return False
+
+    def _framed(self) -> bool:
+        names = {name.lower() for name, _ in self.headers}
+        return b"content-length" in names or b"transfer-encoding" in names
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._fail(httpx.ReadError("the upstream connection was lost"))
+
+    # httptools callbacks
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        self.status = self.parser.get_status_code()
+        self.keep_alive = self.parser.should_keep_alive()
+        self.headers_done = True
+        self._wake()
+
+    def on_body(self, body: bytes) -> None:
+        self.chunks.append(body)
+        self.buffered += len(body)
+        if self.buffered > PAUSE_ABOVE and not self.paused and self.transport is not None:
+            self.paused = True
+            self.transport.pause_reading()
+        self._wake()
+
+    def on_message_complete(self) -> None:
+        self.complete = True
+        self._wake()
+
+    # helpers
+    def _fail(self, error: Exception) -> None:
+        if not self.complete and self.error is None:
+            self.error = error
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def wait(self, deadline: float | None) -> None:
+        loop = asyncio.get_running_loop()
+        self._waiter = loop.create_future()
+        try:
+            async with asyncio.timeout(deadline):
+                await self._waiter
+        finally:
+            self._waiter = None
+
+    def take(self) -> bytes:
+        chunk = self.chunks.popleft()
+        self.buffered -= len(chunk)
+        if self.paused and self.buffered < PAUSE_ABOVE // 2 and self.transport is not None:
+            self.paused = False
+            self.transport.resume_reading()
+        return chunk
+
+    def usable(self) -> bool:
+        return not self.closed and self.transport is not None and not self.transport.is_closing()
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+
+class _Body(httpx.AsyncByteStream):
+    def __init__(
+        self, transport: FastTransport, origin: Origin, conn: _Connection, read_timeout: float | None
+    ):
+        self._transport = transport
+        self._origin = origin
+        self._conn = conn
+        self._timeout = read_timeout
+        self._released = False
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        conn = self._conn
+        while True:
+            if conn.chunks:
+                yield conn.take()
+                continue
+            if conn.complete:
+                return
+            if conn.error is not None:
+                raise conn.error
+            try:
+                await conn.wait(self._timeout)
+            except TimeoutError:
+                raise httpx.ReadTimeout("the upstream sent nothing in time") from None
+
+    async def aclose(self) -> None:
+        if self._released:
+            return
+        self._released = True
+        conn = self._conn
+        if conn.complete and conn.keep_alive and conn.usable() and not conn.chunks:
+            self._transport.release(self._origin, conn)
+        else:
+            conn.close()
+
+
+class FastTransport(httpx.AsyncBaseTransport):
+    def __init__(self, *, ssl_context: ssl.SSLContext | None = None) -> None:
+        self._idle: dict[Origin, list[_Connection]] = {}
+        self._ssl = ssl_context
+
+    def _ssl_context(self) -> ssl.SSLContext:
+        if self._ssl is None:
+            self._ssl = httpx.create_ssl_context()
+        return self._ssl
+
+    def release(self, origin: Origin, conn: _Connection) -> None:
+        idle = self._idle.setdefault(origin, [])
+        if len(idle) >= MAX_IDLE_PER_ORIGIN:
+            conn.close()
+            return
+        conn.reused = True
+        idle.append(conn)
+
+    async def _connect(self, origin: Origin, deadline: float | None) -> _Connection:
+        scheme, host, port = origin
+        loop = asyncio.get_running_loop()
+        tls = self._ssl_context() if scheme == "https" else None
+        try:
+            async with asyncio.timeout(deadline):
+                _, conn = await loop.create_connection(
+                    _Connection, host, port, ssl=tls, server_hostname=host if tls else None
+                )
+        except TimeoutError:
+            raise httpx.ConnectTimeout(f"connecting to {host}:{port} timed out") from None
+        except OSError as exc:
+            raise httpx.ConnectError(f"cannot connect to {host}:{port} ({type(exc).__name__})") from None
+        return conn
+
+    async def _acquire(self, origin: Origin, deadline: float | None) -> _Connection:
+        idle = self._idle.get(origin)
+        while idle:
+            conn = idle.pop()
+            if conn.usable():
+                conn.reset()
+                return conn
+        return await self._connect(origin, deadline)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        url = request.url
+        scheme = url.scheme
+        if scheme not in ("http", "https"):
+            raise httpx.UnsupportedProtocol(f"unsupported scheme {scheme!r}")
+        origin: Origin = (scheme, url.host, url.port or (443 if scheme == "https" else 80))
+        timeouts: dict[str, Any] = request.extensions.get("timeout", {})
+        body = await request.aread()
+        head = [request.method.encode(), b" ", url.raw_path, b" HTTP/1.1\r\n"]
+        for name, value in request.headers.raw:
+            head += [name, b": ", value, b"\r\n"]
+        payload = b"".join((*head, b"\r\n", body))
+        for attempt in (1, 2):
+            conn = await self._acquire(origin, timeouts.get("connect"))
+            try:
+                return await self._exchange(origin, conn, payload, timeouts.get("read"))
+            except (httpx.RemoteProtocolError, httpx.ReadError):
+                # A reused connection the server had closed: it cannot have read the request.
+                if attempt == 1 and conn.reused and not conn.got_bytes:
+                    conn.close()
+                    continue
+                raise
+        raise httpx.ConnectError("no usable connection")  # unreachable: the loop returns or raises
+
+    async def _exchange(
+        self, origin: Origin, conn: _Connection, payload: bytes, read: float | None
+    ) -> httpx.Response:
+        assert conn.transport is not None
+        try:
+            conn.transport.write(payload)
+            while not conn.headers_done:
+                if conn.error is not None:
+                    raise conn.error
+                await conn.wait(read)
+        except TimeoutError:
+            conn.close()
+            raise httpx.ReadTimeout("the upstream sent no response headers in time") from None
+        except BaseException:
+            conn.close()
+            raise
+        return httpx.Response(
+            conn.status,
+            headers=conn.headers,
+            stream=_Body(self, origin, conn, read),
+            extensions={"http_version": b"HTTP/1.1"},
+        )
+
+    async def aclose(self) -> None:
+        for idle in self._idle.values():
+            for conn in idle:
+                conn.close()
+        self._idle.clear()
