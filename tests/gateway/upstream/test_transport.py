@@ -40,16 +40,22 @@ async def test_keep_alive_reuses_one_connection(fake: FakeUpstream) -> None:
 async def test_concurrent_requests_each_get_an_answer(fake: FakeUpstream) -> None:
     async with client() as http:
         replies = await asyncio.gather(
-            *(http.post(f"{fake.url}/v1/chat/completions", json=chat(f"n{i} [[fake:echo]]")) for i in range(20))
+            *(
+                http.post(f"{fake.url}/v1/chat/completions", json=chat(f"n{i} [[fake:echo]]"))
+                for i in range(20)
+            )
         )
     contents = sorted(r.json()["choices"][0]["message"]["content"] for r in replies)
     assert contents == sorted(f"n{i} [[fake:echo]]" for i in range(20))
 
 
 async def test_stream_arrives_in_order_and_ends_with_done(fake: FakeUpstream) -> None:
-    async with client() as http, http.stream(
-        "POST", f"{fake.url}/v1/chat/completions", json=chat("[[fake:chunks=7]]", stream=True)
-    ) as response:
+    async with (
+        client() as http,
+        http.stream(
+            "POST", f"{fake.url}/v1/chat/completions", json=chat("[[fake:chunks=7]]", stream=True)
+        ) as response,
+    ):
         assert response.headers["content-type"].startswith("text/event-stream")
         raw = b"".join([chunk async for chunk in response.aiter_bytes()])
     events = [e for e in raw.split(b"\n\n") if e.startswith(b"data: ")]
@@ -71,9 +77,12 @@ async def test_reset_before_answer_is_a_protocol_error(fake: FakeUpstream) -> No
 
 
 async def test_reset_mid_stream_raises_while_reading(fake: FakeUpstream) -> None:
-    async with client() as http, http.stream(
-        "POST", f"{fake.url}/v1/chat/completions", json=chat("[[fake:reset_after=2]]", stream=True)
-    ) as response:
+    async with (
+        client() as http,
+        http.stream(
+            "POST", f"{fake.url}/v1/chat/completions", json=chat("[[fake:reset_after=2]]", stream=True)
+        ) as response,
+    ):
         assert response.status_code == 200
         with pytest.raises((httpx.ReadError, httpx.RemoteProtocolError)):
             async for _ in response.aiter_bytes():
@@ -97,7 +106,8 @@ async def test_closed_port_is_a_connect_error(fake: FakeUpstream) -> None:
 async def test_redirects_are_returned_not_followed(fake: FakeUpstream) -> None:
     async with FakeUpstream() as elsewhere, client() as http:
         response = await http.post(
-            f"{fake.url}/v1/chat/completions", json=chat(f"[[fake:redirect={elsewhere.url}/v1/chat/completions]]")
+            f"{fake.url}/v1/chat/completions",
+            json=chat(f"[[fake:redirect={elsewhere.url}/v1/chat/completions]]"),
         )
         assert response.status_code in (301, 302, 303, 307, 308)
         assert elsewhere.requests == []
@@ -110,7 +120,9 @@ async def test_a_closed_keep_alive_connection_is_replaced() -> None:
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         head = await reader.readuntil(b"\r\n\r\n")
         length = next(
-            int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")
+            int(line.split(b":")[1])
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length")
         )
         await reader.readexactly(length)
         served.append(1)
