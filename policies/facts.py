@@ -56,7 +56,8 @@ class Attestation:
             return False
         if self.channel is not None and self.channel != channel.id:
             return False
-        return not self.models or any(fnmatchcase(model, glob) for glob in self.models)
+        bare = model.split("/", 1)[-1]
+        return not self.models or any(fnmatchcase(model, g) or fnmatchcase(bare, g) for g in self.models)
 
 
 @dataclass(frozen=True)
