@@ -21,6 +21,7 @@ from gateway.auth import Authenticator, KeyStore, StaticKeyStore, config_keys
 from gateway.config import Config, ConfigError, check, load_config
 from gateway.deployments import Deployment, build_deployments
 from gateway.errors import install_handlers
+from gateway.hotpath import HotPath
 from gateway.logs import install_redaction
 from gateway.routers import admin, chat, health, models, privacy
 from gateway.routing import Router
@@ -141,7 +142,22 @@ def create_app(
             if translated is not None:
                 await translated.aclose()
 
-    app = FastAPI(title="Sluice", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app = FastAPI(
+        title="Sluice",
+        version="0.1.0",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        # FastAPI's native OpenTelemetry: off, so no span or metric can carry request data anywhere.
+        telemetry={
+            "tracing": False,
+            "metrics": False,
+            "logs": False,
+            "operation_spans": False,
+            "auto_configure": False,
+        },
+    )
+    app.add_middleware(HotPath, services=services)
     app.state.sluice = services
     app.state.storage = storage if storage is not None and storage.keys in key_stores else None
     install_handlers(app)

@@ -1,0 +1,157 @@
+"""`/admin/keys`: list, create (the key is shown once) and revoke database keys; master key only.
+
+What belongs here: parsing admin requests and rendering answers. The key lifecycle lives in
+`gateway.storage.keys`. No key: 401. A key that is not the master key (`SLUICE_MASTER_KEY`): 403.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from starlette.responses import Response
+
+from gateway.errors import InvalidRequest, NotFound, SluiceError
+from gateway.http import new_request_id, read_body
+from gateway.names import ErrorCode, ErrorType, OnViolation
+from gateway.protocol import parse_json
+from gateway.state import ServicesDep
+from gateway.storage.keys import (
+    KeyNameTaken,
+    KeyNotFound,
+    KeyStoreUnavailable,
+    create_key,
+    key_problems,
+    list_keys,
+    revoke_key,
+)
+from gateway.storage.ledger import DB_ERRORS, describe
+from gateway.storage.runtime import Storage
+from gateway.storage.timespec import parse_moment
+from gateway.util import json_response
+
+log = logging.getLogger("sluice.admin")
+router = APIRouter(prefix="/admin")
+
+
+# Not yet in gateway.names.ErrorCode (owned elsewhere); move it there with the next edit of names.py.
+MASTER_KEY_REQUIRED = "master_key_required"
+
+
+class MasterKeyRequired(SluiceError):
+    status = 403
+    type = ErrorType.PERMISSION
+
+    def body(self) -> dict[str, Any]:
+        body = super().body()
+        body["error"]["code"] = MASTER_KEY_REQUIRED
+        return body
+
+
+class NewKey(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=64)
+    policy: list[str] = Field(default_factory=list)
+    models: list[str] | None = None
+    expires: str | None = Field(default=None, description="a duration like 90d, or an ISO date")
+    on_violation: OnViolation | None = None
+
+    @field_validator("policy", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        return [p.strip() for p in value.split(",") if p.strip()] if isinstance(value, str) else value
+
+
+async def admin_storage(request: Request, services: ServicesDep) -> Storage:
+    """The caller must hold the master key, and keys must live in the database."""
+    new_request_id(request)
+    key = await services.auth.authenticate(request.headers)
+    if not key.is_master:
+        raise MasterKeyRequired("administration needs the master key (SLUICE_MASTER_KEY)")
+    storage: Storage | None = getattr(request.app.state, "storage", None)
+    if storage is None:
+        raise NotFound("this gateway does not keep keys in a database")
+    return storage
+
+
+StorageDep = Annotated[Storage, Depends(admin_storage)]
+
+
+@contextlib.contextmanager
+def _database_errors() -> Iterator[None]:
+    try:
+        yield
+    except DB_ERRORS as exc:
+        log.error("key administration: database unavailable: %s", describe(exc))
+        raise KeyStoreUnavailable("the key store is unavailable; try again shortly") from None
+
+
+@router.get("/keys", response_model=None)
+async def get_keys(storage: StorageDep) -> Response:
+    now = datetime.now(UTC)
+    with _database_errors():
+        found = await list_keys(storage.db)
+    return json_response({"object": "list", "data": [k.as_dict(now) for k in found]})
+
+
+def _new_key(raw: bytes) -> NewKey:
+    try:
+        return NewKey.model_validate(parse_json(raw))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ())) or "body"
+        message = str(first.get("msg", "invalid value")).splitlines()[0][:200]
+        raise InvalidRequest(f"invalid value for {where}: {message}", param=where) from None
+
+
+@router.post("/keys", response_model=None)
+async def post_key(request: Request, storage: StorageDep, services: ServicesDep) -> Response:
+    ask = _new_key(await read_body(request, services.settings.max_body_bytes))
+    problems = key_problems(
+        ask.name,
+        ask.policy,
+        ask.models,
+        known_policies=services.policies,
+        known_models=services.router.models,
+        reserved_names=storage.reserved_names,
+    )
+    if problems:
+        code = ErrorCode.UNKNOWN_POLICY if any("policy" in p for p in problems) else None
+        raise InvalidRequest("; ".join(problems), code=code)
+    now = datetime.now(UTC)
+    try:
+        expires_at = parse_moment(ask.expires, now=now, direction="future") if ask.expires else None
+    except ValueError as exc:
+        raise InvalidRequest(str(exc), param="expires") from None
+    try:
+        with _database_errors():
+            key, stored = await create_key(
+                storage.db,
+                name=ask.name,
+                policy=ask.policy,
+                models=ask.models,
+                on_violation=ask.on_violation,
+                expires_at=expires_at,
+                now=now,
+            )
+    except KeyNameTaken as exc:
+        conflict = InvalidRequest(str(exc), param="name")
+        conflict.status = 409
+        raise conflict from None
+    return json_response({**stored.as_dict(now), "key": key}, status=201)
+
+
+@router.delete("/keys/{name}", response_model=None)
+async def delete_key(name: str, storage: StorageDep) -> Response:
+    try:
+        with _database_errors():
+            stored = await revoke_key(storage.db, name)
+    except KeyNotFound as exc:
+        raise NotFound(str(exc)) from None
+    return json_response(stored.as_dict(datetime.now(UTC)))

@@ -1,0 +1,62 @@
+"""What `create_app` builds over `SLUICE_DATABASE_URL`: the `Storage` of one gateway process.
+
+What belongs here: assembling the database, the key store and the ledger writer from settings,
+and their start-up and shutdown. Start-up applies migrations and refuses a key name defined both
+in the config file and in the database; when the database does not answer, it logs one warning
+and the gateway serves anyway (the ledger spools, database keys answer 503 until it is back).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection
+
+from gateway.config import ConfigError
+from gateway.settings import Settings
+from gateway.storage.db import Database
+from gateway.storage.keys import DatabaseKeyStore, active_names
+from gateway.storage.ledger import DB_ERRORS, LedgerSink, describe
+
+log = logging.getLogger("sluice.storage")
+
+
+class Storage:
+    def __init__(self, db: Database, ledger: LedgerSink, *, reserved_names: Collection[str] = ()) -> None:
+        self.db = db
+        self.ledger = ledger
+        self.reserved_names = frozenset(reserved_names)
+        self.keys = DatabaseKeyStore(db, reserved_names=self.reserved_names)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, reserved_names: Collection[str] = ()) -> Storage:
+        """Builds without connecting: a gateway whose database is down still starts."""
+        db = Database(settings.database_url)
+        return cls(db, LedgerSink(db, settings.audit_spool), reserved_names=reserved_names)
+
+    async def start(self) -> None:
+        """Apply migrations and check key names; raises ConfigError on a name clash."""
+        try:
+            await self.db.ensure_schema()
+            names = await active_names(self.db)
+        except DB_ERRORS as exc:
+            log.warning(
+                "database %s unreachable at start-up (%s): serving anyway; audit records are spooled to %s "
+                "and database keys are refused until it answers",
+                self.db.display_url,
+                describe(exc),
+                self.ledger.spool_path,
+            )
+            return
+        clash = sorted(names & self.reserved_names)
+        if clash:
+            await self.db.dispose()
+            line = (
+                f"keys: {', '.join(map(repr, clash))} defined both in the config file and in the database; "
+                "rename the config key or revoke the database key (`sluice keys revoke NAME`)"
+            )
+            log.error("%s", line)
+            raise ConfigError(line)
+        log.info("database %s ready (schema current, %d database keys)", self.db.display_url, len(names))
+
+    async def stop(self) -> None:
+        await self.db.dispose()
