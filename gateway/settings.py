@@ -32,7 +32,7 @@ class Settings(BaseSettings):
     port: int = Field(default=8080, ge=0, le=65535)
     workers: int = Field(default=1, ge=1, le=64)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    access_log: bool = Field(default=False, description="uvicorn's per-request access log (the ledger has it all)")
+    access_log: bool = Field(default=False, description="uvicorn access log (the ledger has it all)")
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     connect_timeout: float = Field(default=5.0, gt=0)
     read_timeout: float = Field(default=120.0, gt=0, description="whole non-stream call / first stream byte")
