@@ -96,8 +96,19 @@ class Router:
                 policy_ok = policy_ok or decision.allowed
                 considered.append(rejection(dep, decision))
         if policy_ok:
+            # A compliant deployment exists but none can be called (missing credentials): the policy
+            # allowed the request, the upstream side failed it.
+            usable = next(
+                d
+                for a in (requested, *targets)
+                for d in self._deployments[a]
+                if self.judge(policy, d)[0].allowed
+            )
+            headers, _ = self.judge(policy, usable)[1].for_request(DecisionKind.ALLOWED, "")
+            headers.pop(Header.REQUEST_ID, None)
             return UpstreamFailure(
                 f"no deployment of {requested!r} is available: credentials are not configured",
+                headers=headers,
                 extra={"privacy": {"considered": considered}},
             )
         names = [p.name for p in policy]

@@ -32,7 +32,7 @@ from gateway.errors import (
     SluiceError,
     UpstreamFailure,
 )
-from gateway.names import DecisionKind, ErrorCode, OnViolation
+from gateway.names import DecisionKind, ErrorCode, Header, OnViolation
 from gateway.protocol import ParsedRequest, PrivacyAsk
 from gateway.routing import Plan, PolicySet, Router
 from gateway.upstream.base import (
@@ -139,12 +139,21 @@ class ChatService:
                 reroute=self._reroute(key, call.parsed.ask),
                 may_use=key.may_use,
             )
-        except PolicyViolation as exc:
+        except (PolicyViolation, UpstreamFailure) as exc:
+            # Blocked by policy, or allowed with every compliant deployment unavailable (no key).
+            blocked = isinstance(exc, PolicyViolation)
             reasons = tuple(r for c in exc.extra["privacy"]["considered"] for r in c["reasons"])
             self._audit.record(
-                call.event(DecisionKind.BLOCKED, exc.status, reasons=reasons, error_code=exc.code)
+                call.event(
+                    DecisionKind.BLOCKED if blocked else DecisionKind.ALLOWED,
+                    exc.status,
+                    reasons=reasons,
+                    error_code=exc.code.value,
+                    provider=None if blocked else exc.headers.get(Header.PROVIDER),
+                    channel=None if blocked else exc.headers.get(Header.CHANNEL),
+                )
             )
-            exc.headers["X-Request-Id"] = call.request_id
+            exc.headers[Header.REQUEST_ID] = call.request_id
             raise
 
     def _served(
