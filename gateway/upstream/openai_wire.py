@@ -9,6 +9,7 @@ on it). Redirects are never followed, reads are capped, upstream headers are nev
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -30,6 +31,8 @@ MAX_BODY_BYTES = 32 * 1024 * 1024
 MAX_LINE_BYTES = 4 * 1024 * 1024
 MAX_ERROR_BYTES = 64 * 1024
 DONE_MARK = b"data: [DONE]"
+# An in-band error event: its message is the upstream's (it may echo the prompt or the key).
+ERROR_EVENT = re.compile(rb'(?:^|\n)data: ?\{\s*"error"')
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -97,6 +100,16 @@ def _usage_from(chunk: bytes) -> dict[str, Any] | None:
     return found
 
 
+def _error_event_at(chunk: bytes) -> int:
+    """Where an in-band error event starts in `chunk` (-1: none). Its text is never relayed."""
+    if b'"error"' not in chunk:
+        return -1
+    found = ERROR_EVENT.search(chunk)
+    if found is None:
+        return -1
+    return found.start() + 1 if chunk[found.start() : found.start() + 1] == b"\n" else found.start()
+
+
 class RelayStream:
     """A stream whose first event was parsed; the rest is relayed as the upstream framed it."""
 
@@ -123,6 +136,11 @@ class RelayStream:
         raw = self._raw
         try:
             if self._rest:
+                cut = _error_event_at(self._rest)
+                if cut >= 0:
+                    if cut:
+                        yield self._rest[:cut]
+                    raise UpstreamStreamError("the upstream sent an error event mid-stream")
                 yield self._rest
             while True:
                 try:
@@ -138,6 +156,11 @@ class RelayStream:
                     raise UpstreamStreamError("the upstream sent an over-long stream line")
                 if b'"usage"' in chunk:
                     self.usage = _usage_from(chunk) or self.usage
+                cut = _error_event_at(chunk)
+                if cut >= 0:
+                    if cut:
+                        yield chunk[:cut]
+                    raise UpstreamStreamError("the upstream sent an error event mid-stream")
                 tail = (tail + chunk)[-64:]
                 yield chunk
         except httpx.HTTPError as exc:
