@@ -3,34 +3,84 @@
 What belongs here: a small ASGI middleware that sends `POST /v1/chat/completions` and
 `POST /v1/embeddings` to `routers.chat.handle` without FastAPI's routing, dependency solving and
 per-route middleware (a measurable share of the per-request CPU), and everything else on to the
-FastAPI app. Errors render exactly as the app's handlers render them.
+FastAPI app. It also owns two per-process limits of the hot path: a cap on requests in flight
+(past it, a fast 429 with Retry-After rather than an unbounded queue), and cancelling the work
+of a client that disconnects before its response starts (streams are cancelled by Starlette's
+own disconnect watch once they run). Errors render exactly as the app's handlers render them.
 """
 
 from __future__ import annotations
 
-from starlette.requests import Request
-from starlette.types import ASGIApp, Receive, Scope, Send
+import asyncio
+import contextlib
 
-from gateway.errors import SluiceError, render
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gateway.errors import RateLimited, SluiceError, render
 from gateway.routers.chat import CHAT, EMBEDDINGS, handle
 from gateway.state import Services
 
 HOT_PATHS = {"/v1/chat/completions": CHAT, "/v1/embeddings": EMBEDDINGS}
 
 
+async def _disconnected(receive: Receive, body_read: asyncio.Event) -> None:
+    """Return when the client disconnects (only listened for once the body has been read)."""
+    await body_read.wait()
+    while (await receive())["type"] != "http.disconnect":
+        continue
+
+
 class HotPath:
     def __init__(self, app: ASGIApp, *, services: Services) -> None:
         self.app = app
         self.services = services
+        self.in_flight = 0
+        self.limit = services.settings.max_concurrency
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         endpoint = HOT_PATHS.get(scope["path"]) if scope["type"] == "http" else None
         if endpoint is None or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
-        request = Request(scope, receive)
+        if self.in_flight >= self.limit:
+            busy = RateLimited(
+                "Sluice is at its concurrency limit; retry shortly", headers={"retry-after": "1"}
+            )
+            await render(busy)(scope, receive, send)
+            return
+        self.in_flight += 1
         try:
-            response = await handle(request, self.services, endpoint)
+            response = await self._respond(scope, receive, endpoint)
+            if response is not None:
+                await response(scope, receive, send)
+        finally:
+            self.in_flight -= 1
+
+    async def _respond(self, scope: Scope, receive: Receive, endpoint: str) -> Response | None:
+        body_read = asyncio.Event()
+
+        async def tracked() -> Message:
+            message = await receive()
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                body_read.set()
+            return message
+
+        request = Request(scope, tracked)
+        work = asyncio.ensure_future(self._handle(request, endpoint))
+        gone = asyncio.ensure_future(_disconnected(receive, body_read))
+        await asyncio.wait((work, gone), return_when=asyncio.FIRST_COMPLETED)
+        if work.done():
+            gone.cancel()
+            return work.result()
+        work.cancel()  # the client left: abandon the upstream call (the service records it)
+        with contextlib.suppress(asyncio.CancelledError):
+            await work
+        return None
+
+    async def _handle(self, request: Request, endpoint: str) -> Response:
+        try:
+            return await handle(request, self.services, endpoint)
         except SluiceError as exc:
-            response = render(exc, request_id=getattr(request.state, "request_id", None))
-        await response(scope, receive, send)
+            return render(exc, request_id=getattr(request.state, "request_id", None))

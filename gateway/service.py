@@ -47,6 +47,7 @@ from policies.policy import Policy, UnknownPolicyError, resolve
 log = logging.getLogger("sluice.request")
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 DONE = b"data: [DONE]\n\n"
+CLIENT_CLOSED = 499  # nginx's status for "the client closed the request"; ledger only, never sent
 
 
 def to_client_error(exc: UpstreamError) -> SluiceError:
@@ -204,6 +205,9 @@ class ChatService:
                     log.info("%s failing over from %s (%s)", call.request_id, dep.id, exc.message)
                     continue
                 raise self._failed(call, plan, dep, exc, attempt) from None
+            except asyncio.CancelledError:  # the client went away: the upstream call is abandoned
+                self._served(call, plan, dep, CLIENT_CLOSED, attempt, client_cancelled=True)
+                raise
             headers, privacy = self._router.judge(plan.policy, dep)[1].for_request(
                 plan.decision, call.request_id, plan.rerouted_from
             )
@@ -224,6 +228,9 @@ class ChatService:
                     log.info("%s failing over from %s (%s)", call.request_id, dep.id, exc.message)
                     continue
                 raise self._failed(call, plan, dep, exc, attempt) from None
+            except asyncio.CancelledError:  # gone before the first chunk
+                self._served(call, plan, dep, CLIENT_CLOSED, attempt, client_cancelled=True)
+                raise
             headers, privacy = self._router.judge(plan.policy, dep)[1].for_request(
                 plan.decision, call.request_id, plan.rerouted_from
             )

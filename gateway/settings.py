@@ -34,6 +34,7 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     access_log: bool = Field(default=False, description="uvicorn access log (the ledger has it all)")
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    max_concurrency: int = Field(default=1024, ge=1, description="requests in flight per process")
     connect_timeout: float = Field(default=5.0, gt=0)
     read_timeout: float = Field(default=120.0, gt=0, description="whole non-stream call / first stream byte")
     stream_idle_timeout: float = Field(default=60.0, gt=0, description="longest gap between stream chunks")

@@ -1,0 +1,85 @@
+"""The hot path's own duties: cancelling abandoned calls, and the in-flight cap. Over a real uvicorn."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx
+import uvicorn
+from fastapi import FastAPI
+
+from gateway.app import create_app
+from gateway.audit import MemoryAuditSink
+from gateway.settings import Settings
+from gateway.testing.fake_upstream import FakeUpstream
+from tests.conftest import AUTH, chat_body
+
+LIMIT = 200  # polls of 50 ms: a bound, never an expectation
+
+
+async def until(condition: Callable[[], Any], what: str) -> None:
+    for _ in range(LIMIT):
+        if condition():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@contextlib.asynccontextmanager
+async def served(app: FastAPI) -> AsyncIterator[str]:
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on"))
+    task = asyncio.create_task(server.serve())
+    await until(lambda: server.started or task.done(), "uvicorn to start")
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+async def test_client_gone_during_a_non_stream_call_cancels_the_upstream(
+    demo_settings: Settings, fake: FakeUpstream
+) -> None:
+    audit = MemoryAuditSink()
+    app = create_app(demo_settings, audit=audit)
+    async with served(app) as url, httpx.AsyncClient(base_url=url, timeout=30) as http:
+        call = asyncio.ensure_future(
+            http.post(
+                "/v1/chat/completions", json=chat_body(content="slow [[fake:delay_ms=20000]]"), headers=AUTH
+            )
+        )
+        await until(lambda: len(fake.requests) == 1, "the upstream call to start")
+        call.cancel()  # the client hangs up while Sluice waits for the upstream
+        with contextlib.suppress(asyncio.CancelledError):
+            await call
+        await until(
+            lambda: fake.requests[0].client_closed_at is not None, "Sluice to close the upstream call"
+        )
+        await until(lambda: len(audit.events) == 1, "the ledger entry")
+    [event] = audit.events
+    assert event.client_cancelled is True
+    assert (event.decision, event.status, event.channel) == ("allowed", 499, "openai.api")
+
+
+async def test_past_the_concurrency_cap_requests_are_refused_fast(
+    demo_settings: Settings, fake: FakeUpstream
+) -> None:
+    settings = demo_settings.model_copy(update={"max_concurrency": 1})
+    app = create_app(settings, audit=MemoryAuditSink())
+    async with served(app) as url, httpx.AsyncClient(base_url=url, timeout=30) as http:
+        first = asyncio.ensure_future(
+            http.post("/v1/chat/completions", json=chat_body(content="[[fake:delay_ms=1500]]"), headers=AUTH)
+        )
+        await until(lambda: len(fake.requests) == 1, "the first call to reach the upstream")
+        second = await http.post("/v1/chat/completions", json=chat_body(), headers=AUTH)
+        assert second.status_code == 429
+        assert second.headers["retry-after"] == "1"
+        assert second.json()["error"]["code"] == "rate_limited"
+        assert (await first).status_code == 200
+        third = await http.post("/v1/chat/completions", json=chat_body(), headers=AUTH)
+        assert third.status_code == 200
+    assert len(fake.requests) == 2
