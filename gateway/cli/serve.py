@@ -142,7 +142,7 @@ def demo(
         )
         _refuse_bad_config(settings)
         base = f"http://{settings.host}:{settings.port}/v1"
-        console = Console(stderr=True)
+        console = Console(stderr=True, soft_wrap=True)  # copy-pastable lines, never wrapped
         console.print(f"[bold]Sluice demo[/] on {base} (fake upstream at {fake_url}); key: sk-sluice-demo\n")
         console.print("Try:")
         console.print(
