@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from gateway.cli.db import with_database
 from gateway.storage.db import Database
@@ -117,7 +118,7 @@ def _print_report(found: Report) -> None:
         table.add_column(column, overflow="fold")
     for item in found.blocked:
         table.add_row(
-            item.time, item.key_name, item.requested_model, item.request_id, "\n".join(item.reasons)
+            item.time, item.key_name, item.requested_model, item.request_id, Text("\n".join(item.reasons))
         )
     console.print(table)
 
