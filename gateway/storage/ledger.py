@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import threading
 from collections import deque
@@ -56,6 +57,7 @@ def _insert(table_dialect: str, table: Any) -> Insert:
     return statement
 
 
+@functools.cache
 def insert_rows(dialect: str) -> Insert:
     """Insert ledger rows, skipping any already present (a replay after a crash mid-replay)."""
     statement: Any = _insert(dialect, audit_events)
@@ -63,9 +65,14 @@ def insert_rows(dialect: str) -> Insert:
     return result
 
 
-def upsert_heads(dialect: str, heads: Sequence[dict[str, Any]]) -> Insert:
-    """Move each writer's head forward (never back: replays may arrive after newer rows)."""
-    statement: Any = _insert(dialect, audit_writers).values(list(heads))
+@functools.cache
+def upsert_heads(dialect: str) -> Insert:
+    """Move each writer's head forward (never back: replays may arrive after newer rows).
+
+    Executed with the heads as parameters (executemany), so SQLAlchemy compiles it once per
+    dialect rather than once per batch with the values inlined.
+    """
+    statement: Any = _insert(dialect, audit_writers)
     excluded = statement.excluded
     result: Insert = statement.on_conflict_do_update(
         index_elements=["writer"],
@@ -108,7 +115,7 @@ async def write_rows(db: Database, rows: Sequence[Row]) -> None:
     """Insert rows and move their writers' heads, in one transaction."""
     async with db.engine.begin() as conn:
         await conn.execute(insert_rows(conn.dialect.name), list(rows))
-        await conn.execute(upsert_heads(conn.dialect.name, chain_heads(rows)))
+        await conn.execute(upsert_heads(conn.dialect.name), chain_heads(rows))
 
 
 @dataclass
@@ -142,7 +149,7 @@ class LedgerSink:
         batch_size: int = 500,
         queue_size: int = 10_000,
         hold_limit: int = 100_000,
-        flush_interval: float = 0.05,
+        flush_interval: float = 0.2,
         retry_initial: float = 0.25,
         retry_max: float = 10.0,
         stop_timeout: float = 30.0,
