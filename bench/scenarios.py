@@ -1,0 +1,84 @@
+"""The benchmark's scenarios and the request each target gets in each of them.
+
+What belongs here: which scenarios exist (non-stream and stream on the OpenAI-wire pass-through,
+the Anthropic-wire translation path; c=1 latency, c=64 throughput), and, for each target
+(the fake upstream itself, Sluice, LiteLLM Proxy), the URL, body, headers and the marker a
+complete answer contains. Nothing here starts processes or sends traffic.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Literal
+
+DIRECT, SLUICE, LITELLM = "direct", "sluice", "litellm"
+TARGET_NAMES = {DIRECT: "direct", SLUICE: "Sluice", LITELLM: "LiteLLM Proxy"}
+SLUICE_KEY = "sk-sluice-bench"  # its sha256 is in bench/sluice-bench.yaml
+LITELLM_KEY = "sk-litellm-bench"  # general_settings.master_key in bench/litellm-bench.yaml
+PROMPT = "Say hello in one short sentence."
+MAX_TOKENS = 64
+
+Wire = Literal["openai", "anthropic"]
+Kind = Literal["latency", "throughput"]
+
+
+@dataclass(frozen=True)
+class Scenario:
+    id: str
+    title: str
+    kind: Kind
+    wire: Wire  # the upstream wire: openai = pass-through, anthropic = litellm translation
+    stream: bool
+    concurrency: int
+
+    @property
+    def metric(self) -> str:
+        """For latency scenarios: `first` (time to first SSE data line) or `total`."""
+        return "first" if self.stream else "total"
+
+
+SCENARIOS: tuple[Scenario, ...] = (
+    Scenario("ns_c1", "non-stream, c=1", "latency", "openai", False, 1),
+    Scenario("ns_c64", "non-stream, c=64", "throughput", "openai", False, 64),
+    Scenario("st_c1", "stream (20 chunks), c=1, time to first token", "latency", "openai", True, 1),
+    Scenario("st_c64", "stream (20 chunks), c=64", "throughput", "openai", True, 64),
+    Scenario("tr_c1", "translation (Anthropic wire), non-stream, c=1", "latency", "anthropic", False, 1),
+    Scenario(
+        "tr_c64", "translation (Anthropic wire), non-stream, c=64", "throughput", "anthropic", False, 64
+    ),
+    Scenario("trst_c64", "translation (Anthropic wire), stream, c=64", "throughput", "anthropic", True, 64),
+)
+BY_ID = {s.id: s for s in SCENARIOS}
+
+
+@dataclass(frozen=True)
+class RequestSpec:
+    url: str
+    body: str
+    headers: tuple[str, ...]
+    marker: str  # a complete, successful answer contains it (checked by wrk's Lua script)
+    stream: bool
+
+
+def request_for(target: str, base_url: str, scenario: Scenario) -> RequestSpec:
+    """What `target` (listening at `base_url`) is sent in `scenario`."""
+    messages = [{"role": "user", "content": PROMPT}]
+    if target == DIRECT and scenario.wire == "anthropic":
+        body = {"model": "claude-sonnet-4-5", "max_tokens": MAX_TOKENS, "messages": messages}
+        headers: tuple[str, ...] = ("x-api-key: sk-fake-upstream", "anthropic-version: 2023-06-01")
+        url = f"{base_url}/v1/messages"
+        marker = "message_stop" if scenario.stream else '"content"'
+    else:
+        if target == DIRECT:
+            model, headers = "gpt-4o-mini", ("authorization: Bearer sk-fake-upstream",)
+        else:
+            model = "bench-openai" if scenario.wire == "openai" else "bench-anthropic"
+            key = SLUICE_KEY if target == SLUICE else LITELLM_KEY
+            headers = (f"authorization: Bearer {key}",)
+        body = {"model": model, "max_tokens": MAX_TOKENS, "messages": messages}
+        url = f"{base_url}/v1/chat/completions"
+        marker = "[DONE]" if scenario.stream else '"choices"'
+    if scenario.stream:
+        body["stream"] = True
+    return RequestSpec(url, json.dumps(body), headers, marker, scenario.stream)
