@@ -30,6 +30,7 @@ from gateway.settings import Settings
 from gateway.state import Services
 from gateway.storage.runtime import Storage
 from gateway.upstream.base import Adapter
+from gateway.upstream.litellm_adapter import LiteLLMAdapter
 from gateway.upstream.openai_wire import OpenAIWireAdapter
 from policies.catalog import Catalog, load_catalog
 from policies.policy import resolve
@@ -49,15 +50,11 @@ def prepare(
     return catalog, config
 
 
-def _adapters(deployments: Sequence[Deployment]) -> tuple[OpenAIWireAdapter, Adapter | None]:
+def _adapters(deployments: Sequence[Deployment]) -> tuple[OpenAIWireAdapter, LiteLLMAdapter | None]:
     direct = OpenAIWireAdapter()
-    translated: Adapter | None = None
+    translated: LiteLLMAdapter | None = None
     if any(not d.openai_wire for d in deployments):
-        from gateway.upstream.litellm_adapter import (
-            LiteLLMAdapter,
-        )  # imported only when a deployment needs it
-
-        translated = LiteLLMAdapter()
+        translated = LiteLLMAdapter()  # litellm itself is imported in the background (preload)
     return direct, translated
 
 
@@ -132,6 +129,8 @@ def create_app(
         # (full collections of ~1M litellm objects paused requests for 0.5 s in the baseline).
         gc.collect()
         gc.freeze()
+        if translated is not None:
+            translated.preload()
         try:
             yield
         finally:

@@ -9,6 +9,9 @@ deployments never pays its import time or memory.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import gc
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -155,12 +158,41 @@ class LiteLLMStream:
 
 
 class LiteLLMAdapter:
+    """litellm behind Sluice's adapter interface.
+
+    litellm takes seconds and ~190 MB to import: `preload()` (called when the app starts) imports it
+    in a worker thread, so the gateway answers health checks and OpenAI-wire traffic at once, and a
+    translated call that arrives earlier waits for the import to finish.
+    """
+
     def __init__(self) -> None:
-        self._litellm = load_litellm()
+        self._module: ModuleType | None = None
+        self._http: Any = None
+        self._loading: asyncio.Future[None] | None = None
+        self._sdk_clients: dict[tuple[str | None, str | None, str | None], Any] = {}
+
+    def _load(self) -> None:
+        module = load_litellm()
         from litellm.llms.custom_httpx.http_handler import AsyncHTTPHandler
 
         self._http = AsyncHTTPHandler(follow_redirects=False, timeout=120.0)
-        self._sdk_clients: dict[tuple[str | None, str | None, str | None], Any] = {}
+        self._module = module
+        # litellm's ~1M objects live as long as the process: keep them out of the cyclic GC's way
+        # (full collections of them paused requests for half a second in the baseline).
+        gc.collect()
+        gc.freeze()
+
+    def preload(self) -> None:
+        if self._loading is None:
+            self._loading = asyncio.ensure_future(asyncio.to_thread(self._load))
+
+    async def _litellm(self) -> ModuleType:
+        if self._module is None:
+            self.preload()
+            assert self._loading is not None
+            await asyncio.shield(self._loading)
+        assert self._module is not None
+        return self._module
 
     def _client(self, target: UpstreamTarget) -> Any:
         prefix = target.model.partition("/")[0]
@@ -190,38 +222,46 @@ class LiteLLMAdapter:
         return found
 
     async def chat(self, target: UpstreamTarget, body: dict[str, Any]) -> dict[str, Any]:
+        litellm = await self._litellm()
         try:
-            response = await self._litellm.acompletion(**_kwargs(target, body, self._client(target)))
+            response = await litellm.acompletion(**_kwargs(target, body, self._client(target)))
         except Exception as exc:  # every litellm failure becomes a sanitised UpstreamError
-            raise _map_error(self._litellm, exc) from None
+            raise _map_error(litellm, exc) from None
         return _dump(response)
 
     async def chat_stream(self, target: UpstreamTarget, body: dict[str, Any]) -> LiteLLMStream:
+        litellm = await self._litellm()
         kwargs = _kwargs(target, body, self._client(target))
         kwargs["stream"] = True
         try:
-            response = await self._litellm.acompletion(**kwargs)
+            response = await litellm.acompletion(**kwargs)
             iterator = aiter(response)
             first = _dump(await anext(iterator))
         except StopAsyncIteration:
             raise UpstreamProtocolError("the upstream stream ended before its first chunk") from None
         except Exception as exc:  # see chat()
-            raise _map_error(self._litellm, exc) from None
-        return LiteLLMStream(self._litellm, iterator, first)
+            raise _map_error(litellm, exc) from None
+        return LiteLLMStream(litellm, iterator, first)
 
     async def embeddings(self, target: UpstreamTarget, body: dict[str, Any]) -> dict[str, Any]:
+        litellm = await self._litellm()
         kwargs = _kwargs(target, body, self._client(target))
         try:
-            response = await self._litellm.aembedding(**kwargs)
+            response = await litellm.aembedding(**kwargs)
         except Exception as exc:  # see chat()
-            raise _map_error(self._litellm, exc) from None
+            raise _map_error(litellm, exc) from None
         return _dump(response)
 
     async def aclose(self) -> None:
-        await self._http.close()  # type: ignore[no-untyped-call]
+        if self._loading is not None and not self._loading.done():
+            with contextlib.suppress(Exception):  # a failed import already told its caller
+                await self._loading
+        if self._module is None:
+            return
+        await self._http.close()
         for client in self._sdk_clients.values():
             await client.close()
-        close = getattr(self._litellm, "close_litellm_async_clients", None)
+        close = getattr(self._module, "close_litellm_async_clients", None)
         if close is not None:
             try:
                 await close()
