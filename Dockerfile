@@ -1,10 +1,11 @@
 # The Sluice gateway. Config is mounted read-only at /etc/sluice; keys come from the environment.
 FROM python:3.11-slim AS build
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md requirements-runtime.lock ./
+RUN pip install --no-cache-dir --prefix=/install --require-hashes -r requirements-runtime.lock
 COPY gateway ./gateway
 COPY policies ./policies
-RUN pip install --no-cache-dir --prefix=/install .
+RUN pip install --no-cache-dir --prefix=/install --no-deps .
 
 FROM python:3.11-slim
 RUN useradd --create-home --uid 10001 sluice
