@@ -12,6 +12,7 @@ ever FastAPI's `{"detail": ...}`, a 422, or a traceback. Messages never echo req
      ├── PolicyViolation (403)     no_compliant_deployment (carries error.privacy)
      ├── ModelNotFound (404)       model_not_found
      ├── RequestTooLarge (413)     request_too_large
+     ├── HeadersTooLarge (431)     headers_too_large
      ├── UnsupportedMediaType (415)
      ├── RateLimited (429)         rate_limited
      └── UpstreamFailure (502/504) upstream_unavailable, upstream_timeout
@@ -113,6 +114,12 @@ class RequestTooLarge(SluiceError):
     status = 413
     type = ErrorType.INVALID_REQUEST
     code = ErrorCode.REQUEST_TOO_LARGE
+
+
+class HeadersTooLarge(SluiceError):
+    status = 431
+    type = ErrorType.INVALID_REQUEST
+    code = ErrorCode.HEADERS_TOO_LARGE
 
 
 class UnsupportedMediaType(SluiceError):

@@ -3,7 +3,8 @@
 What belongs here: a small ASGI middleware that sends `POST /v1/chat/completions` and
 `POST /v1/embeddings` to `routers.chat.handle` without FastAPI's routing, dependency solving and
 per-route middleware (a measurable share of the per-request CPU), and everything else on to the
-FastAPI app. It also owns two per-process limits of the hot path: a cap on requests in flight
+FastAPI app. It checks every request's header count and size (431 past Envoy's edge limits), and
+owns two per-process limits of the hot path: a cap on requests in flight
 (past it, a fast 429 with Retry-After rather than an unbounded queue), and cancelling the work
 of a client that disconnects before its response starts (streams are cancelled by Starlette's
 own disconnect watch once they run). Errors render exactly as the app's handlers render them.
@@ -18,11 +19,19 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.errors import RateLimited, SluiceError, render
+from gateway.errors import HeadersTooLarge, RateLimited, SluiceError, render
 from gateway.routers.chat import CHAT, EMBEDDINGS, handle
 from gateway.state import Services
 
 HOT_PATHS = {"/v1/chat/completions": CHAT, "/v1/embeddings": EMBEDDINGS}
+# Envoy's edge defaults: at most 100 request headers, about 60 KiB of them (uvicorn sets no limit).
+MAX_HEADERS = 100
+MAX_HEADER_BYTES = 64 * 1024
+
+
+def _headers_too_large(scope: Scope) -> bool:
+    headers = scope["headers"]
+    return len(headers) > MAX_HEADERS or sum(len(k) + len(v) for k, v in headers) > MAX_HEADER_BYTES
 
 
 async def _disconnected(receive: Receive, body_read: asyncio.Event) -> None:
@@ -40,6 +49,12 @@ class HotPath:
         self.limit = services.settings.max_concurrency
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and _headers_too_large(scope):
+            too_large = HeadersTooLarge(
+                f"at most {MAX_HEADERS} request headers and {MAX_HEADER_BYTES} bytes of them"
+            )
+            await render(too_large)(scope, receive, send)
+            return
         endpoint = HOT_PATHS.get(scope["path"]) if scope["type"] == "http" else None
         if endpoint is None or scope["method"] != "POST":
             await self.app(scope, receive, send)

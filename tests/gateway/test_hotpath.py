@@ -83,3 +83,23 @@ async def test_past_the_concurrency_cap_requests_are_refused_fast(
         third = await http.post("/v1/chat/completions", json=chat_body(), headers=AUTH)
         assert third.status_code == 200
     assert len(fake.requests) == 2
+
+
+async def test_too_many_or_too_large_headers_get_431(demo_settings: Settings, fake: FakeUpstream) -> None:
+    app = create_app(demo_settings, audit=MemoryAuditSink())
+    async with served(app) as url, httpx.AsyncClient(base_url=url, timeout=30) as http:
+        many = {f"x-h{i}": "v" for i in range(150)}
+        huge = {"x-big": "a" * (100 * 1024)}
+        for extra, path in (
+            (many, "/v1/chat/completions"),
+            (huge, "/v1/chat/completions"),
+            (huge, "/v1/models"),
+        ):
+            response = await http.post(path, json=chat_body(), headers={**AUTH, **extra})
+            assert response.status_code == 431, path
+            error = response.json()["error"]
+            assert (error["type"], error["code"]) == ("invalid_request_error", "headers_too_large")
+            assert "a" * 100 not in response.text
+        ok = await http.post("/v1/chat/completions", json=chat_body(), headers={**AUTH, "x-big": "a" * 1024})
+        assert ok.status_code == 200
+    assert len(fake.requests) == 1
