@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -94,8 +94,10 @@ class HotPath:
             await work
         return None
 
-    async def _handle(self, request: Request, endpoint: str) -> Response:
+    async def _handle(self, request: Request, endpoint: str) -> Response | None:
         try:
             return await handle(request, self.services, endpoint)
         except SluiceError as exc:
             return render(exc, request_id=getattr(request.state, "request_id", None))
+        except ClientDisconnect:  # gone while sending its body: no decision was made, nobody to answer
+            return None

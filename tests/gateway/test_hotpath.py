@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
+import pytest
 import uvicorn
 from fastapi import FastAPI
 
@@ -103,3 +105,25 @@ async def test_too_many_or_too_large_headers_get_431(demo_settings: Settings, fa
         ok = await http.post("/v1/chat/completions", json=chat_body(), headers={**AUTH, "x-big": "a" * 1024})
         assert ok.status_code == 200
     assert len(fake.requests) == 1
+
+
+async def test_client_gone_while_sending_its_body_is_not_an_error(
+    demo_settings: Settings, fake: FakeUpstream, caplog: pytest.LogCaptureFixture
+) -> None:
+    audit = MemoryAuditSink()
+    app = create_app(demo_settings, audit=audit)
+    async with served(app) as url:
+        port = int(url.rsplit(":", 1)[1])
+        _reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer sk-sluice-demo\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n" + b'{"model": "gpt-4o-mini"'
+        )
+        await writer.drain()
+        writer.close()  # hangs up 977 bytes short
+        await writer.wait_closed()
+        async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+            after = await http.post("/v1/chat/completions", json=chat_body(), headers=AUTH)
+        assert after.status_code == 200
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(audit.events) == 1  # only the request that was decided
