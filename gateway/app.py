@@ -23,6 +23,7 @@ from gateway.deployments import Deployment, build_deployments
 from gateway.errors import install_handlers
 from gateway.hotpath import HotPath
 from gateway.logs import install_redaction
+from gateway.resilience import Resilience
 from gateway.routers import admin, chat, health, models, privacy
 from gateway.routing import Router
 from gateway.service import ChatService
@@ -66,6 +67,7 @@ def create_app(
     audit: AuditSink | None = None,
     key_stores: Sequence[KeyStore] = (),
     today: date | None = None,
+    resilience: Resilience | None = None,
 ) -> FastAPI:
     catalog, config = prepare(settings, catalog=catalog, config=config)
     today = today or date.today()
@@ -96,8 +98,19 @@ def create_app(
         storage = Storage.from_settings(settings, reserved_names=reserved)
         audit = audit or storage.ledger
         key_stores = key_stores or (storage.keys,)
+    # Circuit breakers and the retry budget: per app, built from settings unless a test passes its own.
+    resilience = resilience or Resilience(
+        breaker_failures=settings.breaker_failures,
+        breaker_cooldown=settings.breaker_cooldown,
+        retry_budget_ratio=settings.retry_budget_ratio,
+    )
     chat_service = ChatService(
-        config=config, router=router, policies=table, adapter_for=adapter_for, audit=audit
+        config=config,
+        router=router,
+        policies=table,
+        adapter_for=adapter_for,
+        audit=audit,
+        resilience=resilience,
     )
     # Precompute every (key policy, deployment) decision the gateway can foresee.
     for names in {config.server.default_policy, *(k.policy for k in config.keys if k.policy)}:

@@ -134,6 +134,7 @@ NUMBER_BOUNDS: dict[str, tuple[float, float]] = {
 }
 INTEGER_FIELDS = frozenset({"n", "max_tokens", "max_completion_tokens", "top_logprobs", "seed", "dimensions"})
 MAX_MESSAGES = 10_000
+MAX_DEPTH = 64
 MAX_TOOLS = 512
 
 
@@ -159,6 +160,19 @@ def bad(
     return InvalidRequest(message, code=code, param=param)
 
 
+def _deeper_than(value: Any, limit: int) -> bool:
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        children = node.values() if isinstance(node, dict) else node
+        for child in children:
+            if isinstance(child, dict | list):
+                if depth + 1 > limit:
+                    return True
+                stack.append((child, depth + 1))
+    return False
+
+
 def parse_json(raw: bytes) -> dict[str, Any]:
     if not raw.strip():
         raise bad("the request body is empty; send a JSON object", code=ErrorCode.INVALID_JSON)
@@ -168,6 +182,9 @@ def parse_json(raw: bytes) -> dict[str, Any]:
         raise bad("the request body is not valid JSON", code=ErrorCode.INVALID_JSON) from None
     if not isinstance(value, dict):
         raise bad("the request body must be a JSON object", code=ErrorCode.INVALID_JSON)
+    # orjson parses 1024 levels but serialises only ~254 (for the upstream call): cap well below both.
+    if _deeper_than(value, MAX_DEPTH):
+        raise bad(f"the request body is nested deeper than {MAX_DEPTH} levels", code=ErrorCode.INVALID_JSON)
     return value
 
 

@@ -3,13 +3,15 @@
 What belongs here: the request flow of DESIGN.md ("One request, end to end") from a parsed body
 and an authenticated key to a response. Routers call it; it calls the router (pure), the
 adapters (I/O) and the audit sink. Failover moves only among compliant deployments and only
-before the first byte reached the client.
+before the first byte reached the client; it skips deployments whose circuit is open and stops
+when the retry budget is spent (both in `gateway/resilience.py`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -34,6 +36,7 @@ from gateway.errors import (
 )
 from gateway.names import DecisionKind, ErrorCode, Header, OnViolation
 from gateway.protocol import ParsedRequest, PrivacyAsk
+from gateway.resilience import Resilience, trips
 from gateway.routing import Plan, PolicySet, Router
 from gateway.upstream.base import (
     Adapter,
@@ -107,12 +110,14 @@ class ChatService:
         policies: dict[str, Policy],
         adapter_for: Callable[[Deployment], Adapter],
         audit: AuditSink,
+        resilience: Resilience | None = None,
     ) -> None:
         self._config = config
         self._router = router
         self._policies = policies
         self._adapter_for = adapter_for
         self._audit = audit
+        self._resilience = resilience or Resilience()
 
     def effective_policy(self, key: KeyRecord, ask: PrivacyAsk) -> PolicySet:
         base = key.policy or self._config.server.default_policy
@@ -188,11 +193,53 @@ class ChatService:
         log.warning("%s upstream failure on %s: %s", call.request_id, dep.id, exc.message)
         return error
 
+    def _admit(self, dep: Deployment, attempts: int) -> bool | None:
+        """May this request try `dep` now? False: its circuit is open (skip it); None: the retry
+        budget is spent (stop failing over). Only ever removes candidates, never adds one."""
+        breaker = self._resilience.breaker
+        if not breaker.available(dep.id):
+            return False
+        if attempts and not self._resilience.budget.acquire():
+            return None
+        breaker.begin(dep.id)
+        return True
+
+    def _outcome(self, dep: Deployment, exc: BaseException | None) -> None:
+        breaker = self._resilience.breaker
+        if exc is None:
+            breaker.success(dep.id)
+        elif isinstance(exc, UpstreamError):
+            if trips(exc):
+                breaker.failure(dep.id)
+            else:
+                breaker.success(dep.id)  # the provider answered (4xx, 429): it is up
+        else:
+            breaker.abandon(dep.id)
+
+    def _circuit_open(self, call: Call, plan: Plan) -> SluiceError:
+        """Every compliant deployment was skipped because its circuit is open: fail fast, no call."""
+        wait = min((self._resilience.breaker.remaining(d.id) for d in plan.candidates), default=0.0)
+        error = UpstreamFailure(
+            "every compliant deployment is failing (circuit open); try again later",
+            headers={"retry-after": str(max(1, math.ceil(wait))), Header.REQUEST_ID: call.request_id},
+        )
+        self._audit.record(call.event(plan.decision, error.status, error_code=error.code.value))
+        log.warning("%s every compliant deployment has an open circuit", call.request_id)
+        return error
+
     async def complete(self, call: Call) -> Response:
         """A non-stream chat completion or embeddings call, with failover among compliant deployments."""
         plan = self._plan(call)
-        last: UpstreamError | None = None
-        for attempt, dep in enumerate(plan.candidates, start=1):
+        self._resilience.budget.request()
+        attempt = 0
+        last: tuple[Deployment, UpstreamError] | None = None
+        for dep in plan.candidates:
+            admitted = self._admit(dep, attempt)
+            if admitted is None:
+                break
+            if not admitted:
+                continue
+            attempt += 1
             adapter = self._adapter_for(dep)
             try:
                 if call.endpoint == "embeddings":
@@ -200,14 +247,20 @@ class ChatService:
                 else:
                     result = await adapter.chat(dep.target, call.parsed.fields)
             except UpstreamError as exc:
-                last = exc
-                if exc.retryable and attempt < len(plan.candidates):
+                self._outcome(dep, exc)
+                last = (dep, exc)
+                if exc.retryable:
                     log.info("%s failing over from %s (%s)", call.request_id, dep.id, exc.message)
                     continue
                 raise self._failed(call, plan, dep, exc, attempt) from None
             except asyncio.CancelledError:  # the client went away: the upstream call is abandoned
+                self._outcome(dep, asyncio.CancelledError())
                 self._served(call, plan, dep, CLIENT_CLOSED, attempt, client_cancelled=True)
                 raise
+            except BaseException as exc:
+                self._outcome(dep, exc)
+                raise
+            self._outcome(dep, None)
             headers, privacy = self._router.judge(plan.policy, dep)[1].for_request(
                 plan.decision, call.request_id, plan.rerouted_from
             )
@@ -215,28 +268,48 @@ class ChatService:
             prompt, completion = _tokens(result.get("usage"))
             self._served(call, plan, dep, 200, attempt, prompt_tokens=prompt, completion_tokens=completion)
             return Response(orjson.dumps(result), headers=headers, media_type="application/json")
-        raise UpstreamFailure("no deployment to try") from last
+        if last is not None:
+            raise self._failed(call, plan, last[0], last[1], attempt) from None
+        raise self._circuit_open(call, plan)
 
     async def stream(self, call: Call) -> Response:
         """A streamed chat completion: failover until the first chunk arrives, then commit to one upstream."""
         plan = self._plan(call)
-        for attempt, dep in enumerate(plan.candidates, start=1):
+        self._resilience.budget.request()
+        attempt = 0
+        last: tuple[Deployment, UpstreamError] | None = None
+        for dep in plan.candidates:
+            admitted = self._admit(dep, attempt)
+            if admitted is None:
+                break
+            if not admitted:
+                continue
+            attempt += 1
             try:
                 opened = await self._adapter_for(dep).chat_stream(dep.target, call.parsed.fields)
             except UpstreamError as exc:
-                if exc.retryable and attempt < len(plan.candidates):
+                self._outcome(dep, exc)
+                last = (dep, exc)
+                if exc.retryable:
                     log.info("%s failing over from %s (%s)", call.request_id, dep.id, exc.message)
                     continue
                 raise self._failed(call, plan, dep, exc, attempt) from None
             except asyncio.CancelledError:  # gone before the first chunk
+                self._outcome(dep, asyncio.CancelledError())
                 self._served(call, plan, dep, CLIENT_CLOSED, attempt, client_cancelled=True)
                 raise
+            except BaseException as exc:
+                self._outcome(dep, exc)
+                raise
+            self._outcome(dep, None)  # the first chunk arrived: the provider works
             headers, privacy = self._router.judge(plan.policy, dep)[1].for_request(
                 plan.decision, call.request_id, plan.rerouted_from
             )
             body = self._relay(call, plan, dep, opened, privacy, attempt)
             return StreamingResponse(body, headers={**headers, **SSE_HEADERS}, media_type="text/event-stream")
-        raise UpstreamFailure("no deployment to try")
+        if last is not None:
+            raise self._failed(call, plan, last[0], last[1], attempt) from None
+        raise self._circuit_open(call, plan)
 
     async def _relay(
         self,

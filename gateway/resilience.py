@@ -1,0 +1,210 @@
+"""Per-process protection against failing upstreams: a circuit breaker per deployment and a retry budget.
+
+What belongs here: `CircuitBreaker` (closed -> open after N consecutive provider failures, a
+cool-down that doubles per consecutive re-open up to a cap, then half-open with one trial call),
+`RetryBudget` (failover attempts beyond the first only while retries stay within a share of recent
+requests, Envoy's retry budget), `trips()` (which upstream errors count against a deployment) and
+`Resilience`, the one object `create_app` builds and hands to `ChatService`. Both only ever remove
+candidates from a routing plan; they never add one, so they cannot change which deployments are
+compliant. State is per process and per app; time comes from an injectable clock.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+
+from gateway.upstream.base import (
+    UpstreamConnectError,
+    UpstreamError,
+    UpstreamProtocolError,
+    UpstreamStatusError,
+    UpstreamTimeout,
+)
+
+Clock = Callable[[], float]
+
+
+def trips(exc: UpstreamError) -> bool:
+    """True when the provider itself failed (connect, timeout, garbage, 5xx/529); not for 4xx or 429."""
+    if isinstance(exc, UpstreamConnectError | UpstreamTimeout | UpstreamProtocolError):
+        return True
+    if isinstance(exc, UpstreamStatusError):
+        return exc.status is not None and exc.status >= 500
+    return False
+
+
+class BreakerState(StrEnum):
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+
+@dataclass
+class _Circuit:
+    state: BreakerState = BreakerState.CLOSED
+    failures: int = 0  # consecutive provider failures while closed
+    reopens: int = 0  # consecutive openings without a success in between
+    open_until: float = 0.0
+    trial_in_flight: bool = False
+
+
+class CircuitBreaker:
+    """One circuit per deployment id. `available` peeks, `begin` claims, `success`/`failure` record."""
+
+    def __init__(
+        self,
+        *,
+        failures: int = 5,
+        cooldown: float = 30.0,
+        max_cooldown: float = 300.0,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        if failures < 1 or cooldown <= 0 or max_cooldown < cooldown:
+            raise ValueError("breaker needs failures >= 1 and 0 < cooldown <= max_cooldown")
+        self.threshold = failures
+        self.cooldown = cooldown
+        self.max_cooldown = max_cooldown
+        self._clock = clock
+        self._circuits: dict[str, _Circuit] = {}
+
+    def _circuit(self, key: str) -> _Circuit:
+        circuit = self._circuits.get(key)
+        if circuit is None:
+            circuit = self._circuits[key] = _Circuit()
+        return circuit
+
+    def state(self, key: str) -> BreakerState:
+        circuit = self._circuits.get(key)
+        if circuit is None:
+            return BreakerState.CLOSED
+        if circuit.state is BreakerState.OPEN and self._clock() >= circuit.open_until:
+            return BreakerState.HALF_OPEN
+        return circuit.state
+
+    def available(self, key: str) -> bool:
+        """May a call go to `key` now? Does not claim the half-open trial (see `begin`)."""
+        circuit = self._circuits.get(key)
+        if circuit is None or circuit.state is BreakerState.CLOSED:
+            return True
+        if circuit.state is BreakerState.OPEN:
+            return self._clock() >= circuit.open_until
+        return not circuit.trial_in_flight
+
+    def begin(self, key: str) -> None:
+        """A call to `key` starts; past the cool-down it becomes the one half-open trial."""
+        circuit = self._circuits.get(key)
+        if circuit is None or circuit.state is BreakerState.CLOSED:
+            return
+        circuit.state = BreakerState.HALF_OPEN
+        circuit.trial_in_flight = True
+
+    def remaining(self, key: str) -> float:
+        """Seconds left in `key`'s cool-down (0 when closed or past it)."""
+        circuit = self._circuits.get(key)
+        if circuit is None or circuit.state is not BreakerState.OPEN:
+            return 0.0
+        return max(0.0, circuit.open_until - self._clock())
+
+    def success(self, key: str) -> None:
+        """The provider answered (2xx, or a 4xx/429 that is the client's or a rate limit): close."""
+        circuit = self._circuits.get(key)
+        if circuit is not None:
+            circuit.state, circuit.failures, circuit.reopens = BreakerState.CLOSED, 0, 0
+            circuit.trial_in_flight = False
+
+    def failure(self, key: str) -> None:
+        """The provider failed: count it; open at the threshold, re-open at once when half-open."""
+        circuit = self._circuit(key)
+        if circuit.state is BreakerState.CLOSED:
+            circuit.failures += 1
+            if circuit.failures < self.threshold:
+                return
+        self._open(circuit)
+
+    def abandon(self, key: str) -> None:
+        """The call ended with no verdict (client gone, a bug): free the half-open trial slot."""
+        circuit = self._circuits.get(key)
+        if circuit is not None:
+            circuit.trial_in_flight = False
+
+    def _open(self, circuit: _Circuit) -> None:
+        cooldown = min(self.cooldown * 2**circuit.reopens, self.max_cooldown)
+        circuit.state = BreakerState.OPEN
+        circuit.open_until = self._clock() + cooldown
+        circuit.reopens += 1
+        circuit.failures = 0
+        circuit.trial_in_flight = False
+
+
+class RetryBudget:
+    """Retries (attempts beyond a request's first) allowed while retries <= ratio x requests in the
+    sliding window, never fewer than `min_retries` per window."""
+
+    def __init__(
+        self,
+        *,
+        ratio: float = 0.2,
+        window: float = 10.0,
+        min_retries: int = 10,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        if not 0 <= ratio <= 1 or window <= 0 or min_retries < 0:
+            raise ValueError("retry budget needs 0 <= ratio <= 1, window > 0, min_retries >= 0")
+        self.ratio = ratio
+        self.window = window
+        self.min_retries = min_retries
+        self._clock = clock
+        self._requests: deque[float] = deque()
+        self._retries: deque[float] = deque()
+
+    def _prune(self, now: float) -> None:
+        horizon = now - self.window
+        for stamps in (self._requests, self._retries):
+            while stamps and stamps[0] <= horizon:
+                stamps.popleft()
+
+    def request(self) -> None:
+        """A client request reached the upstream loop."""
+        now = self._clock()
+        self._prune(now)
+        self._requests.append(now)
+
+    def acquire(self) -> bool:
+        """Spend one retry if the budget allows it."""
+        now = self._clock()
+        self._prune(now)
+        allowed = max(self.min_retries, math.floor(self.ratio * len(self._requests)))
+        if len(self._retries) + 1 > allowed:
+            return False
+        self._retries.append(now)
+        return True
+
+
+class Resilience:
+    """The breaker and the retry budget of one app (built in `create_app`, owned by `ChatService`)."""
+
+    def __init__(
+        self,
+        *,
+        breaker_failures: int = 5,
+        breaker_cooldown: float = 30.0,
+        breaker_max_cooldown: float = 300.0,
+        retry_budget_ratio: float = 0.2,
+        retry_window: float = 10.0,
+        min_retries: int = 10,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        self.breaker = CircuitBreaker(
+            failures=breaker_failures,
+            cooldown=breaker_cooldown,
+            max_cooldown=max(breaker_max_cooldown, breaker_cooldown),
+            clock=clock,
+        )
+        self.budget = RetryBudget(
+            ratio=retry_budget_ratio, window=retry_window, min_retries=min_retries, clock=clock
+        )
