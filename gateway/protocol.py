@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 from gateway.errors import InvalidRequest
+from gateway.litellm_params import LITELLM_PARAMS
 from gateway.names import ErrorCode, OnViolation
 from policies.policy import PolicyName
 
@@ -120,6 +121,11 @@ SCHEMA_PATHS = (
     ("response_format", "json_schema", "schema"),
 )
 
+# litellm's own keyword arguments that are not OpenAI request fields: refused wherever they appear.
+LITELLM_ONLY = LITELLM_PARAMS - (
+    CHAT_FIELDS | CHAT_DROPPED | EMBEDDING_FIELDS | MESSAGE_KEYS | {"id", "model"}
+)
+
 NUMBER_BOUNDS: dict[str, tuple[float, float]] = {
     "temperature": (0, 2),
     "top_p": (0, 1),
@@ -218,7 +224,9 @@ def _walk(value: Any, path: tuple[str, ...]) -> Iterator[tuple[tuple[str, ...], 
 
 def refuse_forbidden(body: dict[str, Any]) -> None:
     for path, key in _walk(body, ()):
-        if _is_forbidden(key):
+        # `metadata` is dropped before any upstream call; its keys are the client's own.
+        litellm_only = key in LITELLM_ONLY and not (path and path[0] == "metadata")
+        if litellm_only or _is_forbidden(key):
             param = ".".join((*path, key)).replace(".*", "[]")
             raise bad(
                 f"parameter {param!r} is not accepted: Sluice chooses upstreams and credentials "

@@ -41,9 +41,12 @@ class Demo:
         self.proc = proc
         self.base_url = base_url
         self.log = log
+        self.clients: list[OpenAI] = []
 
     def client(self, key: str = DEMO_KEY) -> OpenAI:
-        return OpenAI(base_url=self.base_url, api_key=key, max_retries=0, timeout=60)
+        client = OpenAI(base_url=self.base_url, api_key=key, max_retries=0, timeout=60)
+        self.clients.append(client)  # closed at teardown: an unclosed socket is a ResourceWarning
+        return client
 
     def async_client(self, key: str = DEMO_KEY) -> AsyncOpenAI:
         return AsyncOpenAI(base_url=self.base_url, api_key=key, max_retries=0, timeout=60)
@@ -88,7 +91,10 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     try:
         _wait_healthy(proc, root, log)
         assert f"{root}/v1" in log.read_text(), "the demo prints its URL on stderr"
-        yield Demo(proc, f"{root}/v1", log)
+        demo = Demo(proc, f"{root}/v1", log)
+        yield demo
+        for client in demo.clients:
+            client.close()
     finally:
         code = stop_process(proc)
     # uvicorn re-raises SIGTERM after its graceful shutdown, so -SIGTERM is a clean exit too.
