@@ -13,10 +13,10 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import orjson
@@ -48,6 +48,7 @@ from gateway.upstream.base import (
 from policies.policy import Policy, UnknownPolicyError, resolve
 
 log = logging.getLogger("sluice.request")
+T = TypeVar("T")
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 DONE = b"data: [DONE]\n\n"
 CLIENT_CLOSED = 499  # nginx's status for "the client closed the request"; ledger only, never sent
@@ -227,9 +228,13 @@ class ChatService:
         log.warning("%s every compliant deployment has an open circuit", call.request_id)
         return error
 
-    async def complete(self, call: Call) -> Response:
-        """A non-stream chat completion or embeddings call, with failover among compliant deployments."""
-        plan = self._plan(call)
+    async def _first_success(
+        self, call: Call, plan: Plan, attempt_on: Callable[[Deployment], Awaitable[T]]
+    ) -> tuple[Deployment, int, T]:
+        """Try compliant deployments in order until one answers; the failover loop of both paths.
+
+        Failover happens only on retryable errors, within the retry budget, skipping open circuits.
+        """
         self._resilience.budget.request()
         attempt = 0
         last: tuple[Deployment, UpstreamError] | None = None
@@ -240,12 +245,8 @@ class ChatService:
             if not admitted:
                 continue
             attempt += 1
-            adapter = self._adapter_for(dep)
             try:
-                if call.endpoint == "embeddings":
-                    result = await adapter.embeddings(dep.target, call.parsed.fields)
-                else:
-                    result = await adapter.chat(dep.target, call.parsed.fields)
+                result = await attempt_on(dep)
             except UpstreamError as exc:
                 self._outcome(dep, exc)
                 last = (dep, exc)
@@ -260,56 +261,44 @@ class ChatService:
             except BaseException as exc:
                 self._outcome(dep, exc)
                 raise
-            self._outcome(dep, None)
-            headers, privacy = self._router.judge(plan.policy, dep)[1].for_request(
-                plan.decision, call.request_id, plan.rerouted_from
-            )
-            result["privacy"] = privacy
-            prompt, completion = _tokens(result.get("usage"))
-            self._served(call, plan, dep, 200, attempt, prompt_tokens=prompt, completion_tokens=completion)
-            return Response(orjson.dumps(result), headers=headers, media_type="application/json")
+            self._outcome(dep, None)  # an answer (for a stream: its first chunk): the provider works
+            return dep, attempt, result
         if last is not None:
             raise self._failed(call, plan, last[0], last[1], attempt) from None
         raise self._circuit_open(call, plan)
 
+    async def complete(self, call: Call) -> Response:
+        """A non-stream chat completion or embeddings call, with failover among compliant deployments."""
+        plan = self._plan(call)
+
+        async def call_upstream(dep: Deployment) -> dict[str, Any]:
+            adapter = self._adapter_for(dep)
+            if call.endpoint == "embeddings":
+                return await adapter.embeddings(dep.target, call.parsed.fields)
+            return await adapter.chat(dep.target, call.parsed.fields)
+
+        dep, attempt, result = await self._first_success(call, plan, call_upstream)
+        headers, privacy = self._router.judge(plan.policy, dep)[1].for_request(
+            plan.decision, call.request_id, plan.rerouted_from
+        )
+        result["privacy"] = privacy
+        prompt, completion = _tokens(result.get("usage"))
+        self._served(call, plan, dep, 200, attempt, prompt_tokens=prompt, completion_tokens=completion)
+        return Response(orjson.dumps(result), headers=headers, media_type="application/json")
+
     async def stream(self, call: Call) -> Response:
         """A streamed chat completion: failover until the first chunk arrives, then commit to one upstream."""
         plan = self._plan(call)
-        self._resilience.budget.request()
-        attempt = 0
-        last: tuple[Deployment, UpstreamError] | None = None
-        for dep in plan.candidates:
-            admitted = self._admit(dep, attempt)
-            if admitted is None:
-                break
-            if not admitted:
-                continue
-            attempt += 1
-            try:
-                opened = await self._adapter_for(dep).chat_stream(dep.target, call.parsed.fields)
-            except UpstreamError as exc:
-                self._outcome(dep, exc)
-                last = (dep, exc)
-                if exc.retryable:
-                    log.info("%s failing over from %s (%s)", call.request_id, dep.id, exc.message)
-                    continue
-                raise self._failed(call, plan, dep, exc, attempt) from None
-            except asyncio.CancelledError:  # gone before the first chunk
-                self._outcome(dep, asyncio.CancelledError())
-                self._served(call, plan, dep, CLIENT_CLOSED, attempt, client_cancelled=True)
-                raise
-            except BaseException as exc:
-                self._outcome(dep, exc)
-                raise
-            self._outcome(dep, None)  # the first chunk arrived: the provider works
-            headers, privacy = self._router.judge(plan.policy, dep)[1].for_request(
-                plan.decision, call.request_id, plan.rerouted_from
-            )
-            body = self._relay(call, plan, dep, opened, privacy, attempt)
-            return StreamingResponse(body, headers={**headers, **SSE_HEADERS}, media_type="text/event-stream")
-        if last is not None:
-            raise self._failed(call, plan, last[0], last[1], attempt) from None
-        raise self._circuit_open(call, plan)
+
+        async def open_stream(dep: Deployment) -> ChatStream:
+            return await self._adapter_for(dep).chat_stream(dep.target, call.parsed.fields)
+
+        dep, attempt, opened = await self._first_success(call, plan, open_stream)
+        headers, privacy = self._router.judge(plan.policy, dep)[1].for_request(
+            plan.decision, call.request_id, plan.rerouted_from
+        )
+        body = self._relay(call, plan, dep, opened, privacy, attempt)
+        return StreamingResponse(body, headers={**headers, **SSE_HEADERS}, media_type="text/event-stream")
 
     async def _relay(
         self,
