@@ -2,9 +2,10 @@
 
 What belongs here: `CircuitBreaker` (closed -> open after N consecutive provider failures, a
 cool-down that doubles per consecutive re-open up to a cap, then half-open with one trial call),
+`Holds` (a deployment that answered 429/503/529 with `Retry-After` gets no request before then),
 `RetryBudget` (failover attempts beyond the first only while retries stay within a share of recent
 requests, Envoy's retry budget), `trips()` (which upstream errors count against a deployment) and
-`Resilience`, the one object `create_app` builds and hands to `ChatService`. Both only ever remove
+`Resilience`, the one object `create_app` builds and hands to `ChatService`. All three only remove
 candidates from a routing plan; they never add one, so they cannot change which deployments are
 compliant. State is per process and per app; time comes from an injectable clock.
 """
@@ -27,6 +28,9 @@ from gateway.upstream.base import (
 )
 
 Clock = Callable[[], float]
+
+
+HOLD_STATUS = frozenset({429, 503, 529})
 
 
 def trips(exc: UpstreamError) -> bool:
@@ -141,6 +145,35 @@ class CircuitBreaker:
         circuit.trial_in_flight = False
 
 
+class Holds:
+    """Deployments that asked for a pause (429, 503 or 529 with `Retry-After`): no request goes to
+    one before its time. The wait is capped, so an upstream cannot switch a deployment off for good."""
+
+    def __init__(self, *, max_hold: float = 300.0, clock: Clock = time.monotonic) -> None:
+        if max_hold <= 0:
+            raise ValueError("holds need max_hold > 0")
+        self.max_hold = max_hold
+        self._clock = clock
+        self._until: dict[str, float] = {}
+
+    def observe(self, key: str, exc: UpstreamError) -> None:
+        """Hold `key` if `exc` is an answer that asked us to wait."""
+        if isinstance(exc, UpstreamStatusError) and exc.status in HOLD_STATUS and exc.retry_after:
+            until = self._clock() + min(exc.retry_after, self.max_hold)
+            self._until[key] = max(until, self._until.get(key, 0.0))
+
+    def remaining(self, key: str) -> float:
+        """Seconds before `key` may be called again (0: now)."""
+        until = self._until.get(key)
+        if until is None:
+            return 0.0
+        left = until - self._clock()
+        if left <= 0:
+            del self._until[key]
+            return 0.0
+        return left
+
+
 class RetryBudget:
     """Retries (attempts beyond a request's first) allowed while retries <= ratio x requests in the
     sliding window, never fewer than `min_retries` per window."""
@@ -186,7 +219,8 @@ class RetryBudget:
 
 
 class Resilience:
-    """The breaker and the retry budget of one app (built in `create_app`, owned by `ChatService`)."""
+    """The breaker, the holds and the retry budget of one app (built in `create_app`, owned by
+    `ChatService`)."""
 
     def __init__(
         self,
@@ -197,8 +231,10 @@ class Resilience:
         retry_budget_ratio: float = 0.2,
         retry_window: float = 10.0,
         min_retries: int = 10,
+        max_hold: float = 300.0,
         clock: Clock = time.monotonic,
     ) -> None:
+        self.holds = Holds(max_hold=max_hold, clock=clock)
         self.breaker = CircuitBreaker(
             failures=breaker_failures,
             cooldown=breaker_cooldown,

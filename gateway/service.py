@@ -2,9 +2,11 @@
 
 What belongs here: the request flow of DESIGN.md ("One request, end to end") from a parsed body
 and an authenticated key to a response. Routers call it; it calls the router (pure), the
-adapters (I/O) and the audit sink. Failover moves only among compliant deployments and only
-before the first byte reached the client; it skips deployments whose circuit is open and stops
-when the retry budget is spent (both in `gateway/resilience.py`).
+adapters (I/O) and the audit sink. Failover moves only among compliant deployments, only
+before the first byte reached the client, and only on answers that say the provider did not start
+the work (connect errors, 429, 503, 529; see `gateway/upstream/base.py`). It skips deployments whose
+circuit is open or that asked to wait (Retry-After), and stops when the retry budget is spent
+(all three in `gateway/resilience.py`).
 """
 
 from __future__ import annotations
@@ -54,18 +56,28 @@ DONE = b"data: [DONE]\n\n"
 CLIENT_CLOSED = 499  # nginx's status for "the client closed the request"; ledger only, never sent
 
 
+def retry_after_header(seconds: float) -> dict[str, str]:
+    """A `Retry-After` in whole seconds, at least 1, at most the longest hold (5 minutes)."""
+    return {"retry-after": str(max(1, math.ceil(min(seconds, 300.0))))}
+
+
 def to_client_error(exc: UpstreamError) -> SluiceError:
     """An upstream failure as the client sees it; the message is Sluice's own, never the upstream's."""
     if isinstance(exc, UpstreamTimeout):
         return UpstreamFailure("the upstream did not answer in time", timeout=True)
     if isinstance(exc, UpstreamStatusError):
+        if exc.quota:
+            return RateLimited("the upstream account is out of quota or over its spend limit; not retried")
         if exc.status == 429:
-            headers = {"retry-after": str(int(exc.retry_after))} if exc.retry_after is not None else {}
+            headers = retry_after_header(exc.retry_after) if exc.retry_after is not None else {}
             return RateLimited("the upstream is rate limiting; try again later", headers=headers)
         if exc.status in (400, 404, 409, 413, 422):
             code = f", code {exc.code}" if exc.code else ""
             return InvalidRequest(f"the upstream rejected the request (HTTP {exc.status}{code})")
-    return UpstreamFailure(f"every compliant deployment failed; last error: {exc.message}")
+    if not exc.retryable:
+        return UpstreamFailure(f"{exc.message}; not sent elsewhere: the provider may have started the work")
+    headers = retry_after_header(exc.retry_after) if exc.retry_after is not None else {}
+    return UpstreamFailure(f"every compliant deployment failed; last error: {exc.message}", headers=headers)
 
 
 def _tokens(usage: Any) -> tuple[int | None, int | None]:
@@ -195,10 +207,10 @@ class ChatService:
         return error
 
     def _admit(self, dep: Deployment, attempts: int) -> bool | None:
-        """May this request try `dep` now? False: its circuit is open (skip it); None: the retry
-        budget is spent (stop failing over). Only ever removes candidates, never adds one."""
+        """May this request try `dep` now? False: its circuit is open or it asked to wait (skip it);
+        None: the retry budget is spent (stop failing over). Only removes candidates, never adds one."""
         breaker = self._resilience.breaker
-        if not breaker.available(dep.id):
+        if not breaker.available(dep.id) or self._resilience.holds.remaining(dep.id) > 0:
             return False
         if attempts and not self._resilience.budget.acquire():
             return None
@@ -210,6 +222,7 @@ class ChatService:
         if exc is None:
             breaker.success(dep.id)
         elif isinstance(exc, UpstreamError):
+            self._resilience.holds.observe(dep.id, exc)
             if trips(exc):
                 breaker.failure(dep.id)
             else:
@@ -217,15 +230,25 @@ class ChatService:
         else:
             breaker.abandon(dep.id)
 
-    def _circuit_open(self, call: Call, plan: Plan) -> SluiceError:
-        """Every compliant deployment was skipped because its circuit is open: fail fast, no call."""
-        wait = min((self._resilience.breaker.remaining(d.id) for d in plan.candidates), default=0.0)
-        error = UpstreamFailure(
-            "every compliant deployment is failing (circuit open); try again later",
-            headers={"retry-after": str(max(1, math.ceil(wait))), Header.REQUEST_ID: call.request_id},
-        )
+    def _unavailable(self, call: Call, plan: Plan) -> SluiceError:
+        """Every compliant deployment was skipped (open circuit, or a Retry-After still running):
+        fail fast with no upstream call, and say when one will be available again."""
+        resilience = self._resilience
+        held = [resilience.holds.remaining(d.id) for d in plan.candidates]
+        opened = [resilience.breaker.remaining(d.id) for d in plan.candidates]
+        headers = retry_after_header(min(map(max, held, opened), default=0.0))
+        headers[Header.REQUEST_ID] = call.request_id
+        error: SluiceError
+        if any(held):
+            error = RateLimited(
+                "every compliant deployment asked to wait (rate limited); try again later", headers=headers
+            )
+        else:
+            error = UpstreamFailure(
+                "every compliant deployment is failing (circuit open); try again later", headers=headers
+            )
         self._audit.record(call.event(plan.decision, error.status, error_code=error.code.value))
-        log.warning("%s every compliant deployment has an open circuit", call.request_id)
+        log.warning("%s no compliant deployment is available now", call.request_id)
         return error
 
     async def _first_success(
@@ -265,7 +288,7 @@ class ChatService:
             return dep, attempt, result
         if last is not None:
             raise self._failed(call, plan, last[0], last[1], attempt) from None
-        raise self._circuit_open(call, plan)
+        raise self._unavailable(call, plan)
 
     async def complete(self, call: Call) -> Response:
         """A non-stream chat completion or embeddings call, with failover among compliant deployments."""

@@ -6,7 +6,8 @@ the client sees a byte, so failover can still happen), and the upstream error hi
 
     UpstreamError                   the upstream failed; `retryable` says if failover may happen
      ├── UpstreamConnectError       could not connect: the provider cannot have started work (retryable)
-     ├── UpstreamStatusError        a non-2xx answer; retryable for 429 (not spend limits), 5xx, 529
+     ├── UpstreamStatusError        a non-2xx answer; retryable only for 429 (not quota or spend
+     │                              limits), 503 and 529: the provider refused before starting work
      ├── UpstreamTimeout            no answer in time: the provider may be working, so not retried
      ├── UpstreamProtocolError      an answer that is not what the wire promises (HTML, empty, bad JSON)
      └── UpstreamStreamError        the stream broke after it started; never retried
@@ -16,11 +17,44 @@ Messages are written by Sluice, never copied from an upstream body (which may ec
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 
-RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504, 529})
+# Answers that say the provider did not start the work: rate limited, unavailable, overloaded
+# (Anthropic's 529). A 500, 502 or 504 may come after the model began (and billed) the call, and a
+# timeout may still be running upstream, so neither is sent again anywhere.
+RETRYABLE_STATUS = frozenset({429, 503, 529})
+# A 429 that waiting will not clear: the account is out of credit or over its spend limit
+# (OpenAI's `insufficient_quota`, Anthropic's spend-limit errors).
+QUOTA_MARKERS = ("quota", "spend", "billing", "credit")
+
+
+def retry_after(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
+    """Seconds the upstream asked us to wait: `retry-after-ms`, else `retry-after` in seconds or
+    as an HTTP date; None when absent or unreadable."""
+    millis = headers.get("retry-after-ms")
+    if millis is not None:
+        try:
+            value = float(millis) / 1000
+        except ValueError:
+            value = float("nan")
+        if value >= 0:  # NaN fails this too
+            return value
+    raw = headers.get("retry-after")
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(raw).timestamp()
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+        return max(0.0, when - (time.time() if now is None else now))
+    return value if value >= 0 else None
 
 
 class UpstreamError(Exception):
@@ -42,8 +76,8 @@ class UpstreamStatusError(UpstreamError):
         detail = f", code {code}" if code else ""
         super().__init__(f"upstream answered HTTP {status}{detail}", status=status, retry_after=retry_after)
         self.code = code
-        spend_limit = status == 429 and code is not None and "spend" in code
-        self.retryable = status in RETRYABLE_STATUS and not spend_limit
+        self.quota = status == 429 and code is not None and any(m in code.lower() for m in QUOTA_MARKERS)
+        self.retryable = status in RETRYABLE_STATUS and not self.quota
 
 
 class UpstreamTimeout(UpstreamError):

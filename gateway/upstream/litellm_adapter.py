@@ -14,13 +14,15 @@ import contextlib
 import gc
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from types import ModuleType
 from typing import Any
 
+import httpx
 import orjson
 
 from gateway.upstream.base import (
+    QUOTA_MARKERS,
     UpstreamConnectError,
     UpstreamError,
     UpstreamProtocolError,
@@ -28,6 +30,7 @@ from gateway.upstream.base import (
     UpstreamStreamError,
     UpstreamTarget,
     UpstreamTimeout,
+    retry_after,
 )
 
 # Set before litellm is imported; forced, so a stray shell variable cannot turn downloads back on.
@@ -101,23 +104,51 @@ def _kwargs(target: UpstreamTarget, body: dict[str, Any], client: Any) -> dict[s
     return kwargs
 
 
+NEVER_REACHED = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, ConnectionRefusedError)
+
+
+def _transport_cause(exc: BaseException) -> UpstreamError | None:
+    """The transport failure behind a litellm exception, if any. litellm wraps a refused connection
+    in whatever its provider module raises (an Anthropic connect failure arrives as a 500
+    `InternalServerError`), so the status alone cannot tell "never reached" from "failed while
+    working"; the exception chain can."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen and len(seen) < 16:
+        seen.add(id(cause))
+        if isinstance(cause, NEVER_REACHED):
+            return UpstreamConnectError(f"cannot connect to the upstream ({type(cause).__name__})")
+        if isinstance(cause, httpx.TimeoutException):
+            return UpstreamTimeout("the upstream did not answer in time")
+        cause = cause.__cause__ or cause.__context__
+    return None
+
+
 def _map_error(litellm: ModuleType, exc: Exception) -> UpstreamError:
     exceptions = litellm.exceptions
+    transport = _transport_cause(exc)
+    if transport is not None:
+        return transport
     if isinstance(exc, exceptions.Timeout):
         return UpstreamTimeout("the upstream did not answer in time")
     if isinstance(exc, exceptions.APIConnectionError):
-        return UpstreamConnectError("cannot reach the upstream")
-    status = getattr(exc, "status_code", None)
+        # litellm also raises this for answers it could not parse: the provider may have worked.
+        return UpstreamProtocolError("the upstream call failed (APIConnectionError)")
+    # litellm folds several provider statuses into one class (an Anthropic 529 "overloaded" arrives
+    # as a 500 InternalServerError); `provider_status_code` keeps the provider's own, when set.
+    status = getattr(exc, "provider_status_code", None)
+    if not isinstance(status, int):
+        status = getattr(exc, "status_code", None)
     if isinstance(status, int) and status >= 400:
-        retry_after = None
-        response = getattr(exc, "response", None)
-        headers = getattr(response, "headers", None)
-        if headers is not None and headers.get("retry-after"):
-            try:
-                retry_after = float(headers["retry-after"])
-            except ValueError:
-                retry_after = None
-        return UpstreamStatusError(status, code=type(exc).__name__, retry_after=retry_after)
+        # litellm keeps the provider's headers here; its `response` is often a stand-in without them.
+        headers = getattr(exc, "litellm_response_headers", None) or getattr(
+            getattr(exc, "response", None), "headers", None
+        )
+        wait = retry_after(headers) if isinstance(headers, Mapping) else None
+        code = type(exc).__name__
+        if status == 429 and any(m in str(exc).lower() for m in QUOTA_MARKERS):
+            code = "insufficient_quota"  # the marker only, never the message (it may echo input)
+        return UpstreamStatusError(status, code=code, retry_after=wait)
     return UpstreamProtocolError(f"the upstream call failed ({type(exc).__name__})")
 
 

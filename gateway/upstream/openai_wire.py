@@ -24,6 +24,7 @@ from gateway.upstream.base import (
     UpstreamStreamError,
     UpstreamTarget,
     UpstreamTimeout,
+    retry_after,
 )
 from gateway.upstream.transport import FastTransport
 
@@ -33,14 +34,6 @@ MAX_ERROR_BYTES = 64 * 1024
 DONE_MARK = b"data: [DONE]"
 # An in-band error event: its message is the upstream's (it may echo the prompt or the key).
 ERROR_EVENT = re.compile(rb'(?:^|\n)data: ?\{\s*"error"')
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after")
-    try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:
-        return None
 
 
 def _error_code(raw: bytes) -> str | None:
@@ -243,7 +236,7 @@ class OpenAIWireAdapter:
                     f"the upstream redirected (HTTP {response.status_code}); not followed"
                 )
             raise UpstreamStatusError(
-                response.status_code, code=_error_code(raw), retry_after=_retry_after(response)
+                response.status_code, code=_error_code(raw), retry_after=retry_after(response.headers)
             )
         return response
 

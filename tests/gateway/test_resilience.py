@@ -16,13 +16,14 @@ from fastapi import FastAPI
 from gateway.app import create_app
 from gateway.audit import MemoryAuditSink
 from gateway.config import parse_config
-from gateway.resilience import BreakerState, CircuitBreaker, Resilience, RetryBudget, trips
+from gateway.resilience import BreakerState, CircuitBreaker, Holds, Resilience, RetryBudget, trips
 from gateway.settings import Settings
 from gateway.upstream.base import (
     UpstreamConnectError,
     UpstreamProtocolError,
     UpstreamStatusError,
     UpstreamTimeout,
+    retry_after,
 )
 from tests.conftest import chat_body
 from tests.gateway.support import (
@@ -172,6 +173,53 @@ def test_budget_window_slides() -> None:
     assert budget.acquire()
 
 
+# -- Retry-After and holds -----------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ({"retry-after": "7"}, 7.0),
+        ({"retry-after": "0.5"}, 0.5),
+        ({"retry-after-ms": "1500", "retry-after": "9"}, 1.5),  # the finer one wins (OpenAI sends both)
+        ({"retry-after-ms": "junk", "retry-after": "9"}, 9.0),
+        ({"retry-after": "Sun, 29 Nov 2026 09:00:30 GMT"}, 30.0),  # an HTTP date, 30 s after `now`
+        ({"retry-after": "Sun, 29 Nov 2026 08:59:00 GMT"}, 0.0),  # in the past: go now
+        ({"retry-after": "-3"}, None),
+        ({"retry-after": "nan"}, None),
+        ({"retry-after": "soon"}, None),
+        ({}, None),
+    ],
+)
+def test_retry_after_reads_seconds_milliseconds_and_dates(headers: dict[str, str], expected: float | None) -> None:
+    now = 1_795_942_800.0  # 2026-11-29 09:00:00 UTC
+    assert retry_after(headers, now=now) == expected
+
+
+def test_only_answers_that_ask_to_wait_hold_a_deployment() -> None:
+    clock = FakeClock()
+    holds = Holds(max_hold=60, clock=clock)
+    holds.observe("a", UpstreamStatusError(429, retry_after=7))
+    holds.observe("b", UpstreamStatusError(429))  # no Retry-After: nothing to honour
+    holds.observe("c", UpstreamStatusError(500, retry_after=7))  # not an "I did not start" answer
+    holds.observe("d", UpstreamStatusError(503, retry_after=3600))  # capped at max_hold
+    holds.observe("e", UpstreamConnectError("refused"))
+    assert [holds.remaining(k) for k in "abcde"] == [7, 0, 0, 60, 0]
+    holds.observe("a", UpstreamStatusError(529, retry_after=2))  # a shorter wait never shortens a hold
+    clock.advance(6.5)
+    assert holds.remaining("a") == 0.5
+    clock.advance(0.5)
+    assert holds.remaining("a") == 0
+
+
+def test_which_answers_fail_over() -> None:
+    assert [UpstreamStatusError(s).retryable for s in (429, 503, 529)] == [True] * 3
+    assert not any(UpstreamStatusError(s).retryable for s in (400, 401, 404, 500, 502, 504))
+    for code in ("insufficient_quota", "enforced_spend_limit_reached", "billing_hard_limit_reached"):
+        assert not UpstreamStatusError(429, code=code).retryable
+    assert UpstreamConnectError("refused").retryable
+    assert not UpstreamTimeout("slow").retryable
+    assert not UpstreamProtocolError("html").retryable
+
+
 # -- through the app ------------------------------------------------------------------------------
 KEY = "sk-client-resilience-4Rt7"
 OPENAI = "{provider: openai, channel: openai.api, model: openai/gpt-4o-mini, api_key_env: RESPX_OPENAI_KEY}"
@@ -200,8 +248,9 @@ OPENAI_EU_URL = "https://eu.api.openai.com/v1/chat/completions"
 DEEPSEEK_HOST = "api.deepseek.com"
 
 
-def failing(status: int = 503) -> httpx.Response:
-    return httpx.Response(status, json={"error": {"message": "down", "type": "server_error", "code": None}})
+def failing(status: int = 503, code: str | None = None, **headers: str) -> httpx.Response:
+    body = {"error": {"message": "down", "type": "server_error", "code": code}}
+    return httpx.Response(status, json=body, headers=headers)
 
 
 @pytest.fixture
@@ -381,6 +430,65 @@ async def test_attempts_per_request_under_total_failure(
     print(f"attempts/requests = {attempts}/{requests} = {ratio:.2f} (breaker_failures={breaker_failures})")
     assert ratio <= 1.2
     assert eu.call_count >= 5  # every request tried the first deployment until its circuit opened
+
+
+@pytest.mark.parametrize("status", [429, 503])
+async def test_retry_after_holds_the_deployment_and_failover_serves_meanwhile(
+    http: httpx.AsyncClient, upstream: respx.MockRouter, clock: FakeClock, status: int
+) -> None:
+    eu = upstream.post(OPENAI_EU_URL).mock(return_value=failing(status, **{"retry-after": "7"}))
+    us = upstream.post(OPENAI_URL).mock(return_value=httpx.Response(200, json=openai_completion()))
+    assert (await ask(http, "pair")).status_code == 200  # eu asked for 7 s; us served
+    for _ in range(3):
+        clock.advance(2)
+        assert (await ask(http, "pair")).status_code == 200
+    assert (eu.call_count, us.call_count) == (1, 4)  # nothing went to eu before its 7 s were up
+    clock.advance(1)
+    eu.mock(return_value=httpx.Response(200, json=openai_completion("eu again")))
+    response = await ask(http, "pair")
+    assert response.json()["choices"][0]["message"]["content"] == "eu again"
+    assert (eu.call_count, us.call_count) == (2, 4)
+
+
+async def test_a_held_only_deployment_is_answered_with_429_and_no_upstream_call(
+    http: httpx.AsyncClient, upstream: respx.MockRouter, clock: FakeClock, audit: MemoryAuditSink
+) -> None:
+    route = upstream.post(OPENAI_URL).mock(return_value=failing(429, **{"retry-after": "20"}))
+    response = await ask(http, "solo")
+    error_of(response, 429, "rate_limited")
+    assert response.headers["retry-after"] == "20"
+    clock.advance(5)
+    response = await ask(http, "solo")
+    error = error_of(response, 429, "rate_limited")
+    assert "asked to wait" in error["message"]
+    assert response.headers["retry-after"] == "15"
+    assert route.call_count == 1
+    assert (audit.events[-1].status, audit.events[-1].attempts) == (429, 0)
+    clock.advance(15)
+    route.mock(return_value=httpx.Response(200, json=openai_completion()))
+    assert (await ask(http, "solo")).status_code == 200
+    assert route.call_count == 2
+
+
+async def test_quota_429_is_not_retried_anywhere(http: httpx.AsyncClient, upstream: respx.MockRouter) -> None:
+    eu = upstream.post(OPENAI_EU_URL).mock(return_value=failing(429, code="insufficient_quota"))
+    us = upstream.post(OPENAI_URL).mock(return_value=httpx.Response(200, json=openai_completion()))
+    error = error_of(await ask(http, "pair"), 429, "rate_limited")
+    assert "quota" in error["message"]
+    assert (eu.call_count, us.call_count) == (1, 0)
+
+
+@pytest.mark.parametrize("status", [500, 502])
+async def test_a_failure_after_the_provider_may_have_started_trips_the_breaker_but_is_not_retried(
+    http: httpx.AsyncClient, upstream: respx.MockRouter, status: int
+) -> None:
+    eu = upstream.post(OPENAI_EU_URL).mock(return_value=failing(status))
+    us = upstream.post(OPENAI_URL).mock(return_value=httpx.Response(200, json=openai_completion()))
+    for _ in range(5):
+        error_of(await ask(http, "pair"), 502, "upstream_unavailable")
+    assert (eu.call_count, us.call_count) == (5, 0)
+    assert (await ask(http, "pair")).status_code == 200  # eu's circuit is open: us, with no retry spent
+    assert (eu.call_count, us.call_count) == (5, 1)
 
 
 def test_build_app_default_resilience_uses_settings() -> None:

@@ -93,6 +93,8 @@ models:
     deployments: [{ANTHROPIC}, {OPENAI}]
   - name: openai-two-regions
     deployments: [{OPENAI_EU}, {OPENAI}]
+  - name: gemini-then-openai
+    deployments: [{GEMINI_PAID}, {OPENAI}]
   - name: trainer
     deployments: [{DEEPSEEK}]
     reroute_to: [claude]
@@ -283,6 +285,18 @@ async def test_failover_on_connect_error_through_litellm(
     assert found["openai"].call_count == 1
 
 
+@pytest.mark.parametrize("model", ["claude-then-openai", "gemini-then-openai"])
+async def test_a_429_with_retry_after_through_litellm_holds_the_deployment(
+    http: httpx.AsyncClient, upstream: respx.MockRouter, model: str
+) -> None:
+    first = "anthropic" if model.startswith("claude") else "gemini"
+    found = routes(upstream, **{first: 429})  # with Retry-After: 7
+    for _ in range(3):
+        response = await http.post("/v1/chat/completions", json=chat_body(model), headers=bearer(BLOCK_KEY))
+        assert response.headers["X-Privacy-Provider"] == "openai", response.text
+    assert called(found) == {first: 1, "openai": 3}
+
+
 @pytest.mark.parametrize("model", ["guarded", "guarded-rev"])
 @pytest.mark.parametrize("stream", [False, True])
 async def test_failover_never_reaches_a_non_compliant_deployment(
@@ -360,11 +374,30 @@ async def test_upstream_429_after_failover_ran_out(
 async def test_every_compliant_deployment_failing_is_502(
     http: httpx.AsyncClient, upstream: respx.MockRouter
 ) -> None:
-    found = routes(upstream, anthropic=500, gemini=503, openai=502)
+    found = routes(upstream, anthropic=529, gemini=503, openai=503)
     response = await http.post("/v1/chat/completions", json=chat_body("chain"), headers=bearer(BLOCK_KEY))
     error_of(response, 502, "upstream_unavailable")
     assert CANARY not in response.text
     assert called(found) == {"anthropic": 1, "gemini": 1, "openai": 1}
+
+
+@pytest.mark.parametrize("status", [500, 502, 504])
+@pytest.mark.parametrize("first", ["anthropic", "gemini", "openai_eu"])
+async def test_no_failover_when_the_provider_may_have_started(
+    http: httpx.AsyncClient, upstream: respx.MockRouter, audit: MemoryAuditSink, first: str, status: int
+) -> None:
+    """A 500, 502 or 504 may come after the model ran (and billed): the call is not sent again."""
+    model = {"anthropic": "chain", "gemini": "gemini-then-openai", "openai_eu": "openai-two-regions"}[first]
+    found = routes(upstream, **{first: status})
+    response = await http.post("/v1/chat/completions", json=chat_body(model), headers=bearer(BLOCK_KEY))
+    assert called(found) == {first: 1}
+    assert CANARY not in response.text
+    if response.status_code == 504:  # litellm reads some providers' 504 as a timeout
+        error_of(response, 504, "upstream_timeout")
+    else:
+        assert "may have started" in error_of(response, 502, "upstream_unavailable")["message"]
+    [event] = audit.events
+    assert (event.status, event.attempts) == (response.status_code, 1)
 
 
 # -- block and reroute ----------------------------------------------------------------------------
