@@ -189,7 +189,9 @@ def test_budget_window_slides() -> None:
         ({}, None),
     ],
 )
-def test_retry_after_reads_seconds_milliseconds_and_dates(headers: dict[str, str], expected: float | None) -> None:
+def test_retry_after_reads_seconds_milliseconds_and_dates(
+    headers: dict[str, str], expected: float | None
+) -> None:
     now = 1_795_942_800.0  # 2026-11-29 09:00:00 UTC
     assert retry_after(headers, now=now) == expected
 
