@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
@@ -95,19 +95,23 @@ def config_keys(config: Config, settings: Settings) -> tuple[list[KeyRecord], li
     return records, warnings
 
 
-def presented_key(headers: Mapping[str, str]) -> str:
-    """The key a request presents. Two different keys in one request are refused, never guessed between."""
+class HeaderLines(Protocol):
+    """Request headers that keep repeated lines (Starlette's `Headers`)."""
+
+    def getlist(self, key: str) -> list[str]: ...
+
+
+def presented_key(headers: HeaderLines) -> str:
+    """The key a request presents. Two different keys in one request (in two headers, or in two
+    lines of the same header) are refused, never guessed between."""
     found: list[str] = []
-    auth = headers.get("authorization")
-    if auth is not None:
+    for auth in headers.getlist("authorization"):
         scheme, _, value = auth.partition(" ")
         if scheme.lower() != "bearer" or not value.strip():
             raise Unauthenticated("use 'Authorization: Bearer <key>'")
         found.append(value.strip())
     for name in ("api-key", "x-api-key"):
-        other = headers.get(name)
-        if other is not None:
-            found.append(other.strip())
+        found.extend(value.strip() for value in headers.getlist(name))
     if not found or not found[0]:
         raise Unauthenticated("missing API key: send 'Authorization: Bearer <key>'")
     if any(not hmac.compare_digest(k.encode(), found[0].encode()) for k in found[1:]):
@@ -122,7 +126,7 @@ class Authenticator:
     def __init__(self, stores: Sequence[KeyStore]) -> None:
         self._stores = tuple(stores)
 
-    async def authenticate(self, headers: Mapping[str, str]) -> KeyRecord:
+    async def authenticate(self, headers: HeaderLines) -> KeyRecord:
         key_hash = hash_key(presented_key(headers))
         now = datetime.now(UTC)
         for store in self._stores:

@@ -401,6 +401,33 @@ async def test_bad_auth_is_401(http: httpx.AsyncClient, fake: FakeUpstream, head
     no_upstream(fake)
 
 
+@pytest.mark.parametrize(
+    "lines",
+    [
+        [("authorization", f"Bearer {DEMO_KEY}"), ("authorization", "Bearer sk-wrong")],
+        [("authorization", "Bearer sk-wrong"), ("authorization", f"Bearer {DEMO_KEY}")],
+        [("x-api-key", DEMO_KEY), ("x-api-key", "sk-wrong")],
+        [("api-key", "sk-wrong"), ("api-key", DEMO_KEY)],
+        [("authorization", f"Bearer {DEMO_KEY}"), ("authorization", "Basic abc")],
+    ],
+    ids=["bearer-then-wrong", "wrong-then-bearer", "x-api-key-twice", "api-key-twice", "bearer-then-basic"],
+)
+async def test_repeated_key_headers_that_differ_are_401_every_time(
+    http: httpx.AsyncClient, fake: FakeUpstream, lines: list[tuple[str, str]]
+) -> None:
+    """Checklist A3: never authenticated as either line; the same answer on every try."""
+    for _ in range(3):
+        response = await http.post(CHAT, json=chat_body(), headers=lines)
+        error_of(response, 401, "invalid_api_key")
+    no_upstream(fake)
+
+
+async def test_repeated_identical_key_lines_authenticate(http: httpx.AsyncClient, fake: FakeUpstream) -> None:
+    lines = [("authorization", f"Bearer {DEMO_KEY}"), ("authorization", f"Bearer {DEMO_KEY}")]
+    response = await http.post(CHAT, json=chat_body(), headers=lines)
+    assert response.status_code == 200, response.text
+
+
 async def test_api_key_header_alone_authenticates(http: httpx.AsyncClient, fake: FakeUpstream) -> None:
     response = await http.post(CHAT, json=chat_body(), headers={"api-key": DEMO_KEY})
     assert response.status_code == 200, response.text
