@@ -1,9 +1,9 @@
 """The app factory: `create_app(settings)` builds every stateful piece and wires the routers.
 
 What belongs here: loading and checking catalog and config (start-up refuses a bad config with
-one line per problem), building deployments, router, adapters, auth and the audit sink, the
-lifespan that starts and stops them, and `app_from_env()` for uvicorn's `--factory`.
-No module-level state: two apps in one process share nothing.
+one line per problem), building deployments, router, adapters, auth, the audit sink and the
+metrics fed from it, the lifespan that starts and stops them, and `app_from_env()` for uvicorn's
+`--factory`. No module-level state: two apps in one process share nothing.
 """
 
 from __future__ import annotations
@@ -23,12 +23,14 @@ from gateway.deployments import Deployment, build_deployments
 from gateway.errors import install_handlers
 from gateway.hotpath import HotPath
 from gateway.logs import install_redaction
+from gateway.metrics import GatewayMetrics, InFlight, MetricsSink, RequestMetrics
 from gateway.resilience import Resilience
-from gateway.routers import admin, chat, health, models, privacy
+from gateway.routers import admin, chat, health, metrics, models, privacy
 from gateway.routing import Router
 from gateway.service import ChatService
 from gateway.settings import Settings
 from gateway.state import Services
+from gateway.storage.ledger import LedgerSink
 from gateway.storage.runtime import Storage
 from gateway.upstream.base import Adapter
 from gateway.upstream.litellm_adapter import LiteLLMAdapter
@@ -104,12 +106,24 @@ def create_app(
         breaker_cooldown=settings.breaker_cooldown,
         retry_budget_ratio=settings.retry_budget_ratio,
     )
+    # GET /metrics: counted from each audit event on its way to the ledger; the rest read when scraped.
+    request_metrics = RequestMetrics(models=router.models, deployments=[d.id for d in all_deployments])
+    in_flight = InFlight()
+    gateway_metrics = GatewayMetrics(
+        requests=request_metrics,
+        in_flight=in_flight,
+        in_flight_limit=settings.max_concurrency,
+        deployments=all_deployments,
+        breaker=resilience.breaker,
+        audit=audit,
+        ledger=audit if isinstance(audit, LedgerSink) else None,
+    )
     chat_service = ChatService(
         config=config,
         router=router,
         policies=table,
         adapter_for=adapter_for,
-        audit=audit,
+        audit=MetricsSink(audit, request_metrics),
         resilience=resilience,
     )
     # Precompute every (key policy, deployment) decision the gateway can foresee.
@@ -128,6 +142,8 @@ def create_app(
         chat=chat_service,
         audit=audit,
         today=today,
+        metrics=gateway_metrics,
+        in_flight=in_flight,
         warnings=warnings,
     )
 
@@ -173,7 +189,7 @@ def create_app(
     app.state.sluice = services
     app.state.storage = storage if storage is not None and storage.keys in key_stores else None
     install_handlers(app)
-    for module in (chat, models, privacy, health, admin):
+    for module in (chat, models, privacy, health, metrics, admin):
         app.include_router(module.router)
     return app
 

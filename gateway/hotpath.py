@@ -7,7 +7,9 @@ FastAPI app. It checks every request's header count and size (431 past Envoy's e
 owns two per-process limits of the hot path: a cap on requests in flight
 (past it, a fast 429 with Retry-After rather than an unbounded queue), and cancelling the work
 of a client that disconnects before its response starts (streams are cancelled by Starlette's
-own disconnect watch once they run). Errors render exactly as the app's handlers render them.
+own disconnect watch once they run). A body that trickles in would hold a slot of the cap: it
+must arrive whole within `SLUICE_BODY_TIMEOUT`, else a 408 (slowloris; the headers' deadline is
+`gateway.uvicorn_protocol`'s). Errors render exactly as the app's handlers render them.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.errors import HeadersTooLarge, RateLimited, SluiceError, render
+from gateway.errors import HeadersTooLarge, RateLimited, RequestTimeout, SluiceError, render
 from gateway.routers.chat import CHAT, EMBEDDINGS, handle
 from gateway.state import Services
 
@@ -45,8 +47,9 @@ class HotPath:
     def __init__(self, app: ASGIApp, *, services: Services) -> None:
         self.app = app
         self.services = services
-        self.in_flight = 0
+        self.in_flight = services.in_flight  # shared with GET /metrics
         self.limit = services.settings.max_concurrency
+        self.body_timeout = services.settings.body_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and _headers_too_large(scope):
@@ -59,25 +62,31 @@ class HotPath:
         if endpoint is None or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
-        if self.in_flight >= self.limit:
+        if self.in_flight.count >= self.limit:
             busy = RateLimited(
                 "Sluice is at its concurrency limit; retry shortly", headers={"retry-after": "1"}
             )
             await render(busy)(scope, receive, send)
             return
-        self.in_flight += 1
+        self.in_flight.count += 1
         try:
             response = await self._respond(scope, receive, endpoint)
             if response is not None:
                 await response(scope, receive, send)
         finally:
-            self.in_flight -= 1
+            self.in_flight.count -= 1
 
     async def _respond(self, scope: Scope, receive: Receive, endpoint: str) -> Response | None:
         body_read = asyncio.Event()
+        deadline = asyncio.get_running_loop().time() + self.body_timeout
 
         async def tracked() -> Message:
-            message = await receive()
+            try:
+                async with asyncio.timeout_at(None if body_read.is_set() else deadline):
+                    message = await receive()
+            except TimeoutError:  # the body is read before any upstream call, so none was made
+                late = f"the request body did not arrive within {self.body_timeout:g} s"
+                raise RequestTimeout(late) from None
             if message["type"] != "http.request" or not message.get("more_body", False):
                 body_read.set()
             return message

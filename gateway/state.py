@@ -14,6 +14,7 @@ from fastapi import Depends, Request
 from gateway.audit import AuditSink
 from gateway.auth import Authenticator
 from gateway.config import Config
+from gateway.metrics import GatewayMetrics, InFlight
 from gateway.routing import Router
 from gateway.service import ChatService
 from gateway.settings import Settings
@@ -32,6 +33,8 @@ class Services:
     chat: ChatService
     audit: AuditSink
     today: date
+    metrics: GatewayMetrics
+    in_flight: InFlight  # counted by the hot path, read by `metrics`
     warnings: list[str] = field(default_factory=list)
 
 

@@ -1,0 +1,401 @@
+"""Prometheus metrics for `GET /metrics`, in the text exposition format 0.0.4, without a client library.
+
+What belongs here: the three metric kinds Sluice needs (counter, gauge, histogram with fixed
+buckets) and their rendering; the fixed label sets; `RequestMetrics`, fed by `MetricsSink` from the
+`AuditEvent` of every decided request; and `GatewayMetrics`, which adds what is read at scrape time
+(requests in flight, circuit breakers, the audit ledger, the process).
+
+Every label value comes from a fixed set: a configured model alias or deployment id, one of
+Sluice's enums (endpoint, decision, error code, breaker state) or a status class. Anything else,
+whatever a client sent, becomes `other`. Key names are never labels: they name people and teams,
+and the ledger already holds per-key figures. Counts are per process (`--workers N`: N series).
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import math
+import os
+import re
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar, Protocol
+
+from gateway.audit import AuditEvent, AuditSink
+from gateway.names import DecisionKind, ErrorCode
+from gateway.resilience import BreakerState
+from gateway.service import CLIENT_CLOSED
+
+if TYPE_CHECKING:
+    from gateway.deployments import Deployment
+    from gateway.storage.ledger import LedgerStats
+
+log = logging.getLogger("sluice.metrics")
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+OTHER = "other"
+ENDPOINTS = ("chat", "embeddings")  # gateway.routers.chat's CHAT and EMBEDDINGS (a test compares)
+STATUS_CLASSES = ("2xx", "4xx", "5xx", "client_closed", OTHER)
+# Seconds; chat calls run from milliseconds (blocked, cached) to minutes (long streams).
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+
+_METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+
+Sample = tuple[str, tuple[tuple[str, str], ...], float]  # name suffix, labels, value
+
+
+# -- the exposition format ------------------------------------------------------------------------
+def escape_label_value(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def escape_help(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("\n", "\\n")
+
+
+def format_value(value: float) -> str:
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    if value == int(value) and abs(value) < 2**53:
+        return str(int(value))
+    return repr(float(value))
+
+
+class Family:
+    """One metric family: a name, its help, its label names and its samples."""
+
+    kind: ClassVar[str] = "untyped"
+    reserved: ClassVar[frozenset[str]] = frozenset()
+
+    def __init__(self, name: str, help: str, labels: Sequence[str] = ()) -> None:
+        if not _METRIC_NAME.fullmatch(name):
+            raise ValueError(f"invalid metric name {name!r}")
+        for label in labels:
+            if not _LABEL_NAME.fullmatch(label) or label.startswith("__") or label in self.reserved:
+                raise ValueError(f"invalid label name {label!r} for {name}")
+        self.name = name
+        self.help = help
+        self.labels = tuple(labels)
+
+    def _key(self, values: Sequence[str]) -> tuple[str, ...]:
+        if len(values) != len(self.labels):
+            raise ValueError(f"{self.name} takes labels {self.labels}, got {len(values)} values")
+        return tuple(values)
+
+    def samples(self) -> Iterator[Sample]:
+        raise NotImplementedError
+
+
+class _Values(Family):
+    """A family with one number per label set: the storage of counters and gauges."""
+
+    def __init__(self, name: str, help: str, labels: Sequence[str] = ()) -> None:
+        super().__init__(name, help, labels)
+        self._values: dict[tuple[str, ...], float] = {}
+
+    def value(self, *values: str) -> float:
+        return self._values.get(self._key(values), 0.0)
+
+    def samples(self) -> Iterator[Sample]:
+        for key, value in sorted(self._values.items()):
+            yield "", tuple(zip(self.labels, key, strict=True)), value
+
+
+class Counter(_Values):
+    kind = "counter"
+
+    def inc(self, *values: str, amount: float = 1.0) -> None:
+        if amount < 0:
+            raise ValueError("a counter only goes up")
+        key = self._key(values)
+        self._values[key] = self._values.get(key, 0.0) + amount
+
+
+class Gauge(_Values):
+    kind = "gauge"
+
+    def set(self, *values: str, value: float) -> None:
+        self._values[self._key(values)] = value
+
+
+class Histogram(Family):
+    kind = "histogram"
+    reserved = frozenset({"le"})
+
+    def __init__(self, name: str, help: str, labels: Sequence[str] = (), *, buckets: Sequence[float]) -> None:
+        super().__init__(name, help, labels)
+        bounds = tuple(float(b) for b in buckets)
+        if not bounds or any(not math.isfinite(b) for b in bounds) or list(bounds) != sorted(set(bounds)):
+            raise ValueError(f"{name}: buckets must be finite and strictly increasing")
+        self.buckets = bounds
+        # Per label set: a count per bucket (not cumulative; the last is +Inf), and the sum.
+        self._counts: dict[tuple[str, ...], list[int]] = {}
+        self._sums: dict[tuple[str, ...], float] = {}
+
+    def observe(self, *values: str, value: float) -> None:
+        key = self._key(values)
+        counts = self._counts.get(key)
+        if counts is None:
+            counts = self._counts[key] = [0] * (len(self.buckets) + 1)
+        counts[bisect.bisect_left(self.buckets, value)] += 1
+        self._sums[key] = self._sums.get(key, 0.0) + value
+
+    def samples(self) -> Iterator[Sample]:
+        for key, counts in sorted(self._counts.items()):
+            labels = tuple(zip(self.labels, key, strict=True))
+            cumulative = 0
+            for bound, count in zip((*self.buckets, math.inf), counts, strict=True):
+                cumulative += count
+                yield "_bucket", (*labels, ("le", format_value(bound))), cumulative
+            yield "_sum", labels, self._sums[key]
+            yield "_count", labels, cumulative
+
+
+def render(families: Iterable[Family]) -> str:
+    """The text exposition format 0.0.4: HELP and TYPE, then one line per sample."""
+    lines: list[str] = []
+    for family in families:
+        lines.append(f"# HELP {family.name} {escape_help(family.help)}")
+        lines.append(f"# TYPE {family.name} {family.kind}")
+        for suffix, labels, value in family.samples():
+            pairs = ",".join(f'{name}="{escape_label_value(v)}"' for name, v in labels)
+            braces = "{" + pairs + "}" if pairs else ""
+            lines.append(f"{family.name}{suffix}{braces} {format_value(value)}")
+    return "\n".join(lines) + "\n"
+
+
+# -- fixed label sets -----------------------------------------------------------------------------
+class LabelSet:
+    """A fixed set of label values; anything outside it (or None) is `other`."""
+
+    def __init__(self, values: Iterable[str]) -> None:
+        self.values = frozenset(str(v) for v in values)
+
+    def __call__(self, value: str | None) -> str:
+        return str(value) if value is not None and value in self.values else OTHER
+
+
+def status_class(status: int) -> str:
+    if status == CLIENT_CLOSED:
+        return "client_closed"
+    if 200 <= status < 300:
+        return "2xx"
+    if 400 <= status < 500:
+        return "4xx"
+    if 500 <= status < 600:
+        return "5xx"
+    return OTHER
+
+
+# -- fed by the audit events ----------------------------------------------------------------------
+class RequestMetrics:
+    """Counters and the latency histogram, updated once per decided request (one `AuditEvent`)."""
+
+    def __init__(self, *, models: Iterable[str], deployments: Iterable[str]) -> None:
+        self.model = LabelSet(models)
+        self.deployment = LabelSet(deployments)
+        self.endpoint = LabelSet(ENDPOINTS)
+        self.decision = LabelSet(DecisionKind)
+        self.code = LabelSet(ErrorCode)
+        self._lock = threading.Lock()  # AuditSink.record() may be called from another thread
+        self.requests = Counter(
+            "sluice_requests_total",
+            "Requests that reached a decision, by requested model, decision and status class.",
+            ("endpoint", "model", "decision", "status_class"),
+        )
+        self.errors = Counter(
+            "sluice_request_errors_total",
+            "Decided requests that ended in an error, by error code.",
+            ("endpoint", "code"),
+        )
+        self.cancelled = Counter(
+            "sluice_client_cancelled_total",
+            "Decided requests whose client went away before the answer was complete.",
+            ("endpoint", "model"),
+        )
+        self.attempts = Counter(
+            "sluice_upstream_attempts_total",
+            "Upstream calls made (first tries and failovers), by requested model.",
+            ("endpoint", "model"),
+        )
+        self.served = Counter(
+            "sluice_deployment_requests_total",
+            "Requests by the deployment that answered or failed last, and status class.",
+            ("deployment", "status_class"),
+        )
+        self.tokens = Counter(
+            "sluice_tokens_total",
+            "Tokens the upstream reported, by served model and kind (prompt, completion).",
+            ("served_model", "kind"),
+        )
+        self.latency = Histogram(
+            "sluice_request_duration_seconds",
+            "Time from request start to its audit record, for requests that reached an upstream.",
+            ("endpoint", "served_model", "stream"),
+            buckets=LATENCY_BUCKETS,
+        )
+
+    def observe(self, event: AuditEvent) -> None:
+        endpoint, model = self.endpoint(event.endpoint), self.model(event.requested_model)
+        served, status = self.model(event.served_model), status_class(event.status)
+        with self._lock:
+            self.requests.inc(endpoint, model, self.decision(event.decision), status)
+            if event.error_code is not None:
+                self.errors.inc(endpoint, self.code(event.error_code))
+            if event.client_cancelled:
+                self.cancelled.inc(endpoint, model)
+            if event.attempts > 0:
+                self.attempts.inc(endpoint, model, amount=event.attempts)
+            if event.deployment is not None:
+                self.served.inc(self.deployment(event.deployment), status)
+                stream = "true" if event.stream else "false"
+                self.latency.observe(endpoint, served, stream, value=max(event.latency_ms, 0.0) / 1000)
+            for kind, count in (("prompt", event.prompt_tokens), ("completion", event.completion_tokens)):
+                if count is not None and count > 0:
+                    self.tokens.inc(served, kind, amount=count)
+
+    def render(self) -> str:
+        families = (self.requests, self.errors, self.cancelled, self.attempts, self.served, self.tokens)
+        with self._lock:
+            return render((*families, self.latency))
+
+
+class MetricsSink:
+    """An `AuditSink` that hands each event to the real sink, then counts it."""
+
+    def __init__(self, inner: AuditSink, metrics: RequestMetrics) -> None:
+        self.inner = inner
+        self.metrics = metrics
+
+    def record(self, event: AuditEvent) -> None:
+        self.inner.record(event)  # first: a metrics bug must never cost an audit record
+        try:
+            self.metrics.observe(event)
+        except Exception as exc:  # record() never raises (AuditSink); the type only, no content
+            log.error("metrics not updated for %s: %s", event.request_id, type(exc).__name__)
+
+    async def start(self) -> None:
+        await self.inner.start()
+
+    async def stop(self) -> None:
+        await self.inner.stop()
+
+    def status(self) -> tuple[bool, str]:
+        return self.inner.status()
+
+
+# -- read at scrape time --------------------------------------------------------------------------
+@dataclass
+class InFlight:
+    """Requests in flight on the hot path: `HotPath` counts, `GET /metrics` reads."""
+
+    count: int = 0
+
+
+class BreakerView(Protocol):
+    def state(self, key: str) -> BreakerState: ...
+
+
+class LedgerView(Protocol):
+    @property
+    def backlog(self) -> int: ...
+
+    @property
+    def stats(self) -> LedgerStats: ...
+
+
+def process_families(proc: Path = Path("/proc/self")) -> list[Family]:
+    """CPU time, resident memory and open file descriptors, where /proc has them (Linux)."""
+    times = os.times()
+    cpu = Counter("process_cpu_seconds_total", "User and system CPU time of this process, in seconds.")
+    cpu.inc(amount=times.user + times.system)
+    families: list[Family] = [cpu]
+    try:
+        resident_pages = int((proc / "statm").read_text().split()[1])
+        open_fds = len(os.listdir(proc / "fd"))
+    except (OSError, IndexError, ValueError):
+        return families
+    rss = Gauge("process_resident_memory_bytes", "Resident memory of this process, in bytes.")
+    rss.set(value=resident_pages * os.sysconf("SC_PAGE_SIZE"))
+    fds = Gauge("process_open_fds", "Open file descriptors of this process.")
+    fds.set(value=open_fds)
+    return [*families, rss, fds]
+
+
+class GatewayMetrics:
+    """Everything `GET /metrics` shows: the request counters plus gauges read at scrape time."""
+
+    def __init__(
+        self,
+        *,
+        requests: RequestMetrics,
+        in_flight: InFlight,
+        in_flight_limit: int,
+        deployments: Sequence[Deployment],
+        breaker: BreakerView,
+        audit: AuditSink,
+        ledger: LedgerView | None = None,
+        proc: Path = Path("/proc/self"),
+    ) -> None:
+        self.requests = requests
+        self.in_flight = in_flight
+        self.in_flight_limit = in_flight_limit
+        self.deployments = tuple(deployments)
+        self.breaker = breaker
+        self.audit = audit
+        self.ledger = ledger
+        self.proc = proc
+
+    def _gateway(self) -> list[Family]:
+        in_flight = Gauge("sluice_requests_in_flight", "Chat and embeddings requests in flight now.")
+        in_flight.set(value=self.in_flight.count)
+        limit = Gauge("sluice_requests_in_flight_limit", "SLUICE_MAX_CONCURRENCY: the in-flight cap.")
+        limit.set(value=self.in_flight_limit)
+        available = Gauge(
+            "sluice_deployment_available",
+            "1 when the deployment has its credentials, 0 when it is never tried.",
+            ("deployment",),
+        )
+        breaker = Gauge(
+            "sluice_circuit_breaker_state",
+            "1 for the current state of each deployment's circuit breaker, 0 for the others.",
+            ("deployment", "state"),
+        )
+        for dep in self.deployments:
+            available.set(dep.id, value=1 if dep.available else 0)
+            current = self.breaker.state(dep.id)
+            for state in BreakerState:
+                breaker.set(dep.id, state.value, value=1 if state is current else 0)
+        return [in_flight, limit, available, breaker]
+
+    def _audit(self) -> list[Family]:
+        ready = Gauge("sluice_audit_ready", "1 when the audit sink is ready (as in /readyz), else 0.")
+        ready.set(value=1 if self.audit.status()[0] else 0)
+        if self.ledger is None:
+            return [ready]
+        backlog = Gauge("sluice_audit_backlog", "Audit records queued, not yet in the database or the spool.")
+        backlog.set(value=self.ledger.backlog)
+        records = Counter(
+            "sluice_audit_records_total",
+            "Audit records by outcome: written, spooled, replayed from the spool, dropped (lost).",
+            ("outcome",),
+        )
+        stats = self.ledger.stats
+        for outcome, count in (
+            ("written", stats.written),
+            ("spooled", stats.spooled),
+            ("replayed", stats.replayed),
+            ("dropped", stats.dropped),
+        ):
+            records.inc(outcome, amount=count)
+        return [ready, backlog, records]
+
+    def render(self) -> str:
+        families = [*self._gateway(), *self._audit(), *process_families(self.proc)]
+        return self.requests.render() + render(families)

@@ -1,0 +1,34 @@
+"""`GET /metrics`: Prometheus text format 0.0.4; master key only, unless `SLUICE_METRICS_PUBLIC=true`.
+
+What belongs here: the access check and rendering; the metrics live in `gateway.metrics`. No key:
+401. A key that is not the master key (or no master key configured): 403, as for `/admin`.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from gateway.http import new_request_id
+from gateway.metrics import CONTENT_TYPE
+from gateway.routers.admin import MasterKeyRequired
+from gateway.state import Services, ServicesDep
+
+router = APIRouter()
+
+
+async def require_access(request: Request, services: Services) -> None:
+    if services.settings.metrics_public:
+        return
+    new_request_id(request)
+    key = await services.auth.authenticate(request.headers)
+    if not key.is_master:
+        raise MasterKeyRequired(
+            "metrics need the master key (SLUICE_MASTER_KEY), or SLUICE_METRICS_PUBLIC=true"
+        )
+
+
+@router.get("/metrics", response_model=None)
+async def metrics(request: Request, services: ServicesDep) -> Response:
+    await require_access(request, services)
+    return Response(services.metrics.render(), media_type=CONTENT_TYPE)

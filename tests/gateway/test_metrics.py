@@ -1,0 +1,530 @@
+"""`GET /metrics`: a strictly parsed exposition, counters moved by real requests, fixed labels only
+(a canary never reaches a scrape), the in-flight gauge over a real socket, and who may scrape.
+
+The parser below is written from the text format 0.0.4 spec, not from `gateway.metrics`, so a
+rendering bug fails here instead of being read back by its own code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import re
+from collections import Counter as Tally
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from fastapi import FastAPI
+from pydantic import SecretStr
+
+from gateway.app import create_app
+from gateway.audit import AuditEvent, MemoryAuditSink
+from gateway.metrics import (
+    OTHER,
+    Counter,
+    Gauge,
+    Histogram,
+    MetricsSink,
+    RequestMetrics,
+    render,
+    status_class,
+)
+from gateway.routers.chat import CHAT, EMBEDDINGS
+from gateway.settings import Settings
+from gateway.testing.fake_upstream import FakeUpstream
+from tests.conftest import AUTH, DEMO_KEY, chat_body
+from tests.gateway.support import LITELLM_WARNINGS, bearer, error_of, serving
+
+pytestmark = list(LITELLM_WARNINGS)
+
+MASTER_KEY = "sk-master-metrics-0123456789"
+MASTER = bearer(MASTER_KEY)
+CANARY = "CANARY-metrics-xyz"
+ODD_MODEL = f'{CANARY}"/../\\n{{le="1"}}\n'
+DEMO_DEPLOYMENTS = {
+    "gpt-4o-mini#0",
+    "claude-sonnet#0",
+    "gemini-flash#0",
+    "gemini-flash-free#0",
+    "deepseek-chat#0",
+    "llama-local#0",
+    "text-embedding-3-small#0",
+}
+POLLS = 400  # of 25 ms: a bound, never an expectation
+
+
+# -- a strict parser of the text format 0.0.4 ---------------------------------------------------
+NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
+LABEL = r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\\n]|\\[\\"n])*)"'
+VALUE = r"[+-]?(?:Inf|NaN|[0-9]+(?:\.[0-9]*)?(?:[eE][+-]?[0-9]+)?|\.[0-9]+(?:[eE][+-]?[0-9]+)?)"
+SAMPLE_RE = re.compile(rf"({NAME})(?:\{{((?:{LABEL})(?:,{LABEL})*)?\}})? ({VALUE})")
+LABEL_RE = re.compile(LABEL)
+HELP_RE = re.compile(rf"# HELP ({NAME}) (.*)")
+TYPE_RE = re.compile(rf"# TYPE ({NAME}) (counter|gauge|histogram|summary|untyped)")
+SUFFIXES = {"histogram": ("_bucket", "_sum", "_count"), "counter": ("",), "gauge": ("",)}
+
+
+def unescape(value: str) -> str:
+    return re.sub(r"\\(.)", lambda m: "\n" if m.group(1) == "n" else m.group(1), value)
+
+
+@dataclass
+class Scrape:
+    text: str
+    types: dict[str, str] = field(default_factory=dict)
+    samples: dict[tuple[str, frozenset[tuple[str, str]]], float] = field(default_factory=dict)
+
+    def value(self, name: str, **labels: str) -> float:
+        """The sample with exactly these labels; 0 when absent (a counter not yet moved)."""
+        return self.samples.get((name, frozenset(labels.items())), 0.0)
+
+    def total(self, name: str, **labels: str) -> float:
+        """The sum over every sample of `name` whose labels include these."""
+        wanted = set(labels.items())
+        return sum(v for (n, ls), v in self.samples.items() if n == name and wanted <= ls)
+
+    def label_values(self, label: str) -> set[str]:
+        return {v for (_, ls) in self.samples for k, v in ls if k == label}
+
+
+def parse(text: str) -> Scrape:
+    """Parse an exposition, failing on anything the format does not allow."""
+    assert text.endswith("\n"), "the exposition ends with a newline"
+    scrape = Scrape(text)
+    helped: set[str] = set()
+    current: str | None = None
+    for line in text[:-1].split("\n"):
+        if line.startswith("# HELP "):
+            match = HELP_RE.fullmatch(line)
+            assert match, line
+            assert match.group(1) not in helped, f"HELP twice: {line}"
+            helped.add(match.group(1))
+            continue
+        if line.startswith("# TYPE "):
+            match = TYPE_RE.fullmatch(line)
+            assert match, line
+            name = match.group(1)
+            assert name not in scrape.types, f"TYPE twice (or a family split): {line}"
+            assert name in helped, f"TYPE before HELP: {line}"
+            scrape.types[name] = match.group(2)
+            current = name
+            continue
+        assert not line.startswith("#") and line, f"not a sample: {line!r}"
+        match = SAMPLE_RE.fullmatch(line)
+        assert match, f"malformed sample line: {line!r}"
+        assert current is not None, f"sample before any TYPE: {line}"
+        name = match.group(1)
+        suffix = name[len(current) :]
+        assert name.startswith(current) and suffix in SUFFIXES[scrape.types[current]], (
+            f"{name} outside its family {current}"
+        )
+        labels = LABEL_RE.findall(match.group(2) or "")
+        names = [k for k, _ in labels]
+        assert len(names) == len(set(names)), f"a label twice: {line}"
+        key = (name, frozenset((k, unescape(v)) for k, v in labels))
+        assert key not in scrape.samples, f"duplicate series: {line}"
+        scrape.samples[key] = float(match.group(len(match.groups())))
+    check_histograms(scrape)
+    return scrape
+
+
+def check_histograms(scrape: Scrape) -> None:
+    for name, kind in scrape.types.items():
+        if kind != "histogram":
+            continue
+        series: dict[frozenset[tuple[str, str]], list[tuple[float, float]]] = {}
+        for (sample, labels), value in scrape.samples.items():
+            if sample == f"{name}_bucket":
+                le = dict(labels)["le"]
+                rest = frozenset(p for p in labels if p[0] != "le")
+                series.setdefault(rest, []).append((math.inf if le == "+Inf" else float(le), value))
+        for labels, buckets in series.items():
+            buckets.sort()
+            counts = [c for _, c in buckets]
+            assert counts == sorted(counts), f"{name} buckets not cumulative"
+            assert buckets[-1][0] == math.inf, f"{name} without +Inf"
+            assert scrape.samples[(f"{name}_count", labels)] == counts[-1]
+            assert (f"{name}_sum", labels) in scrape.samples
+
+
+async def scrape_of(http: httpx.AsyncClient, headers: dict[str, str] | None = None) -> Scrape:
+    response = await http.get("/metrics", headers=MASTER if headers is None else headers)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
+    return parse(response.text)
+
+
+# -- fixtures -------------------------------------------------------------------------------------
+@pytest.fixture
+def settings(demo_settings: Settings) -> Settings:
+    return demo_settings.model_copy(update={"master_key": SecretStr(MASTER_KEY)})
+
+
+@pytest.fixture
+async def gateway(
+    settings: Settings, audit: MemoryAuditSink
+) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+    app = create_app(settings, audit=audit)
+    async with serving(app) as http:
+        yield app, http
+
+
+async def until(condition: Callable[[], Any], what: str) -> None:
+    for _ in range(POLLS):
+        result = condition()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return
+        await asyncio.sleep(0.025)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+# -- the format ------------------------------------------------------------------------------------
+def test_render_escapes_and_parses() -> None:
+    counter = Counter("t_total", 'help with \\ and\nnewline and "quotes"', ("who",))
+    counter.inc('a"b\\c\nd')
+    counter.inc("plain", amount=2.5)
+    gauge = Gauge("t_gauge", "a gauge")
+    gauge.set(value=-3)
+    scrape = parse(render([counter, gauge]))
+    assert '# HELP t_total help with \\\\ and\\nnewline and "quotes"\n' in scrape.text
+    assert scrape.value("t_total", who='a"b\\c\nd') == 1
+    assert scrape.value("t_total", who="plain") == 2.5
+    assert scrape.value("t_gauge") == -3
+    assert scrape.types == {"t_total": "counter", "t_gauge": "gauge"}
+
+
+def test_histogram_buckets_are_cumulative_and_le_inclusive() -> None:
+    hist = Histogram("t_seconds", "h", ("kind",), buckets=(0.1, 1.0))
+    for value in (0.05, 0.1, 0.5, 1.0, 7.0):
+        hist.observe("x", value=value)
+    scrape = parse(render([hist]))
+    assert scrape.value("t_seconds_bucket", kind="x", le="0.1") == 2  # 0.1 itself is in le="0.1"
+    assert scrape.value("t_seconds_bucket", kind="x", le="1") == 4
+    assert scrape.value("t_seconds_bucket", kind="x", le="+Inf") == 5
+    assert scrape.value("t_seconds_count", kind="x") == 5
+    assert scrape.value("t_seconds_sum", kind="x") == pytest.approx(8.65)
+
+
+def test_refuses_what_would_break_the_format() -> None:
+    with pytest.raises(ValueError):
+        Counter("bad-name", "h")
+    with pytest.raises(ValueError):
+        Counter("ok_total", "h", ("bad-label",))
+    with pytest.raises(ValueError):
+        Histogram("h_seconds", "h", ("le",), buckets=(1.0,))
+    with pytest.raises(ValueError):
+        Histogram("h_seconds", "h", buckets=(1.0, 0.5))
+    with pytest.raises(ValueError):
+        Counter("ok_total", "h").inc(amount=-1)
+    with pytest.raises(ValueError):
+        Counter("ok_total", "h", ("a", "b")).inc("only-one")
+
+
+def test_fixed_label_sets() -> None:
+    assert [status_class(s) for s in (200, 404, 502, 499, 0, 302)] == [
+        "2xx",
+        "4xx",
+        "5xx",
+        "client_closed",
+        OTHER,
+        OTHER,
+    ]
+    metrics = RequestMetrics(models=["m"], deployments=["m#0"])
+    assert metrics.endpoint.values == {CHAT, EMBEDDINGS}  # the router's names, not a copy gone stale
+    assert (metrics.model("m"), metrics.model("M"), metrics.model(None)) == ("m", OTHER, OTHER)
+
+
+def test_sink_forwards_first_and_never_raises(caplog: pytest.LogCaptureFixture) -> None:
+    class Broken(RequestMetrics):
+        def observe(self, event: AuditEvent) -> None:
+            raise RuntimeError(CANARY)
+
+    inner = MemoryAuditSink()
+    sink = MetricsSink(inner, Broken(models=(), deployments=()))
+    event = odd_event()
+    sink.record(event)
+    assert inner.events == [event]
+    assert "RuntimeError" in caplog.text and CANARY not in caplog.text
+
+
+def odd_event() -> AuditEvent:
+    """An event carrying the canary in every string a label could be taken from."""
+    return AuditEvent(
+        request_id="r-1",
+        time=datetime.now(UTC),
+        key_name=f"key-{CANARY}",
+        endpoint=f"chat{CANARY}",
+        requested_model=ODD_MODEL,
+        policy=(CANARY,),
+        decision=f"allowed{CANARY}",
+        status=200,
+        served_model=ODD_MODEL,
+        deployment=f"{ODD_MODEL}#0",
+        provider=CANARY,
+        channel=CANARY,
+        error_code=CANARY,
+        latency_ms=12.0,
+        prompt_tokens=5,
+        completion_tokens=6,
+        client_cancelled=True,
+        attempts=1,
+    )
+
+
+# -- counters move with real requests ---------------------------------------------------------------
+async def test_counters_match_the_requests_and_the_ledger(
+    gateway: tuple[FastAPI, httpx.AsyncClient], audit: MemoryAuditSink
+) -> None:
+    _, http = gateway
+    before = await scrape_of(http)
+    assert before.total("sluice_requests_total") == 0
+    assert before.value("sluice_requests_in_flight") == 0
+
+    served = await http.post("/v1/chat/completions", json=chat_body(), headers=AUTH)
+    streamed = await http.post("/v1/chat/completions", json=chat_body(stream=True), headers=AUTH)
+    blocked = await http.post("/v1/chat/completions", json=chat_body("gemini-flash-free"), headers=AUTH)
+    rerouted = await http.post("/v1/chat/completions", json=chat_body("deepseek-chat"), headers=AUTH)
+    failed = await http.post(
+        "/v1/chat/completions", json=chat_body(content="Hi [[fake:status=503]]"), headers=AUTH
+    )
+    embedded = await http.post(
+        "/v1/embeddings", json={"model": "text-embedding-3-small", "input": "hi"}, headers=AUTH
+    )
+    statuses = [r.status_code for r in (served, streamed, blocked, rerouted, failed, embedded)]
+    assert statuses == [200, 200, 403, 200, 502, 200]
+    scrape = await scrape_of(http)
+    requests = "sluice_requests_total"
+    for endpoint, model, decision, klass, count in (
+        ("chat", "gpt-4o-mini", "allowed", "2xx", 2),
+        ("chat", "gpt-4o-mini", "allowed", "5xx", 1),
+        ("chat", "gemini-flash-free", "blocked", "4xx", 1),
+        ("chat", "deepseek-chat", "rerouted", "2xx", 1),
+        ("embeddings", "text-embedding-3-small", "allowed", "2xx", 1),
+    ):
+        labels = {"endpoint": endpoint, "model": model, "decision": decision, "status_class": klass}
+        assert scrape.value(requests, **labels) == count, labels
+    assert scrape.total(requests) == 6
+    assert scrape.value("sluice_request_errors_total", endpoint="chat", code="no_compliant_deployment") == 1
+    assert scrape.value("sluice_request_errors_total", endpoint="chat", code="upstream_unavailable") == 1
+    assert (
+        scrape.value("sluice_deployment_requests_total", deployment="llama-local#0", status_class="2xx") == 1
+    )
+    assert (
+        scrape.value("sluice_deployment_requests_total", deployment="gpt-4o-mini#0", status_class="5xx") == 1
+    )
+    assert scrape.value("sluice_upstream_attempts_total", endpoint="chat", model="gpt-4o-mini") == 3
+    assert scrape.value("sluice_client_cancelled_total", endpoint="chat", model="gpt-4o-mini") == 0
+    usage = served.json()["usage"]  # the only gpt-4o-mini answer with usage (the stream asked for none)
+    assert (
+        scrape.value("sluice_tokens_total", served_model="gpt-4o-mini", kind="prompt")
+        == usage["prompt_tokens"]
+    )
+    duration = "sluice_request_duration_seconds_count"
+    assert scrape.value(duration, endpoint="chat", served_model="gpt-4o-mini", stream="false") == 2
+    assert scrape.value(duration, endpoint="chat", served_model="gpt-4o-mini", stream="true") == 1
+    assert scrape.value(duration, endpoint="chat", served_model="llama-local", stream="false") == 1
+    assert scrape.total(duration) == 5  # the blocked request never reached an upstream
+
+    # The ledger and the metrics agree, series by series.
+    expected = Tally(
+        (e.endpoint, e.requested_model, e.decision, status_class(e.status)) for e in audit.events
+    )
+    for (endpoint, model, decision, klass), count in expected.items():
+        labels = {"endpoint": endpoint, "model": model, "decision": decision, "status_class": klass}
+        assert scrape.value(requests, **labels) == count, labels
+    tokens: Tally[tuple[str, str]] = Tally()
+    for event in audit.events:
+        if event.served_model is not None:
+            tokens[event.served_model, "prompt"] += event.prompt_tokens or 0
+            tokens[event.served_model, "completion"] += event.completion_tokens or 0
+    for (model, kind), count in tokens.items():
+        assert scrape.value("sluice_tokens_total", served_model=model, kind=kind) == count, (model, kind)
+
+
+async def test_gauges_read_at_scrape_time(
+    gateway: tuple[FastAPI, httpx.AsyncClient], settings: Settings
+) -> None:
+    _, http = gateway
+    scrape = await scrape_of(http)
+    assert scrape.value("sluice_requests_in_flight_limit") == settings.max_concurrency
+    assert scrape.label_values("deployment") == DEMO_DEPLOYMENTS
+    for dep in DEMO_DEPLOYMENTS:
+        assert scrape.value("sluice_deployment_available", deployment=dep) == 1
+        assert scrape.value("sluice_circuit_breaker_state", deployment=dep, state="closed") == 1
+        assert scrape.total("sluice_circuit_breaker_state", deployment=dep) == 1
+    assert scrape.value("sluice_audit_ready") == 1
+    assert scrape.types["process_cpu_seconds_total"] == "counter"
+    assert scrape.value("process_resident_memory_bytes") > 1_000_000
+    assert scrape.value("process_open_fds") > 0
+
+
+async def test_breaker_state_follows_the_upstream(demo_settings: Settings) -> None:
+    settings = demo_settings.model_copy(update={"breaker_failures": 1, "metrics_public": True})
+    async with serving(create_app(settings, audit=MemoryAuditSink())) as http:
+        failed = await http.post(
+            "/v1/chat/completions", json=chat_body(content="Hi [[fake:status=503]]"), headers=AUTH
+        )
+        assert failed.status_code == 502
+        scrape = await scrape_of(http, headers={})
+    assert scrape.value("sluice_circuit_breaker_state", deployment="gpt-4o-mini#0", state="open") == 1
+    assert scrape.value("sluice_circuit_breaker_state", deployment="gpt-4o-mini#0", state="closed") == 0
+    assert scrape.value("sluice_circuit_breaker_state", deployment="llama-local#0", state="closed") == 1
+
+
+async def test_ledger_figures_when_the_database_backs_the_audit(demo_settings: Settings) -> None:
+    settings = demo_settings.model_copy(update={"metrics_public": True})
+    async with serving(create_app(settings)) as http:
+        response = await http.post("/v1/chat/completions", json=chat_body(), headers=AUTH)
+        assert response.status_code == 200
+
+        async def written() -> bool:
+            scrape = await scrape_of(http, headers={})
+            return (
+                scrape.value("sluice_audit_records_total", outcome="written") == 1
+                and scrape.value("sluice_audit_backlog") == 0
+            )
+
+        await until(written, "the ledger to write the record")
+        scrape = await scrape_of(http, headers={})
+    assert scrape.value("sluice_audit_records_total", outcome="dropped") == 0
+    assert scrape.types["sluice_audit_records_total"] == "counter"
+
+
+# -- privacy: fixed labels, no canary -------------------------------------------------------------
+async def test_client_strings_never_become_labels(
+    gateway: tuple[FastAPI, httpx.AsyncClient], fake: FakeUpstream
+) -> None:
+    app, http = gateway
+    odd = await http.post("/v1/chat/completions", json=chat_body(ODD_MODEL, content=CANARY), headers=AUTH)
+    error_of(odd, 404, "model_not_found")
+    content = await http.post(
+        "/v1/chat/completions", json=chat_body(content=f"{CANARY} [[fake:echo]]", user=CANARY), headers=AUTH
+    )
+    assert content.status_code == 200 and CANARY in content.text  # it did go through
+    policy = await http.post(
+        "/v1/chat/completions", json=chat_body(), headers={**AUTH, "x-privacy-policy": CANARY}
+    )
+    error_of(policy, 400, "unknown_policy")
+    wrong_key = await http.post("/v1/chat/completions", json=chat_body(), headers=bearer(CANARY))
+    error_of(wrong_key, 401, "invalid_api_key")
+    # Defence in depth: an event whose every field is client-made (no path produces one today).
+    app.state.sluice.metrics.requests.observe(odd_event())
+
+    scrape = await scrape_of(http)
+    assert CANARY not in scrape.text and "/.." not in scrape.text
+    assert DEMO_KEY not in scrape.text and MASTER_KEY not in scrape.text and fake.url not in scrape.text
+    assert (
+        scrape.value("sluice_requests_total", endpoint=OTHER, model=OTHER, decision=OTHER, status_class="2xx")
+        == 1
+    )
+    assert scrape.value("sluice_request_errors_total", endpoint=OTHER, code=OTHER) == 1
+    assert scrape.value("sluice_deployment_requests_total", deployment=OTHER, status_class="2xx") == 1
+    assert scrape.value("sluice_tokens_total", served_model=OTHER, kind="completion") == 6
+    assert scrape.value("sluice_client_cancelled_total", endpoint=OTHER, model=OTHER) == 1
+    configured = {"gpt-4o-mini", OTHER}
+    assert scrape.label_values("model") <= configured | set(app.state.sluice.router.models)
+    labels = {k for (_, ls) in scrape.samples for k, _ in ls}
+    assert labels <= {
+        "endpoint",
+        "model",
+        "served_model",
+        "decision",
+        "status_class",
+        "code",
+        "deployment",
+    } | {
+        "kind",
+        "stream",
+        "state",
+        "outcome",
+        "le",
+    }
+
+
+# -- the in-flight gauge over a real socket (T4) -------------------------------------------------
+@contextlib.asynccontextmanager
+async def served(app: FastAPI) -> AsyncIterator[str]:
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on"))
+    task = asyncio.create_task(server.serve())
+    await until(lambda: server.started or task.done(), "uvicorn to start")
+    assert not task.done(), "uvicorn stopped during start-up"
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+async def test_in_flight_rises_during_a_stream_and_drops_when_the_client_leaves(
+    demo_settings: Settings, fake: FakeUpstream
+) -> None:
+    settings = demo_settings.model_copy(update={"metrics_public": True})
+    audit = MemoryAuditSink()
+    app = create_app(settings, audit=audit)
+    async with served(app) as url, httpx.AsyncClient(base_url=url, timeout=30) as http:
+        body = chat_body(content="slow [[fake:stall_after=2]]", stream=True)
+        async with http.stream("POST", "/v1/chat/completions", json=body, headers=AUTH) as response:
+            assert response.status_code == 200
+            chunks = response.aiter_bytes()  # held: an abandoned iterator closes the connection
+            assert await anext(chunks)  # the stream is running; the upstream now stalls
+            during = await scrape_of(http, headers={})
+            await response.aclose()  # the client hangs up mid-stream
+        await until(lambda: fake.requests[0].client_closed_at is not None, "Sluice to close the upstream")
+
+        async def dropped() -> bool:
+            return (await scrape_of(http, headers={})).value("sluice_requests_in_flight") == 0
+
+        await until(dropped, "the in-flight gauge to drop")
+        after = await scrape_of(http, headers={})
+    assert during.value("sluice_requests_in_flight") == 1
+    assert during.total("sluice_requests_total") == 0  # recorded when the stream ends, not before
+    assert after.value("sluice_client_cancelled_total", endpoint="chat", model="gpt-4o-mini") == 1
+    [event] = audit.events
+    assert event.client_cancelled
+
+
+# -- who may scrape ---------------------------------------------------------------------------------
+async def test_master_key_required_by_default(gateway: tuple[FastAPI, httpx.AsyncClient]) -> None:
+    _, http = gateway
+    error_of(await http.get("/metrics"), 401, "invalid_api_key")
+    error_of(await http.get("/metrics", headers=bearer("sk-wrong-key-0000")), 401, "invalid_api_key")
+    refused = await http.get("/metrics", headers=AUTH)
+    error = error_of(refused, 403, "master_key_required")
+    assert error["type"] == "permission_error"
+    assert refused.headers.get("x-request-id")
+    assert (await http.get("/metrics", headers=MASTER)).status_code == 200
+    assert (await http.get("/metrics", headers={"api-key": MASTER_KEY})).status_code == 200
+
+
+async def test_without_a_master_key_nobody_scrapes(demo_settings: Settings) -> None:
+    assert demo_settings.master_key is None and not demo_settings.metrics_public
+    async with serving(create_app(demo_settings, audit=MemoryAuditSink())) as http:
+        error_of(await http.get("/metrics"), 401, "invalid_api_key")
+        error_of(await http.get("/metrics", headers=AUTH), 403, "master_key_required")
+
+
+async def test_public_when_configured(demo_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SLUICE_METRICS_PUBLIC", "true")
+    assert Settings().metrics_public is True  # the environment variable the README names
+    settings = demo_settings.model_copy(update={"metrics_public": True})
+    async with serving(create_app(settings, audit=MemoryAuditSink())) as http:
+        assert (await http.get("/metrics")).status_code == 200
+        assert (await http.get("/metrics", headers=bearer("sk-wrong-key-0000"))).status_code == 200
+        parse((await http.get("/metrics")).text)
+
+
+def test_request_metrics_keep_no_client_string(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="sluice.metrics")
+    metrics = RequestMetrics(models=["m"], deployments=["m#0"])
+    metrics.observe(odd_event())
+    assert CANARY not in caplog.text and CANARY not in metrics.render()
