@@ -11,6 +11,7 @@ ever FastAPI's `{"detail": ...}`, a 422, or a traceback. Messages never echo req
      ├── ModelNotAllowed (403)     model_not_allowed
      ├── PolicyViolation (403)     no_compliant_deployment (carries error.privacy)
      ├── ModelNotFound (404)       model_not_found
+     ├── RequestTimeout (408)      request_timeout (headers or body too slow; closes the connection)
      ├── RequestTooLarge (413)     request_too_large
      ├── HeadersTooLarge (431)     headers_too_large
      ├── UnsupportedMediaType (415)
@@ -108,6 +109,21 @@ class MethodNotAllowed(SluiceError):
     status = 405
     type = ErrorType.INVALID_REQUEST
     code = ErrorCode.METHOD_NOT_ALLOWED
+
+
+class RequestTimeout(SluiceError):
+    """The request's headers or body did not arrive in time (slowloris).
+
+    The answer closes the connection: the rest of a late body would otherwise keep it busy.
+    """
+
+    status = 408
+    type = ErrorType.INVALID_REQUEST
+    code = ErrorCode.REQUEST_TIMEOUT
+
+    def __init__(self, message: str, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.headers.setdefault("connection", "close")
 
 
 class RequestTooLarge(SluiceError):

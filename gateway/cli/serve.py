@@ -1,7 +1,8 @@
 """`sluice serve`, `sluice demo` and `sluice check`.
 
 What belongs here: turning command-line options into settings, refusing a bad config with one
-line per problem before anything listens, and starting uvicorn with the app factory.
+line per problem before anything listens, and starting uvicorn with the app factory (and the HTTP
+protocol with receive deadlines, `gateway.uvicorn_protocol`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from rich.table import Table
 from gateway.config import ConfigError
 from gateway.deployments import build_deployments
 from gateway.settings import Settings, export_env
+from gateway.uvicorn_protocol import deadline_protocol
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="config file (default: $SLUICE_CONFIG)")]
 HostOpt = Annotated[
@@ -84,6 +86,8 @@ def _run(settings: Settings) -> None:
         log_config=None,
         timeout_graceful_shutdown=30,
         access_log=settings.access_log,
+        # uvicorn's own protocol waits forever for headers and bodies (slowloris): ours has deadlines.
+        http=deadline_protocol(settings),
     )
 
 

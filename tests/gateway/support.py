@@ -11,9 +11,11 @@ import select
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
 from typing import IO, Any
 
 import httpx
@@ -42,6 +44,7 @@ BADGE_HEADERS = (
     "X-Request-Id",
 )
 TEST_HOST = "sluice.test"
+REPO_ROOT = Path(__file__).resolve().parents[2]
 TRAINING_VALUES = frozenset({"never", "opt_in", "opt_out", "always", "unknown"})
 ENVELOPE_KEYS = frozenset({"message", "type", "param", "code"})
 # Fields of the OpenAI Chat Completions request Sluice may pass upstream (gateway/protocol.py's
@@ -248,6 +251,37 @@ def read_line_matching(stream: IO[str], needle: str, *, timeout: float = 60.0) -
         if needle in line:
             return line
     raise AssertionError(f"no line containing {needle!r}; got: {''.join(seen)[-2000:]}")
+
+
+def start_demo(
+    port: int,
+    sink: IO[str],
+    *,
+    env: Mapping[str, str],
+    upstream: str | None = None,
+) -> subprocess.Popen[str]:
+    """`sluice demo` on 127.0.0.1:`port` as a real process (its own fake upstream unless `upstream`)."""
+    command = [sys.executable, "-m", "gateway.cli.main", "demo", "--host", "127.0.0.1", "--port", str(port)]
+    if upstream is not None:
+        command += ["--upstream", upstream]
+    return subprocess.Popen(
+        command, cwd=REPO_ROOT, env=dict(env), stdout=sink, stderr=subprocess.STDOUT, text=True
+    )
+
+
+def wait_healthy(proc: subprocess.Popen[str], root: str, log: Path) -> None:
+    """Bounded poll of /healthz; fails early if the process exits."""
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"sluice demo exited with {proc.returncode}: {log.read_text()[-3000:]}")
+        try:
+            if httpx.get(f"{root}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"sluice demo never became healthy: {log.read_text()[-3000:]}")
 
 
 def free_port() -> int:

@@ -11,19 +11,16 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import openai
 import pytest
 from openai import AsyncOpenAI, OpenAI
 
 from tests.conftest import DEMO_KEY, LEGAL_KEY
-from tests.gateway.support import free_port, split_list, stop_process
+from tests.gateway.support import free_port, split_list, start_demo, stop_process, wait_healthy
 
 pytestmark = pytest.mark.e2e
 
@@ -52,21 +49,6 @@ class Demo:
         return AsyncOpenAI(base_url=self.base_url, api_key=key, max_retries=0, timeout=60)
 
 
-def _wait_healthy(proc: subprocess.Popen[str], root: str, log: Path) -> None:
-    """Bounded poll of /healthz; fails early if the process exits."""
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"sluice demo exited with {proc.returncode}: {log.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"{root}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"sluice demo never became healthy: {log.read_text()[-3000:]}")
-
-
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     tmp = tmp_path_factory.mktemp("sluice-demo")
@@ -79,17 +61,10 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     }
     log = tmp / "demo.log"
     with log.open("w") as sink:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "gateway.cli.main", "demo", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
+        proc = start_demo(port, sink, env=env)
     root = f"http://127.0.0.1:{port}"
     try:
-        _wait_healthy(proc, root, log)
+        wait_healthy(proc, root, log)
         assert f"{root}/v1" in log.read_text(), "the demo prints its URL on stderr"
         demo = Demo(proc, f"{root}/v1", log)
         yield demo

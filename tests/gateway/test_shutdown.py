@@ -5,16 +5,14 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import httpx
 
 from gateway.testing.fake_upstream import FakeUpstream
-from tests.conftest import AUTH, ROOT, chat_body
-from tests.gateway.support import free_port, stop_process
+from tests.conftest import AUTH, chat_body
+from tests.gateway.support import free_port, start_demo, stop_process, wait_healthy
 
 CHUNKS = 20
 
@@ -27,19 +25,6 @@ def _refused(port: int) -> bool:
         return True
 
 
-def _wait_healthy(proc: subprocess.Popen[str], root: str, log: Path) -> None:
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, f"sluice demo exited: {log.read_text()[-2000:]}"
-        try:
-            if httpx.get(f"{root}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"sluice demo never became healthy: {log.read_text()[-2000:]}")
-
-
 def test_sigterm_drains_in_flight_streams_and_refuses_new_connections(tmp_path: Path) -> None:
     port = free_port()
     root = f"http://127.0.0.1:{port}"
@@ -50,16 +35,9 @@ def test_sigterm_drains_in_flight_streams_and_refuses_new_connections(tmp_path: 
         "SLUICE_AUDIT_SPOOL": str(tmp_path / "audit.spool"),
     }
     with FakeUpstream.in_thread() as fake, log.open("w") as sink:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "gateway.cli.main", "demo", "--port", str(port), "--upstream", fake.url],
-            cwd=ROOT,
-            env=env,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
+        proc = start_demo(port, sink, env=env, upstream=fake.url)
         try:
-            _wait_healthy(proc, root, log)
+            wait_healthy(proc, root, log)
             body = chat_body(content=f"[[fake:chunks={CHUNKS},chunk_delay_ms=150]]", stream=True)
             with (
                 httpx.Client(base_url=root, timeout=60) as http,

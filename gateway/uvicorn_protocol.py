@@ -1,0 +1,151 @@
+"""The HTTP protocol `sluice serve` and `sluice demo` run: uvicorn's httptools protocol with deadlines.
+
+What belongs here: the deadlines uvicorn lacks for receiving a request (slowloris, checklist item
+18), and nothing else of the HTTP layer. uvicorn waits forever for a fresh connection's first
+byte, for headers that trickle in, and for the rest of a body nobody reads any more; every such
+connection costs a socket and memory, and a body still being read holds a slot of the hot path's
+in-flight cap.
+
+- Headers: from the connection being made (or from the first byte of a keep-alive connection's
+  next request) until the headers are complete, at most `SLUICE_HEADER_TIMEOUT` in all. Bytes
+  that keep trickling in do not extend it.
+- Body, a backstop: the hot path itself answers a body still incomplete `SLUICE_BODY_TIMEOUT`
+  after its headers (`gateway.hotpath`: a 408 with the request id). `BODY_GRACE` seconds later,
+  a body still incomplete ends the connection here: a route still waiting for it (not the hot
+  path) gets the same 408; the rest of a body nobody reads any more (after an early answer, such
+  as a 401 sent before the body is read) is cut off.
+
+On expiry: if part of a request arrived and no response is being written on the connection, the
+answer is a 408 `request_timeout` in the OpenAI envelope with `Connection: close`, then the
+connection closes. If nothing of a request arrived, it just closes, as Apache's mod_reqtimeout
+does (an idle pre-opened connection has nothing to answer). If an earlier response on the
+connection is still being written (pipelining, where uvicorn itself stops reading), nothing is cut
+and the deadline is looked at again one period later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from typing import Any, Literal, cast
+
+import orjson
+from uvicorn.config import Config
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+from uvicorn.server import ServerState
+
+from gateway.errors import RequestTimeout
+from gateway.settings import Settings
+
+Phase = Literal["headers", "body"]
+# How much later than the hot path's own 408 the body backstop closes a connection.
+BODY_GRACE = 2.0
+
+
+def timeout_response(phase: Phase, seconds: float, default_headers: list[tuple[bytes, bytes]]) -> bytes:
+    """A complete 408 response in the OpenAI envelope, for a request no ASGI app is answering."""
+    error = RequestTimeout(f"the request {phase} did not arrive within {seconds:g} s")
+    body = orjson.dumps(error.body())
+    head = [STATUS_LINE[error.status]]
+    head += [b"%s: %s\r\n" % (name, value) for name, value in default_headers]
+    head.append(b"content-type: application/json\r\ncontent-length: %d\r\n" % len(body))
+    head += [b"%s: %s\r\n" % (name.encode(), value.encode()) for name, value in error.headers.items()]
+    return b"".join([*head, b"\r\n", body])
+
+
+class DeadlineHttpProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol, with the header deadline and the body backstop described above."""
+
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+        *,
+        header_timeout: float,
+        body_timeout: float,
+    ) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        self.header_timeout = header_timeout
+        self.body_timeout = body_timeout
+        self._deadline: asyncio.TimerHandle | None = None
+        self._request_begun = False  # some bytes of the current request have arrived
+
+    # -- the deadline --------------------------------------------------------------------------
+    def _arm(self, phase: Phase) -> None:
+        self._disarm()
+        seconds = self.header_timeout if phase == "headers" else self.body_timeout + BODY_GRACE
+        self._deadline = self.loop.call_later(seconds, self._expired, phase)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _answering(self, phase: Phase) -> bool:
+        """Is a response still being written on this connection (so reading may be ours to resume)?"""
+        if self.pipeline:
+            return True
+        cycle = self.cycle
+        if cycle is None or cycle.response_complete:
+            return False
+        # While headers arrive, `cycle` is the previous request's; while a body arrives, this one's.
+        return phase == "headers" or cycle.response_started
+
+    def _expired(self, phase: Phase) -> None:
+        self._deadline = None
+        if self.transport.is_closing():
+            return
+        if self._answering(phase):
+            self._arm(phase)
+            return
+        headers = self.server_state.default_headers
+        if phase == "body" and self.cycle is not None and not self.cycle.response_started:
+            # A route is still waiting for this body: it sees a disconnect, its sends go nowhere.
+            self.cycle.disconnected = True
+            self.cycle.message_event.set()
+            self.transport.write(timeout_response(phase, self.body_timeout, headers))
+        elif phase == "headers" and self._request_begun:
+            self.transport.write(timeout_response(phase, self.header_timeout, headers))
+        self.transport.close()
+
+    # -- uvicorn's hooks -----------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm("headers")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._request_begun = True
+        if self._deadline is None:  # a keep-alive connection's next request (or a pipelined one)
+            self._arm("headers")
+
+    def on_headers_complete(self) -> None:
+        super().on_headers_complete()
+        self._arm("body")
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._disarm()
+        self._request_begun = False
+
+    def handle_websocket_upgrade(self) -> None:
+        self._disarm()  # the connection now belongs to the WebSocket protocol
+        super().handle_websocket_upgrade()
+
+
+def deadline_protocol(settings: Settings) -> type[asyncio.Protocol]:
+    """What `uvicorn.run(http=...)` gets: the protocol with the deadlines from `settings`.
+
+    A partial rather than a class made here: uvicorn only calls it (once per connection), and with
+    `--workers` above 1 it is pickled to each worker, which a class built at run time cannot be.
+    """
+    factory = functools.partial(
+        DeadlineHttpProtocol, header_timeout=settings.header_timeout, body_timeout=settings.body_timeout
+    )
+    return cast("type[asyncio.Protocol]", factory)
