@@ -174,8 +174,13 @@ def create_app(
         title="Sluice",
         version="0.1.0",
         lifespan=lifespan,
+        # No schema or docs: they would publish every route, /admin included, to anyone who asks.
+        openapi_url=None,
         docs_url=None,
         redoc_url=None,
+        # No 307 from `/admin/keys/` to `/admin/keys` before any key is checked: it named protected
+        # routes to anyone, and built its Location from the client's Host header.
+        redirect_slashes=False,
         # FastAPI's native OpenTelemetry: off, so no span or metric can carry request data anywhere.
         telemetry={
             "tracing": False,

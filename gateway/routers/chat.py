@@ -1,7 +1,8 @@
 """`POST /v1/chat/completions` and `POST /v1/embeddings`.
 
-`handle()` is the whole endpoint; the FastAPI routes below document it in the OpenAPI schema, and
-`gateway.hotpath` calls it straight from ASGI so the hot path skips FastAPI's routing.
+`handle()` is the whole endpoint; the FastAPI routes below keep it in the app's route table (the
+route inventory, 405s for other methods), and `gateway.hotpath` calls it straight from ASGI so the
+hot path skips FastAPI's routing.
 """
 
 from __future__ import annotations
