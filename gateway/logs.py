@@ -4,7 +4,10 @@ What belongs here: a log-record factory that redacts the deployment credentials 
 bearer tokens, `key=` query parameters and `sk-...`-shaped keys from every record at creation,
 whichever library logged it (httpx logs request URLs, and some providers put keys in the query).
 Message content is never logged by Sluice in the first place; this is the second line of defence
-for credentials.
+for credentials. Records of litellm's loggers are withheld whole (message, arguments, traceback):
+at DEBUG litellm logs every prompt and completion (the request as a curl command, the raw
+response), and Sluice never needs its text. Sluice sets those loggers to CRITICAL and detaches
+them; withholding also holds when an operator or a plugin turns litellm's debugging back on.
 """
 
 from __future__ import annotations
@@ -21,6 +24,25 @@ PATTERNS = (
     re.compile(r"()\bsk-[A-Za-z0-9_\-]{6,}"),
 )
 REDACTED = "[redacted]"
+# Loggers whose records may carry request or response content: litellm's ("LiteLLM",
+# "LiteLLM Proxy", "LiteLLM Router", "litellm.*" and their children).
+WITHHELD_LOGGERS = ("litellm",)
+
+
+def _withheld(name: str) -> bool:
+    root = name.split(".", 1)[0].split(" ", 1)[0].lower()
+    return root in WITHHELD_LOGGERS
+
+
+def withhold(record: logging.LogRecord) -> None:
+    """Keep where a record came from and its level; drop everything it says."""
+    record.msg = (
+        f"{record.name} log record withheld (it may carry request content): {record.filename}:{record.lineno}"
+    )
+    record.args = None
+    record.exc_info = None
+    record.exc_text = None
+    record.stack_info = None
 
 
 class Redactor:
@@ -44,6 +66,9 @@ def install_redaction(secrets: Iterable[str]) -> None:
 
     def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
         record = base(*args, **kwargs)
+        if _withheld(record.name):
+            withhold(record)
+            return record
         try:
             message = record.getMessage()
         except (TypeError, ValueError):

@@ -1,9 +1,10 @@
 """Wire models of the requests Sluice accepts, and the allowlist that builds upstream arguments.
 
-What belongs here: parsing a raw JSON body into a validated request (unknown top-level fields
-rejected, steering fields refused at any depth, numbers bounded), Sluice's own request
-extensions (`privacy`, OpenRouter's `provider`), and `upstream_body()`, which returns only
-allowlisted OpenAI fields. The request body is never splatted into an upstream call.
+What belongs here: turning a parsed JSON body (`gateway.jsonbody`) into a validated request
+(unknown top-level fields rejected, steering fields refused at any depth, numbers bounded, the
+lists that set an upstream's work counted: messages, tools, stop sequences, embedding inputs),
+Sluice's own request extensions (`privacy`, OpenRouter's `provider`), and `upstream_body()`, which
+returns only allowlisted OpenAI fields. The request body is never splatted into an upstream call.
 """
 
 from __future__ import annotations
@@ -12,9 +13,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
 from gateway.errors import InvalidRequest
+from gateway.jsonbody import parse_json as parse_json  # re-exported: routers parse bodies from here
 from gateway.litellm_params import LITELLM_PARAMS
 from gateway.names import ErrorCode, OnViolation
 from policies.policy import PolicyName
@@ -140,8 +140,11 @@ NUMBER_BOUNDS: dict[str, tuple[float, float]] = {
 }
 INTEGER_FIELDS = frozenset({"n", "max_tokens", "max_completion_tokens", "top_logprobs", "seed", "dimensions"})
 MAX_MESSAGES = 10_000
-MAX_DEPTH = 64
 MAX_TOOLS = 512
+# Bounds on what a client makes the upstream do, above every provider's own (OpenAI: 4 stop
+# sequences and 2,048 embedding inputs; Gemini: 5 stop sequences).
+MAX_STOP = 16
+MAX_EMBEDDING_INPUTS = 2048
 
 
 @dataclass(frozen=True)
@@ -164,34 +167,6 @@ def bad(
     message: str, *, param: str | None = None, code: ErrorCode = ErrorCode.INVALID_VALUE
 ) -> InvalidRequest:
     return InvalidRequest(message, code=code, param=param)
-
-
-def _deeper_than(value: Any, limit: int) -> bool:
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        node, depth = stack.pop()
-        children = node.values() if isinstance(node, dict) else node
-        for child in children:
-            if isinstance(child, dict | list):
-                if depth + 1 > limit:
-                    return True
-                stack.append((child, depth + 1))
-    return False
-
-
-def parse_json(raw: bytes) -> dict[str, Any]:
-    if not raw.strip():
-        raise bad("the request body is empty; send a JSON object", code=ErrorCode.INVALID_JSON)
-    try:
-        value = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise bad("the request body is not valid JSON", code=ErrorCode.INVALID_JSON) from None
-    if not isinstance(value, dict):
-        raise bad("the request body must be a JSON object", code=ErrorCode.INVALID_JSON)
-    # orjson parses 1024 levels but serialises only ~254 (for the upstream call): cap well below both.
-    if _deeper_than(value, MAX_DEPTH):
-        raise bad(f"the request body is nested deeper than {MAX_DEPTH} levels", code=ErrorCode.INVALID_JSON)
-    return value
 
 
 def _is_forbidden(key: str) -> bool:
@@ -272,6 +247,30 @@ def _check_messages(messages: Any) -> None:
             raise bad(f"{where}.content parts must be objects with a type", param=f"{where}.content")
 
 
+def _check_stop(stop: Any) -> None:
+    if stop is None or isinstance(stop, str):
+        return
+    if not isinstance(stop, list) or len(stop) > MAX_STOP or not all(isinstance(s, str) for s in stop):
+        raise bad(f"stop must be a string or an array of at most {MAX_STOP} strings", param="stop")
+
+
+def _token_ids(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(type(t) is int for t in value)
+
+
+def _check_input(value: Any) -> None:
+    """A string, an array of strings, one array of token ids, or arrays of token ids."""
+    if isinstance(value, str) or _token_ids(value):
+        return
+    shape = "input must be a string, an array of strings, or arrays of token ids"
+    if not isinstance(value, list) or not value:
+        raise bad(shape, param="input")
+    if len(value) > MAX_EMBEDDING_INPUTS:
+        raise bad(f"input takes at most {MAX_EMBEDDING_INPUTS} items", param="input")
+    if not (all(isinstance(v, str) for v in value) or all(_token_ids(v) for v in value)):
+        raise bad(shape, param="input")
+
+
 def _policy_names(value: Any, param: str) -> tuple[str, ...]:
     if isinstance(value, str):
         return tuple(p.strip() for p in value.split(",") if p.strip())
@@ -350,6 +349,7 @@ def parse_chat(body: dict[str, Any], *, policy_header: str | None) -> ParsedRequ
     _check_messages(fields["messages"])
     for name in NUMBER_BOUNDS.keys() & fields.keys():
         _check_number(name, fields[name])
+    _check_stop(fields.get("stop"))
     stream = fields.get("stream", False)
     if not isinstance(stream, bool):
         raise bad("stream must be a boolean", param="stream")
@@ -371,14 +371,7 @@ def parse_embeddings(body: dict[str, Any], *, policy_header: str | None) -> Pars
     if "input" not in body:
         raise bad("missing required field: input", param="input", code=ErrorCode.MISSING_FIELD)
     fields = _split(body, EMBEDDING_FIELDS)
-    value = fields["input"]
-    ok = isinstance(value, str) or (
-        isinstance(value, list)
-        and bool(value)
-        and (all(isinstance(v, str) for v in value) or all(isinstance(v, int | list) for v in value))
-    )
-    if not ok:
-        raise bad("input must be a string, an array of strings, or arrays of token ids", param="input")
+    _check_input(fields["input"])
     if fields.get("encoding_format") not in (None, "float", "base64"):
         raise bad("encoding_format must be 'float' or 'base64'", param="encoding_format")
     if "dimensions" in fields:
