@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 import anyio
 import orjson
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
 from gateway.audit import AuditEvent, AuditSink
 from gateway.auth import KeyRecord
@@ -40,6 +40,7 @@ from gateway.names import DecisionKind, ErrorCode, Header, OnViolation
 from gateway.protocol import ParsedRequest, PrivacyAsk
 from gateway.resilience import Resilience, trips
 from gateway.routing import Plan, PolicySet, Router
+from gateway.streaming import RelayResponse
 from gateway.upstream.base import (
     Adapter,
     ChatStream,
@@ -76,7 +77,9 @@ def to_client_error(exc: UpstreamError) -> SluiceError:
             return InvalidRequest(f"the upstream rejected the request (HTTP {exc.status}{code})")
     if not exc.retryable:
         return UpstreamFailure(f"{exc.message}; not sent elsewhere: the provider may have started the work")
-    headers = retry_after_header(exc.retry_after) if exc.retry_after is not None else {}
+    # None of them started the work (connect error, 503, 529), so a retry is safe: say when, as the
+    # circuit-open answer does (the upstream's own wait if it gave one, else the 1 s floor).
+    headers = retry_after_header(exc.retry_after or 0.0)
     return UpstreamFailure(f"every compliant deployment failed; last error: {exc.message}", headers=headers)
 
 
@@ -321,7 +324,7 @@ class ChatService:
             plan.decision, call.request_id, plan.rerouted_from
         )
         body = self._relay(call, plan, dep, opened, privacy, attempt)
-        return StreamingResponse(body, headers={**headers, **SSE_HEADERS}, media_type="text/event-stream")
+        return RelayResponse(body, headers={**headers, **SSE_HEADERS}, media_type="text/event-stream")
 
     async def _relay(
         self,

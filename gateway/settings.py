@@ -38,6 +38,10 @@ class Settings(BaseSettings):
     # Slowloris: uvicorn itself waits for a request forever (gateway/uvicorn_protocol.py).
     header_timeout: float = Field(default=10.0, gt=0, description="request line and headers, in all")
     body_timeout: float = Field(default=30.0, gt=0, description="the whole request body, after its headers")
+    # A client that stops reading a response (gateway/uvicorn_protocol.py): its connection is aborted.
+    client_write_timeout: float = Field(
+        default=60.0, gt=0, description="longest a response may wait on a full send buffer"
+    )
     connect_timeout: float = Field(default=5.0, gt=0)
     read_timeout: float = Field(default=120.0, gt=0, description="whole non-stream call / first stream byte")
     stream_idle_timeout: float = Field(default=60.0, gt=0, description="longest gap between stream chunks")

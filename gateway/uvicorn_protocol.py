@@ -1,10 +1,11 @@
 """The HTTP protocol `sluice serve` and `sluice demo` run: uvicorn's httptools protocol with deadlines.
 
 What belongs here: the deadlines uvicorn lacks for receiving a request (slowloris, checklist item
-18), and nothing else of the HTTP layer. uvicorn waits forever for a fresh connection's first
-byte, for headers that trickle in, and for the rest of a body nobody reads any more; every such
-connection costs a socket and memory, and a body still being read holds a slot of the hot path's
-in-flight cap.
+18) and for sending a response to a client that does not read it (checklist T6), and nothing else
+of the HTTP layer. uvicorn waits forever for a fresh connection's first byte, for headers that
+trickle in, for the rest of a body nobody reads any more, and for a client to read what it was
+sent; every such connection costs a socket and memory, and a request still in progress holds a
+slot of the hot path's in-flight cap.
 
 - Headers: from the connection being made (or from the first byte of a keep-alive connection's
   next request) until the headers are complete, at most `SLUICE_HEADER_TIMEOUT` in all. Bytes
@@ -21,12 +22,24 @@ connection closes. If nothing of a request arrived, it just closes, as Apache's 
 does (an idle pre-opened connection has nothing to answer). If an earlier response on the
 connection is still being written (pipelining, where uvicorn itself stops reading), nothing is cut
 and the deadline is looked at again one period later.
+
+- Writing: uvicorn stops a response's writes while the connection's send buffer is full (the client
+  is not reading) and waits for it to drain, for ever. A stream waiting so holds its upstream call
+  (back-pressured: nothing more is read from it) and a slot of the in-flight cap. When the buffer
+  has stayed full for `SLUICE_CLIENT_WRITE_TIMEOUT` the connection is reset (a TCP RST: a graceful
+  close would wait for the same drain). The response then sees a disconnected client, so a stream
+  stops and closes its upstream call, and its ledger record says `client_cancelled`. A client that
+  reads, however slowly, keeps its connection as long as the buffer drains below uvicorn's low-water
+  mark (16 KiB) within the deadline each time it fills.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
+import socket
+import struct
 from typing import Any, Literal, cast
 
 import orjson
@@ -54,7 +67,7 @@ def timeout_response(phase: Phase, seconds: float, default_headers: list[tuple[b
 
 
 class DeadlineHttpProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol, with the header deadline and the body backstop described above."""
+    """uvicorn's httptools protocol, with the header, body and write deadlines described above."""
 
     def __init__(
         self,
@@ -65,11 +78,14 @@ class DeadlineHttpProtocol(HttpToolsProtocol):
         *,
         header_timeout: float,
         body_timeout: float,
+        write_timeout: float | None = None,
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
         self.header_timeout = header_timeout
         self.body_timeout = body_timeout
+        self.write_timeout = write_timeout
         self._deadline: asyncio.TimerHandle | None = None
+        self._write_deadline: asyncio.TimerHandle | None = None
         self._request_begun = False  # some bytes of the current request have arrived
 
     # -- the deadline --------------------------------------------------------------------------
@@ -110,6 +126,32 @@ class DeadlineHttpProtocol(HttpToolsProtocol):
             self.transport.write(timeout_response(phase, self.header_timeout, headers))
         self.transport.close()
 
+    # -- the write deadline --------------------------------------------------------------------
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self.write_timeout is not None and self._write_deadline is None:
+            self._write_deadline = self.loop.call_later(self.write_timeout, self._write_expired)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self._disarm_write()
+
+    def _disarm_write(self) -> None:
+        if self._write_deadline is not None:
+            self._write_deadline.cancel()
+            self._write_deadline = None
+
+    def _write_expired(self) -> None:
+        self._write_deadline = None
+        # A reset, not a close: a closed socket would still hand its full send buffer (up to
+        # megabytes) to the client that is not reading it. connection_lost follows: the response
+        # sees the client gone.
+        sock = self.transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.transport.abort()
+
     # -- uvicorn's hooks -----------------------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -117,6 +159,7 @@ class DeadlineHttpProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        self._disarm_write()
         super().connection_lost(exc)
 
     def on_message_begin(self) -> None:
@@ -146,6 +189,9 @@ def deadline_protocol(settings: Settings) -> type[asyncio.Protocol]:
     `--workers` above 1 it is pickled to each worker, which a class built at run time cannot be.
     """
     factory = functools.partial(
-        DeadlineHttpProtocol, header_timeout=settings.header_timeout, body_timeout=settings.body_timeout
+        DeadlineHttpProtocol,
+        header_timeout=settings.header_timeout,
+        body_timeout=settings.body_timeout,
+        write_timeout=settings.client_write_timeout,
     )
     return cast("type[asyncio.Protocol]", factory)

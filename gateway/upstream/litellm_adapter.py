@@ -2,9 +2,10 @@
 
 What belongs here: loading litellm offline and quiet (no cost-map download, no beta-header fetch,
 no callbacks, no debug logging), building its keyword arguments from an allowlisted body plus
-config (never the request body as such), and mapping litellm's exceptions onto Sluice's
-`UpstreamError`s. litellm is imported on first use, so a gateway with only OpenAI-wire
-deployments never pays its import time or memory.
+config (never the request body as such), handing litellm HTTP clients that neither follow
+redirects nor read past Sluice's caps (`gateway/upstream/limits.py`), and mapping litellm's
+exceptions onto Sluice's `UpstreamError`s. litellm is imported on first use, so a gateway with only
+OpenAI-wire deployments never pays its import time or memory.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import contextlib
 import gc
 import logging
 import os
+import ssl
 from collections.abc import AsyncIterator, Mapping
 from types import ModuleType
 from typing import Any
@@ -32,6 +34,7 @@ from gateway.upstream.base import (
     UpstreamTimeout,
     retry_after,
 )
+from gateway.upstream.limits import AnswerRefused, CappedTransport
 
 # Set before litellm is imported; forced, so a stray shell variable cannot turn downloads back on.
 OFFLINE_ENV = {
@@ -44,7 +47,8 @@ OFFLINE_ENV = {
 LITELLM_LOGGERS = ("LiteLLM", "LiteLLM Proxy", "LiteLLM Router", "litellm")
 CONFIG_KWARGS = ("api_base", "api_key", "api_version", "vertex_project", "vertex_location", "aws_region_name")
 # Providers whose litellm handlers take an `AsyncHTTPHandler` as `client`: Sluice passes its own, which
-# never follows redirects (litellm's default does, re-sending the body and provider key to the new host).
+# never follows redirects (litellm's default does, re-sending the body and provider key to the new host)
+# and reads through Sluice's caps (litellm's reads a whole answer, or a whole stream line, into memory).
 HANDLER_CLIENT_PREFIXES = frozenset(
     {
         "anthropic",
@@ -58,6 +62,11 @@ HANDLER_CLIENT_PREFIXES = frozenset(
         "mistral",
     }
 )
+
+# Providers whose stream calls always get a real stream back, so the handler for them refuses a 200
+# that is not one (see `gateway/upstream/limits.py`); litellm fakes some streams (Bedrock, Vertex
+# partner models) with a plain call.
+REAL_STREAM_PREFIXES = frozenset({"anthropic", "gemini"})
 
 
 def load_litellm() -> ModuleType:
@@ -98,7 +107,9 @@ def _kwargs(target: UpstreamTarget, body: dict[str, Any], client: Any) -> dict[s
         value = getattr(target, name)
         if value is not None:
             kwargs[name] = value
-    kwargs.update(model=target.model, timeout=target.timeout, num_retries=0, max_retries=0, drop_params=True)
+    # The connect deadline is Sluice's own (short, so failover starts soon), not the whole call's.
+    timeout = httpx.Timeout(target.timeout, connect=target.connect_timeout)
+    kwargs.update(model=target.model, timeout=timeout, num_retries=0, max_retries=0, drop_params=True)
     if client is not None:
         kwargs["client"] = client
     return kwargs
@@ -111,17 +122,28 @@ def _transport_cause(exc: BaseException) -> UpstreamError | None:
     """The transport failure behind a litellm exception, if any. litellm wraps a refused connection
     in whatever its provider module raises (an Anthropic connect failure arrives as a 500
     `InternalServerError`), so the status alone cannot tell "never reached" from "failed while
-    working"; the exception chain can."""
+    working"; the exception chain can. The same goes for an answer litellm could not read: a broken,
+    refused or capped read (an httpx request error), or a 200 it could not parse (a ValueError with
+    no HTTP status error before it, which litellm reports as a made-up 422 for Gemini)."""
     seen: set[int] = set()
     cause: BaseException | None = exc
+    unreadable = provider_status = False
     while cause is not None and id(cause) not in seen and len(seen) < 16:
         seen.add(id(cause))
         if isinstance(cause, NEVER_REACHED):
             return UpstreamConnectError(f"cannot connect to the upstream ({type(cause).__name__})")
         if isinstance(cause, httpx.TimeoutException):
             return UpstreamTimeout("the upstream did not answer in time")
+        if isinstance(cause, AnswerRefused):
+            return UpstreamProtocolError(str(cause))  # Sluice's own message
+        if isinstance(cause, httpx.RequestError):  # aiohttp's failures arrive as the base class
+            return UpstreamProtocolError(f"the upstream answer could not be read ({type(cause).__name__})")
+        if isinstance(cause, httpx.HTTPStatusError):
+            provider_status = True
+        elif isinstance(cause, ValueError) and not provider_status:
+            unreadable = True
         cause = cause.__cause__ or cause.__context__
-    return None
+    return UpstreamProtocolError("the upstream answer could not be read") if unreadable else None
 
 
 def _map_error(litellm: ModuleType, exc: Exception) -> UpstreamError:
@@ -162,15 +184,31 @@ def _dump(obj: Any) -> dict[str, Any]:
 
 
 class LiteLLMStream:
-    def __init__(self, litellm: ModuleType, iterator: AsyncIterator[Any], first: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        litellm: ModuleType,
+        iterator: AsyncIterator[Any],
+        first: dict[str, Any],
+        idle: float | None = None,
+    ) -> None:
         self.first = first
         self.usage: dict[str, Any] | None = first.get("usage")
         self._litellm = litellm
         self._iterator = iterator
+        self._idle = idle
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         try:
-            async for chunk in self._iterator:
+            while True:
+                # The gap between chunks is bounded like the pass-through's (`SLUICE_STREAM_IDLE_TIMEOUT`);
+                # litellm itself would wait the whole call's read timeout for each read.
+                try:
+                    async with asyncio.timeout(self._idle):
+                        chunk = await anext(self._iterator)
+                except StopAsyncIteration:
+                    break
+                except TimeoutError:
+                    raise UpstreamStreamError("the upstream stream stalled") from None
                 data = _dump(chunk)
                 if isinstance(data.get("usage"), dict):
                     self.usage = data["usage"]
@@ -198,15 +236,18 @@ class LiteLLMAdapter:
 
     def __init__(self) -> None:
         self._module: ModuleType | None = None
-        self._http: Any = None
+        self._tls: ssl.SSLContext | bool = True
+        self._handlers: dict[tuple[bool, float, float], Any] = {}
+        self._transports: list[httpx.AsyncBaseTransport] = []
         self._loading: asyncio.Future[None] | None = None
         self._sdk_clients: dict[tuple[str | None, str | None, str | None], Any] = {}
 
     def _load(self) -> None:
         module = load_litellm()
-        from litellm.llms.custom_httpx.http_handler import AsyncHTTPHandler
+        from litellm.llms.custom_httpx.http_handler import get_ssl_configuration
 
-        self._http = AsyncHTTPHandler(follow_redirects=False, timeout=120.0)
+        tls = get_ssl_configuration()  # loads the CA bundle: here, off the event loop
+        self._tls = tls if isinstance(tls, ssl.SSLContext | bool) else True
         self._module = module
         # litellm's ~1M objects live as long as the process: keep them out of the cyclic GC's way
         # (full collections of them paused requests for half a second in the baseline).
@@ -225,10 +266,35 @@ class LiteLLMAdapter:
         assert self._module is not None
         return self._module
 
-    def _client(self, target: UpstreamTarget) -> Any:
+    def _handler(self, target: UpstreamTarget, *, stream: bool) -> Any:
+        """litellm's HTTP handler for stream or non-stream calls to deployments with `target`'s
+        deadlines. They ride on the transport: litellm flattens a call's timeout to one number for
+        most providers (so the connect deadline would be the whole call's, holding failover back that
+        long), and its Gemini non-stream call drops it (waiting for the handler's own 120 s)."""
+        key = (stream, target.timeout, target.connect_timeout)
+        found = self._handlers.get(key)
+        if found is None:
+            from litellm.llms.custom_httpx.http_handler import AsyncHTTPHandler
+
+            # The transport litellm would build for itself (aiohttp unless switched off), under the caps.
+            tls = self._tls
+            inner = AsyncHTTPHandler.create_async_transport(
+                ssl_context=tls if isinstance(tls, ssl.SSLContext) else None,
+                ssl_verify=tls if isinstance(tls, bool) else None,
+            ) or httpx.AsyncHTTPTransport(verify=tls)
+            self._transports.append(inner)
+            deadlines = httpx.Timeout(
+                target.timeout, connect=target.connect_timeout, pool=target.connect_timeout
+            )
+            transport = CappedTransport(inner, stream=stream, timeout=deadlines, close_inner=False)
+            found = AsyncHTTPHandler(follow_redirects=False, timeout=deadlines, transport=transport)
+            self._handlers[key] = found
+        return found
+
+    def _client(self, target: UpstreamTarget, *, stream: bool = False) -> Any:
         prefix = target.model.partition("/")[0]
         if prefix in HANDLER_CLIENT_PREFIXES:
-            return self._http
+            return self._handler(target, stream=stream and prefix in REAL_STREAM_PREFIXES)
         if prefix == "azure":
             return self._azure_client(target)
         return None
@@ -238,15 +304,17 @@ class LiteLLMAdapter:
         key = (target.api_base, target.api_version, target.api_key)
         found = self._sdk_clients.get(key)
         if found is None:
-            import httpx
             import openai
 
+            http_client = httpx.AsyncClient(
+                transport=CappedTransport(httpx.AsyncHTTPTransport()), follow_redirects=False, trust_env=False
+            )
             options: dict[str, Any] = {
                 "api_key": target.api_key,
                 "azure_endpoint": target.api_base or "",
                 "api_version": target.api_version,
                 "max_retries": 0,
-                "http_client": httpx.AsyncClient(follow_redirects=False, trust_env=False),
+                "http_client": http_client,
             }
             found = openai.AsyncAzureOpenAI(**options)
             self._sdk_clients[key] = found
@@ -262,7 +330,7 @@ class LiteLLMAdapter:
 
     async def chat_stream(self, target: UpstreamTarget, body: dict[str, Any]) -> LiteLLMStream:
         litellm = await self._litellm()
-        kwargs = _kwargs(target, body, self._client(target))
+        kwargs = _kwargs(target, body, self._client(target, stream=True))
         kwargs["stream"] = True
         try:
             response = await litellm.acompletion(**kwargs)
@@ -272,7 +340,7 @@ class LiteLLMAdapter:
             raise UpstreamProtocolError("the upstream stream ended before its first chunk") from None
         except Exception as exc:  # see chat()
             raise _map_error(litellm, exc) from None
-        return LiteLLMStream(litellm, iterator, first)
+        return LiteLLMStream(litellm, iterator, first, target.idle_timeout)
 
     async def embeddings(self, target: UpstreamTarget, body: dict[str, Any]) -> dict[str, Any]:
         litellm = await self._litellm()
@@ -289,7 +357,10 @@ class LiteLLMAdapter:
                 await self._loading
         if self._module is None:
             return
-        await self._http.close()
+        for handler in self._handlers.values():
+            await handler.close()
+        for transport in self._transports:
+            await transport.aclose()
         for client in self._sdk_clients.values():
             await client.close()
         close = getattr(self._module, "close_litellm_async_clients", None)

@@ -3,7 +3,8 @@
 What belongs here: sending an allowlisted body to `{api_base}/chat/completions` or `/embeddings`,
 turning transport failures and odd answers into `UpstreamError`s, and relaying a stream's bytes
 without re-encoding each chunk (only the first event is parsed, so the privacy object can ride
-on it). Redirects are never followed, reads are capped, upstream headers are never passed on.
+on it). Redirects are never followed, reads are capped (`gateway/upstream/limits.py`, under the
+transport, inflated size included), upstream headers are never passed on.
 """
 
 from __future__ import annotations
@@ -26,10 +27,9 @@ from gateway.upstream.base import (
     UpstreamTimeout,
     retry_after,
 )
+from gateway.upstream.limits import MAX_BODY_BYTES, MAX_LINE_BYTES, AnswerRefused, CappedTransport
 from gateway.upstream.transport import FastTransport
 
-MAX_BODY_BYTES = 32 * 1024 * 1024
-MAX_LINE_BYTES = 4 * 1024 * 1024
 MAX_ERROR_BYTES = 64 * 1024
 DONE_MARK = b"data: [DONE]"
 # An in-band error event: its message is the upstream's (it may echo the prompt or the key).
@@ -61,6 +61,8 @@ async def _read_capped(response: httpx.Response, cap: int) -> bytes:
 
 
 def _transport_error(exc: httpx.HTTPError) -> UpstreamError:
+    if isinstance(exc, AnswerRefused):
+        return UpstreamProtocolError(str(exc))  # Sluice's own message
     if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
         return UpstreamConnectError(f"cannot connect to the upstream ({type(exc).__name__})")
     if isinstance(exc, httpx.TimeoutException):
@@ -200,7 +202,7 @@ async def _first_event(raw: AsyncIterator[bytes], deadline: float) -> tuple[dict
 class OpenAIWireAdapter:
     def __init__(self) -> None:
         self._client = httpx.AsyncClient(
-            transport=FastTransport(),
+            transport=CappedTransport(FastTransport()),
             follow_redirects=False,
             trust_env=False,
             timeout=httpx.Timeout(120.0, connect=5.0),
@@ -271,7 +273,7 @@ class OpenAIWireAdapter:
         except httpx.HTTPError as exc:
             await response.aclose()
             raise _transport_error(exc) from None
-        except UpstreamError:
+        except BaseException:  # an UpstreamError, or cancelled (the client left before the first chunk)
             await response.aclose()
             raise
         return RelayStream(response, raw, first, rest, target.idle_timeout)

@@ -7,7 +7,8 @@ request. This transport keeps httpx's client API (and so respx, with `using="htt
 replaces only the wire: a C parser, one idle list per origin, no per-request scans.
 
 It speaks HTTP/1.1 only, never follows redirects (the client above it decides), ignores proxy
-variables, and raises httpx's own exception types so callers need not know it is there:
+variables, refuses a response head past `MAX_HEADER_BYTES` before buffering more of it (httptools
+sets no limit), and raises httpx's own exception types so callers need not know it is there:
 ConnectError / ConnectTimeout (nothing was sent), ReadTimeout, ReadError and RemoteProtocolError.
 A request on a reused keep-alive connection that the server had already closed is sent once more
 on a fresh connection, since the server cannot have read it.
@@ -23,6 +24,8 @@ from typing import Any, cast
 
 import httptools
 import httpx
+
+from gateway.upstream.limits import MAX_HEADER_BYTES, AnswerRefused
 
 Origin = tuple[str, str, int]
 MAX_IDLE_PER_ORIGIN = 256
@@ -43,6 +46,7 @@ class _Connection(asyncio.Protocol):
         self.status = 0
         self.headers: list[tuple[bytes, bytes]] = []
         self.got_bytes = False
+        self.head_bytes = 0
         self.headers_done = False
         self.complete = False
         self.keep_alive = False
@@ -59,10 +63,16 @@ class _Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.got_bytes = True
+        if not self.headers_done:
+            self.head_bytes += len(data)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError:
             self._fail(httpx.RemoteProtocolError("malformed HTTP response from the upstream"))
+            self.close()
+            return
+        if not self.headers_done and self.head_bytes > MAX_HEADER_BYTES:
+            self._fail(AnswerRefused(f"the upstream's response head passed {MAX_HEADER_BYTES} bytes"))
             self.close()
 
     def eof_received(self) -> bool:

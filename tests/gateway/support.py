@@ -7,13 +7,14 @@ Names on the wire are spelled out here as DESIGN.md writes them (not imported fr
 from __future__ import annotations
 
 import json
+import os
 import select
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -253,17 +254,34 @@ def read_line_matching(stream: IO[str], needle: str, *, timeout: float = 60.0) -
     raise AssertionError(f"no line containing {needle!r}; got: {''.join(seen)[-2000:]}")
 
 
+def demo_env(tmp: Path, **settings: str) -> dict[str, str]:
+    """The environment for a `sluice demo` process: this checkout importable, a database and spool of
+    its own under `tmp`, no stray `SLUICE_*`/`LITELLM*` variables from the shell, plus `settings`
+    (`read_timeout="2"` becomes `SLUICE_READ_TIMEOUT=2`)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLUICE_", "LITELLM"))}
+    env |= {
+        "PYTHONPATH": str(REPO_ROOT),
+        "SLUICE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp / 'sluice.db'}",
+        "SLUICE_AUDIT_SPOOL": str(tmp / "audit.spool"),
+    }
+    return env | {f"SLUICE_{name.upper()}": value for name, value in settings.items()}
+
+
 def start_demo(
     port: int,
     sink: IO[str],
     *,
     env: Mapping[str, str],
     upstream: str | None = None,
+    config: Path | None = None,
 ) -> subprocess.Popen[str]:
-    """`sluice demo` on 127.0.0.1:`port` as a real process (its own fake upstream unless `upstream`)."""
+    """`sluice demo` on 127.0.0.1:`port` as a real process (its own fake upstream unless `upstream`;
+    config/demo.yaml unless `config`)."""
     command = [sys.executable, "-m", "gateway.cli.main", "demo", "--host", "127.0.0.1", "--port", str(port)]
     if upstream is not None:
         command += ["--upstream", upstream]
+    if config is not None:
+        command += ["--config", str(config)]
     return subprocess.Popen(
         command, cwd=REPO_ROOT, env=dict(env), stdout=sink, stderr=subprocess.STDOUT, text=True
     )
@@ -282,6 +300,19 @@ def wait_healthy(proc: subprocess.Popen[str], root: str, log: Path) -> None:
             pass
         time.sleep(0.1)
     raise AssertionError(f"sluice demo never became healthy: {log.read_text()[-3000:]}")
+
+
+def wait_until(condition: Callable[[], Any], what: str, *, timeout: float = 30.0) -> Any:
+    """Poll `condition` every 20 ms until it returns something truthy, and return that; the bound is
+    a safety net for a loaded machine, never a measurement."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(0.02)
 
 
 def free_port() -> int:

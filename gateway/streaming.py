@@ -1,0 +1,64 @@
+"""The response a chat stream is sent with: it stops relaying as soon as the client has gone.
+
+What belongs here: `RelayResponse`, Starlette's `StreamingResponse` with three guarantees the relay
+needs (checklist T4): no chunk is pulled from the upstream after the client disconnected; the body
+(`ChatService._relay`, which closes the upstream call and writes the ledger record) is closed when
+the response ends, not whenever the garbage collector finalises it; and a burst of chunks already
+buffered from the upstream is relayed `BURST` chunks at a time, between which the event loop runs
+(it would otherwise see neither the client's disconnect nor any other connection until the burst
+is through: up to a megabyte of small chunks, hundreds of milliseconds). A stream whose chunks
+arrive one by one (an LLM's tokens) waits for each anyway, so the extra pause costs it nothing.
+
+Why Starlette's own disconnect watch is not enough: it stops the stream by cancelling it through
+an anyio cancel scope, and anyio delivers that cancellation only while the stream's task waits on
+a future that is not done yet. When the upstream keeps data coming (under uvloop, with the relay
+reading buffered bytes), the task is always about to wake when anyio looks, so the cancellation
+never lands; and uvicorn's `send` to a closed connection returns without error (ASGI 2.3). The
+relay would read the whole upstream answer into a dead socket (tokens paid for nobody) and the
+ledger would record a completed stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Final
+
+from starlette.responses import StreamingResponse
+from starlette.types import Message, Receive, Scope, Send
+
+BURST: Final = 32
+
+
+class _ClientGone(Exception):
+    """Raised by `send` once the client has disconnected; ends the stream like a cancellation."""
+
+
+class RelayResponse(StreamingResponse):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        gone = False
+        sent = 0
+
+        async def watched() -> Message:
+            nonlocal gone
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                gone = True
+            return message
+
+        async def checked(message: Message) -> None:
+            nonlocal sent
+            if gone:
+                raise _ClientGone
+            await send(message)
+            sent += 1
+            if sent % BURST == 0:
+                await asyncio.sleep(0)  # let the loop run: I/O events, the disconnect watch, others
+
+        try:
+            await super().__call__(scope, watched, checked)
+        except _ClientGone:
+            pass  # the client left; closing the body below records it and closes the upstream call
+        finally:
+            close = getattr(self.body_iterator, "aclose", None)
+            if close is not None:
+                await close()
