@@ -22,13 +22,11 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.errors import HeadersTooLarge, RateLimited, RequestTimeout, SluiceError, render
+from gateway.http import HEADERS_LIMIT, MAX_HEADER_BYTES, MAX_HEADERS
 from gateway.routers.chat import CHAT, EMBEDDINGS, handle
 from gateway.state import Services
 
 HOT_PATHS = {"/v1/chat/completions": CHAT, "/v1/embeddings": EMBEDDINGS}
-# Envoy's edge defaults: at most 100 request headers, about 60 KiB of them (uvicorn sets no limit).
-MAX_HEADERS = 100
-MAX_HEADER_BYTES = 64 * 1024
 
 
 def _headers_too_large(scope: Scope) -> bool:
@@ -53,9 +51,7 @@ class HotPath:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and _headers_too_large(scope):
-            too_large = HeadersTooLarge(
-                f"at most {MAX_HEADERS} request headers and {MAX_HEADER_BYTES} bytes of them"
-            )
+            too_large = HeadersTooLarge(HEADERS_LIMIT)
             await render(too_large)(scope, receive, send)
             return
         endpoint = HOT_PATHS.get(scope["path"]) if scope["type"] == "http" else None

@@ -14,6 +14,10 @@ from fastapi import Request
 from gateway.errors import InvalidRequest, RequestTooLarge, UnsupportedMediaType
 
 JSON_TYPES = ("application/json", "")
+# Envoy's edge defaults: at most 100 request headers, about 60 KiB of them (uvicorn sets no limit).
+MAX_HEADERS = 100
+MAX_HEADER_BYTES = 64 * 1024
+HEADERS_LIMIT = f"at most {MAX_HEADERS} request headers and {MAX_HEADER_BYTES} bytes of them"
 
 
 def new_request_id(request: Request) -> str:

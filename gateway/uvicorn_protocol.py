@@ -10,6 +10,10 @@ slot of the hot path's in-flight cap.
 - Headers: from the connection being made (or from the first byte of a keep-alive connection's
   next request) until the headers are complete, at most `SLUICE_HEADER_TIMEOUT` in all. Bytes
   that keep trickling in do not extend it.
+- Header bytes: uvicorn buffers a header block of any size before the app can count it (a 64 MiB
+  header cost about 100 MB). Past `HEAD_CAP` bytes of a request head still incomplete, the answer
+  is a 431 `headers_too_large` with `Connection: close` (the hot path refuses complete heads over
+  `MAX_HEADER_BYTES` itself; the cap here adds room for the request line).
 - Body, a backstop: the hot path itself answers a body still incomplete `SLUICE_BODY_TIMEOUT`
   after its headers (`gateway.hotpath`: a 408 with the request id). `BODY_GRACE` seconds later,
   a body still incomplete ends the connection here: a route still waiting for it (not the hot
@@ -47,17 +51,27 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
-from gateway.errors import RequestTimeout
+from gateway.errors import HeadersTooLarge, RequestTimeout, SluiceError
+from gateway.http import HEADERS_LIMIT, MAX_HEADER_BYTES
 from gateway.settings import Settings
 
 Phase = Literal["headers", "body"]
 # How much later than the hot path's own 408 the body backstop closes a connection.
 BODY_GRACE = 2.0
+# The most of a request head (request line and headers) held before it is complete.
+HEAD_CAP = MAX_HEADER_BYTES + 16 * 1024
+# How long a refused connection is still read (and dropped) so the client gets its answer.
+LINGER = 2.0
 
 
 def timeout_response(phase: Phase, seconds: float, default_headers: list[tuple[bytes, bytes]]) -> bytes:
     """A complete 408 response in the OpenAI envelope, for a request no ASGI app is answering."""
     error = RequestTimeout(f"the request {phase} did not arrive within {seconds:g} s")
+    return error_response(error, default_headers)
+
+
+def error_response(error: SluiceError, default_headers: list[tuple[bytes, bytes]]) -> bytes:
+    """A complete response in the OpenAI envelope, written straight to the transport."""
     body = orjson.dumps(error.body())
     head = [STATUS_LINE[error.status]]
     head += [b"%s: %s\r\n" % (name, value) for name, value in default_headers]
@@ -87,6 +101,8 @@ class DeadlineHttpProtocol(HttpToolsProtocol):
         self._deadline: asyncio.TimerHandle | None = None
         self._write_deadline: asyncio.TimerHandle | None = None
         self._request_begun = False  # some bytes of the current request have arrived
+        self._head_bytes: int | None = None  # bytes of the current request head so far (None: complete)
+        self._discarding = False  # refused: what arrives now is dropped until the connection closes
 
     # -- the deadline --------------------------------------------------------------------------
     def _arm(self, phase: Phase) -> None:
@@ -152,6 +168,32 @@ class DeadlineHttpProtocol(HttpToolsProtocol):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         self.transport.abort()
 
+    # -- the head cap --------------------------------------------------------------------------
+    def data_received(self, data: bytes) -> None:
+        # The parser runs the hooks below synchronously. A chunk in which a request begins may
+        # also hold the end of the previous one, so counting starts with the next chunk: at most
+        # one read (256 KiB) more than the cap is ever held.
+        if self._discarding:
+            return
+        counting = self._head_bytes is not None
+        super().data_received(data)
+        if not counting or self._head_bytes is None or self.transport.is_closing():
+            return
+        self._head_bytes += len(data)
+        if self._head_bytes > HEAD_CAP:
+            self._refuse_head()
+
+    def _refuse_head(self) -> None:
+        """Answer 431, then read and drop what the client still sends for `LINGER` seconds before
+        closing: closing with unread data would reset the connection and could lose the answer."""
+        self._disarm()
+        too_large = HeadersTooLarge(HEADERS_LIMIT)
+        self.transport.write(error_response(too_large, self.server_state.default_headers))
+        self._discarding = True
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self.loop.call_later(LINGER, self.transport.close)
+
     # -- uvicorn's hooks -----------------------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -165,10 +207,12 @@ class DeadlineHttpProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._request_begun = True
+        self._head_bytes = 0
         if self._deadline is None:  # a keep-alive connection's next request (or a pipelined one)
             self._arm("headers")
 
     def on_headers_complete(self) -> None:
+        self._head_bytes = None
         super().on_headers_complete()
         self._arm("body")
 

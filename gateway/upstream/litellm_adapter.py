@@ -82,6 +82,9 @@ def load_litellm() -> ModuleType:
     litellm.log_raw_request_response = False
     litellm.drop_params = True
     litellm.num_retries = 0
+    # Its aiohttp transport would otherwise send upstream calls through HTTP(S)_PROXY from the
+    # environment: an egress path the config does not show (Sluice's own clients ignore it too).
+    litellm.disable_aiohttp_trust_env = True
     for name in (
         "callbacks",
         "success_callback",
@@ -264,6 +267,9 @@ class LiteLLMAdapter:
             assert self._loading is not None
             await asyncio.shield(self._loading)
         assert self._module is not None
+        # With `set_verbose` on, litellm print()s every request, prompt included, to stdout, where no
+        # log redaction sees it. Anything in the process could turn it on; every call turns it off.
+        setattr(self._module, "set_verbose", False)  # noqa: B010 (not exported in its stubs)
         return self._module
 
     def _handler(self, target: UpstreamTarget, *, stream: bool) -> Any:

@@ -696,6 +696,29 @@ async def test_s1_target_override_headers_are_ignored(
     assert attacker.accepted == []
 
 
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("model", ["gpt-4o-mini", "claude-sonnet", "gemini-flash"])
+async def test_s3_proxy_variables_in_the_environment_are_not_used(
+    http: httpx.AsyncClient,
+    fake: FakeUpstream,
+    attacker: Listener,
+    monkeypatch: pytest.MonkeyPatch,
+    model: str,
+    stream: bool,
+) -> None:
+    """A proxy in the environment is an egress path the config does not show: no upstream client
+    (Sluice's own, litellm's aiohttp transport) may take it."""
+    proxy = f"http://127.0.0.1:{attacker.port}"
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.setenv(name, proxy)
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    response = await http.post(CHAT, json=chat_body(model, stream=stream), headers=AUTH)
+    assert response.status_code == 200, response.text
+    assert len(fake.requests) == 1
+    assert attacker.accepted == []
+
+
 async def test_s1_target_override_headers_are_ignored_for_embeddings(
     http: httpx.AsyncClient, fake: FakeUpstream, attacker: Listener
 ) -> None:

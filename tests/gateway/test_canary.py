@@ -559,11 +559,6 @@ async def test_p4_litellm_debug_logging_turned_on_logs_no_canary(
     assert_clean(logs, caplog, audit, failed.text)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="with its debugging on, litellm.set_verbose=True print()s each request, prompt included, to "
-    "stdout, where no logging defence sees it; load_litellm() sets it False once, nothing holds it there",
-)
 async def test_p4_litellm_set_verbose_prints_no_canary(
     http: httpx.AsyncClient,
     upstream: respx.MockRouter,

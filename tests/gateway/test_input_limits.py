@@ -304,11 +304,6 @@ def test_i9_a_1_mb_request_line_is_answered_not_dropped(server: Server) -> None:
     assert b"aaaa" not in response.body
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="uvicorn (httptools) buffers a header block of any size before the app can count it: "
-    "gateway/uvicorn_protocol.py has a header deadline but no header byte cap",
-)
 def test_i9_a_header_block_that_never_ends_is_refused_before_it_is_all_buffered(server: Server) -> None:
     with server.connect() as sock:
         before = server.rss()
