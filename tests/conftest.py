@@ -2,13 +2,16 @@
 
 Tests reach the gateway through `create_app(settings)` and real HTTP (httpx's ASGI transport or a
 real process); fakes sit only at the seams (the fake upstream server, respx).
+
+Every test runs under `loopback_only`: a DNS lookup or a connect to anything other than 127.0.0.1,
+::1 or localhost fails at the socket layer, so no test can reach the internet, whatever it calls.
 """
 
 from __future__ import annotations
 
 import os
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +28,47 @@ DEMO_CONFIG = ROOT / "config" / "demo.yaml"
 DEMO_KEY = "sk-sluice-demo"
 LEGAL_KEY = "sk-sluice-demo-legal"
 AUTH = {"authorization": f"Bearer {DEMO_KEY}"}
+
+
+LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def _host_of(address: Any) -> str | None:
+    if isinstance(address, tuple) and address:
+        host = address[0]
+        return host.decode() if isinstance(host, bytes) else str(host)
+    return None  # a Unix socket path
+
+
+@pytest.fixture(autouse=True)
+def loopback_only(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    real_getaddrinfo = socket.getaddrinfo
+    real_connect = socket.socket.connect
+    real_connect_ex = socket.socket.connect_ex
+
+    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        name = host.decode() if isinstance(host, bytes) else host
+        if name is not None and name not in LOOPBACK_NAMES:
+            raise OSError(f"test guard: DNS lookup of {name!r} refused (loopback only)")
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    def check(address: Any) -> None:
+        host = _host_of(address)
+        if host is not None and host not in LOOPBACK_NAMES:
+            raise OSError(f"test guard: connection to {host!r} refused (loopback only)")
+
+    def connect(self: socket.socket, address: Any) -> None:
+        check(address)
+        real_connect(self, address)
+
+    def connect_ex(self: socket.socket, address: Any) -> int:
+        check(address)
+        return real_connect_ex(self, address)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
+    yield
 
 
 def require_service(reason: str) -> None:
