@@ -2,8 +2,9 @@
 
 What belongs here: the three metric kinds Sluice needs (counter, gauge, histogram with fixed
 buckets) and their rendering; the fixed label sets; `RequestMetrics`, fed by `MetricsSink` from the
-`AuditEvent` of every decided request; and `GatewayMetrics`, which adds what is read at scrape time
-(requests in flight, circuit breakers, the audit ledger, the process).
+`AuditEvent` of every decided request; `LoopLag`, a timer that measures how late the event loop
+wakes it; and `GatewayMetrics`, which adds what is read at scrape time (requests in flight, circuit
+breakers, the audit ledger, the event loop, the process).
 
 Every label value comes from a fixed set: a configured model alias or deployment id, one of
 Sluice's enums (endpoint, decision, error code, breaker state) or a status class. Anything else,
@@ -13,7 +14,9 @@ and the ledger already holds per-key figures. Counts are per process (`--workers
 
 from __future__ import annotations
 
+import asyncio
 import bisect
+import contextlib
 import logging
 import math
 import os
@@ -41,6 +44,9 @@ ENDPOINTS = ("chat", "embeddings")  # gateway.routers.chat's CHAT and EMBEDDINGS
 STATUS_CLASSES = ("2xx", "4xx", "5xx", "client_closed", OTHER)
 # Seconds; chat calls run from milliseconds (blocked, cached) to minutes (long streams).
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+# Seconds a timer fires late: well under 1 ms when idle; the checklist's bound (L2) is a p99 of 100 ms.
+LOOP_LAG_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+LOOP_LAG_INTERVAL = 0.05
 
 _METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
@@ -290,6 +296,61 @@ class MetricsSink:
         return self.inner.status()
 
 
+# -- the event loop -------------------------------------------------------------------------------
+class LoopLag:
+    """Event-loop lag: one task sleeps `interval` seconds at a time and records how late it woke up.
+
+    Anything that holds the loop (a burst of requests, a blocking call) delays every request by as
+    much, and shows here. The first scrape of `GET /metrics` starts the task (so an app that nobody
+    scrapes runs none); it ends with its event loop. Cost: one timer every 50 ms.
+    """
+
+    def __init__(self, interval: float = LOOP_LAG_INTERVAL) -> None:
+        if interval <= 0:
+            raise ValueError("the lag probe needs an interval > 0")
+        self.interval = interval
+        self.histogram = Histogram(
+            "sluice_event_loop_lag_seconds",
+            f"How late a {interval:g} s timer on the event loop fired (sampled from the first scrape on).",
+            buckets=LOOP_LAG_BUCKETS,
+        )
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def start(self) -> None:
+        """Start sampling on the running loop, unless already started there."""
+        if not self.running:
+            self._task = asyncio.get_running_loop().create_task(self._sample(), name="sluice-loop-lag")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _sample(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            due = loop.time() + self.interval
+            await asyncio.sleep(self.interval)
+            self.histogram.observe(value=max(0.0, loop.time() - due))
+
+
+def loop_families(lag: LoopLag) -> list[Family]:
+    """The lag histogram, and the number of asyncio tasks when rendered on a running loop."""
+    try:
+        count = len(asyncio.all_tasks())
+    except RuntimeError:  # no running loop: render() called from plain code
+        return [lag.histogram]
+    tasks = Gauge("sluice_asyncio_tasks", "asyncio tasks alive on the event loop, the scrape's own included.")
+    tasks.set(value=count)
+    return [tasks, lag.histogram]
+
+
 # -- read at scrape time --------------------------------------------------------------------------
 @dataclass
 class InFlight:
@@ -341,6 +402,7 @@ class GatewayMetrics:
         breaker: BreakerView,
         audit: AuditSink,
         ledger: LedgerView | None = None,
+        loop_lag: LoopLag | None = None,
         proc: Path = Path("/proc/self"),
     ) -> None:
         self.requests = requests
@@ -350,6 +412,7 @@ class GatewayMetrics:
         self.breaker = breaker
         self.audit = audit
         self.ledger = ledger
+        self.loop_lag = loop_lag or LoopLag()
         self.proc = proc
 
     def _gateway(self) -> list[Family]:
@@ -397,5 +460,6 @@ class GatewayMetrics:
         return [ready, backlog, records]
 
     def render(self) -> str:
-        families = [*self._gateway(), *self._audit(), *process_families(self.proc)]
+        families = [*self._gateway(), *self._audit(), *loop_families(self.loop_lag)]
+        families += process_families(self.proc)
         return self.requests.render() + render(families)

@@ -22,10 +22,7 @@ import argparse
 import asyncio
 import json
 import os
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,12 +32,11 @@ from typing import Any
 
 import httpx
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from gateway.testing.fake_upstream import FakeUpstream  # noqa: E402
+from gateway.testing.fake_upstream import FakeUpstream
+from scripts.demo_stack import KEY, chat_body, pct, sluice_demo
 
-KEY = "sk-sluice-demo"
 CHUNKS = 20
 
 
@@ -53,20 +49,10 @@ class Tally:
     problems: list[str] = field(default_factory=list)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def body(content: str) -> dict[str, Any]:
-    return {"model": "gpt-4o-mini", "stream": True, "messages": [{"role": "user", "content": content}]}
-
-
 async def one_stream(http: httpx.AsyncClient, reset: bool, tally: Tally) -> None:
     marker = "[[fake:reset_after=6]]" if reset else f"[[fake:chunks={CHUNKS},chunk_delay_ms=10]]"
     try:
-        async with http.stream("POST", "/v1/chat/completions", json=body(marker)) as response:
+        async with http.stream("POST", "/v1/chat/completions", json=chat_body(marker)) as response:
             events = [line async for line in response.aiter_lines() if line.startswith("data: ")]
     except httpx.HTTPError as exc:
         tally.lost += 1
@@ -90,7 +76,7 @@ async def one_stream(http: httpx.AsyncClient, reset: bool, tally: Tally) -> None
 async def abandon(http: httpx.AsyncClient, fake: FakeUpstream, tag: str) -> float | None:
     """Open a slow stream, read one chunk, hang up; return ms until Sluice closed the upstream."""
     content = f"{tag} [[fake:chunks=400,chunk_delay_ms=50]]"
-    async with http.stream("POST", "/v1/chat/completions", json=body(content)) as response:
+    async with http.stream("POST", "/v1/chat/completions", json=chat_body(content)) as response:
         async for line in response.aiter_lines():
             if line.startswith("data: "):
                 break
@@ -102,11 +88,6 @@ async def abandon(http: httpx.AsyncClient, fake: FakeUpstream, tag: str) -> floa
             return (record.client_closed_at - closed_at) * 1000
         await asyncio.sleep(0.02)
     return None
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 2)
 
 
 async def run(args: argparse.Namespace, base: str, fake: FakeUpstream) -> dict[str, Any]:
@@ -158,29 +139,10 @@ def main() -> int:
     parser.add_argument("--reset-share", type=float, default=0.01)
     parser.add_argument("--disconnects", type=int, default=100)
     args = parser.parse_args()
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
     workdir = Path(tempfile.mkdtemp(prefix="sluice-stream-faults-"))
-    env = {
-        **os.environ,
-        "SLUICE_DATABASE_URL": f"sqlite+aiosqlite:///{workdir / 'sluice.db'}",
-        "SLUICE_AUDIT_SPOOL": str(workdir / "audit.spool"),
-        "SLUICE_MAX_CONCURRENCY": str(args.streams * 4),
-    }
-    with FakeUpstream.in_thread() as fake, (workdir / "sluice.log").open("w") as log:
-        cmd = [sys.executable, "-m", "gateway.cli.main", "demo", "--port", str(port), "--upstream", fake.url]
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            for _ in range(300):
-                try:
-                    if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    time.sleep(0.1)
-            summary = asyncio.run(run(args, base, fake))
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=60)
+    env = {"SLUICE_MAX_CONCURRENCY": str(args.streams * 4)}
+    with FakeUpstream.in_thread() as fake, sluice_demo(fake.url, workdir=workdir, env=env) as sluice:
+        summary = asyncio.run(run(args, sluice.url, fake))
     summary["nproc"] = os.cpu_count()
     print(json.dumps(summary, indent=2))
     bad = (

@@ -1,7 +1,8 @@
 """`GET /metrics`: Prometheus text format 0.0.4; master key only, unless `SLUICE_METRICS_PUBLIC=true`.
 
 What belongs here: the access check and rendering; the metrics live in `gateway.metrics`. No key:
-401. A key that is not the master key (or no master key configured): 403, as for `/admin`.
+401. A key that is not the master key (or no master key configured): 403, as for `/admin`. An
+allowed scrape also starts the event-loop lag probe, if it is not running yet.
 """
 
 from __future__ import annotations
@@ -31,4 +32,5 @@ async def require_access(request: Request, services: Services) -> None:
 @router.get("/metrics", response_model=None)
 async def metrics(request: Request, services: ServicesDep) -> Response:
     await require_access(request, services)
+    services.metrics.loop_lag.start()
     return Response(services.metrics.render(), media_type=CONTENT_TYPE)

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import math
 import re
+import time
 from collections import Counter as Tally
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from gateway.metrics import (
     Counter,
     Gauge,
     Histogram,
+    LoopLag,
     MetricsSink,
     RequestMetrics,
     render,
@@ -528,3 +530,46 @@ def test_request_metrics_keep_no_client_string(caplog: pytest.LogCaptureFixture)
     metrics = RequestMetrics(models=["m"], deployments=["m#0"])
     metrics.observe(odd_event())
     assert CANARY not in caplog.text and CANARY not in metrics.render()
+
+
+# -- the event loop (L2, L4) ----------------------------------------------------------------------
+async def test_the_first_scrape_starts_the_loop_lag_probe(gateway: tuple[FastAPI, httpx.AsyncClient]) -> None:
+    app, http = gateway
+    lag: LoopLag = app.state.sluice.metrics.loop_lag
+    assert not lag.running  # an app nobody scrapes runs no probe
+    first = await scrape_of(http)
+    assert lag.running
+    assert first.types["sluice_event_loop_lag_seconds"] == "histogram"
+    assert first.types["sluice_asyncio_tasks"] == "gauge"
+    assert first.value("sluice_asyncio_tasks") >= 2  # at least the probe and this scrape
+
+    async def sampled() -> bool:
+        return (await scrape_of(http)).value("sluice_event_loop_lag_seconds_count") >= 3
+
+    await until(sampled, "the probe to take samples")
+    tasks = len(asyncio.all_tasks())
+    await scrape_of(http)
+    assert len(asyncio.all_tasks()) == tasks  # a second scrape starts no second probe
+    await lag.stop()
+    assert not lag.running
+
+
+async def test_loop_lag_sees_a_blocked_loop() -> None:
+    lag = LoopLag(interval=0.01)
+    lag.start()
+    try:
+
+        def samples() -> Scrape:
+            return parse(render([lag.histogram]))
+
+        await until(lambda: samples().value("sluice_event_loop_lag_seconds_count") >= 1, "a first sample")
+        time.sleep(0.3)  # noqa: ASYNC251 -- holds the event loop, as a blocking call in a handler would
+        await until(
+            lambda: (
+                samples().value("sluice_event_loop_lag_seconds_count")
+                > samples().value("sluice_event_loop_lag_seconds_bucket", le="0.1")
+            ),
+            "a sample over 100 ms",
+        )
+    finally:
+        await lag.stop()
