@@ -160,9 +160,11 @@ def create_app(
         gc.freeze()
         if translated is not None:
             translated.preload()
+        gateway_metrics.loop_lag.start()
         try:
             yield
         finally:
+            await gateway_metrics.loop_lag.stop()
             await audit.stop()
             if storage is not None:
                 await storage.stop()

@@ -301,8 +301,8 @@ class LoopLag:
     """Event-loop lag: one task sleeps `interval` seconds at a time and records how late it woke up.
 
     Anything that holds the loop (a burst of requests, a blocking call) delays every request by as
-    much, and shows here. The first scrape of `GET /metrics` starts the task (so an app that nobody
-    scrapes runs none); it ends with its event loop. Cost: one timer every 50 ms.
+    much, and shows here. The app starts the task at start-up and stops it at shutdown (a scrape
+    starts it too, for an app run without its lifespan). Cost: one timer every 50 ms.
     """
 
     def __init__(self, interval: float = LOOP_LAG_INTERVAL) -> None:
@@ -311,7 +311,7 @@ class LoopLag:
         self.interval = interval
         self.histogram = Histogram(
             "sluice_event_loop_lag_seconds",
-            f"How late a {interval:g} s timer on the event loop fired (sampled from the first scrape on).",
+            f"How late a {interval:g} s timer on the event loop fired.",
             buckets=LOOP_LAG_BUCKETS,
         )
         self._task: asyncio.Task[None] | None = None

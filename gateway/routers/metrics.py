@@ -2,7 +2,7 @@
 
 What belongs here: the access check and rendering; the metrics live in `gateway.metrics`. No key:
 401. A key that is not the master key (or no master key configured): 403, as for `/admin`. An
-allowed scrape also starts the event-loop lag probe, if it is not running yet.
+allowed scrape also starts the event-loop lag probe, if it is not running (an app without lifespan).
 """
 
 from __future__ import annotations

@@ -533,12 +533,11 @@ def test_request_metrics_keep_no_client_string(caplog: pytest.LogCaptureFixture)
 
 
 # -- the event loop (L2, L4) ----------------------------------------------------------------------
-async def test_the_first_scrape_starts_the_loop_lag_probe(gateway: tuple[FastAPI, httpx.AsyncClient]) -> None:
+async def test_the_loop_lag_probe_runs_from_start_up(gateway: tuple[FastAPI, httpx.AsyncClient]) -> None:
     app, http = gateway
     lag: LoopLag = app.state.sluice.metrics.loop_lag
-    assert not lag.running  # an app nobody scrapes runs no probe
+    assert lag.running  # started with the app, before anyone scrapes
     first = await scrape_of(http)
-    assert lag.running
     assert first.types["sluice_event_loop_lag_seconds"] == "histogram"
     assert first.types["sluice_asyncio_tasks"] == "gauge"
     assert first.value("sluice_asyncio_tasks") >= 2  # at least the probe and this scrape
@@ -549,9 +548,11 @@ async def test_the_first_scrape_starts_the_loop_lag_probe(gateway: tuple[FastAPI
     await until(sampled, "the probe to take samples")
     tasks = len(asyncio.all_tasks())
     await scrape_of(http)
-    assert len(asyncio.all_tasks()) == tasks  # a second scrape starts no second probe
+    assert len(asyncio.all_tasks()) == tasks  # a scrape starts no second probe
     await lag.stop()
     assert not lag.running
+    await scrape_of(http)  # an app run without its lifespan: the first scrape starts it
+    assert lag.running
 
 
 async def test_loop_lag_sees_a_blocked_loop() -> None:
