@@ -3,13 +3,13 @@
 What belongs here: a small ASGI middleware that sends `POST /v1/chat/completions` and
 `POST /v1/embeddings` to `routers.chat.handle` without FastAPI's routing, dependency solving and
 per-route middleware (a measurable share of the per-request CPU), and everything else on to the
-FastAPI app. It checks every request's header count and size (431 past Envoy's edge limits), and
-owns two per-process limits of the hot path: a cap on requests in flight
-(past it, a fast 429 with Retry-After rather than an unbounded queue), and cancelling the work
-of a client that disconnects before its response starts (streams are cancelled by Starlette's
-own disconnect watch once they run). A body that trickles in would hold a slot of the cap: it
-must arrive whole within `SLUICE_BODY_TIMEOUT`, else a 408 (slowloris; the headers' deadline is
-`gateway.uvicorn_protocol`'s). Errors render exactly as the app's handlers render them.
+FastAPI app. It counts every response for `GET /metrics`, checks every request's header count and
+size (431 past Envoy's edge limits), and owns two per-process limits of the hot path: a cap on
+requests in flight (past it, a fast 429 with Retry-After rather than an unbounded queue), and
+cancelling the work of a client that disconnects before its response starts (a stream that runs
+notices a gone client itself: `gateway.streaming`). A body that trickles in would hold a slot of
+the cap: it must arrive whole within `SLUICE_BODY_TIMEOUT`, else a 408 (slowloris; the headers'
+deadline is `gateway.uvicorn_protocol`'s). Errors render exactly as the app's handlers render them.
 """
 
 from __future__ import annotations
@@ -50,6 +50,8 @@ class HotPath:
         self.body_timeout = services.settings.body_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            send = self._counted(scope["path"], send)
         if scope["type"] == "http" and _headers_too_large(scope):
             too_large = HeadersTooLarge(HEADERS_LIMIT)
             await render(too_large)(scope, receive, send)
@@ -71,6 +73,17 @@ class HotPath:
                 await response(scope, receive, send)
         finally:
             self.in_flight.count -= 1
+
+    def _counted(self, path: str, send: Send) -> Send:
+        """`send`, counting the response's status for `GET /metrics` (every route, every refusal)."""
+        responses = self.services.metrics.http
+
+        async def counted(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                responses.observe(path, message["status"])
+            await send(message)
+
+        return counted
 
     async def _respond(self, scope: Scope, receive: Receive, endpoint: str) -> Response | None:
         body_read = asyncio.Event()

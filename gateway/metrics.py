@@ -297,6 +297,42 @@ class MetricsSink:
 
 
 # -- the event loop -------------------------------------------------------------------------------
+# Route groups of `sluice_http_responses_total`: a path outside them (whatever a client asked for) is `other`.
+ROUTE_GROUPS = (
+    ("/v1/chat/completions", "chat"),
+    ("/v1/embeddings", "embeddings"),
+    ("/v1/models", "models"),
+    ("/v1/privacy", "privacy"),
+    ("/admin", "admin"),
+    ("/metrics", "metrics"),
+    ("/healthz", "health"),
+    ("/readyz", "health"),
+)
+
+
+def route_group(path: str) -> str:
+    for prefix, group in ROUTE_GROUPS:
+        if path == prefix or path.startswith(prefix + "/"):
+            return group
+    return OTHER
+
+
+class HttpResponses:
+    """Every response the app sends, by route group and status code: also the refusals that come
+    before any decision (401, 400, 404, 413, 415, 429 at the cap, 431), which no audit event sees.
+    The 408 and 431 that `gateway.uvicorn_protocol` writes itself, before the app, are not here."""
+
+    def __init__(self) -> None:
+        self.counter = Counter(
+            "sluice_http_responses_total",
+            "HTTP responses by route group and status code, refusals before any decision included.",
+            ("route", "code"),
+        )
+
+    def observe(self, path: str, status: int) -> None:
+        self.counter.inc(route_group(path), str(status) if 100 <= status < 600 else OTHER)
+
+
 class LoopLag:
     """Event-loop lag: one task sleeps `interval` seconds at a time and records how late it woke up.
 
@@ -413,6 +449,7 @@ class GatewayMetrics:
         self.audit = audit
         self.ledger = ledger
         self.loop_lag = loop_lag or LoopLag()
+        self.http = HttpResponses()
         self.proc = proc
 
     def _gateway(self) -> list[Family]:
@@ -460,6 +497,6 @@ class GatewayMetrics:
         return [ready, backlog, records]
 
     def render(self) -> str:
-        families = [*self._gateway(), *self._audit(), *loop_families(self.loop_lag)]
+        families = [self.http.counter, *self._gateway(), *self._audit(), *loop_families(self.loop_lag)]
         families += process_families(self.proc)
         return self.requests.render() + render(families)

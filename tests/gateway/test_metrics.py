@@ -443,6 +443,7 @@ async def test_client_strings_never_become_labels(
         "status_class",
         "code",
         "deployment",
+        "route",
     } | {
         "kind",
         "stream",
@@ -450,6 +451,38 @@ async def test_client_strings_never_become_labels(
         "outcome",
         "le",
     }
+
+
+async def test_every_response_is_counted_refusals_before_a_decision_included(
+    gateway: tuple[FastAPI, httpx.AsyncClient], fake: FakeUpstream
+) -> None:
+    """The audit-fed counters see decided requests only; 401s, 400s, 404s and the cap's 429s are
+    counted here, by route group and status code, and a client-chosen path is `other`."""
+    _, http = gateway
+    assert (await http.post("/v1/chat/completions", json=chat_body(), headers=AUTH)).status_code == 200
+    error_of(await http.post("/v1/chat/completions", json=chat_body(), headers=bearer(CANARY)), 401)
+    error_of(await http.post("/v1/chat/completions", content=b"{", headers=AUTH), 400)
+    error_of(await http.post("/v1/chat/completions", json=chat_body(ODD_MODEL), headers=AUTH), 404)
+    error_of(await http.get(f"/v1/models/{CANARY}", headers=AUTH), 404)
+    error_of(await http.get(f"/{CANARY}", headers=AUTH), 404)
+    error_of(await http.get("/admin/keys", headers=AUTH), 403)
+    scrape = await scrape_of(http)
+    assert CANARY not in scrape.text
+    counted = {
+        (dict(labels)["route"], dict(labels)["code"]): value
+        for (name, labels), value in scrape.samples.items()
+        if name == "sluice_http_responses_total"
+    }
+    assert counted == {
+        ("chat", "200"): 1,
+        ("chat", "401"): 1,
+        ("chat", "400"): 1,
+        ("chat", "404"): 1,
+        ("models", "404"): 1,
+        (OTHER, "404"): 1,
+        ("admin", "403"): 1,
+    }
+    assert scrape.types["sluice_http_responses_total"] == "counter"
 
 
 # -- the in-flight gauge over a real socket (T4) -------------------------------------------------
