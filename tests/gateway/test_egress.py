@@ -133,7 +133,20 @@ async def main():
                     statuses.append([model, stream, response.status_code, complete])
             response = await http.post("/v1/embeddings", json={"model": "embed", "input": "hi"}, headers=auth)
             statuses.append(["embed", False, response.status_code, True])
-    print("EGRESS " + json.dumps({**seen, "statuses": statuses}), flush=True)
+            # Failure paths load code of their own in litellm (its error mapping, token counting
+            # with a local tokenizer after a broken stream): they must not reach out either.
+            faults = []
+            for model in ("gpt", "claude", "gemini"):
+                for marker, stream in (
+                    ("[[fake:reset_after=2]]", True),
+                    ("[[fake:error_after=2]]", True),
+                    ("[[fake:status=500]]", False),
+                    ("[[fake:status=429,retry_after=1]]", False),
+                ):
+                    body = {"model": model, "stream": stream, "messages": [{"role": "user", "content": marker}]}
+                    response = await http.post("/v1/chat/completions", json=body, headers=auth)
+                    faults.append([model, marker, response.status_code])
+    print("EGRESS " + json.dumps({**seen, "statuses": statuses, "faults": faults}), flush=True)
 
 
 asyncio.run(main())
@@ -203,6 +216,7 @@ def test_only_the_fake_upstream_is_contacted(fake_process: tuple[str, int], tmp_
     # The cycle really ran through every path (otherwise "no egress" would prove nothing).
     assert [s[2] for s in seen["statuses"]] == [200] * 7, seen["statuses"]
     assert all(s[3] for s in seen["statuses"]), seen["statuses"]
+    assert len(seen["faults"]) == 12 and all(f[2] in (200, 429, 502) for f in seen["faults"]), seen["faults"]
 
     assert seen["refused"] == [], seen["refused"]
     destinations = {(host, p) for host, p in seen["connects"]}
