@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import importlib
 import logging
 import os
 import ssl
@@ -44,6 +45,7 @@ OFFLINE_ENV = {
     "LITELLM_LOG": "ERROR",
     "LITELLM_DISABLE_LAZY_LOADING": "",
 }
+LAZY_IMPORTS = ("litellm.proxy.guardrails.exception_utils",)
 LITELLM_LOGGERS = ("LiteLLM", "LiteLLM Proxy", "LiteLLM Router", "litellm")
 CONFIG_KWARGS = ("api_base", "api_key", "api_version", "vertex_project", "vertex_location", "aws_region_name")
 # Providers whose litellm handlers take an `AsyncHTTPHandler` as `client`: Sluice passes its own, which
@@ -251,6 +253,13 @@ class LiteLLMAdapter:
 
         tls = get_ssl_configuration()  # loads the CA bundle: here, off the event loop
         self._tls = tls if isinstance(tls, ssl.SSLContext | bool) else True
+        # On the first broken stream litellm imports its guardrail errors: here instead, off the
+        # loop. (It also builds Anthropic's tokenizer then, to count the partial answer's tokens for
+        # its failure logging: a one-time 90 ms stall, left lazy because it would cost 35 MB of
+        # memory in every process that never sees a broken stream.)
+        for name in LAZY_IMPORTS:
+            with contextlib.suppress(ImportError):
+                importlib.import_module(name)
         self._module = module
         # litellm's ~1M objects live as long as the process: keep them out of the cyclic GC's way
         # (full collections of them paused requests for half a second in the baseline).
