@@ -143,7 +143,8 @@ async def main():
                     ("[[fake:status=500]]", False),
                     ("[[fake:status=429,retry_after=1]]", False),
                 ):
-                    body = {"model": model, "stream": stream, "messages": [{"role": "user", "content": marker}]}
+                    messages = [{"role": "user", "content": marker}]
+                    body = {"model": model, "stream": stream, "messages": messages}
                     response = await http.post("/v1/chat/completions", json=body, headers=auth)
                     faults.append([model, marker, response.status_code])
     print("EGRESS " + json.dumps({**seen, "statuses": statuses, "faults": faults}), flush=True)
