@@ -46,6 +46,7 @@ class ErrorType(StrEnum):
 
 class ErrorCode(StrEnum):
     INVALID_JSON = "invalid_json"
+    MALFORMED_REQUEST = "malformed_request"
     MISSING_FIELD = "missing_field"
     INVALID_VALUE = "invalid_value"
     FORBIDDEN_PARAMETER = "forbidden_parameter"

@@ -51,8 +51,9 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
-from gateway.errors import HeadersTooLarge, RequestTimeout, SluiceError
-from gateway.http import HEADERS_LIMIT, MAX_HEADER_BYTES
+from gateway.errors import HeadersTooLarge, InvalidRequest, RequestTimeout, SluiceError
+from gateway.http import MAX_HEADER_BYTES
+from gateway.names import ErrorCode
 from gateway.settings import Settings
 
 Phase = Literal["headers", "body"]
@@ -187,7 +188,7 @@ class DeadlineHttpProtocol(HttpToolsProtocol):
         """Answer 431, then read and drop what the client still sends for `LINGER` seconds before
         closing: closing with unread data would reset the connection and could lose the answer."""
         self._disarm()
-        too_large = HeadersTooLarge(HEADERS_LIMIT)
+        too_large = HeadersTooLarge(f"the request line and headers are over {HEAD_CAP} bytes")
         self.transport.write(error_response(too_large, self.server_state.default_headers))
         self._discarding = True
         if self.transport.can_write_eof():
@@ -195,6 +196,15 @@ class DeadlineHttpProtocol(HttpToolsProtocol):
         self.loop.call_later(LINGER, self.transport.close)
 
     # -- uvicorn's hooks -----------------------------------------------------------------------
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to bytes its parser refuses (NUL or a bare CR or LF in a header, a
+        request line too long or malformed): the same 400 and close, in the OpenAI envelope."""
+        malformed = InvalidRequest(
+            "the HTTP request is malformed", code=ErrorCode.MALFORMED_REQUEST, headers={"connection": "close"}
+        )
+        self.transport.write(error_response(malformed, self.server_state.default_headers))
+        self.transport.close()
+
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._arm("headers")

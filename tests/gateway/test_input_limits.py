@@ -296,12 +296,21 @@ def test_i9_both_sides_of_the_header_count_limit(live: Server) -> None:
 
 
 def test_i9_a_1_mb_request_line_is_answered_not_dropped(server: Server) -> None:
-    """uvicorn's own parser refuses it (a plain-text 400 and a close): an answer, and never a 5xx."""
+    """Past the head cap while it still arrives: a 431 in the OpenAI envelope, never a 5xx."""
     with server.connect() as sock:
         sock.sendall(encode_head(request_head(), method="GET", path="/v1/models?q=" + "a" * MiB))
         response = read_response(sock)
-    assert 400 <= response.status < 500
+    envelope(response, 431, "headers_too_large")
     assert b"aaaa" not in response.body
+
+
+@pytest.mark.parametrize("bad", [b"x-odd: a\x00b", b"x-odd: a\nb", b"x odd: a", b"x-odd a"])
+def test_i9_bytes_the_http_parser_refuses_get_a_400_envelope(server: Server, bad: bytes) -> None:
+    """uvicorn's parser refuses these before Sluice runs; its 400 comes in the OpenAI envelope."""
+    with server.connect() as sock:
+        sock.sendall(b"GET /v1/models HTTP/1.1\r\nhost: sluice\r\n" + bad + b"\r\n\r\n")
+        response = read_response(sock)
+    envelope(response, 400, "malformed_request")
 
 
 def test_i9_a_header_block_that_never_ends_is_refused_before_it_is_all_buffered(server: Server) -> None:
