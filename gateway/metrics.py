@@ -1,7 +1,6 @@
-"""Prometheus metrics for `GET /metrics`, in the text exposition format 0.0.4, without a client library.
+"""Sluice's metrics for `GET /metrics` (the format itself is `gateway.prometheus`).
 
-What belongs here: the three metric kinds Sluice needs (counter, gauge, histogram with fixed
-buckets) and their rendering; the fixed label sets; `RequestMetrics`, fed by `MetricsSink` from the
+What belongs here: the fixed label sets; `RequestMetrics`, fed by `MetricsSink` from the
 `AuditEvent` of every decided request; `LoopLag`, a timer that measures how late the event loop
 wakes it; and `GatewayMetrics`, which adds what is read at scrape time (requests in flight, circuit
 breakers, the audit ledger, the event loop, the process).
@@ -15,20 +14,18 @@ and the ledger already holds per-key figures. Counts are per process (`--workers
 from __future__ import annotations
 
 import asyncio
-import bisect
 import contextlib
 import logging
-import math
 import os
-import re
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from gateway.audit import AuditEvent, AuditSink
 from gateway.names import DecisionKind, ErrorCode
+from gateway.prometheus import Counter, Family, Gauge, Histogram, render
 from gateway.resilience import BreakerState
 from gateway.service import CLIENT_CLOSED
 
@@ -38,7 +35,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("sluice.metrics")
 
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 OTHER = "other"
 ENDPOINTS = ("chat", "embeddings")  # gateway.routers.chat's CHAT and EMBEDDINGS (a test compares)
 STATUS_CLASSES = ("2xx", "4xx", "5xx", "client_closed", OTHER)
@@ -47,134 +43,6 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 # Seconds a timer fires late: well under 1 ms when idle; the checklist's bound (L2) is a p99 of 100 ms.
 LOOP_LAG_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 LOOP_LAG_INTERVAL = 0.05
-
-_METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
-_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
-
-Sample = tuple[str, tuple[tuple[str, str], ...], float]  # name suffix, labels, value
-
-
-# -- the exposition format ------------------------------------------------------------------------
-def escape_label_value(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def escape_help(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("\n", "\\n")
-
-
-def format_value(value: float) -> str:
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    if value == int(value) and abs(value) < 2**53:
-        return str(int(value))
-    return repr(float(value))
-
-
-class Family:
-    """One metric family: a name, its help, its label names and its samples."""
-
-    kind: ClassVar[str] = "untyped"
-    reserved: ClassVar[frozenset[str]] = frozenset()
-
-    def __init__(self, name: str, help: str, labels: Sequence[str] = ()) -> None:
-        if not _METRIC_NAME.fullmatch(name):
-            raise ValueError(f"invalid metric name {name!r}")
-        for label in labels:
-            if not _LABEL_NAME.fullmatch(label) or label.startswith("__") or label in self.reserved:
-                raise ValueError(f"invalid label name {label!r} for {name}")
-        self.name = name
-        self.help = help
-        self.labels = tuple(labels)
-
-    def _key(self, values: Sequence[str]) -> tuple[str, ...]:
-        if len(values) != len(self.labels):
-            raise ValueError(f"{self.name} takes labels {self.labels}, got {len(values)} values")
-        return tuple(values)
-
-    def samples(self) -> Iterator[Sample]:
-        raise NotImplementedError
-
-
-class _Values(Family):
-    """A family with one number per label set: the storage of counters and gauges."""
-
-    def __init__(self, name: str, help: str, labels: Sequence[str] = ()) -> None:
-        super().__init__(name, help, labels)
-        self._values: dict[tuple[str, ...], float] = {}
-
-    def value(self, *values: str) -> float:
-        return self._values.get(self._key(values), 0.0)
-
-    def samples(self) -> Iterator[Sample]:
-        for key, value in sorted(self._values.items()):
-            yield "", tuple(zip(self.labels, key, strict=True)), value
-
-
-class Counter(_Values):
-    kind = "counter"
-
-    def inc(self, *values: str, amount: float = 1.0) -> None:
-        if amount < 0:
-            raise ValueError("a counter only goes up")
-        key = self._key(values)
-        self._values[key] = self._values.get(key, 0.0) + amount
-
-
-class Gauge(_Values):
-    kind = "gauge"
-
-    def set(self, *values: str, value: float) -> None:
-        self._values[self._key(values)] = value
-
-
-class Histogram(Family):
-    kind = "histogram"
-    reserved = frozenset({"le"})
-
-    def __init__(self, name: str, help: str, labels: Sequence[str] = (), *, buckets: Sequence[float]) -> None:
-        super().__init__(name, help, labels)
-        bounds = tuple(float(b) for b in buckets)
-        if not bounds or any(not math.isfinite(b) for b in bounds) or list(bounds) != sorted(set(bounds)):
-            raise ValueError(f"{name}: buckets must be finite and strictly increasing")
-        self.buckets = bounds
-        # Per label set: a count per bucket (not cumulative; the last is +Inf), and the sum.
-        self._counts: dict[tuple[str, ...], list[int]] = {}
-        self._sums: dict[tuple[str, ...], float] = {}
-
-    def observe(self, *values: str, value: float) -> None:
-        key = self._key(values)
-        counts = self._counts.get(key)
-        if counts is None:
-            counts = self._counts[key] = [0] * (len(self.buckets) + 1)
-        counts[bisect.bisect_left(self.buckets, value)] += 1
-        self._sums[key] = self._sums.get(key, 0.0) + value
-
-    def samples(self) -> Iterator[Sample]:
-        for key, counts in sorted(self._counts.items()):
-            labels = tuple(zip(self.labels, key, strict=True))
-            cumulative = 0
-            for bound, count in zip((*self.buckets, math.inf), counts, strict=True):
-                cumulative += count
-                yield "_bucket", (*labels, ("le", format_value(bound))), cumulative
-            yield "_sum", labels, self._sums[key]
-            yield "_count", labels, cumulative
-
-
-def render(families: Iterable[Family]) -> str:
-    """The text exposition format 0.0.4: HELP and TYPE, then one line per sample."""
-    lines: list[str] = []
-    for family in families:
-        lines.append(f"# HELP {family.name} {escape_help(family.help)}")
-        lines.append(f"# TYPE {family.name} {family.kind}")
-        for suffix, labels, value in family.samples():
-            pairs = ",".join(f'{name}="{escape_label_value(v)}"' for name, v in labels)
-            braces = "{" + pairs + "}" if pairs else ""
-            lines.append(f"{family.name}{suffix}{braces} {format_value(value)}")
-    return "\n".join(lines) + "\n"
-
 
 # -- fixed label sets -----------------------------------------------------------------------------
 class LabelSet:
@@ -333,6 +201,7 @@ class HttpResponses:
         self.counter.inc(route_group(path), str(status) if 100 <= status < 600 else OTHER)
 
 
+# -- the event loop -------------------------------------------------------------------------------
 class LoopLag:
     """Event-loop lag: one task sleeps `interval` seconds at a time and records how late it woke up.
 

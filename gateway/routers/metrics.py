@@ -11,7 +11,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from gateway.http import new_request_id
-from gateway.metrics import CONTENT_TYPE
+from gateway.prometheus import CONTENT_TYPE
 from gateway.routers.admin import MasterKeyRequired
 from gateway.state import Services, ServicesDep
 

@@ -29,15 +29,12 @@ from gateway.app import create_app
 from gateway.audit import AuditEvent, MemoryAuditSink
 from gateway.metrics import (
     OTHER,
-    Counter,
-    Gauge,
-    Histogram,
     LoopLag,
     MetricsSink,
     RequestMetrics,
-    render,
     status_class,
 )
+from gateway.prometheus import Counter, Gauge, Histogram, render
 from gateway.routers.chat import CHAT, EMBEDDINGS
 from gateway.settings import Settings
 from gateway.testing.fake_upstream import FakeUpstream
