@@ -27,7 +27,6 @@ class Settings(BaseSettings):
     config: Path = Path("config/sluice.yaml")
     master_key: SecretStr | None = None
     database_url: str = "sqlite+aiosqlite:///./sluice.db"
-    redis_url: str | None = None
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     workers: int = Field(default=1, ge=1, le=64)
