@@ -72,7 +72,7 @@ def loopback_only(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 def require_service(reason: str) -> None:
-    """Skip when a service (PostgreSQL, Redis) is missing, unless CI says it must be there."""
+    """Skip when a service (PostgreSQL) is missing, unless CI says it must be there."""
     if os.environ.get("SLUICE_TEST_REQUIRE_SERVICES") == "1":
         pytest.fail(f"required service missing: {reason}")
     pytest.skip(reason)
