@@ -29,6 +29,7 @@ from gateway.routers import admin, chat, health, metrics, models, privacy
 from gateway.routing import Router
 from gateway.service import ChatService
 from gateway.settings import Settings
+from gateway.slots import KeySlots
 from gateway.state import Services
 from gateway.storage.ledger import LedgerSink
 from gateway.storage.runtime import Storage
@@ -144,6 +145,7 @@ def create_app(
         today=today,
         metrics=gateway_metrics,
         in_flight=in_flight,
+        key_slots=KeySlots(settings.max_concurrency_per_key),
         warnings=warnings,
     )
 

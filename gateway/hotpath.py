@@ -73,6 +73,7 @@ class HotPath:
                 await response(scope, receive, send)
         finally:
             self.in_flight.count -= 1
+            self.services.key_slots.release(scope)
 
     def _counted(self, path: str, send: Send) -> Send:
         """`send`, counting the response's status for `GET /metrics` (every route, every refusal)."""

@@ -18,6 +18,7 @@ from gateway.metrics import GatewayMetrics, InFlight
 from gateway.routing import Router
 from gateway.service import ChatService
 from gateway.settings import Settings
+from gateway.slots import KeySlots
 from policies.catalog import Catalog
 from policies.policy import Policy
 
@@ -35,6 +36,7 @@ class Services:
     today: date
     metrics: GatewayMetrics
     in_flight: InFlight  # counted by the hot path, read by `metrics`
+    key_slots: KeySlots  # claimed by `routers.chat.handle`, freed by the hot path
     warnings: list[str] = field(default_factory=list)
 
 

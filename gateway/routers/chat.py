@@ -27,6 +27,7 @@ async def handle(request: Request, services: Services, endpoint: str) -> Respons
     started = time.perf_counter()
     request_id = new_request_id(request)
     key = await services.auth.authenticate(request.headers)
+    services.key_slots.claim(request, key.name)  # before the body: a slow one holds the slot
     body = parse_json(await read_body(request, services.settings.max_body_bytes))
     header = request.headers.get("x-privacy-policy")
     parse = parse_chat if endpoint == CHAT else parse_embeddings

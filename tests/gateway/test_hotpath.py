@@ -17,7 +17,7 @@ from gateway.app import create_app
 from gateway.audit import MemoryAuditSink
 from gateway.settings import Settings
 from gateway.testing.fake_upstream import FakeUpstream
-from tests.conftest import AUTH, chat_body
+from tests.conftest import AUTH, LEGAL_KEY, chat_body
 
 LIMIT = 200  # polls of 50 ms: a bound, never an expectation
 
@@ -85,6 +85,29 @@ async def test_past_the_concurrency_cap_requests_are_refused_fast(
         third = await http.post("/v1/chat/completions", json=chat_body(), headers=AUTH)
         assert third.status_code == 200
     assert len(fake.requests) == 2
+
+
+async def test_one_key_cannot_take_every_slot(demo_settings: Settings, fake: FakeUpstream) -> None:
+    """SLUICE_MAX_CONCURRENCY_PER_KEY: past it a fast 429 for that key only, claimed before the body
+    is read and freed when the response is done, whatever the outcome."""
+    settings = demo_settings.model_copy(update={"max_concurrency_per_key": 1})
+    app = create_app(settings, audit=MemoryAuditSink())
+    legal = {"authorization": f"Bearer {LEGAL_KEY}"}
+    async with served(app) as url, httpx.AsyncClient(base_url=url, timeout=30) as http:
+        slow = chat_body(content="[[fake:chunks=5,chunk_delay_ms=300]]", stream=True)
+        first = asyncio.ensure_future(http.post("/v1/chat/completions", json=slow, headers=AUTH))
+        await until(lambda: len(fake.requests) == 1, "the first stream to reach the upstream")
+        second = await http.post("/v1/chat/completions", json=chat_body(), headers=AUTH)
+        assert second.status_code == 429, second.text
+        assert second.headers["retry-after"] == "1"
+        assert "SLUICE_MAX_CONCURRENCY_PER_KEY" in second.json()["error"]["message"]
+        other_key = await http.post("/v1/chat/completions", json=chat_body("llama-local"), headers=legal)
+        assert other_key.status_code == 200, other_key.text  # another key is not affected
+        assert (await first).status_code == 200
+        # An error after the claim frees the slot too.
+        assert (await http.post("/v1/chat/completions", content=b"{", headers=AUTH)).status_code == 400
+        assert (await http.post("/v1/chat/completions", json=chat_body(), headers=AUTH)).status_code == 200
+    assert app.state.sluice.key_slots.held("demo") == 0
 
 
 async def test_too_many_or_too_large_headers_get_431(demo_settings: Settings, fake: FakeUpstream) -> None:

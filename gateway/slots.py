@@ -1,0 +1,49 @@
+"""Requests in flight per key, per process: one key cannot take every slot of the in-flight cap.
+
+What belongs here: `KeySlots`. The hot path's cap (`SLUICE_MAX_CONCURRENCY`) bounds a process;
+without a bound per key, one client (or one leaked key) holding that many slow requests, say bodies
+trickling in and reopened after each 408, would leave nothing for anyone else. A request claims
+its key's slot right after authentication, before its body is read, and `gateway.hotpath` frees it
+when the response has been sent, whatever happened in between.
+"""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.types import Scope
+
+from gateway.errors import RateLimited
+
+CLAIM = "sluice.key_slot"  # where a request's claim is kept: its scope's "state"
+
+
+class KeySlots:
+    def __init__(self, limit: int) -> None:
+        """`limit` requests in flight per key name; 0: no limit."""
+        self.limit = limit
+        self._held: dict[str, int] = {}
+
+    def held(self, key: str) -> int:
+        return self._held.get(key, 0)
+
+    def claim(self, request: Request, key: str) -> None:
+        """Take a slot for `key`, freed by `release(scope)`; past the limit, a 429."""
+        if not self.limit:
+            return
+        held = self._held.get(key, 0)
+        if held >= self.limit:
+            message = f"this key has {self.limit} requests in flight (SLUICE_MAX_CONCURRENCY_PER_KEY)"
+            raise RateLimited(f"{message}; retry shortly", headers={"retry-after": "1"})
+        self._held[key] = held + 1
+        setattr(request.state, CLAIM, key)
+
+    def release(self, scope: Scope) -> None:
+        """Free the slot the request of `scope` claimed, if it claimed one."""
+        key = scope.get("state", {}).pop(CLAIM, None)
+        if key is None:
+            return
+        left = self._held.get(key, 0) - 1
+        if left > 0:
+            self._held[key] = left
+        else:
+            self._held.pop(key, None)
