@@ -7,8 +7,9 @@ import typer
 from gateway.cli.audit import audit_app
 from gateway.cli.catalog import catalog_app, policy_app
 from gateway.cli.db import db_app
+from gateway.cli.demo import demo
 from gateway.cli.keys import keys_app
-from gateway.cli.serve import check, demo, serve
+from gateway.cli.serve import check, serve
 
 app = typer.Typer(
     name="sluice",

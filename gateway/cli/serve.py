@@ -1,4 +1,4 @@
-"""`sluice serve`, `sluice demo` and `sluice check`.
+"""`sluice serve` and `sluice check`, and what `sluice demo` shares with them.
 
 What belongs here: turning command-line options into settings, refusing a bad config with one
 line per problem before anything listens, and starting uvicorn with the app factory (and the HTTP
@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 from typing import Annotated
@@ -32,7 +30,6 @@ HostOpt = Annotated[
     str | None, typer.Option(help="address to listen on (default: $SLUICE_HOST or 127.0.0.1)")
 ]
 PortOpt = Annotated[int | None, typer.Option(help="port (default: $SLUICE_PORT or 8080)")]
-DEMO_CONFIG = Path("config/demo.yaml")
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
 
@@ -68,6 +65,8 @@ def _refuse_bad_config(settings: Settings) -> None:
 def _run(settings: Settings) -> None:
     export_env(
         config=str(settings.config),
+        database_url=settings.database_url,
+        audit_spool=str(settings.audit_spool),
         host=settings.host,
         port=str(settings.port),
         log_level=settings.log_level,
@@ -103,69 +102,6 @@ def serve(
     settings = _settings(config=config, host=host, port=port, workers=workers, allow_simulate=False)
     _refuse_bad_config(settings)
     _run(settings)
-
-
-@contextmanager
-def _fake_upstream(existing: str | None) -> Iterator[str]:
-    if existing:
-        yield existing
-        return
-    from gateway.testing.fake_upstream import FakeUpstream
-
-    with FakeUpstream.in_thread() as fake:
-        yield fake.url
-
-
-def demo(
-    host: HostOpt = None,
-    port: PortOpt = None,
-    config: ConfigOpt = None,
-    upstream: Annotated[
-        str | None, typer.Option(help="use this running fake upstream instead of starting one (benchmarks)")
-    ] = None,
-    workers: Annotated[int, typer.Option(help="worker processes (needs --upstream when more than 1)")] = 1,
-) -> None:
-    """Run Sluice in front of a local fake upstream: no keys, no network."""
-    path = config or DEMO_CONFIG
-    if not path.exists():
-        typer.echo(f"sluice: {path} not found; run `sluice demo` from the Sluice checkout", err=True)
-        raise typer.Exit(2)
-    if workers > 1 and not upstream:
-        typer.echo(
-            "sluice: --workers above 1 needs --upstream (a fake upstream in its own process)", err=True
-        )
-        raise typer.Exit(2)
-    with _fake_upstream(upstream) as fake_url:
-        settings = _settings(
-            config=path,
-            host=host,
-            port=port,
-            workers=workers,
-            allow_simulate=True,
-            fake_upstream_url=fake_url,
-        )
-        _refuse_bad_config(settings)
-        base = f"http://{settings.host}:{settings.port}/v1"
-        console = Console(stderr=True, soft_wrap=True)  # copy-pastable lines, never wrapped
-        console.print(f"[bold]Sluice demo[/] on {base} (fake upstream at {fake_url}); key: sk-sluice-demo\n")
-        console.print("Try:")
-        console.print(
-            f"  curl -i {base}/chat/completions -H 'Authorization: Bearer sk-sluice-demo' "
-            "-H 'Content-Type: application/json' "
-            '-d \'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}]}\''
-        )
-        console.print(
-            "  models: gpt-4o-mini, claude-sonnet, gemini-flash (allowed), gemini-flash-free (blocked),"
-        )
-        console.print("          deepseek-chat (rerouted to llama-local), llama-local (self-hosted)\n")
-        console.print(
-            "  python -c \"from openai import OpenAI; c = OpenAI(base_url='"
-            + base
-            + "', api_key='sk-sluice-demo'); r = c.chat.completions.with_raw_response.create("
-            "model='claude-sonnet', messages=[{'role': 'user', 'content': 'Hi'}]); "
-            "print(r.headers['x-privacy-badges']); print(r.parse().choices[0].message.content)\"\n"
-        )
-        _run(settings)
 
 
 def check(config: ConfigOpt = None) -> None:
