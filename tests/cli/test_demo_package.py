@@ -1,0 +1,106 @@
+"""The demo config is package data: in the built package, and one file with `config/demo.yaml`.
+
+The installed copy is built with setuptools' `build_py` (the step of a wheel build that decides which
+modules and data files go in; `bdist_wheel` then zips that folder) from a copy of the sources, and put
+in a fresh virtual environment of its own: its dependencies come from this environment's
+site-packages through a `.pth` line, which adds the folder without running the `.pth` files in it, so
+the editable install of the checkout stays out of it. The test checks that it does.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from openai import OpenAI
+
+from gateway.config import load_config
+from gateway.demo import demo_config
+from tests.conftest import DEMO_KEY
+from tests.gateway.support import free_port, stop_process, wait_healthy
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_config_demo_yaml_is_the_packaged_file() -> None:
+    with demo_config() as packaged:
+        assert (ROOT / "config" / "demo.yaml").resolve() == packaged.resolve(), "a link, not a copy"
+        assert load_config(packaged).demo
+
+
+def _run(argv: list[str], *, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, f"{argv}: {done.stdout}\n{done.stderr}"
+    return done
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A virtual environment with a built (non-editable) copy of Sluice; its interpreter."""
+    pytest.importorskip("setuptools", reason="building the package needs setuptools in this environment")
+    root = tmp_path_factory.mktemp("installed")
+    source = root / "source"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for package in ("gateway", "policies"):
+        shutil.copytree(ROOT / package, source / package, ignore=ignore)
+    venv = root / "venv"
+    _run([sys.executable, "-m", "venv", "--without-pip", str(venv)])
+    python = venv / "bin" / "python"
+    site = Path(
+        _run([str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"]).stdout.strip()
+    )
+    build = ["egg_info", "--egg-base", str(root), "build_py", "--build-lib", str(site)]
+    _run([sys.executable, "-c", "from setuptools import setup; setup()", "-q", *build], cwd=source)
+    deps = {sysconfig.get_path("purelib"), sysconfig.get_path("platlib")}
+    (site / "sluice-deps.pth").write_text("".join(f"{d}\n" for d in sorted(deps)))
+    shutil.rmtree(source)
+    yield python
+
+
+def test_the_built_package_carries_the_demo_config(installed: Path) -> None:
+    code = (
+        "import importlib.resources as r, gateway; print(gateway.__file__); "
+        "print(r.files('gateway.demo').joinpath('demo.yaml').is_file())"
+    )
+    where, found = _run([str(installed), "-c", code], cwd=installed.parent).stdout.split()
+    assert Path(where).is_relative_to(installed.parent.parent), "the built copy, not the checkout"
+    assert found == "True"
+
+
+@pytest.mark.e2e
+def test_the_installed_demo_runs_from_an_empty_folder(installed: Path, tmp_path: Path) -> None:
+    cwd = tmp_path / "empty"
+    cwd.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLUICE_", "LITELLM", "PYTHON"))}
+    env["TMPDIR"] = str(tmp_path)
+    port = free_port()
+    log = tmp_path / "demo.log"
+    with log.open("w") as sink:
+        proc = subprocess.Popen(
+            [str(installed), "-m", "gateway.cli.main", "demo", "--port", str(port)],
+            cwd=cwd,
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    try:
+        wait_healthy(proc, f"http://127.0.0.1:{port}", log)
+        with OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=DEMO_KEY, max_retries=0) as client:
+            answer = client.chat.completions.create(
+                model="claude-sonnet", messages=[{"role": "user", "content": "Hello"}]
+            )
+        assert answer.choices[0].message.content
+        assert f"config: {installed.parent.parent}" in log.read_text(), "the packaged config"
+    finally:
+        stop_process(proc)
+    assert list(cwd.iterdir()) == []
