@@ -77,14 +77,15 @@ def try_lines(c: Commands) -> list[str]:
             f"  {q(c.python)} -m pip install openai",
         ]
     lines += [f"  {q(c.python)} -c {q(SDK_CALL.format(base=c.base, key=DEMO_KEY))}", ""]
-    keys = [*c.sluice, "keys", "create", "--config", str(c.config)]
-    if c.database_url is not None:
-        keys += ["--database-url", c.database_url]
+    database = ["--database-url", c.database_url] if c.database_url is not None else []
+    keys = [*c.sluice, "keys", "create", "--config", str(c.config), *database]
     keys += ["--name", "my-key", "--models", "deepseek-chat,llama-local"]
     lines += [
         "A key of your own (kept in the demo's database, checked against the demo's config; "
         "use it in place of sk-sluice-demo):",
         "  " + shlex.join(keys),
+        "The ledger: one record per request, where it went and why, never what was written:",
+        "  " + shlex.join([*c.sluice, "audit", "tail", *database]),
     ]
     return lines
 

@@ -17,12 +17,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 from openai import OpenAI
 
 from gateway.cli.demo import Commands, try_lines
 from tests.conftest import DEMO_KEY
-from tests.gateway.support import free_port, stop_process, wait_healthy
+from tests.gateway.support import free_port, stop_process, wait_healthy, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -128,6 +129,20 @@ def test_the_printed_keys_command_makes_a_key_the_running_demo_accepts(demo: Dem
         )
     assert raw.headers["x-privacy-decision"] == "rerouted"
     assert raw.headers["x-privacy-rerouted-from"] == "deepseek-chat"
+
+
+def test_the_printed_audit_command_shows_the_demo_ledger(demo: Demo) -> None:
+    body = {"model": "gemini-flash-free", "messages": [{"role": "user", "content": "Hi"}]}
+    auth = {"authorization": f"Bearer {DEMO_KEY}"}
+    blocked = httpx.post(f"{demo.base_url}/chat/completions", headers=auth, json=body, timeout=60)
+    assert blocked.status_code == 403
+
+    def shown() -> str | None:
+        done = demo.run_printed(" audit tail")
+        assert done.returncode == 0, done.stderr
+        return done.stdout if "gemini-flash-free" in done.stdout else None
+
+    assert "blocked" in wait_until(shown, "the blocked request in the ledger")
 
 
 def test_a_stopped_demo_leaves_nothing_behind(demo: Demo) -> None:
