@@ -109,8 +109,9 @@ def _chosen_config(config: Path | None) -> Iterator[Path]:
         yield path
 
 
-class _Terminated(Exception):
-    """SIGTERM, turned into an exception so that the demo's folders are cleaned up on the way out."""
+class _Terminated(BaseException):
+    """SIGTERM, turned into an exception so that the demo's folders are cleaned up on the way out
+    (a BaseException, as KeyboardInterrupt: no `except Exception` on the way may swallow it)."""
 
 
 @contextmanager
@@ -195,13 +196,11 @@ def _announce(settings: Settings, fake_url: str, *, folder: Path | None, own_dat
     base = f"http://{settings.host}:{settings.port}/v1"
     console = Console(stderr=True, soft_wrap=True)  # copy-pastable lines, never wrapped
     console.print(f"[bold]Sluice demo[/] on {base} (fake upstream at {fake_url}); key: {DEMO_KEY}")
-    say(f"config: {settings.config}")
+    say(f"config:      {settings.config}")
+    say(f"database:    {settings.database_url if own_database else 'the one SLUICE_DATABASE_URL names'}")
+    say(f"audit spool: {settings.audit_spool}")
     if folder is not None:
-        say(f"state:  {folder} (database and audit spool; a temporary folder, removed when the demo stops)")
-    if not own_database:
-        say("database: the one SLUICE_DATABASE_URL names")
-    if folder is None or settings.audit_spool.parent != folder:
-        say(f"audit spool: {settings.audit_spool}")
+        say(f"({folder} is a temporary folder, removed when the demo stops)")
     say("")
     commands = Commands(
         base=base,

@@ -99,7 +99,9 @@ def test_the_demo_answers_the_openai_sdk_when_started_outside_the_checkout(demo:
     assert list(demo.cwd.iterdir()) == [], "the demo writes nothing to the folder it was started from"
     (state,) = demo.tmp.glob("sluice-demo-*")
     assert (state / "sluice.db").is_file()
-    assert f"state:  {state}" in demo.log.read_text(), "the demo says where its state is"
+    printed = demo.log.read_text()
+    assert f"database:    sqlite+aiosqlite:///{state}/sluice.db" in printed, "it says where its state is"
+    assert f"audit spool: {state}/audit.spool" in printed
 
 
 def test_the_printed_curl_command_works_as_printed(demo: Demo) -> None:

@@ -78,10 +78,12 @@ def test_the_built_package_carries_the_demo_config(installed: Path) -> None:
 
 @pytest.mark.e2e
 def test_the_installed_demo_runs_from_an_empty_folder(installed: Path, tmp_path: Path) -> None:
+    """Also: a database named by SLUICE_DATABASE_URL wins over the demo's own, and is not printed."""
     cwd = tmp_path / "empty"
     cwd.mkdir()
+    chosen = tmp_path / "chosen.db"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLUICE_", "LITELLM", "PYTHON"))}
-    env["TMPDIR"] = str(tmp_path)
+    env |= {"TMPDIR": str(tmp_path), "SLUICE_DATABASE_URL": f"sqlite+aiosqlite:///{chosen}"}
     port = free_port()
     log = tmp_path / "demo.log"
     with log.open("w") as sink:
@@ -100,7 +102,12 @@ def test_the_installed_demo_runs_from_an_empty_folder(installed: Path, tmp_path:
                 model="claude-sonnet", messages=[{"role": "user", "content": "Hello"}]
             )
         assert answer.choices[0].message.content
-        assert f"config: {installed.parent.parent}" in log.read_text(), "the packaged config"
+        # what the demo prints, without the log lines (which name the database, passwords masked)
+        printed = "\n".join(line for line in log.read_text().splitlines() if not line.startswith("20"))
+        assert f"config:      {installed.parent.parent}" in printed, "the packaged config"
+        assert "database:    the one SLUICE_DATABASE_URL names" in printed and str(chosen) not in printed
+        assert chosen.is_file()
     finally:
         stop_process(proc)
     assert list(cwd.iterdir()) == []
+    assert not list(tmp_path.glob("sluice-demo-*"))
