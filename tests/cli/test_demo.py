@@ -7,7 +7,6 @@ so that the test can see the state appear while the demo runs and vanish when it
 
 from __future__ import annotations
 
-import os
 import shlex
 import signal
 import subprocess
@@ -22,6 +21,7 @@ import pytest
 from openai import OpenAI
 
 from gateway.cli.demo import Commands, try_lines
+from tests.cli.support import clean_env, printed_command
 from tests.conftest import DEMO_KEY
 from tests.gateway.support import free_port, stop_process, wait_healthy, wait_until
 
@@ -38,12 +38,7 @@ class Demo:
     env: dict[str, str]
 
     def printed(self, marker: str) -> list[str]:
-        """The printed command line containing `marker`, split as a POSIX shell splits it."""
-        found = [
-            line for line in self.log.read_text().splitlines() if line.startswith("  ") and marker in line
-        ]
-        assert len(found) == 1, f"one printed line with {marker!r} expected:\n{self.log.read_text()}"
-        return shlex.split(found[0])
+        return printed_command(self.log, marker)
 
     def run_printed(self, marker: str) -> subprocess.CompletedProcess[str]:
         argv = self.printed(marker)
@@ -56,12 +51,6 @@ def sluice_script() -> Path:
     script = Path(sysconfig.get_path("scripts")) / "sluice"
     assert script.is_file(), f"the sluice console script is not installed at {script}"
     return script
-
-
-def clean_env(tmp: Path) -> dict[str, str]:
-    """The caller's environment without Sluice's variables or a PYTHONPATH, and with TMPDIR=`tmp`."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLUICE_", "LITELLM", "PYTHON"))}
-    return env | {"TMPDIR": str(tmp), "NO_COLOR": "1"}
 
 
 @pytest.fixture(scope="module")

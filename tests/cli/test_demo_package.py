@@ -3,13 +3,12 @@
 The installed copy is built with setuptools' `build_py` (the step of a wheel build that decides which
 modules and data files go in; `bdist_wheel` then zips that folder) from a copy of the sources, and put
 in a fresh virtual environment of its own: its dependencies come from this environment's
-site-packages through a `.pth` line, which adds the folder without running the `.pth` files in it, so
-the editable install of the checkout stays out of it. The test checks that it does.
+site-packages, less the editable install of the checkout, through links in a folder that a `.pth`
+line adds. The tests check that the checkout stays out.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -22,10 +21,12 @@ from openai import OpenAI
 
 from gateway.config import load_config
 from gateway.demo import demo_config
+from tests.cli.support import clean_env, printed_command
 from tests.conftest import DEMO_KEY
 from tests.gateway.support import free_port, stop_process, wait_healthy
 
 ROOT = Path(__file__).resolve().parents[2]
+LEFT_OUT = ("__editable__", "sluice-")
 
 
 def test_config_demo_yaml_is_the_packaged_file() -> None:
@@ -34,8 +35,10 @@ def test_config_demo_yaml_is_the_packaged_file() -> None:
         assert load_config(packaged).demo
 
 
-def _run(argv: list[str], *, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=300, check=False)
+def _run(
+    argv: list[str], *, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, f"{argv}: {done.stdout}\n{done.stderr}"
     return done
 
@@ -60,8 +63,13 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     )
     build = ["egg_info", "--egg-base", str(root), "build_py", "--build-lib", str(site)]
     _run([sys.executable, "-c", "from setuptools import setup; setup()", "-q", *build], cwd=source)
-    deps = {sysconfig.get_path("purelib"), sysconfig.get_path("platlib")}
-    (site / "sluice-deps.pth").write_text("".join(f"{d}\n" for d in sorted(deps)))
+    deps = root / "deps"
+    deps.mkdir()
+    for folder in {sysconfig.get_path("purelib"), sysconfig.get_path("platlib")}:
+        for entry in Path(folder).iterdir():
+            if not entry.name.startswith(LEFT_OUT) and not (deps / entry.name).exists():
+                (deps / entry.name).symlink_to(entry)
+    (site / "sluice-deps.pth").write_text(f"{deps}\n")
     shutil.rmtree(source)
     yield python
 
@@ -78,12 +86,12 @@ def test_the_built_package_carries_the_demo_config(installed: Path) -> None:
 
 @pytest.mark.e2e
 def test_the_installed_demo_runs_from_an_empty_folder(installed: Path, tmp_path: Path) -> None:
-    """Also: a database named by SLUICE_DATABASE_URL wins over the demo's own, and is not printed."""
+    """Also: a database named by SLUICE_DATABASE_URL wins over the demo's own and is not printed; the
+    printed Python one-liner and `keys create` (as `python -m`: no console script here) work as printed."""
     cwd = tmp_path / "empty"
     cwd.mkdir()
     chosen = tmp_path / "chosen.db"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLUICE_", "LITELLM", "PYTHON"))}
-    env |= {"TMPDIR": str(tmp_path), "SLUICE_DATABASE_URL": f"sqlite+aiosqlite:///{chosen}"}
+    env = clean_env(tmp_path) | {"SLUICE_DATABASE_URL": f"sqlite+aiosqlite:///{chosen}"}
     port = free_port()
     log = tmp_path / "demo.log"
     with log.open("w") as sink:
@@ -107,6 +115,13 @@ def test_the_installed_demo_runs_from_an_empty_folder(installed: Path, tmp_path:
         assert f"config:      {installed.parent.parent}" in printed, "the packaged config"
         assert "database:    the one SLUICE_DATABASE_URL names" in printed and str(chosen) not in printed
         assert chosen.is_file()
+        sdk = _run(printed_command(log, "from openai import OpenAI"), cwd=cwd, env=env)
+        assert sdk.stdout.startswith("api-channel"), "openai comes with litellm: no install hint needed"
+        assert "pip install openai" not in printed
+        keys = printed_command(log, " keys create ")
+        assert keys[:3] == [str(installed), "-m", "gateway.cli.main"], "no console script in this venv"
+        created = _run(keys, cwd=cwd, env=env)
+        assert created.stdout.startswith("sk-sluice-")
     finally:
         stop_process(proc)
     assert list(cwd.iterdir()) == []
