@@ -1,10 +1,11 @@
-"""The demo config is package data: in the built package, and one file with `config/demo.yaml`.
+"""The demo config is package data: in the built wheel, and one file with `config/demo.yaml`.
 
-The installed copy is built with setuptools' `build_py` (the step of a wheel build that decides which
-modules and data files go in; `bdist_wheel` then zips that folder) from a copy of the sources, and put
-in a fresh virtual environment of its own: its dependencies come from this environment's
-site-packages, less the editable install of the checkout, through links in a folder that a `.pth`
-line adds. The tests check that the checkout stays out.
+The wheel is built as `pip install <checkout>` builds it (`pip wheel --no-deps --no-build-isolation`,
+with the setuptools of requirements-build.lock, from a copy of the sources so that nothing is written
+into the checkout) and installed with pip into a fresh virtual environment of its own, console
+script included. Its dependencies come from this environment's site-packages, less the editable
+install of the checkout, through links in a folder that a `.pth` line adds. The tests check that
+the checkout stays out.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -45,8 +47,10 @@ def _run(
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A virtual environment with a built (non-editable) copy of Sluice; its interpreter."""
-    pytest.importorskip("setuptools", reason="building the package needs setuptools in this environment")
+    """A virtual environment with Sluice installed from its wheel (not editable); its interpreter."""
+    setuptools = pytest.importorskip("setuptools", reason="building the wheel needs setuptools")
+    if tuple(int(part) for part in setuptools.__version__.split(".")[:2]) < (70, 1):
+        pytest.skip(f"setuptools {setuptools.__version__} cannot build wheels (requirements-build.lock)")
     root = tmp_path_factory.mktemp("installed")
     source = root / "source"
     source.mkdir()
@@ -55,14 +59,16 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     for package in ("gateway", "policies"):
         shutil.copytree(ROOT / package, source / package, ignore=ignore)
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input", "--quiet"]
+    _run([*pip, "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-w", str(root), str(source)])
+    (wheel,) = root.glob("sluice-*.whl")
     venv = root / "venv"
     _run([sys.executable, "-m", "venv", "--without-pip", str(venv)])
     python = venv / "bin" / "python"
+    _run([*pip, "--python", str(python), "install", "--no-deps", "--no-index", str(wheel)])
     site = Path(
         _run([str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"]).stdout.strip()
     )
-    build = ["egg_info", "--egg-base", str(root), "build_py", "--build-lib", str(site)]
-    _run([sys.executable, "-c", "from setuptools import setup; setup()", "-q", *build], cwd=source)
     deps = root / "deps"
     deps.mkdir()
     for folder in {sysconfig.get_path("purelib"), sysconfig.get_path("platlib")}:
@@ -74,7 +80,13 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     yield python
 
 
-def test_the_built_package_carries_the_demo_config(installed: Path) -> None:
+def test_the_wheel_carries_the_demo_config(installed: Path) -> None:
+    (wheel,) = installed.parents[2].glob("sluice-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        assert "gateway/demo/demo.yaml" in archive.namelist()
+
+
+def test_the_installed_package_reads_its_demo_config(installed: Path) -> None:
     code = (
         "import importlib.resources as r, gateway; print(gateway.__file__); "
         "print(r.files('gateway.demo').joinpath('demo.yaml').is_file())"
@@ -87,7 +99,7 @@ def test_the_built_package_carries_the_demo_config(installed: Path) -> None:
 @pytest.mark.e2e
 def test_the_installed_demo_runs_from_an_empty_folder(installed: Path, tmp_path: Path) -> None:
     """Also: a database named by SLUICE_DATABASE_URL wins over the demo's own and is not printed; the
-    printed Python one-liner and `keys create` (as `python -m`: no console script here) work as printed."""
+    printed Python one-liner and `keys create` work as printed."""
     cwd = tmp_path / "empty"
     cwd.mkdir()
     chosen = tmp_path / "chosen.db"
@@ -96,7 +108,7 @@ def test_the_installed_demo_runs_from_an_empty_folder(installed: Path, tmp_path:
     log = tmp_path / "demo.log"
     with log.open("w") as sink:
         proc = subprocess.Popen(
-            [str(installed), "-m", "gateway.cli.main", "demo", "--port", str(port)],
+            [str(installed.parent / "sluice"), "demo", "--port", str(port)],
             cwd=cwd,
             env=env,
             stdout=sink,
@@ -119,7 +131,7 @@ def test_the_installed_demo_runs_from_an_empty_folder(installed: Path, tmp_path:
         assert sdk.stdout.startswith("api-channel"), "openai comes with litellm: no install hint needed"
         assert "pip install openai" not in printed
         keys = printed_command(log, " keys create ")
-        assert keys[:3] == [str(installed), "-m", "gateway.cli.main"], "no console script in this venv"
+        assert keys[0] == str(installed.parent / "sluice"), "the console script of this installation"
         created = _run(keys, cwd=cwd, env=env)
         assert created.stdout.startswith("sk-sluice-")
     finally:
