@@ -82,8 +82,10 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings, dotenv_settings)
 
-    def read_secret(self, name: str) -> str | None:
-        """The value of environment variable `name` (deployment keys, key hashes), or None if unset/empty."""
+    @staticmethod
+    def read_secret(name: str) -> str | None:
+        """The value of environment variable `name` (deployment keys, key hashes), or None if unset/empty.
+        Static: `sluice init` asks which provider keys are set without building settings."""
         value = os.environ.get(name)
         return value or None
 
