@@ -1,11 +1,15 @@
 # The Sluice gateway. Config is mounted read-only at /etc/sluice; keys come from the environment.
 FROM python:3.11-slim AS build
 WORKDIR /src
-COPY pyproject.toml README.md requirements-runtime.lock ./
-RUN pip install --no-cache-dir --prefix=/install --require-hashes -r requirements-runtime.lock
+COPY pyproject.toml README.md requirements-build.lock requirements-runtime.lock ./
+# Every step hash-checked, as in the README: pip and the build backend from requirements-build.lock,
+# then the service's dependencies, then Sluice itself built with that backend (no isolated build
+# environment fetching an unchecked setuptools).
+RUN pip install --no-cache-dir --require-hashes -r requirements-build.lock \
+    && pip install --no-cache-dir --prefix=/install --require-hashes -r requirements-runtime.lock
 COPY gateway ./gateway
 COPY policies ./policies
-RUN pip install --no-cache-dir --prefix=/install --no-deps .
+RUN pip install --no-cache-dir --prefix=/install --no-deps --no-build-isolation .
 
 FROM python:3.11-slim
 # The audit spool's folder (SLUICE_AUDIT_SPOOL below; docker-compose.yml mounts its `spool` volume
