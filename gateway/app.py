@@ -32,7 +32,7 @@ from gateway.settings import Settings
 from gateway.slots import KeySlots
 from gateway.state import Services
 from gateway.storage.ledger import LedgerSink
-from gateway.storage.runtime import Storage
+from gateway.storage.runtime import Storage, require_writable_spool
 from gateway.upstream.base import Adapter
 from gateway.upstream.litellm_adapter import LiteLLMAdapter
 from gateway.upstream.openai_wire import OpenAIWireAdapter
@@ -99,6 +99,8 @@ def create_app(
     if audit is None or not key_stores:
         reserved = {r.name for r in records} | {k.name for k in config.keys}
         storage = Storage.from_settings(settings, reserved_names=reserved)
+        if audit is None:
+            require_writable_spool(settings)  # the ledger's refuge when the database is down
         audit = audit or storage.ledger
         key_stores = key_stores or (storage.keys,)
     # Circuit breakers and the retry budget: per app, built from settings unless a test passes its own.

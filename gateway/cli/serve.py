@@ -53,9 +53,11 @@ def _settings(**overrides: object) -> Settings:
 
 def _refuse_bad_config(settings: Settings) -> None:
     from gateway.app import prepare
+    from gateway.storage.runtime import require_writable_spool
 
     try:
         prepare(settings)
+        require_writable_spool(settings)
     except ConfigError as exc:
         for line in str(exc).splitlines():
             typer.echo(f"sluice: {line}", err=True)
