@@ -18,7 +18,7 @@ from fastapi import FastAPI
 
 from gateway.audit import AuditSink
 from gateway.auth import Authenticator, KeyStore, StaticKeyStore, config_keys
-from gateway.config import Config, ConfigError, check, load_config
+from gateway.config import Config, ConfigError, check, check_file
 from gateway.deployments import Deployment, build_deployments
 from gateway.errors import install_handlers
 from gateway.hotpath import HotPath
@@ -47,7 +47,8 @@ def prepare(
 ) -> tuple[Catalog, Config]:
     """Load catalog and config and check them; raise ConfigError with every problem, one per line."""
     catalog = catalog or load_catalog()
-    config = config or load_config(settings.config)
+    if config is None:
+        return catalog, check_file(settings.config, catalog, allow_simulate=settings.allow_simulate)
     problems = check(config, catalog, allow_simulate=settings.allow_simulate)
     if problems:
         raise ConfigError("\n".join(problems))
