@@ -24,6 +24,7 @@ from gateway.errors import install_handlers
 from gateway.hotpath import HotPath
 from gateway.logs import install_redaction
 from gateway.metrics import GatewayMetrics, InFlight, MetricsSink, RequestMetrics
+from gateway.misses import served
 from gateway.resilience import Resilience
 from gateway.routers import admin, chat, health, metrics, models, privacy
 from gateway.routing import Router
@@ -198,7 +199,8 @@ def create_app(
     app.add_middleware(HotPath, services=services)
     app.state.sluice = services
     app.state.storage = storage if storage is not None and storage.keys in key_stores else None
-    install_handlers(app)
+    public = (chat, models, privacy, health)
+    install_handlers(app, endpoints=served(r for module in public for r in module.router.routes))
     for module in (chat, models, privacy, health, metrics, admin):
         app.include_router(module.router)
     return app

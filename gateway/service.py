@@ -35,6 +35,7 @@ from gateway.errors import (
     SluiceError,
     UpstreamFailure,
 )
+from gateway.misses import closest_models
 from gateway.names import DecisionKind, ErrorCode, Header, OnViolation
 from gateway.protocol import ParsedRequest, PrivacyAsk
 from gateway.resilience import Resilience, trips
@@ -156,7 +157,10 @@ class ChatService:
     def _plan(self, call: Call) -> Plan:
         key = call.key
         if not key.may_use(call.parsed.model):
-            raise ModelNotAllowed(f"this key may not use the model {call.parsed.model[:64]!r}", param="model")
+            hint = closest_models(call.parsed.model, filter(key.may_use, self._router.models))
+            raise ModelNotAllowed(
+                f"this key may not use the model {call.parsed.model[:64]!r}{hint}", param="model"
+            )
         try:
             return self._router.plan(
                 call.parsed.model,
