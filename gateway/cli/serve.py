@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from gateway.cli import output
 from gateway.config import ConfigError
 from gateway.deployments import build_deployments
 from gateway.settings import Settings, export_env
@@ -107,14 +108,17 @@ def serve(
 
 
 def check(config: ConfigOpt = None) -> None:
-    """Validate a config against the catalog and list every deployment, available or not."""
-    from gateway.app import prepare
+    """Validate a config against the catalog: every problem at once, or every deployment, available or not."""
+    from gateway.config import check_file
     from gateway.routing import Router
+    from policies.catalog import load_catalog
     from policies.policy import resolve
 
     settings = _settings(config=config)
+    catalog = load_catalog()
     try:
-        catalog, cfg = prepare(settings)
+        # A demo config (`demo: true`) may simulate; any other may not, as `sluice serve` says.
+        cfg = check_file(settings.config, catalog)
     except ConfigError as exc:
         for line in str(exc).splitlines():
             typer.echo(f"sluice: {line}", err=True)
@@ -122,20 +126,38 @@ def check(config: ConfigOpt = None) -> None:
     deployments = build_deployments(cfg, catalog, settings, date.today())
     router = Router(cfg, deployments)
     policy = resolve(cfg.server.default_policy, cfg.policy_table())
-    table = Table(title=f"{settings.config}: OK; default policy {', '.join(p.name for p in policy)}")
-    for column in ("model", "deployment", "channel", "available", "complies", "why not"):
-        table.add_column(column, overflow="fold")
-    unavailable = 0
+    title = f"{settings.config}: OK; default policy {', '.join(p.name for p in policy)}"
+    table = Table(title=title, expand=True, show_lines=True)
+    # Ids keep their line; names and reasons share what is left (gateway/cli/output.py).
+    table.add_column("model, upstream model", ratio=2, overflow="fold")
+    table.add_column("channel", no_wrap=True)
+    table.add_column("available", no_wrap=True)
+    table.add_column("complies", no_wrap=True)
+    table.add_column("why not", ratio=3, overflow="fold")
+    unavailable = simulated = 0
     for dep in router.all_deployments():
         decision, _ = router.judge(policy, dep)
-        unavailable += not dep.available
+        simulated += dep.simulated
+        unavailable += not dep.available and not dep.simulated
+        why = list(decision.reasons())
+        if dep.simulated:
+            available = "simulated"
+        elif dep.available:
+            available = "yes"
+        else:
+            available = "[yellow]no[/]"
+            why.insert(0, f"unavailable: {dep.unavailable}")
         table.add_row(
-            dep.alias,
-            dep.config.model,
+            escape(f"{dep.alias}\n{dep.config.model}"),
             dep.channel.id,
-            "yes" if dep.available else f"[yellow]no[/]: {dep.unavailable}",
+            available,
             "[green]yes[/]" if decision.allowed else "[red]no[/]",
-            escape("\n".join(decision.reasons())),
+            escape(output.reasons_cell(why)),
         )
-    Console(width=200).print(table)
+    output.console().print(table)
+    if cfg.demo:
+        typer.echo(
+            f"a demo config: {simulated} simulated deployment(s), answered by a local fake upstream.\n"
+            f"`sluice demo --config {settings.config}` runs it; `sluice serve` refuses `simulate`."
+        )
     typer.echo(f"{unavailable} deployment(s) unavailable")

@@ -71,6 +71,7 @@ class Storage:
             )
             log.error("%s", line)
             raise ConfigError(line)
+        self.ledger.answered()
         log.info("database %s ready (schema current, %d database keys)", self.db.display_url, len(names))
 
     async def stop(self) -> None:
