@@ -5,8 +5,9 @@ no callbacks, no debug logging), building its keyword arguments from an allowlis
 config (never the request body as such), handing litellm HTTP clients that neither follow
 redirects nor read past Sluice's caps (`gateway/upstream/limits.py`), and mapping litellm's
 exceptions onto Sluice's `UpstreamError`s (`gateway/upstream/litellm_errors.py` decides whose fault
-each failure is). litellm is imported on first use, so a gateway with only OpenAI-wire deployments
-never pays its import time or memory.
+each failure is), and refusing media URLs its translation would download
+(`gateway/upstream/media.py`). litellm is imported on first use, so a gateway with only OpenAI-wire
+deployments never pays its import time or memory.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from gateway.upstream.base import (
 )
 from gateway.upstream.limits import CappedTransport
 from gateway.upstream.litellm_errors import CURRENT_CALL, Call, MarkSent, map_error
+from gateway.upstream.media import refuse_fetched_media
 
 # Set before litellm is imported; forced, so a stray shell variable cannot turn downloads back on.
 OFFLINE_ENV = {
@@ -41,6 +43,10 @@ OFFLINE_ENV = {
     "LITELLM_LOCAL_ANTHROPIC_BETA_HEADERS": "True",
     "LITELLM_LOG": "ERROR",
     "LITELLM_DISABLE_LAZY_LOADING": "",
+    # litellm downloads image and file URLs itself to inline them for most providers: a connection to
+    # a host the client chose. 0 switches every such download off (`gateway/upstream/media.py`
+    # refuses those requests first; this covers any path it does not know).
+    "MAX_IMAGE_URL_DOWNLOAD_SIZE_MB": "0",
 }
 LAZY_IMPORTS = ("litellm.proxy.guardrails.exception_utils",)
 LITELLM_LOGGERS = ("LiteLLM", "LiteLLM Proxy", "LiteLLM Router", "litellm")
@@ -277,6 +283,7 @@ class LiteLLMAdapter:
 
     async def chat(self, target: UpstreamTarget, body: dict[str, Any]) -> dict[str, Any]:
         litellm = await self._litellm()
+        refuse_fetched_media(target.model.partition("/")[0], body)
         call = Call()
         token = CURRENT_CALL.set(call)
         try:
@@ -289,6 +296,7 @@ class LiteLLMAdapter:
 
     async def chat_stream(self, target: UpstreamTarget, body: dict[str, Any]) -> LiteLLMStream:
         litellm = await self._litellm()
+        refuse_fetched_media(target.model.partition("/")[0], body)
         kwargs = _kwargs(target, body, self._client(target, stream=True))
         kwargs["stream"] = True
         call = Call()

@@ -30,6 +30,7 @@ from gateway.upstream.base import (
     retry_after,
 )
 from gateway.upstream.limits import AnswerRefused
+from gateway.upstream.media import INLINE
 
 NEVER_REACHED = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, ConnectionRefusedError)
 # What litellm's translation raises when it cannot carry an input (besides its BadRequestError and
@@ -68,6 +69,8 @@ class MarkSent(httpx.AsyncBaseTransport):
 def _refused_input(litellm: ModuleType, exc: BaseException) -> UpstreamRequestRejected | None:
     """The translation's refusal of an input, for a failure before any request went upstream."""
     exceptions = litellm.exceptions
+    if isinstance(exc, exceptions.ImageFetchError):
+        return UpstreamRequestRejected(f"this model's provider cannot take this media URL here; {INLINE}")
     refused = isinstance(exc, exceptions.BadRequestError | exceptions.UnprocessableEntityError)
     seen: set[int] = set()
     cause: BaseException | None = exc
