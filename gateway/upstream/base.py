@@ -19,7 +19,8 @@ the client sees a byte, so failover can still happen), and the upstream error hi
 A client's fault is answered 400 and never counts against the deployment (breaker, holds, retry
 budget: DESIGN.md invariant 6); everything else is the provider's and counts as before.
 
-Messages are written by Sluice, never copied from an upstream body (which may echo prompts or keys).
+Messages are written by Sluice, never copied from an upstream body (which may echo prompts or keys);
+an upstream's error code passes only through the fixed vocabulary of `gateway/upstream/error_codes.py`.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
+
+from gateway.upstream.error_codes import known_code
 
 # Answers that say the provider did not start the work: rate limited, unavailable, overloaded
 # (Anthropic's 529). A 500, 502 or 504 may come after the model began (and billed) the call, and a
@@ -91,8 +94,10 @@ class UpstreamRequestRejected(UpstreamError):
 
 class UpstreamStatusError(UpstreamError):
     def __init__(self, status: int, *, code: str | None = None, retry_after: float | None = None) -> None:
+        # The quota markers are read from the raw code (a yes/no, nothing of it is kept); what is kept
+        # and shown is only a code from the fixed vocabulary, or `other`.
         self.quota = status == 429 and code is not None and any(m in code.lower() for m in QUOTA_MARKERS)
-        self.code = code
+        self.code = known_code(code)
         detail = f", code {self.code}" if self.code else ""
         super().__init__(f"upstream answered HTTP {status}{detail}", status=status, retry_after=retry_after)
         self.retryable = status in RETRYABLE_STATUS and not self.quota

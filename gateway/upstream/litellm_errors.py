@@ -36,6 +36,20 @@ NEVER_REACHED = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, Co
 # What litellm's translation raises when it cannot carry an input (besides its BadRequestError and
 # UnprocessableEntityError): a bare Exception with a message, or whatever a lookup on the input hit.
 TRANSLATION_ERRORS = (ValueError, TypeError, KeyError, IndexError)
+# litellm's exception classes as codes of the fixed vocabulary (`gateway/upstream/error_codes.py`).
+LITELLM_CODES = {
+    "BadRequestError": "invalid_request_error",
+    "UnprocessableEntityError": "invalid_request_error",
+    "ContextWindowExceededError": "context_length_exceeded",
+    "ContentPolicyViolationError": "content_policy_violation",
+    "ImageFetchError": "invalid_image_url",
+    "NotFoundError": "not_found_error",
+    "AuthenticationError": "authentication_error",
+    "PermissionDeniedError": "permission_error",
+    "RateLimitError": "rate_limit_error",
+    "InternalServerError": "api_error",
+    "ServiceUnavailableError": "service_unavailable_error",
+}
 
 
 class Call:
@@ -139,7 +153,7 @@ def map_error(litellm: ModuleType, exc: Exception, *, sent: bool = True) -> Upst
             getattr(exc, "response", None), "headers", None
         )
         wait = retry_after(headers) if isinstance(headers, Mapping) else None
-        code = type(exc).__name__
+        code = LITELLM_CODES.get(type(exc).__name__)
         if status == 429 and any(m in str(exc).lower() for m in QUOTA_MARKERS):
             code = "insufficient_quota"  # the marker only, never the message (it may echo input)
         return UpstreamStatusError(status, code=code, retry_after=wait)
