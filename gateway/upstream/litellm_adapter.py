@@ -284,10 +284,11 @@ class LiteLLMAdapter:
     async def chat(self, target: UpstreamTarget, body: dict[str, Any]) -> dict[str, Any]:
         litellm = await self._litellm()
         refuse_fetched_media(target.model.partition("/")[0], body)
-        call = Call()
+        client = self._client(target)
+        call = Call(marked=client is not None)
         token = CURRENT_CALL.set(call)
         try:
-            response = await litellm.acompletion(**_kwargs(target, body, self._client(target)))
+            response = await litellm.acompletion(**_kwargs(target, body, client))
         except Exception as exc:  # every litellm failure becomes a sanitised UpstreamError
             raise map_error(litellm, exc, sent=call.sent) from None
         finally:
@@ -297,9 +298,10 @@ class LiteLLMAdapter:
     async def chat_stream(self, target: UpstreamTarget, body: dict[str, Any]) -> LiteLLMStream:
         litellm = await self._litellm()
         refuse_fetched_media(target.model.partition("/")[0], body)
-        kwargs = _kwargs(target, body, self._client(target, stream=True))
+        client = self._client(target, stream=True)
+        kwargs = _kwargs(target, body, client)
         kwargs["stream"] = True
-        call = Call()
+        call = Call(marked=client is not None)
         token = CURRENT_CALL.set(call)
         try:
             response = await litellm.acompletion(**kwargs)
@@ -315,8 +317,9 @@ class LiteLLMAdapter:
 
     async def embeddings(self, target: UpstreamTarget, body: dict[str, Any]) -> dict[str, Any]:
         litellm = await self._litellm()
-        kwargs = _kwargs(target, body, self._client(target))
-        call = Call()
+        client = self._client(target)
+        kwargs = _kwargs(target, body, client)
+        call = Call(marked=client is not None)
         token = CURRENT_CALL.set(call)
         try:
             response = await litellm.aembedding(**kwargs)

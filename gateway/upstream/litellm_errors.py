@@ -53,9 +53,12 @@ LITELLM_CODES = {
 
 
 class Call:
-    """One adapter call: whether any request of it reached Sluice's transport (so, the provider)."""
+    """One adapter call: whether any request of it reached Sluice's transport (so, the provider).
+    A call on a client without `MarkSent` (`marked=False`) counts as sent: unknown means the
+    provider's verdict, never the client's fault."""
 
-    sent = False
+    def __init__(self, *, marked: bool = True) -> None:
+        self.sent = not marked
 
 
 CURRENT_CALL: contextvars.ContextVar[Call | None] = contextvars.ContextVar(
@@ -65,7 +68,7 @@ CURRENT_CALL: contextvars.ContextVar[Call | None] = contextvars.ContextVar(
 
 class MarkSent(httpx.AsyncBaseTransport):
     """Notes on the current call that a request is going upstream. litellm runs some provider code
-    in a worker thread with a copy of the context: the copy holds the same `_Call`, so it is seen."""
+    in a worker thread with a copy of the context: the copy holds the same `Call`, so it is seen."""
 
     def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
         self._inner = inner
