@@ -34,7 +34,10 @@ HOLD_STATUS = frozenset({429, 503, 529})
 
 
 def trips(exc: UpstreamError) -> bool:
-    """True when the provider itself failed (connect, timeout, garbage, 5xx/529); not for 4xx or 429."""
+    """True when the provider itself failed (connect, timeout, garbage, 5xx/529); never for a request
+    the client got wrong (`client_fault`: refused by the translation, or a provider 4xx), nor for 429."""
+    if exc.client_fault:
+        return False
     if isinstance(exc, UpstreamConnectError | UpstreamTimeout | UpstreamProtocolError):
         return True
     if isinstance(exc, UpstreamStatusError):

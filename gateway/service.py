@@ -6,7 +6,8 @@ adapters (I/O) and the audit sink. Failover moves only among compliant deploymen
 before the first byte reached the client, and only on answers that say the provider did not start
 the work (connect errors, 429, 503, 529; see `gateway/upstream/base.py`). It skips deployments whose
 circuit is open or that asked to wait (Retry-After), and stops when the retry budget is spent
-(all three in `gateway/resilience.py`).
+(all three in `gateway/resilience.py`). A request the translation or the provider refuses as
+invalid is the client's 400 and counts against none of them (`client_fault` in the upstream errors).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from gateway.upstream.base import (
     Adapter,
     ChatStream,
     UpstreamError,
+    UpstreamRequestRejected,
     UpstreamStatusError,
     UpstreamTimeout,
 )
@@ -60,6 +62,8 @@ CLIENT_CLOSED = 499  # nginx's status for "the client closed the request"; ledge
 
 def to_client_error(exc: UpstreamError) -> SluiceError:
     """An upstream failure as the client sees it; the message is Sluice's own, never the upstream's."""
+    if isinstance(exc, UpstreamRequestRejected):
+        return InvalidRequest(exc.message)
     if isinstance(exc, UpstreamTimeout):
         return UpstreamFailure("the upstream did not answer in time", timeout=True)
     if isinstance(exc, UpstreamStatusError):
@@ -68,9 +72,9 @@ def to_client_error(exc: UpstreamError) -> SluiceError:
         if exc.status == 429:
             headers = rate_limited_headers(exc.retry_after) if exc.retry_after is not None else {}
             return RateLimited("the upstream is rate limiting; try again later", headers=headers)
-        if exc.status in (400, 404, 409, 413, 422):
+        if exc.client_fault:
             code = f", code {exc.code}" if exc.code else ""
-            return InvalidRequest(f"the upstream rejected the request (HTTP {exc.status}{code})")
+            return InvalidRequest(f"the upstream rejected the request as invalid (HTTP {exc.status}{code})")
     if not exc.retryable:
         return UpstreamFailure(f"{exc.message}; not sent elsewhere: the provider may have started the work")
     # None of them started the work (connect error, 503, 529), so a retry is safe: say so, briefly
@@ -230,6 +234,8 @@ class ChatService:
         breaker = self._resilience.breaker
         if exc is None:
             breaker.success(dep.id)
+        elif isinstance(exc, UpstreamRequestRejected):
+            breaker.abandon(dep.id)  # refused before any upstream call: no verdict on the provider
         elif isinstance(exc, UpstreamError):
             self._resilience.holds.observe(dep.id, exc)
             if trips(exc):
@@ -300,7 +306,10 @@ class ChatService:
                 last = (dep, exc)
                 if exc.retryable:
                     continue
-                _log_failure(call, dep, exc, "not sent elsewhere: the provider may have started the work")
+                if exc.client_fault:  # the request, not the deployment: no operator needs to act
+                    log.info("%s request refused as invalid for %s: %s", call.request_id, dep.id, exc.message)
+                else:
+                    _log_failure(call, dep, exc, "not sent elsewhere: the provider may have started the work")
                 raise self._failed(call, plan, dep, exc, attempt) from None
             except asyncio.CancelledError:  # the client went away: the upstream call is abandoned
                 self._outcome(dep, asyncio.CancelledError())

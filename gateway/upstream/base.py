@@ -4,15 +4,23 @@ What belongs here: `Adapter` (chat, chat_stream, embeddings), `UpstreamTarget` (
 which credentials, from config only), `ChatStream` (headers and the first chunk arrive before
 the client sees a byte, so failover can still happen), and the upstream error hierarchy:
 
-    UpstreamError                   the upstream failed; `retryable` says if failover may happen
+    UpstreamError                   the upstream failed; `retryable` says if failover may happen,
+     │                              `client_fault` if the request itself was the problem
+     ├── UpstreamRequestRejected    the translation refused the request before any upstream call
+     │                              (an input it cannot carry): the client's fault
      ├── UpstreamConnectError       could not connect: the provider cannot have started work (retryable)
      ├── UpstreamStatusError        a non-2xx answer; retryable only for 429 (not quota or spend
-     │                              limits), 503 and 529: the provider refused before starting work
+     │                              limits), 503 and 529: the provider refused before starting work;
+     │                              the client's fault for 400, 404, 409, 413 and 422
      ├── UpstreamTimeout            no answer in time: the provider may be working, so not retried
      ├── UpstreamProtocolError      an answer that is not what the wire promises (HTML, empty, bad JSON)
      └── UpstreamStreamError        the stream broke after it started; never retried
 
-Messages are written by Sluice, never copied from an upstream body (which may echo prompts or keys).
+A client's fault is answered 400 and never counts against the deployment (breaker, holds, retry
+budget: DESIGN.md invariant 6); everything else is the provider's and counts as before.
+
+Messages are written by Sluice, never copied from an upstream body (which may echo prompts or keys);
+an upstream's error code passes only through the fixed vocabulary of `gateway/upstream/error_codes.py`.
 """
 
 from __future__ import annotations
@@ -23,6 +31,8 @@ from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 
+from gateway.upstream.error_codes import known_code
+
 # Answers that say the provider did not start the work: rate limited, unavailable, overloaded
 # (Anthropic's 529). A 500, 502 or 504 may come after the model began (and billed) the call, and a
 # timeout may still be running upstream, so neither is sent again anywhere.
@@ -30,6 +40,9 @@ RETRYABLE_STATUS = frozenset({429, 503, 529})
 # A 429 that waiting will not clear: the account is out of credit or over its spend limit
 # (OpenAI's `insufficient_quota`, Anthropic's spend-limit errors).
 QUOTA_MARKERS = ("quota", "spend", "billing", "credit")
+# Answers that say the request itself is invalid (malformed, unknown model or resource, too large,
+# refused content): sending it again, here or elsewhere, fails the same way, and the provider is up.
+CLIENT_ERROR_STATUS = frozenset({400, 404, 409, 413, 422})
 
 
 def retry_after(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
@@ -62,6 +75,7 @@ class UpstreamError(Exception):
     or the HTTP status); never text from the upstream."""
 
     retryable = False
+    client_fault = False
 
     def __init__(
         self,
@@ -82,13 +96,28 @@ class UpstreamConnectError(UpstreamError):
     retryable = True
 
 
+class UpstreamRequestRejected(UpstreamError):
+    """The request cannot be carried to this deployment as it is (the translation refused it before
+    any upstream call). `message` is Sluice's own and names no content."""
+
+    client_fault = True
+
+
 class UpstreamStatusError(UpstreamError):
     def __init__(self, status: int, *, code: str | None = None, retry_after: float | None = None) -> None:
-        detail = f", code {code}" if code else ""
-        super().__init__(f"upstream answered HTTP {status}{detail}", status=status, retry_after=retry_after)
-        self.code = code
+        # The quota markers are read from the raw code (a yes/no, nothing of it is kept); what is kept
+        # and shown is only a code from the fixed vocabulary, or `other`.
         self.quota = status == 429 and code is not None and any(m in code.lower() for m in QUOTA_MARKERS)
+        self.code = known_code(code)
+        detail = f", code {self.code}" if self.code else ""
+        super().__init__(
+            f"upstream answered HTTP {status}{detail}",
+            status=status,
+            retry_after=retry_after,
+            cause=f"HTTP {status}{detail}",
+        )
         self.retryable = status in RETRYABLE_STATUS and not self.quota
+        self.client_fault = status in CLIENT_ERROR_STATUS
 
 
 class UpstreamTimeout(UpstreamError):

@@ -4,8 +4,10 @@ What belongs here: loading litellm offline and quiet (no cost-map download, no b
 no callbacks, no debug logging), building its keyword arguments from an allowlisted body plus
 config (never the request body as such), handing litellm HTTP clients that neither follow
 redirects nor read past Sluice's caps (`gateway/upstream/limits.py`), and mapping litellm's
-exceptions onto Sluice's `UpstreamError`s. litellm is imported on first use, so a gateway with only
-OpenAI-wire deployments never pays its import time or memory.
+exceptions onto Sluice's `UpstreamError`s (`gateway/upstream/litellm_errors.py` decides whose fault
+each failure is), and refusing media URLs its translation would download
+(`gateway/upstream/media.py`). litellm is imported on first use, so a gateway with only OpenAI-wire
+deployments never pays its import time or memory.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import importlib
 import logging
 import os
 import ssl
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from types import ModuleType
 from typing import Any
 
@@ -25,18 +27,14 @@ import httpx
 import orjson
 
 from gateway.upstream.base import (
-    QUOTA_MARKERS,
-    UpstreamConnectError,
     UpstreamError,
     UpstreamProtocolError,
-    UpstreamStatusError,
     UpstreamStreamError,
     UpstreamTarget,
-    UpstreamTimeout,
-    retry_after,
 )
-from gateway.upstream.causes import Cause, classify
-from gateway.upstream.limits import AnswerRefused, CappedTransport
+from gateway.upstream.limits import CappedTransport
+from gateway.upstream.litellm_errors import CURRENT_CALL, Call, MarkSent, map_error
+from gateway.upstream.media import refuse_fetched_media
 
 # Set before litellm is imported; forced, so a stray shell variable cannot turn downloads back on.
 OFFLINE_ENV = {
@@ -45,6 +43,10 @@ OFFLINE_ENV = {
     "LITELLM_LOCAL_ANTHROPIC_BETA_HEADERS": "True",
     "LITELLM_LOG": "ERROR",
     "LITELLM_DISABLE_LAZY_LOADING": "",
+    # litellm downloads image and file URLs itself to inline them for most providers: a connection to
+    # a host the client chose. 0 switches every such download off (`gateway/upstream/media.py`
+    # refuses those requests first; this covers any path it does not know).
+    "MAX_IMAGE_URL_DOWNLOAD_SIZE_MB": "0",
 }
 LAZY_IMPORTS = ("litellm.proxy.guardrails.exception_utils",)
 LITELLM_LOGGERS = ("LiteLLM", "LiteLLM Proxy", "LiteLLM Router", "litellm")
@@ -121,66 +123,6 @@ def _kwargs(target: UpstreamTarget, body: dict[str, Any], client: Any) -> dict[s
     return kwargs
 
 
-NEVER_REACHED = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, ConnectionRefusedError)
-
-
-def _transport_cause(exc: BaseException) -> UpstreamError | None:
-    """The transport failure behind a litellm exception, if any. litellm wraps a refused connection
-    in whatever its provider module raises (an Anthropic connect failure arrives as a 500
-    `InternalServerError`), so the status alone cannot tell "never reached" from "failed while
-    working"; the exception chain can. The same goes for an answer litellm could not read: a broken,
-    refused or capped read (an httpx request error), or a 200 it could not parse (a ValueError with
-    no HTTP status error before it, which litellm reports as a made-up 422 for Gemini)."""
-    seen: set[int] = set()
-    cause: BaseException | None = exc
-    unreadable = provider_status = False
-    while cause is not None and id(cause) not in seen and len(seen) < 16:
-        seen.add(id(cause))
-        if isinstance(cause, NEVER_REACHED):
-            why = classify(cause, Cause.CONNECT)
-            return UpstreamConnectError(f"cannot connect to the upstream: {why}", cause=why)
-        if isinstance(cause, httpx.TimeoutException):
-            return UpstreamTimeout("the upstream did not answer in time", cause=Cause.READ_TIMEOUT)
-        if isinstance(cause, AnswerRefused):
-            return UpstreamProtocolError(str(cause))  # Sluice's own message
-        if isinstance(cause, httpx.RequestError):  # aiohttp's failures arrive as the base class
-            return UpstreamProtocolError(f"the upstream answer could not be read ({type(cause).__name__})")
-        if isinstance(cause, httpx.HTTPStatusError):
-            provider_status = True
-        elif isinstance(cause, ValueError) and not provider_status:
-            unreadable = True
-        cause = cause.__cause__ or cause.__context__
-    return UpstreamProtocolError("the upstream answer could not be read") if unreadable else None
-
-
-def _map_error(litellm: ModuleType, exc: Exception) -> UpstreamError:
-    exceptions = litellm.exceptions
-    transport = _transport_cause(exc)
-    if transport is not None:
-        return transport
-    if isinstance(exc, exceptions.Timeout):
-        return UpstreamTimeout("the upstream did not answer in time", cause=Cause.READ_TIMEOUT)
-    if isinstance(exc, exceptions.APIConnectionError):
-        # litellm also raises this for answers it could not parse: the provider may have worked.
-        return UpstreamProtocolError("the upstream call failed (APIConnectionError)")
-    # litellm folds several provider statuses into one class (an Anthropic 529 "overloaded" arrives
-    # as a 500 InternalServerError); `provider_status_code` keeps the provider's own, when set.
-    status = getattr(exc, "provider_status_code", None)
-    if not isinstance(status, int):
-        status = getattr(exc, "status_code", None)
-    if isinstance(status, int) and status >= 400:
-        # litellm keeps the provider's headers here; its `response` is often a stand-in without them.
-        headers = getattr(exc, "litellm_response_headers", None) or getattr(
-            getattr(exc, "response", None), "headers", None
-        )
-        wait = retry_after(headers) if isinstance(headers, Mapping) else None
-        code = type(exc).__name__
-        if status == 429 and any(m in str(exc).lower() for m in QUOTA_MARKERS):
-            code = "insufficient_quota"  # the marker only, never the message (it may echo input)
-        return UpstreamStatusError(status, code=code, retry_after=wait)
-    return UpstreamProtocolError(f"the upstream call failed ({type(exc).__name__})")
-
-
 def _dump(obj: Any) -> dict[str, Any]:
     if isinstance(obj, dict):
         return obj
@@ -223,7 +165,7 @@ class LiteLLMStream:
         except UpstreamError:
             raise
         except Exception as exc:  # litellm raises many types mid-stream; all end the stream in-band
-            mapped = _map_error(self._litellm, exc)
+            mapped = map_error(self._litellm, exc)
             raise UpstreamStreamError(f"the upstream stream broke: {mapped.message}") from None
         yield b"data: [DONE]\n\n"
 
@@ -303,7 +245,7 @@ class LiteLLMAdapter:
             deadlines = httpx.Timeout(
                 target.timeout, connect=target.connect_timeout, pool=target.connect_timeout
             )
-            transport = CappedTransport(inner, stream=stream, timeout=deadlines, close_inner=False)
+            transport = MarkSent(CappedTransport(inner, stream=stream, timeout=deadlines, close_inner=False))
             found = AsyncHTTPHandler(follow_redirects=False, timeout=deadlines, transport=transport)
             self._handlers[key] = found
         return found
@@ -324,7 +266,9 @@ class LiteLLMAdapter:
             import openai
 
             http_client = httpx.AsyncClient(
-                transport=CappedTransport(httpx.AsyncHTTPTransport()), follow_redirects=False, trust_env=False
+                transport=MarkSent(CappedTransport(httpx.AsyncHTTPTransport())),
+                follow_redirects=False,
+                trust_env=False,
             )
             options: dict[str, Any] = {
                 "api_key": target.api_key,
@@ -339,16 +283,26 @@ class LiteLLMAdapter:
 
     async def chat(self, target: UpstreamTarget, body: dict[str, Any]) -> dict[str, Any]:
         litellm = await self._litellm()
+        refuse_fetched_media(target.model.partition("/")[0], body)
+        client = self._client(target)
+        call = Call(marked=client is not None)
+        token = CURRENT_CALL.set(call)
         try:
-            response = await litellm.acompletion(**_kwargs(target, body, self._client(target)))
+            response = await litellm.acompletion(**_kwargs(target, body, client))
         except Exception as exc:  # every litellm failure becomes a sanitised UpstreamError
-            raise _map_error(litellm, exc) from None
+            raise map_error(litellm, exc, sent=call.sent) from None
+        finally:
+            CURRENT_CALL.reset(token)
         return _dump(response)
 
     async def chat_stream(self, target: UpstreamTarget, body: dict[str, Any]) -> LiteLLMStream:
         litellm = await self._litellm()
-        kwargs = _kwargs(target, body, self._client(target, stream=True))
+        refuse_fetched_media(target.model.partition("/")[0], body)
+        client = self._client(target, stream=True)
+        kwargs = _kwargs(target, body, client)
         kwargs["stream"] = True
+        call = Call(marked=client is not None)
+        token = CURRENT_CALL.set(call)
         try:
             response = await litellm.acompletion(**kwargs)
             iterator = aiter(response)
@@ -356,16 +310,23 @@ class LiteLLMAdapter:
         except StopAsyncIteration:
             raise UpstreamProtocolError("the upstream stream ended before its first chunk") from None
         except Exception as exc:  # see chat()
-            raise _map_error(litellm, exc) from None
+            raise map_error(litellm, exc, sent=call.sent) from None
+        finally:
+            CURRENT_CALL.reset(token)
         return LiteLLMStream(litellm, iterator, first, target.idle_timeout)
 
     async def embeddings(self, target: UpstreamTarget, body: dict[str, Any]) -> dict[str, Any]:
         litellm = await self._litellm()
-        kwargs = _kwargs(target, body, self._client(target))
+        client = self._client(target)
+        kwargs = _kwargs(target, body, client)
+        call = Call(marked=client is not None)
+        token = CURRENT_CALL.set(call)
         try:
             response = await litellm.aembedding(**kwargs)
         except Exception as exc:  # see chat()
-            raise _map_error(litellm, exc) from None
+            raise map_error(litellm, exc, sent=call.sent) from None
+        finally:
+            CURRENT_CALL.reset(token)
         return _dump(response)
 
     async def aclose(self) -> None:

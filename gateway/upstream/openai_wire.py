@@ -28,6 +28,7 @@ from gateway.upstream.base import (
     retry_after,
 )
 from gateway.upstream.causes import Cause, classify
+from gateway.upstream.error_codes import OTHER, known_code
 from gateway.upstream.limits import MAX_BODY_BYTES, MAX_LINE_BYTES, AnswerRefused, CappedTransport
 from gateway.upstream.transport import FastTransport
 
@@ -38,7 +39,9 @@ ERROR_EVENT = re.compile(rb'(?:^|\n)data: ?\{\s*"error"')
 
 
 def _error_code(raw: bytes) -> str | None:
-    """The upstream's short error code or type (never its message, which may echo the prompt)."""
+    """The upstream's error code, type or status (never its message, which may echo the prompt): the
+    first one in the fixed vocabulary, else the first given. `UpstreamStatusError` reads its quota
+    markers from it and keeps only the vocabulary's value, or `other` (`known_code`)."""
     try:
         parsed = orjson.loads(raw)
     except orjson.JSONDecodeError:
@@ -46,8 +49,9 @@ def _error_code(raw: bytes) -> str | None:
     error = parsed.get("error") if isinstance(parsed, dict) else None
     if not isinstance(error, dict):
         return None
-    code = error.get("code") or error.get("type") or error.get("status")
-    return str(code)[:64] if isinstance(code, str | int) and str(code).isprintable() else None
+    fields = (error.get("code"), error.get("type"), error.get("status"))
+    given = [str(value) for value in fields if value not in (None, "")]
+    return next((value for value in given if known_code(value) != OTHER), given[0] if given else None)
 
 
 async def _read_capped(response: httpx.Response, cap: int) -> bytes:

@@ -276,6 +276,55 @@ def tools() -> st.SearchStrategy[Any]:
     return st.one_of(st.lists(st.one_of(tool, anything()), max_size=3), anything())
 
 
+# Shapes a translation (litellm) refuses or would have to fetch (issue 11): each must be a 400 that
+# counts against no deployment, or a 200 where the provider takes it; never a 5xx, never a fetch.
+MISTAKEN_PARTS: tuple[Any, ...] = (
+    {"type": "image_url", "image_url": {"url": "data:nonsense"}},
+    {"type": "image_url", "image_url": {"url": "data:image/png;base64,!!not-base64!!"}},
+    {"type": "image_url", "image_url": {"url": "https://images.example.com/cat.png"}},
+    {"type": "image_url", "image_url": {"url": "http://images.example.com/cat"}},
+    {"type": "image_url", "image_url": {"url": "gs://bucket/cat.png"}},
+    {"type": "image_url", "image_url": "https://images.example.com/cat.png"},
+    {"type": "image_url", "image_url": {}},
+    {"type": "file", "file": {"file_id": "https://docs.example.com/a.pdf"}},
+    {"type": "file", "file": {"file_data": "data:nonsense"}},
+    {"type": "input_audio", "input_audio": {"data": "!!", "format": "wav"}},
+    {"type": "hologram", "hologram": {"note": CANARY}},
+    {"type": "text"},
+)
+MISTAKEN_TOOLS: tuple[Any, ...] = (
+    [{}],
+    [{"type": "function"}],
+    [{"type": "function", "function": {"name": "lookup", "parameters": CANARY}}],
+    [{"type": "function", "function": {"name": "lookup", "parameters": [CANARY]}}],
+    [{"type": "mcp", "server_label": "docs", "server_url": "https://mcp.example.com/sse"}],
+    [{"type": "web_search_preview"}],
+    [{"type": CANARY}],
+)
+
+
+def client_mistake_bodies() -> st.SearchStrategy[dict[str, Any]]:
+    model = st.sampled_from(["claude-sonnet", "gemini-flash", "gpt-4o-mini"])
+    text = {"type": "text", "text": CANARY}
+    shape = st.one_of(
+        st.sampled_from(MISTAKEN_PARTS).map(lambda p: {"messages": [{"role": "user", "content": [text, p]}]}),
+        st.sampled_from(MISTAKEN_TOOLS).map(
+            lambda t: {"messages": [{"role": "user", "content": CANARY}], "tools": t}
+        ),
+        st.just({"messages": [{"role": "user", "content": CANARY}], "web_search_options": {}}),
+        st.just({"messages": [{"role": "tool", "tool_call_id": "call_1", "content": CANARY}]}),
+        st.just(
+            {
+                "messages": [
+                    {"role": "user", "content": CANARY},
+                    {"role": "assistant", "content": None, "tool_calls": [{"id": "c", "type": "function"}]},
+                ]
+            }
+        ),
+    )
+    return st.builds(lambda m, b, stream: {"model": m, **b, "stream": stream}, model, shape, st.booleans())
+
+
 def nested_forbidden() -> st.SearchStrategy[dict[str, Any]]:
     """A forbidden key somewhere below the top level (in an allowed field's value)."""
     return st.builds(
@@ -503,6 +552,10 @@ def chat_requests() -> st.SearchStrategy[FuzzRequest]:
     return _json_request("chat", chat_bodies(), st.just(("POST", "/v1/chat/completions")))
 
 
+def client_mistake_requests() -> st.SearchStrategy[FuzzRequest]:
+    return _json_request("client-mistake", client_mistake_bodies(), st.just(("POST", "/v1/chat/completions")))
+
+
 def embedding_requests() -> st.SearchStrategy[FuzzRequest]:
     return _json_request("embeddings", embedding_bodies(), st.just(("POST", "/v1/embeddings")))
 
@@ -554,7 +607,12 @@ def raw_requests() -> st.SearchStrategy[FuzzRequest]:
 def fuzz_requests() -> st.SearchStrategy[FuzzRequest]:
     """Every generator, mixed; chat bodies weighted up (the endpoint with the most surface)."""
     return st.one_of(
-        chat_requests(), chat_requests(), arbitrary_requests(), embedding_requests(), raw_requests()
+        chat_requests(),
+        chat_requests(),
+        arbitrary_requests(),
+        embedding_requests(),
+        raw_requests(),
+        client_mistake_requests(),
     )
 
 

@@ -237,3 +237,100 @@ def test_guard_refuses_non_loopback_in_this_process() -> None:
         socket.getaddrinfo("example.com", 443)
     with pytest.raises(OSError, match="loopback only"), socket.socket() as sock:
         sock.connect(("93.184.215.14", 443))
+
+
+MEDIA_CHILD_MAIN = r'''
+FAKE_URL, TRAP_PORT = sys.argv[1], int(sys.argv[2])
+PUBLIC = "https://images.sluice-egress-probe.com/cat.png"
+URLS = {
+    "public-https": PUBLIC,
+    "public-no-extension": "https://images.sluice-egress-probe.com/photo",
+    "trap-http": f"http://127.0.0.1:{TRAP_PORT}/cat.png",
+    "trap-https": f"https://127.0.0.1:{TRAP_PORT}/cat.png",
+}
+PARTS = {name: {"type": "image_url", "image_url": {"url": url}} for name, url in URLS.items()}
+PARTS["file-url"] = {"type": "file", "file": {"file_id": PUBLIC.replace(".png", ".pdf")}}
+PARTS["image-url-string"] = {"type": "image_url", "image_url": URLS["trap-http"]}
+
+
+async def main():
+    settings = Settings(allow_simulate=True, fake_upstream_url=FAKE_URL)
+    app = create_app(settings, config=parse_config(CONFIG), audit=MemoryAuditSink())
+    statuses = []
+    auth = {"authorization": "Bearer sk-sluice-demo"}
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://sluice.test", timeout=60) as http:
+            for model in ("gpt", "claude", "gemini"):
+                for name, part in PARTS.items():
+                    for stream in (False, True):
+                        content = [{"type": "text", "text": "what is this?"}, part]
+                        messages = [{"role": "user", "content": content}]
+                        body = {"model": model, "stream": stream, "messages": messages}
+                        response = await http.post("/v1/chat/completions", json=body, headers=auth)
+                        code = response.json()["error"]["code"] if response.status_code >= 400 else None
+                        statuses.append([model, name, stream, response.status_code, code])
+    print("EGRESS " + json.dumps({**seen, "statuses": statuses}), flush=True)
+
+
+asyncio.run(main())
+'''
+
+
+def media_child() -> str:
+    """The recorder, imports and config of CHILD, then a run that sends media URLs."""
+    return CHILD.split("\nasync def main():", 1)[0] + MEDIA_CHILD_MAIN
+
+
+@pytest.mark.e2e
+def test_media_urls_a_client_sends_are_never_fetched(fake_process: tuple[str, int], tmp_path: Path) -> None:
+    """DESIGN.md invariant 2: an image or file URL goes to a provider that fetches it itself
+    (Anthropic, `https`; the pass-through), or the client gets a 400 asking for inline data; the
+    gateway never looks the host up or connects to it (a public-looking name, and a trap listener
+    on 127.0.0.1 that must see no connection)."""
+    url, port = fake_process
+    with socket.socket() as trap:
+        trap.bind(("127.0.0.1", 0))
+        trap.listen(16)
+        trap.setblocking(False)
+        trap_port = trap.getsockname()[1]
+        script = tmp_path / "egress_media_child.py"
+        script.write_text(media_child(), encoding="utf-8")
+        done = subprocess.run(
+            [sys.executable, str(script), url, str(trap_port)],
+            cwd=REPO_ROOT,
+            env=_clean_env(tmp_path),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stderr[-4000:]
+        with pytest.raises(BlockingIOError):
+            trap.accept()  # nothing connected to the trap, not even briefly
+
+    [line] = [ln for ln in done.stdout.splitlines() if ln.startswith("EGRESS ")]
+    seen = json.loads(line[len("EGRESS ") :])
+    assert seen["refused"] == [], seen["refused"]
+    assert {(host, p) for host, p in seen["connects"]} == {("127.0.0.1", port)}
+    assert {host for host, _ in seen["lookups"] if host is not None} <= {"127.0.0.1", "localhost"}
+
+    outcome = {(m, name, stream): (status, code) for m, name, stream, status, code in seen["statuses"]}
+    carried = {("claude", "public-https"), ("claude", "public-no-extension"), ("claude", "trap-https")}
+    for (model, name, stream), (status, code) in outcome.items():
+        if model == "gpt" or (model, name) in carried:  # the provider fetches (the fake does not)
+            assert status == 200, (model, name, stream, status, code)
+        else:
+            assert (status, code) == (400, "invalid_value"), (model, name, stream, status, code)
+
+    # Anthropic got the URL itself, as a URL source: nothing was inlined on the way.
+    recorded = httpx.get(f"{url}/_fake/requests", timeout=10).json()
+    anthropic = [r for r in recorded if r["wire"] == "anthropic"]
+    sources = [
+        part.get("source")
+        for r in anthropic
+        for message in (r.get("json") or {}).get("messages", [])
+        for part in (message.get("content") if isinstance(message.get("content"), list) else [])
+        if isinstance(part, dict) and part.get("type") == "image"
+    ]
+    assert {"type": "url", "url": "https://images.sluice-egress-probe.com/cat.png"} in sources, sources
+    assert all(s.get("type") == "url" for s in sources), sources

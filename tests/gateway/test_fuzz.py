@@ -24,6 +24,7 @@ from tests.gateway.fuzzing import (
     FuzzRequest,
     arbitrary_requests,
     chat_requests,
+    client_mistake_requests,
     embedding_requests,
     known_issues,
     problems,
@@ -82,6 +83,16 @@ async def test_arbitrary_json(
 async def test_raw_bytes_and_headers(
     fuzz_client: httpx.AsyncClient, fake: FakeUpstream, request: FuzzRequest
 ) -> None:
+    await check(fuzz_client, fake, request)
+
+
+@FUZZ
+@given(request=client_mistake_requests())
+async def test_client_mistakes(
+    fuzz_client: httpx.AsyncClient, fake: FakeUpstream, request: FuzzRequest
+) -> None:
+    """Shapes a translation refuses are 400s that never open a breaker: a 502 `circuit open` after
+    a few of them would show here as a 5xx (issue 11)."""
     await check(fuzz_client, fake, request)
 
 
