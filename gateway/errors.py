@@ -9,6 +9,8 @@ ever FastAPI's `{"detail": ...}`, a 422, or a traceback. Messages never echo req
      │                             forbidden_parameter, unknown_policy
      ├── Unauthenticated (401)     invalid_api_key
      ├── ModelNotAllowed (403)     model_not_allowed
+     ├── MasterKeyRequired (403)   master_key_required (an admin or metrics route, another key)
+     ├── ClientKeyRequired (403)   client_key_required (a model route, the master key)
      ├── PolicyViolation (403)     no_compliant_deployment (carries error.privacy)
      ├── ModelNotFound (404)       model_not_found
      ├── RequestTimeout (408)      request_timeout (headers or body too slow; closes the connection)
@@ -85,6 +87,20 @@ class ModelNotAllowed(SluiceError):
     status = 403
     type = ErrorType.PERMISSION
     code = ErrorCode.MODEL_NOT_ALLOWED
+
+
+class MasterKeyRequired(SluiceError):
+    status = 403
+    type = ErrorType.PERMISSION
+    code = ErrorCode.MASTER_KEY_REQUIRED
+
+
+class ClientKeyRequired(SluiceError):
+    """The master key administers Sluice; it is never a key for model requests (least privilege)."""
+
+    status = 403
+    type = ErrorType.PERMISSION
+    code = ErrorCode.CLIENT_KEY_REQUIRED
 
 
 class PolicyViolation(SluiceError):

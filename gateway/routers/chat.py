@@ -26,7 +26,7 @@ EMBEDDINGS = "embeddings"
 async def handle(request: Request, services: Services, endpoint: str) -> Response:
     started = time.perf_counter()
     request_id = new_request_id(request)
-    key = await services.auth.authenticate(request.headers)
+    key = await services.auth.client(request.headers)
     services.key_slots.claim(request, key.name)  # before the body: a slow one holds the slot
     body = parse_json(await read_body(request, services.settings.max_body_bytes))
     header = request.headers.get("x-privacy-policy")
