@@ -31,6 +31,7 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
 from gateway.names import ErrorCode, ErrorType, Header
@@ -231,6 +232,15 @@ def install_handlers(app: FastAPI) -> None:
             error.status = exc.status_code if 400 <= exc.status_code < 500 else 400
         return render(error, request_id=_request_id(request))
 
+    async def client_gone(request: Request, exc: Exception) -> Response:
+        # The client left (or the protocol's body deadline cut it off, and answered 408 itself)
+        # while a route read its body: nobody to answer, and nothing went wrong in Sluice. The hot
+        # path handles the same case for chat and embeddings.
+        assert isinstance(exc, ClientDisconnect)
+        log.debug("client disconnected before its request body arrived")
+        gone = RequestTimeout("the request body did not arrive")
+        return render(gone, request_id=_request_id(request))
+
     async def unexpected(request: Request, exc: Exception) -> Response:
         # The type only: the message of an arbitrary exception may carry request content.
         log.error("unhandled error %s on %s", type(exc).__name__, request.url.path)
@@ -239,4 +249,5 @@ def install_handlers(app: FastAPI) -> None:
     app.add_exception_handler(SluiceError, sluice_error)
     app.add_exception_handler(RequestValidationError, invalid)
     app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(ClientDisconnect, client_gone)
     app.add_exception_handler(Exception, unexpected)
