@@ -18,12 +18,13 @@ from fastapi import FastAPI
 
 from gateway.audit import AuditSink
 from gateway.auth import Authenticator, KeyStore, StaticKeyStore, config_keys
-from gateway.config import Config, ConfigError, check, load_config
+from gateway.config import Config, ConfigError, check, check_file
 from gateway.deployments import Deployment, build_deployments
 from gateway.errors import install_handlers
 from gateway.hotpath import HotPath
 from gateway.logs import install_redaction
 from gateway.metrics import GatewayMetrics, InFlight, MetricsSink, RequestMetrics
+from gateway.misses import served
 from gateway.resilience import Resilience
 from gateway.routers import admin, chat, health, metrics, models, privacy
 from gateway.routing import Router
@@ -32,7 +33,7 @@ from gateway.settings import Settings
 from gateway.slots import KeySlots
 from gateway.state import Services
 from gateway.storage.ledger import LedgerSink
-from gateway.storage.runtime import Storage
+from gateway.storage.runtime import Storage, require_writable_spool
 from gateway.upstream.base import Adapter
 from gateway.upstream.litellm_adapter import LiteLLMAdapter
 from gateway.upstream.openai_wire import OpenAIWireAdapter
@@ -47,7 +48,8 @@ def prepare(
 ) -> tuple[Catalog, Config]:
     """Load catalog and config and check them; raise ConfigError with every problem, one per line."""
     catalog = catalog or load_catalog()
-    config = config or load_config(settings.config)
+    if config is None:
+        return catalog, check_file(settings.config, catalog, allow_simulate=settings.allow_simulate)
     problems = check(config, catalog, allow_simulate=settings.allow_simulate)
     if problems:
         raise ConfigError("\n".join(problems))
@@ -99,6 +101,8 @@ def create_app(
     if audit is None or not key_stores:
         reserved = {r.name for r in records} | {k.name for k in config.keys}
         storage = Storage.from_settings(settings, reserved_names=reserved)
+        if audit is None:
+            require_writable_spool(settings)  # the ledger's refuge when the database is down
         audit = audit or storage.ledger
         key_stores = key_stores or (storage.keys,)
     # Circuit breakers and the retry budget: per app, built from settings unless a test passes its own.
@@ -199,7 +203,8 @@ def create_app(
     app.add_middleware(HotPath, services=services)
     app.state.sluice = services
     app.state.storage = storage if storage is not None and storage.keys in key_stores else None
-    install_handlers(app)
+    public = (chat, models, privacy, health)
+    install_handlers(app, endpoints=served(r for module in public for r in module.router.routes))
     for module in (chat, models, privacy, health, metrics, admin):
         app.include_router(module.router)
     return app

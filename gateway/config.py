@@ -1,17 +1,20 @@
 """The config file (`config/sluice.yaml`): its schema and its cross-check against the catalog.
 
 What belongs here: pydantic models of the file (extra="forbid"), loading it, and `check()`,
-which refuses at start-up, one clear line per problem: an unknown provider or channel, a
-consumer channel, an api_base off the channel's official hosts, an unknown policy, a reroute to
-nowhere, an attestation the channel cannot take, `simulate` outside the demo. Secrets appear
-only as names of environment variables.
+which refuses at start-up, one clear line per problem: an unknown provider or channel (with the
+closest ids), a consumer channel, an api_base off the channel's official hosts, an unknown
+policy, a reroute to nowhere, an attestation the channel cannot take, `simulate` outside a demo
+config. `check_file()` reports everything at once: a YAML syntax error with its line and column,
+or the schema errors together with the cross-check of every part that validated (`salvage`).
+Secrets appear only as names of environment variables.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import difflib
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 from urllib.parse import urlsplit
 
 import yaml
@@ -26,7 +29,13 @@ from policies.schema import AttestationFact, Kind
 
 
 class ConfigError(ValueError):
-    """The config does not check out; the message is one line per problem."""
+    """The config does not check out; the message is one line per problem. `partial`: the parts of a
+    file that failed schema validation that did validate, so their cross-check can be reported in
+    the same run (see `salvage`)."""
+
+    def __init__(self, message: str, *, partial: Config | None = None) -> None:
+        super().__init__(message)
+        self.partial = partial
 
 
 def _names(value: object) -> object:
@@ -132,19 +141,129 @@ class Config(Strict):
         return policy_table(p.to_domain() for p in self.policies)
 
 
+def _yaml_problem(origin: str, exc: yaml.YAMLError) -> str:
+    """`origin:LINE:COLUMN: not valid YAML: what (while ... at line L, column C)`, 1-based as editors
+    count. PyYAML's own text, which quotes at most a character of the file (never a secret: the
+    file holds only names of environment variables)."""
+    problem, context = getattr(exc, "problem", None), getattr(exc, "context", None)
+    mark, context_mark = getattr(exc, "problem_mark", None), getattr(exc, "context_mark", None)
+    where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
+    text = problem or type(exc).__name__
+    if context:
+        at = f" at line {context_mark.line + 1}, column {context_mark.column + 1}" if context_mark else ""
+        text += f" ({context}{at})"
+    return f"{origin}{where}: not valid YAML: {text}"
+
+
+def _where(loc: Sequence[int | str], raw: object) -> str:
+    """A pydantic location as `check()` spells places: `models.NAME.deployments[1].timeout`."""
+    parts: list[str] = []
+    node = raw
+    for step in loc:
+        item = node[step] if isinstance(node, list) and isinstance(step, int) and step < len(node) else None
+        name = item.get("name") if isinstance(item, dict) else None
+        if isinstance(step, int):
+            if isinstance(name, str) and parts and parts[-1] in ("models", "keys", "policies"):
+                parts.append(f".{name}")
+            else:
+                parts.append(f"[{step}]")
+        else:
+            parts.append(f".{step}" if parts else step)
+        node = item if isinstance(step, int) else node.get(step) if isinstance(node, dict) else None
+    return "".join(parts) or "(top level)"
+
+
 def parse_config(text: str, *, origin: str = "config") -> Config:
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{origin}: not valid YAML ({type(exc).__name__})") from exc
+        raise ConfigError(_yaml_problem(origin, exc)) from None
     try:
         return Config.model_validate(raw)
     except ValidationError as exc:
-        lines = []
-        for err in exc.errors():
-            where = ".".join(str(p) for p in err["loc"]) or "(top level)"
-            lines.append(f"{origin}: {where}: {err['msg']}")
-        raise ConfigError("\n".join(lines)) from exc
+        lines = [f"{origin}: {_where(err['loc'], raw)}: {err['msg']}" for err in exc.errors()]
+        raise ConfigError("\n".join(lines), partial=salvage(raw)) from None
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _valid_part(model: type[M], item: object) -> M | None:
+    """`item` as `model`, or without the fields that failed (already reported), or None."""
+    try:
+        return model.model_validate(item)
+    except ValidationError as exc:
+        if not isinstance(item, dict):
+            return None
+        bad = {err["loc"][0] for err in exc.errors() if err["loc"]}
+        trimmed = {k: v for k, v in item.items() if k not in bad}
+        if trimmed == item:
+            return None
+        try:
+            return model.model_validate(trimmed)
+        except ValidationError:
+            return None
+
+
+def _salvage_model(item: object) -> ModelConfig | None:
+    found = _valid_part(ModelConfig, item)
+    if found is not None or not isinstance(item, dict) or not isinstance(item.get("name"), str):
+        return found
+    # Keep the name (other parts refer to it) and every deployment that validates on its own.
+    deployments = [d for d in _each(DeploymentConfig, _list(item, "deployments")) if d]
+    reroute = [t for t in _list(item, "reroute_to") if isinstance(t, str)]
+    return ModelConfig.model_construct(name=item["name"], deployments=deployments, reroute_to=reroute)
+
+
+def _salvage_policy(item: object) -> PolicyConfig | None:
+    found = _valid_part(PolicyConfig, item)
+    if found is None and isinstance(item, dict) and isinstance(item.get("name"), str):
+        # A stand-in, so that names referring to it are not reported as unknown as well.
+        return PolicyConfig.model_construct(
+            name=item["name"], description="", requires=[Requirement.API_CHANNEL], max_retention_days=None
+        )
+    return found
+
+
+def _salvage_key(item: object) -> KeyConfig | None:
+    found = _valid_part(KeyConfig, item)
+    if found is not None or not isinstance(item, dict) or not isinstance(item.get("name"), str):
+        return found
+    # A key whose hash is wrong still names policies and models that can be checked.
+    policy = _names(item.get("policy") or ())
+    models = item.get("models")
+    return KeyConfig.model_construct(
+        name=item["name"],
+        key_hash_env=None,
+        key_hash=None,
+        policy=tuple(p for p in policy if isinstance(p, str)) if isinstance(policy, list | tuple) else (),
+        models=[m for m in models if isinstance(m, str)] if isinstance(models, list) else None,
+        on_violation=None,
+    )
+
+
+def _each(model: type[M], items: list[object]) -> list[M | None]:
+    return [_valid_part(model, item) for item in items]
+
+
+def _list(raw: dict[str, object], key: str) -> list[object]:
+    value = raw.get(key)
+    return value if isinstance(value, list) else []
+
+
+def salvage(raw: object) -> Config | None:
+    """The parts of a file that validate on their own, so that `check()` can report their problems
+    in the same run as the schema errors of the rest (None when the top level is not a mapping)."""
+    if not isinstance(raw, dict):
+        return None
+    return Config.model_construct(
+        server=_valid_part(ServerConfig, raw.get("server") or {}) or ServerConfig(),
+        policies=[p for p in map(_salvage_policy, _list(raw, "policies")) if p],
+        models=[m for m in map(_salvage_model, _list(raw, "models")) if m],
+        attestations=[a for a in _each(AttestationConfig, _list(raw, "attestations")) if a],
+        keys=[k for k in map(_salvage_key, _list(raw, "keys")) if k],
+        demo=True if raw.get("demo") is True else None,
+    )
 
 
 def load_config(path: Path) -> Config:
@@ -155,13 +274,43 @@ def load_config(path: Path) -> Config:
     return parse_config(text, origin=str(path))
 
 
+def check_file(path: Path, catalog: Catalog, *, allow_simulate: bool | None = None) -> Config:
+    """Load and check `path`; raise ConfigError listing every problem at once: YAML syntax (with line
+    and column), or schema errors together with the cross-check of every part that validated.
+
+    `allow_simulate=None` lets the file decide: a demo config (`demo: true`) may simulate."""
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        if exc.partial is None:
+            raise
+        simulate = exc.partial.demo is True if allow_simulate is None else allow_simulate
+        semantic = check(exc.partial, catalog, allow_simulate=simulate)
+        raise ConfigError("\n".join([*str(exc).splitlines(), *(f"{path}: {p}" for p in semantic)])) from None
+    simulate = config.demo is True if allow_simulate is None else allow_simulate
+    problems = check(config, catalog, allow_simulate=simulate)
+    if problems:
+        raise ConfigError("\n".join(f"{path}: {p}" for p in problems))
+    return config
+
+
+def _did_you_mean(word: str, known: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(known), n=3, cutoff=0.6)
+    return f"; did you mean {' or '.join(close)}?" if close else ""
+
+
 def _check_deployment(where: str, dep: DeploymentConfig, catalog: Catalog, allow_simulate: bool) -> list[str]:
     problems: list[str] = []
     channel = catalog.get(dep.channel)
     if dep.provider not in catalog.providers:
-        return [f"{where}: unknown provider {dep.provider!r}"]
+        return [f"{where}: unknown provider {dep.provider!r}{_did_you_mean(dep.provider, catalog.providers)}"]
     if channel is None:
-        return [f"{where}: unknown channel {dep.channel!r} (see `sluice catalog`)"]
+        own = [c.id for c in catalog if c.provider == dep.provider]
+        if f"{dep.provider}.{dep.channel}" in own:
+            hint = f"; did you mean {dep.provider}.{dep.channel}?"
+        else:
+            hint = _did_you_mean(dep.channel, own) or _did_you_mean(dep.channel, [c.id for c in catalog])
+        return [f"{where}: unknown channel {dep.channel!r}{hint} (see `sluice catalog`)"]
     if channel.provider != dep.provider:
         problems.append(
             f"{where}: channel {dep.channel} belongs to provider {channel.provider}, not {dep.provider}"
@@ -194,7 +343,10 @@ def _check_deployment(where: str, dep: DeploymentConfig, catalog: Catalog, allow
         if not host_allowed(channel, host):
             problems.append(f"{where}: {dep.prefix}/ reaches {host}, not an official host of {channel.name}")
     if dep.simulate and not allow_simulate:
-        problems.append(f"{where}: simulate is for `sluice demo` only; `sluice serve` refuses it")
+        problems.append(
+            f"{where}: simulate is for `sluice demo` only (a demo config says `demo: true`); "
+            "`sluice serve` refuses it"
+        )
     return problems
 
 
@@ -204,13 +356,17 @@ def check(config: Config, catalog: Catalog, *, allow_simulate: bool = False) -> 
     try:
         table = config.policy_table()
     except ValueError as exc:
-        return [f"policies: {exc}"]
+        problems.append(f"policies: {exc}")
+        table = policy_table()  # go on with the builtin ones and the first of each name
+        for custom in config.policies:
+            table.setdefault(custom.name, custom.to_domain())
 
     def policies_ok(where: str, names: Sequence[str]) -> None:
         try:
             resolve(names, table)
         except UnknownPolicyError as exc:
-            problems.append(f"{where}: unknown policy {exc.name!r} (known: {', '.join(sorted(table))})")
+            hint = _did_you_mean(exc.name, table)
+            problems.append(f"{where}: unknown policy {exc.name!r}{hint} (known: {', '.join(sorted(table))})")
 
     policies_ok("server.default_policy", config.server.default_policy)
     names = [m.name for m in config.models]

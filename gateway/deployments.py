@@ -45,6 +45,19 @@ class Deployment:
     def provider(self) -> str:
         return self.channel.provider
 
+    @property
+    def host(self) -> str:
+        """Where calls go, for logs: the base URL's host and port (never its userinfo or path), else
+        the channel's first official host (litellm builds the URL itself)."""
+        base = urlsplit(self.target.api_base) if self.target.api_base else None
+        if base is not None and base.hostname:
+            try:
+                port = base.port
+            except ValueError:
+                port = None
+            return f"{base.hostname}:{port}" if port else base.hostname
+        return self.channel.api_hosts[0] if self.channel.api_hosts else f"{self.provider}'s default host"
+
 
 def _base(dep: DeploymentConfig, settings: Settings) -> str | None:
     route = ROUTES[dep.prefix]

@@ -24,7 +24,7 @@ ever FastAPI's `{"detail": ...}`, a 422, or a traceback. Messages never echo req
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -34,6 +34,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
+from gateway.misses import endpoint_hint
 from gateway.names import ErrorCode, ErrorType, Header
 
 log = logging.getLogger("sluice.errors")
@@ -211,7 +212,9 @@ def validation_error(exc: RequestValidationError) -> InvalidRequest:
     return InvalidRequest(f"invalid value for {param or 'request'}: {message}", param=param)
 
 
-def install_handlers(app: FastAPI) -> None:
+def install_handlers(app: FastAPI, *, endpoints: Sequence[tuple[str, str]] = ()) -> None:
+    """`endpoints`: (method, path) of the public API, which a 404 lists (`gateway/misses.py`)."""
+
     async def sluice_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, SluiceError)
         return render(exc, request_id=_request_id(request))
@@ -224,7 +227,8 @@ def install_handlers(app: FastAPI) -> None:
         assert isinstance(exc, StarletteHTTPException)
         error: SluiceError
         if exc.status_code == 404:
-            error = NotFound("no such endpoint")
+            hint = endpoint_hint(request.method, request.url.path, endpoints)
+            error = NotFound(f"no such endpoint; {hint}")
         elif exc.status_code == 405:
             error = MethodNotAllowed("method not allowed on this endpoint")
         else:

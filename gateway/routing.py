@@ -15,6 +15,7 @@ from typing import Any
 from gateway.config import Config
 from gateway.deployments import Deployment
 from gateway.errors import ModelNotFound, PolicyViolation, UpstreamFailure
+from gateway.misses import closest_models
 from gateway.names import DecisionKind, Header
 from gateway.privacy import PrivacyView, build_view, rejection
 from policies.engine import Decision, evaluate
@@ -71,8 +72,11 @@ class Router:
         may_use: Callable[[str], bool],
     ) -> Plan:
         if requested not in self._deployments:
+            hint = closest_models(requested, filter(may_use, self._deployments))
             raise ModelNotFound(
-                f"the model {requested[:64]!r} does not exist or you do not have access to it", param="model"
+                f"the model {requested[:64]!r} does not exist or you do not have access to it{hint or ';'}"
+                " GET /v1/models lists the models this key may use",
+                param="model",
             )
         compliant = self._compliant(policy, requested)
         if compliant:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -36,9 +35,11 @@ from gateway.errors import (
     SluiceError,
     UpstreamFailure,
 )
+from gateway.misses import closest_models
 from gateway.names import DecisionKind, ErrorCode, Header, OnViolation
 from gateway.protocol import ParsedRequest, PrivacyAsk
 from gateway.resilience import Resilience, trips
+from gateway.retry_after import rate_limited_headers, unavailable_headers
 from gateway.routing import Plan, PolicySet, Router
 from gateway.streaming import RelayResponse
 from gateway.upstream.base import (
@@ -57,11 +58,6 @@ DONE = b"data: [DONE]\n\n"
 CLIENT_CLOSED = 499  # nginx's status for "the client closed the request"; ledger only, never sent
 
 
-def retry_after_header(seconds: float) -> dict[str, str]:
-    """A `Retry-After` in whole seconds, at least 1, at most the longest hold (5 minutes)."""
-    return {"retry-after": str(max(1, math.ceil(min(seconds, 300.0))))}
-
-
 def to_client_error(exc: UpstreamError) -> SluiceError:
     """An upstream failure as the client sees it; the message is Sluice's own, never the upstream's."""
     if isinstance(exc, UpstreamTimeout):
@@ -70,17 +66,25 @@ def to_client_error(exc: UpstreamError) -> SluiceError:
         if exc.quota:
             return RateLimited("the upstream account is out of quota or over its spend limit; not retried")
         if exc.status == 429:
-            headers = retry_after_header(exc.retry_after) if exc.retry_after is not None else {}
+            headers = rate_limited_headers(exc.retry_after) if exc.retry_after is not None else {}
             return RateLimited("the upstream is rate limiting; try again later", headers=headers)
         if exc.status in (400, 404, 409, 413, 422):
             code = f", code {exc.code}" if exc.code else ""
             return InvalidRequest(f"the upstream rejected the request (HTTP {exc.status}{code})")
     if not exc.retryable:
         return UpstreamFailure(f"{exc.message}; not sent elsewhere: the provider may have started the work")
-    # None of them started the work (connect error, 503, 529), so a retry is safe: say when, as the
-    # circuit-open answer does (the upstream's own wait if it gave one, else the 1 s floor).
-    headers = retry_after_header(exc.retry_after or 0.0)
+    # None of them started the work (connect error, 503, 529), so a retry is safe: say so, briefly
+    # (gateway/retry_after.py: SDKs sleep what we say, twice).
+    headers = unavailable_headers(exc.retry_after or 0.0)
     return UpstreamFailure(f"every compliant deployment failed; last error: {exc.message}", headers=headers)
+
+
+def _log_failure(call: Call, dep: Deployment, exc: UpstreamError, then: str) -> None:
+    """One line per failed attempt: which deployment, which host, what class of failure, and what
+    happens next (only the truth: "failing over" names the deployment that is tried next)."""
+    log.warning(
+        "%s %s at %s failed: %s; %s", call.request_id, dep.id, dep.host, exc.cause or exc.message, then
+    )
 
 
 def _tokens(usage: Any) -> tuple[int | None, int | None]:
@@ -153,7 +157,10 @@ class ChatService:
     def _plan(self, call: Call) -> Plan:
         key = call.key
         if not key.may_use(call.parsed.model):
-            raise ModelNotAllowed(f"this key may not use the model {call.parsed.model[:64]!r}", param="model")
+            hint = closest_models(call.parsed.model, filter(key.may_use, self._router.models))
+            raise ModelNotAllowed(
+                f"this key may not use the model {call.parsed.model[:64]!r}{hint}", param="model"
+            )
         try:
             return self._router.plan(
                 call.parsed.model,
@@ -206,7 +213,6 @@ class ChatService:
         )
         error.headers.update(headers)
         self._served(call, plan, dep, error.status, attempts, error_code=error.code.value)
-        log.warning("%s upstream failure on %s: %s", call.request_id, dep.id, exc.message)
         return error
 
     def _admit(self, dep: Deployment, attempts: int) -> bool | None:
@@ -239,19 +245,30 @@ class ChatService:
         resilience = self._resilience
         held = [resilience.holds.remaining(d.id) for d in plan.candidates]
         opened = [resilience.breaker.remaining(d.id) for d in plan.candidates]
-        headers = retry_after_header(min(map(max, held, opened), default=0.0))
-        headers[Header.REQUEST_ID] = call.request_id
+        wait = min(map(max, held, opened), default=0.0)
         error: SluiceError
         if any(held):
             error = RateLimited(
-                "every compliant deployment asked to wait (rate limited); try again later", headers=headers
+                "every compliant deployment asked to wait (rate limited); try again later",
+                headers=rate_limited_headers(wait),
             )
+            why = "asked to wait (Retry-After)"
         else:
             error = UpstreamFailure(
-                "every compliant deployment is failing (circuit open); try again later", headers=headers
+                "every compliant deployment is failing (circuit open); try again later",
+                headers=unavailable_headers(wait),
             )
+            why = "failing (circuit open)"
+        error.headers[Header.REQUEST_ID] = call.request_id
         self._audit.record(call.event(plan.decision, error.status, error_code=error.code.value))
-        log.warning("%s no compliant deployment is available now", call.request_id)
+        log.warning(
+            "%s no call made: every compliant deployment of %s is %s for %.0f s more (%s)",
+            call.request_id,
+            plan.alias,
+            why,
+            wait,
+            ", ".join(f"{d.id} at {d.host}" for d in plan.candidates),
+        )
         return error
 
     async def _first_success(
@@ -264,12 +281,17 @@ class ChatService:
         self._resilience.budget.request()
         attempt = 0
         last: tuple[Deployment, UpstreamError] | None = None
+        stopped, skipped = "", []
         for dep in plan.candidates:
             admitted = self._admit(dep, attempt)
             if admitted is None:
+                stopped = "the retry budget is spent; not failing over"
                 break
             if not admitted:
+                skipped.append(dep.id)
                 continue
+            if last is not None:
+                _log_failure(call, *last, f"failing over to {dep.id} at {dep.host}")
             attempt += 1
             try:
                 result = await attempt_on(dep)
@@ -277,8 +299,8 @@ class ChatService:
                 self._outcome(dep, exc)
                 last = (dep, exc)
                 if exc.retryable:
-                    log.info("%s failing over from %s (%s)", call.request_id, dep.id, exc.message)
                     continue
+                _log_failure(call, dep, exc, "not sent elsewhere: the provider may have started the work")
                 raise self._failed(call, plan, dep, exc, attempt) from None
             except asyncio.CancelledError:  # the client went away: the upstream call is abandoned
                 self._outcome(dep, asyncio.CancelledError())
@@ -290,6 +312,8 @@ class ChatService:
             self._outcome(dep, None)  # an answer (for a stream: its first chunk): the provider works
             return dep, attempt, result
         if last is not None:
+            held = f" available ({', '.join(skipped)}: circuit open or asked to wait)" if skipped else ""
+            _log_failure(call, *last, stopped or f"no other compliant deployment{held}")
             raise self._failed(call, plan, last[0], last[1], attempt) from None
         raise self._unavailable(call, plan)
 
@@ -344,7 +368,8 @@ class ChatService:
                     yield chunk
             except UpstreamError as exc:
                 status, error_code = 502, ErrorCode.UPSTREAM_UNAVAILABLE.value
-                log.warning("%s stream from %s broke: %s", call.request_id, dep.id, exc.message)
+                why = exc.cause or exc.message
+                log.warning("%s stream from %s at %s broke: %s", call.request_id, dep.id, dep.host, why)
                 error = {
                     "error": {
                         "message": exc.message,

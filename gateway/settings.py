@@ -2,8 +2,10 @@
 
 What belongs here: the `Settings` model, its sources and validators, and `read_secret()`, the
 only way the rest of Sluice looks up an environment variable (deployment keys, key hashes).
-Source order (highest first): explicit init arguments, environment variables, the `.env`
-file named by `SLUICE_ENV_FILE` (default `.env`), defaults.
+Source order (highest first): explicit init arguments, environment variables, defaults. No `.env`
+file is read here: the shell (`set -a; . ./.env`) or Docker Compose's `env_file` exports it.
+An empty variable means unset, for settings and for `read_secret()` alike: the example `.env` has
+empty lines (`SLUICE_MASTER_KEY=`) for the operator to fill in, and they must not count as values.
 """
 
 from __future__ import annotations
@@ -20,8 +22,13 @@ PLACEHOLDER_SECRETS = {"changeme", "change-me", "secret", "password", "sk-...", 
 
 class Settings(BaseSettings):
     # hide_input_in_errors: a refused master key (too short, say) must not be echoed in the error.
+    # env_ignore_empty: `SLUICE_MASTER_KEY=` (as in config/.env.example) is unset, not a short key.
     model_config = SettingsConfigDict(
-        env_prefix="SLUICE_", extra="ignore", env_file=None, hide_input_in_errors=True
+        env_prefix="SLUICE_",
+        extra="ignore",
+        env_file=None,
+        env_ignore_empty=True,
+        hide_input_in_errors=True,
     )
 
     config: Path = Path("config/sluice.yaml")
@@ -75,8 +82,10 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings, dotenv_settings)
 
-    def read_secret(self, name: str) -> str | None:
-        """The value of environment variable `name` (deployment keys, key hashes), or None if unset/empty."""
+    @staticmethod
+    def read_secret(name: str) -> str | None:
+        """The value of environment variable `name` (deployment keys, key hashes), or None if unset/empty.
+        Static: `sluice init` asks which provider keys are set without building settings."""
         value = os.environ.get(name)
         return value or None
 

@@ -169,10 +169,18 @@ def check_no_human_review(facts: EffectiveFacts, _: Policy) -> Outcome:
     return _outcome(value is HumanReview.NONE, facts, _REVIEW_TEXT[value], facts.human_review)
 
 
+# Written out, so that each reads as English ("an API channel", never "a api channel").
+_KIND_TEXT = {
+    Kind.API: "an API channel",
+    Kind.CONSUMER: "a consumer product",
+    Kind.SELF_HOSTED: "a self-hosted channel",
+}
+
+
 def check_self_hosted(facts: EffectiveFacts, _: Policy) -> Outcome:
     if facts.channel.kind is Kind.SELF_HOSTED:
         return _outcome(True, facts, "runs on the operator's own host")
-    return _outcome(False, facts, f"a {facts.channel.kind.replace('_', '-')} channel, not self-hosted")
+    return _outcome(False, facts, f"{_KIND_TEXT[facts.channel.kind]}, not self-hosted")
 
 
 def check_eu_residency(facts: EffectiveFacts, _: Policy) -> Outcome:

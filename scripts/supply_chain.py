@@ -139,7 +139,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"supply chain: {problem}", file=sys.stderr)
     if problems:
         return 1
-    version, hashes = pinned_hashes(locks[0], "litellm") if locks else (None, [])
+    version, hashes = next(
+        (pinned for lock in locks if (pinned := pinned_hashes(lock, "litellm"))[0] is not None), (None, [])
+    )
     pth = sorted(p.name for p in args.site.glob("*.pth"))
     print(f"supply chain ok: litellm {_installed('litellm')} (locked {version}, {len(hashes)} wheel hashes)")
     print(f"  .pth files: {pth}; lock files: {[lock.name for lock in locks]}, every entry hashed")

@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from gateway.cli.db import with_database
+from gateway.cli.db import DatabaseOpt, cli_settings, with_database
 from gateway.storage.db import Database
 from gateway.storage.report import Report, Verification, report, tail, verify
 from gateway.storage.timespec import parse_moment
@@ -44,13 +44,14 @@ def audit_tail(
     n: Annotated[int, typer.Option("-n", min=1, max=100_000, help="how many records")] = 20,
     key: Annotated[str | None, typer.Option("--key", help="only this key's requests")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of a table")] = False,
+    database_url: DatabaseOpt = None,
 ) -> None:
     """The newest records, oldest first."""
 
     async def job(db: Database) -> list[dict[str, Any]]:
         return await tail(db, n, key=key)
 
-    rows = with_database(job)
+    rows = with_database(job, cli_settings(database_url=database_url))
     if as_json:
         for row in rows:
             typer.echo(json.dumps(row))
@@ -169,6 +170,7 @@ def audit_report(
     key: Annotated[str | None, typer.Option("--key", help="only this key's requests")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="JSON")] = False,
     as_csv: Annotated[bool, typer.Option("--csv", help="CSV")] = False,
+    database_url: DatabaseOpt = None,
 ) -> None:
     """Counts by decision, provider, channel and badge; the no-training share; every blocked request."""
     if as_json and as_csv:
@@ -179,7 +181,7 @@ def audit_report(
     async def job(db: Database) -> Report:
         return await report(db, since=start, until=end, key=key)
 
-    found = with_database(job)
+    found = with_database(job, cli_settings(database_url=database_url))
     if as_json:
         typer.echo(json.dumps(found.as_dict(), indent=2))
     elif as_csv:
@@ -189,9 +191,11 @@ def audit_report(
 
 
 @audit_app.command("verify")
-def audit_verify(as_json: Annotated[bool, typer.Option("--json", help="JSON")] = False) -> None:
+def audit_verify(
+    as_json: Annotated[bool, typer.Option("--json", help="JSON")] = False, database_url: DatabaseOpt = None
+) -> None:
     """Check every writer's hash chain; report the first break of each; exit 1 on any break."""
-    found: Verification = with_database(verify)
+    found: Verification = with_database(verify, cli_settings(database_url=database_url))
     if as_json:
         typer.echo(
             json.dumps(

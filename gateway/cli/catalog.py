@@ -16,6 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from gateway.catalog_view import catalog_json, channel_json, policies_json
+from gateway.cli import output
 from policies.badges import Level, derive_badges
 from policies.catalog import Catalog, load_catalog
 from policies.engine import evaluate
@@ -31,7 +32,7 @@ LEVEL_STYLE = {Level.GOOD: "green", Level.CAUTION: "yellow", Level.BAD: "red"}
 
 
 def _console() -> Console:
-    return Console(width=200, soft_wrap=False)
+    return output.console()
 
 
 def _badges(catalog: Catalog, channel: Channel) -> str:
@@ -44,6 +45,15 @@ def _retention(channel: Channel) -> str:
     if r.days is not None:
         return f"{r.qualifier.replace('_', ' ')} {r.days}d"
     return r.qualifier.replace("_", " ")
+
+
+def _attestation_note(facts: str, channels: list[str]) -> str:
+    return (
+        f"* needs the operator's attestation {facts} ({', '.join(channels)}): the same host also "
+        "serves a plan that trains, so without it the badges say unknown and every fact-based policy "
+        f"fails. Attest it in your config (attestations: [{{provider, channel, fact: {facts.split(', ')[0]}, "
+        "evidence}]); `sluice catalog show CHANNEL` explains."
+    )
 
 
 def _plain_row(table: Table, *cells: str) -> None:
@@ -72,34 +82,33 @@ def catalog_list(
     if as_json:
         typer.echo(json.dumps(catalog_json(catalog, date.today(), provider=provider), indent=2))
         return
-    table = Table(title=f"Sluice privacy catalog ({len(catalog)} channels)", show_lines=False)
-    for column in (
-        "channel",
-        "name",
-        "kind",
-        "training",
-        "retention",
-        "ZDR",
-        "human review",
-        "badges",
-        "as of",
-    ):
-        table.add_column(column, overflow="fold")
+    # Laid out for 100 columns (gateway/cli/output.py): one cell names the channel, its kind and the
+    # catalog date; facts wrap at words; each badge keeps a line of its own.
+    table = Table(title=f"Sluice privacy catalog ({len(catalog)} channels)", show_lines=True)
+    table.add_column("channel", width=max((len(c.id) for c in catalog), default=10), overflow="fold")
+    table.add_column("training, retention", width=12, overflow="fold")
+    table.add_column("ZDR", width=11, overflow="fold")
+    table.add_column("human review", width=8, overflow="fold")
+    table.add_column("badges", min_width=20, overflow="fold")
+    needs: dict[str, list[str]] = {}
     for channel in catalog:
         if provider and channel.provider != provider:
             continue
+        mark = ""
+        if channel.requires_attestation:
+            mark = " *"
+            needs.setdefault(", ".join(channel.requires_attestation), []).append(channel.id)
         table.add_row(
-            channel.id,
-            channel.name,
-            channel.kind.value,
-            channel.training.default.value,
-            _retention(channel),
-            channel.zdr.availability.value,
-            channel.human_review.value.value,
-            _badges(catalog, channel),
-            channel.as_of.isoformat(),
+            Text(f"{channel.id}\n{channel.name}\n{channel.kind.value}, as of {channel.as_of.isoformat()}"),
+            Text(f"{channel.training.default.value}{mark}\n{_retention(channel)}{mark}"),
+            channel.zdr.availability.value.replace("_", " "),
+            channel.human_review.value.value.replace("_", " "),
+            _badges(catalog, channel).replace(" ", "\n"),
         )
-    _console().print(table)
+    out = _console()
+    out.print(table)
+    for facts, channels in needs.items():
+        out.print(escape(_attestation_note(facts, channels)), highlight=False)
 
 
 @catalog_app.command("show")
@@ -124,6 +133,15 @@ def catalog_show(
     if channel.api_hosts:
         console.print(f"api hosts: {', '.join(channel.api_hosts)}")
     console.print(f"badges: {_badges(catalog, channel)}")
+    if channel.requires_attestation:
+        needed = ", ".join(channel.requires_attestation)
+        console.print(
+            escape(
+                f"requires attestation: {needed}. The facts below hold only for that plan, and the same "
+                "host also serves one that trains: without the attestation in your config, the badges "
+                "above say unknown and every fact-based policy fails."
+            )
+        )
     facts = Table(show_header=True)
     for column in ("fact", "value", "details", "sources"):
         facts.add_column(column, overflow="fold")
@@ -175,7 +193,8 @@ def catalog_show(
     console.print("[bold]sources[/]")
     for sid, src in data["sources"].items():
         stated = f", dated {src['date_stated']}" if src.get("date_stated") else ""
-        console.print(f"  {sid}: {src['url']} ({src['publisher']}{stated}, retrieved {src['retrieved']})")
+        line = f"  {sid}: {src['url']} ({src['publisher']}{stated}, retrieved {src['retrieved']})"
+        console.print(line, soft_wrap=True)  # one line each, never wrapped: URLs stay copyable
 
 
 @catalog_app.command("compare")
@@ -205,8 +224,13 @@ def catalog_compare(as_json: Annotated[bool, typer.Option("--json")] = False) ->
         typer.echo(json.dumps(rows, indent=2))
         return
     table = Table(title="Consumer products against API channels", show_lines=True)
-    for column in ("provider", "channel", "kind", "trains by default", "how to change it", "retention"):
-        table.add_column(column, overflow="fold")
+    table.expand = True
+    table.add_column("provider", width=10, overflow="fold")
+    table.add_column("channel", width=max(len(r["channel"]) for r in rows), overflow="fold")
+    table.add_column("kind", no_wrap=True)
+    table.add_column("trains by default", width=9, overflow="fold")
+    table.add_column("how to change it", ratio=3, overflow="fold")
+    table.add_column("retention", width=10, overflow="fold")
     for row in rows:
         style = "red" if row["training"] in ("always", "opt_out", "unknown") else "green"
         table.add_row(
@@ -273,13 +297,17 @@ def policy_explain(
         return
     allowed = sum(r["allowed"] for r in results)
     table = Table(title=f"{', '.join(p.name for p in chosen)}: {allowed} of {len(results)} channels allowed")
-    for column in ("channel", "kind", "result", "why"):
-        table.add_column(column, overflow="fold")
+    table.expand = True
+    table.add_column("channel", min_width=max(len(r["channel"]) for r in results), ratio=2, overflow="fold")
+    table.add_column("kind", no_wrap=True)
+    table.add_column("result", no_wrap=True)
+    table.add_column("why", ratio=3, overflow="fold")
     for r in results:
         verdict = "[green]allowed[/]" if r["allowed"] else "[red]refused[/]"
-        table.add_row(f"{r['name']}\n{r['channel']}", r["kind"], verdict, escape("\n".join(r["reasons"])))
+        why = escape(output.reasons_cell(r["reasons"]))
+        table.add_row(f"{r['name']}\n{r['channel']}", r["kind"], verdict, why)
     _console().print(table)
-    Console().print(
+    _console().print(
         "Attestations in your config (e.g. a ZDR agreement or a paid tier) can change these results; "
         "`sluice check` evaluates your deployments."
     )

@@ -1,7 +1,8 @@
 """`sluice keys ...`: client keys (`hash` for the config file; `create`, `list`, `revoke` in the database).
 
 What belongs here: options and rendering. The key lifecycle lives in `gateway.storage.keys`;
-the database is the one `SLUICE_DATABASE_URL` names, as for the gateway itself.
+the database is the one `--database-url` or `SLUICE_DATABASE_URL` names, and `create` checks names,
+policies and models against the config `--config` or `SLUICE_CONFIG` names, as for the gateway.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from gateway.auth import hash_key
-from gateway.cli.db import cli_settings, with_database
+from gateway.cli.db import ConfigOpt, DatabaseOpt, cli_settings, with_database
 from gateway.config import ConfigError, load_config
 from gateway.names import OnViolation
 from gateway.settings import Settings
@@ -81,9 +82,11 @@ def keys_create(
     on_violation: Annotated[
         OnViolation | None, typer.Option("--on-violation", help="block or reroute (default: the server's)")
     ] = None,
+    config: ConfigOpt = None,
+    database_url: DatabaseOpt = None,
 ) -> None:
     """Create a key in the database and print it, once; only its hash is stored."""
-    settings = cli_settings()
+    settings = cli_settings(config=config, database_url=database_url)
     known_policies, known_models, reserved = _known(settings)
     policies, allowed = _split(policy), (_split(models) if models is not None else None)
     problems = key_problems(
@@ -132,9 +135,10 @@ def keys_create(
 @keys_app.command("list")
 def keys_list(
     as_json: Annotated[bool, typer.Option("--json", help="JSON instead of a table")] = False,
+    database_url: DatabaseOpt = None,
 ) -> None:
     """Database keys (never their plaintext): active, expired and revoked."""
-    found = with_database(list_keys)
+    found = with_database(list_keys, cli_settings(database_url=database_url))
     now = datetime.now(UTC)
     if as_json:
         typer.echo(json.dumps([k.as_dict(now) for k in found], indent=2))
@@ -158,14 +162,16 @@ def keys_list(
 
 
 @keys_app.command("revoke")
-def keys_revoke(name: Annotated[str, typer.Argument(help="the key's name")]) -> None:
+def keys_revoke(
+    name: Annotated[str, typer.Argument(help="the key's name")], database_url: DatabaseOpt = None
+) -> None:
     """Revoke a database key: refused on the next request, on every replica."""
 
     async def job(db: Database) -> StoredKey:
         return await revoke_key(db, name)
 
     try:
-        with_database(job)
+        with_database(job, cli_settings(database_url=database_url))
     except KeyNotFound as exc:
         typer.echo(f"sluice: {exc}", err=True)
         raise typer.Exit(1) from None

@@ -7,8 +7,10 @@ import typer
 from gateway.cli.audit import audit_app
 from gateway.cli.catalog import catalog_app, policy_app
 from gateway.cli.db import db_app
+from gateway.cli.demo import demo
+from gateway.cli.init import init
 from gateway.cli.keys import keys_app
-from gateway.cli.serve import check, demo, serve
+from gateway.cli.serve import check, serve
 
 app = typer.Typer(
     name="sluice",
@@ -19,6 +21,7 @@ app = typer.Typer(
 app.command()(serve)
 app.command()(demo)
 app.command()(check)
+app.command()(init)
 app.add_typer(catalog_app, name="catalog")
 app.add_typer(policy_app, name="policy")
 app.add_typer(keys_app, name="keys")

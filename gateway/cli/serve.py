@@ -1,4 +1,4 @@
-"""`sluice serve`, `sluice demo` and `sluice check`.
+"""`sluice serve` and `sluice check`, and what `sluice demo` shares with them.
 
 What belongs here: turning command-line options into settings, refusing a bad config with one
 line per problem before anything listens, and starting uvicorn with the app factory (and the HTTP
@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 from typing import Annotated
@@ -18,10 +16,10 @@ from typing import Annotated
 import typer
 import uvicorn
 from pydantic import ValidationError
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from gateway.cli import output
 from gateway.config import ConfigError
 from gateway.deployments import build_deployments
 from gateway.settings import Settings, export_env
@@ -32,7 +30,6 @@ HostOpt = Annotated[
     str | None, typer.Option(help="address to listen on (default: $SLUICE_HOST or 127.0.0.1)")
 ]
 PortOpt = Annotated[int | None, typer.Option(help="port (default: $SLUICE_PORT or 8080)")]
-DEMO_CONFIG = Path("config/demo.yaml")
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
 
@@ -57,9 +54,11 @@ def _settings(**overrides: object) -> Settings:
 
 def _refuse_bad_config(settings: Settings) -> None:
     from gateway.app import prepare
+    from gateway.storage.runtime import require_writable_spool
 
     try:
         prepare(settings)
+        require_writable_spool(settings)
     except ConfigError as exc:
         for line in str(exc).splitlines():
             typer.echo(f"sluice: {line}", err=True)
@@ -69,6 +68,8 @@ def _refuse_bad_config(settings: Settings) -> None:
 def _run(settings: Settings) -> None:
     export_env(
         config=str(settings.config),
+        database_url=settings.database_url,
+        audit_spool=str(settings.audit_spool),
         host=settings.host,
         port=str(settings.port),
         log_level=settings.log_level,
@@ -108,78 +109,18 @@ def serve(
     _run(settings)
 
 
-@contextmanager
-def _fake_upstream(existing: str | None) -> Iterator[str]:
-    if existing:
-        yield existing
-        return
-    from gateway.testing.fake_upstream import FakeUpstream
-
-    with FakeUpstream.in_thread() as fake:
-        yield fake.url
-
-
-def demo(
-    host: HostOpt = None,
-    port: PortOpt = None,
-    config: ConfigOpt = None,
-    upstream: Annotated[
-        str | None, typer.Option(help="use this running fake upstream instead of starting one (benchmarks)")
-    ] = None,
-    workers: Annotated[int, typer.Option(help="worker processes (needs --upstream when more than 1)")] = 1,
-) -> None:
-    """Run Sluice in front of a local fake upstream: no keys, no network."""
-    path = config or DEMO_CONFIG
-    if not path.exists():
-        typer.echo(f"sluice: {path} not found; run `sluice demo` from the Sluice checkout", err=True)
-        raise typer.Exit(2)
-    if workers > 1 and not upstream:
-        typer.echo(
-            "sluice: --workers above 1 needs --upstream (a fake upstream in its own process)", err=True
-        )
-        raise typer.Exit(2)
-    with _fake_upstream(upstream) as fake_url:
-        settings = _settings(
-            config=path,
-            host=host,
-            port=port,
-            workers=workers,
-            allow_simulate=True,
-            fake_upstream_url=fake_url,
-        )
-        _refuse_bad_config(settings)
-        base = f"http://{settings.host}:{settings.port}/v1"
-        console = Console(stderr=True, soft_wrap=True)  # copy-pastable lines, never wrapped
-        console.print(f"[bold]Sluice demo[/] on {base} (fake upstream at {fake_url}); key: sk-sluice-demo\n")
-        console.print("Try:")
-        console.print(
-            f"  curl -i {base}/chat/completions -H 'Authorization: Bearer sk-sluice-demo' "
-            "-H 'Content-Type: application/json' "
-            '-d \'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}]}\''
-        )
-        console.print(
-            "  models: gpt-4o-mini, claude-sonnet, gemini-flash (allowed), gemini-flash-free (blocked),"
-        )
-        console.print("          deepseek-chat (rerouted to llama-local), llama-local (self-hosted)\n")
-        console.print(
-            "  python -c \"from openai import OpenAI; c = OpenAI(base_url='"
-            + base
-            + "', api_key='sk-sluice-demo'); r = c.chat.completions.with_raw_response.create("
-            "model='claude-sonnet', messages=[{'role': 'user', 'content': 'Hi'}]); "
-            "print(r.headers['x-privacy-badges']); print(r.parse().choices[0].message.content)\"\n"
-        )
-        _run(settings)
-
-
 def check(config: ConfigOpt = None) -> None:
-    """Validate a config against the catalog and list every deployment, available or not."""
-    from gateway.app import prepare
+    """Validate a config against the catalog: every problem at once, or every deployment, available or not."""
+    from gateway.config import check_file
     from gateway.routing import Router
+    from policies.catalog import load_catalog
     from policies.policy import resolve
 
     settings = _settings(config=config)
+    catalog = load_catalog()
     try:
-        catalog, cfg = prepare(settings)
+        # A demo config (`demo: true`) may simulate; any other may not, as `sluice serve` says.
+        cfg = check_file(settings.config, catalog)
     except ConfigError as exc:
         for line in str(exc).splitlines():
             typer.echo(f"sluice: {line}", err=True)
@@ -187,20 +128,38 @@ def check(config: ConfigOpt = None) -> None:
     deployments = build_deployments(cfg, catalog, settings, date.today())
     router = Router(cfg, deployments)
     policy = resolve(cfg.server.default_policy, cfg.policy_table())
-    table = Table(title=f"{settings.config}: OK; default policy {', '.join(p.name for p in policy)}")
-    for column in ("model", "deployment", "channel", "available", "complies", "why not"):
-        table.add_column(column, overflow="fold")
-    unavailable = 0
+    title = f"{settings.config}: OK; default policy {', '.join(p.name for p in policy)}"
+    table = Table(title=title, expand=True, show_lines=True)
+    # Ids keep their line; names and reasons share what is left (gateway/cli/output.py).
+    table.add_column("model, upstream model", ratio=2, overflow="fold")
+    table.add_column("channel", no_wrap=True)
+    table.add_column("available", no_wrap=True)
+    table.add_column("complies", no_wrap=True)
+    table.add_column("why not", ratio=3, overflow="fold")
+    unavailable = simulated = 0
     for dep in router.all_deployments():
         decision, _ = router.judge(policy, dep)
-        unavailable += not dep.available
+        simulated += dep.simulated
+        unavailable += not dep.available and not dep.simulated
+        why = list(decision.reasons())
+        if dep.simulated:
+            available = "simulated"
+        elif dep.available:
+            available = "yes"
+        else:
+            available = "[yellow]no[/]"
+            why.insert(0, f"unavailable: {dep.unavailable}")
         table.add_row(
-            dep.alias,
-            dep.config.model,
+            escape(f"{dep.alias}\n{dep.config.model}"),
             dep.channel.id,
-            "yes" if dep.available else f"[yellow]no[/]: {dep.unavailable}",
+            available,
             "[green]yes[/]" if decision.allowed else "[red]no[/]",
-            escape("\n".join(decision.reasons())),
+            escape(output.reasons_cell(why)),
         )
-    Console(width=200).print(table)
+    output.console().print(table)
+    if cfg.demo:
+        typer.echo(
+            f"a demo config: {simulated} simulated deployment(s), answered by a local fake upstream.\n"
+            f"`sluice demo --config {settings.config}` runs it; `sluice serve` refuses `simulate`."
+        )
     typer.echo(f"{unavailable} deployment(s) unavailable")

@@ -10,6 +10,7 @@ from starlette.responses import Response
 from gateway.auth import KeyRecord
 from gateway.errors import ModelNotFound
 from gateway.http import new_request_id
+from gateway.misses import closest_models
 from gateway.names import ErrorCode
 from gateway.privacy import describe
 from gateway.protocol import PrivacyAsk
@@ -51,8 +52,9 @@ async def get_model(model_id: str, request: Request, services: ServicesDep) -> R
     new_request_id(request)
     key = await services.auth.client(request.headers)
     if model_id not in services.router.models or not key.may_use(model_id):
+        hint = closest_models(model_id, filter(key.may_use, services.router.models))
         raise ModelNotFound(
-            "the model does not exist or you do not have access to it",
+            f"the model does not exist or you do not have access to it{hint}",
             code=ErrorCode.MODEL_NOT_FOUND,
             param="model",
         )

@@ -400,6 +400,12 @@ class LedgerSink:
             log.warning("audit database %s is back; the spool is replayed", self._db.display_url)
         health.connected, health.down, health.down_since, health.db_error = True, False, None, None
 
+    def answered(self) -> None:
+        """The database answered outside the writer (start-up applied the migrations): `status()` says
+        so at once, not only after the writer's first cycle."""
+        if not self._health.down:
+            self._health.connected = True
+
     def status(self) -> tuple[bool, str]:
         health, task = self._health, self._task
         lost = f"; {self.stats.dropped} records lost" if self.stats.dropped else ""
@@ -415,6 +421,6 @@ class LedgerSink:
             since = health.down_since.isoformat(timespec="seconds") if health.down_since else "?"
             spooling = f"spooling to {self._spool.path}{lost}"
             return True, f"database unavailable since {since} ({health.db_error}); {spooling}"
-        if not health.connected:
-            return True, f"connecting to {self._db.dialect}{lost}"
+        if not health.connected:  # nothing has reached the database yet, neither start-up nor the writer
+            return True, f"{self._db.dialect}: waiting for the audit writer's first contact{lost}"
         return True, f"ok ({self._db.dialect}){lost}"

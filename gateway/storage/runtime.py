@@ -4,11 +4,14 @@ What belongs here: assembling the database, the key store and the ledger writer 
 and their start-up and shutdown. Start-up applies migrations and refuses a key name defined both
 in the config file and in the database; when the database does not answer, it logs one warning
 and the gateway serves anyway (the ledger spools, database keys answer 503 until it is back).
+A spool that cannot be written, though, stops start-up (`require_writable_spool`): without it an
+outage would lose records.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Collection
 
 from gateway.config import ConfigError
@@ -16,8 +19,20 @@ from gateway.settings import Settings
 from gateway.storage.db import Database
 from gateway.storage.keys import DatabaseKeyStore, active_names
 from gateway.storage.ledger import DB_ERRORS, LedgerSink, describe
+from gateway.storage.spool import Spool
 
 log = logging.getLogger("sluice.storage")
+
+
+def require_writable_spool(settings: Settings) -> None:
+    """Raise ConfigError, one line, when the audit spool (SLUICE_AUDIT_SPOOL) cannot be written."""
+    problem = Spool(settings.audit_spool).problem()
+    if problem is not None:
+        raise ConfigError(
+            f"audit spool {settings.audit_spool}: {problem}; make its folder writable by uid {os.getuid()}"
+            " or set SLUICE_AUDIT_SPOOL to a file in a writable folder (records wait there while the"
+            " database is down)"
+        )
 
 
 class Storage:
@@ -56,6 +71,7 @@ class Storage:
             )
             log.error("%s", line)
             raise ConfigError(line)
+        self.ledger.answered()
         log.info("database %s ready (schema current, %d database keys)", self.db.display_url, len(names))
 
     async def stop(self) -> None:

@@ -5,7 +5,8 @@ order, for replay. Several processes of one host may share the file (`sluice ser
 an append takes an exclusive `flock` and checks it holds the file still at the path; a replay
 first *claims* the file by renaming it to `<path>.replay-<time>-<pid>` under the same lock, so no
 append is lost to a replay, and replays claimed files oldest first. Replaying a claimed file twice
-is harmless: the ledger skips rows it already holds (writer, seq).
+is harmless: the ledger skips rows it already holds (writer, seq). `problem()` is the start-up
+probe that the file can be written at all.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import tempfile
 import time
 from collections.abc import Generator, Sequence
 from pathlib import Path
@@ -26,6 +28,29 @@ CLAIM_MARK = ".replay-"
 class Spool:
     def __init__(self, path: Path) -> None:
         self.path = path
+
+    def problem(self) -> str | None:
+        """Why rows could not be spooled at this path, or None. A start-up probe, so that a folder
+        this process cannot write (a root-owned volume, say) shows at once, not during the first
+        database outage: it creates the folder, creates and removes a file in it (as `append` and
+        `claim` do), and opens an existing spool for appending. Nothing is written to the spool."""
+        folder = self.path.parent
+        if folder.exists() and not folder.is_dir():
+            return f"{folder} is not a folder"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            fd, probe = tempfile.mkstemp(prefix=f".{self.path.name}.probe-", dir=folder)
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as exc:
+            return f"cannot create files in {folder} ({exc.strerror or type(exc).__name__})"
+        try:
+            os.close(os.open(self.path, os.O_WRONLY | os.O_APPEND))
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            return f"cannot append to {self.path} ({exc.strerror or type(exc).__name__})"
+        return None
 
     def _claims(self) -> list[Path]:
         prefix = self.path.name + CLAIM_MARK

@@ -58,13 +58,24 @@ def retry_after(headers: Mapping[str, str], *, now: float | None = None) -> floa
 
 
 class UpstreamError(Exception):
+    """`cause`: what went wrong on the wire, in a few words for the log (`gateway/upstream/causes.py`,
+    or the HTTP status); never text from the upstream."""
+
     retryable = False
 
-    def __init__(self, message: str, *, status: int | None = None, retry_after: float | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+        cause: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.status = status
         self.retry_after = retry_after
+        self.cause = cause or (f"HTTP {status}" if status is not None else None)
 
 
 class UpstreamConnectError(UpstreamError):

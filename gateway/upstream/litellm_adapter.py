@@ -35,6 +35,7 @@ from gateway.upstream.base import (
     UpstreamTimeout,
     retry_after,
 )
+from gateway.upstream.causes import Cause, classify
 from gateway.upstream.limits import AnswerRefused, CappedTransport
 
 # Set before litellm is imported; forced, so a stray shell variable cannot turn downloads back on.
@@ -136,9 +137,10 @@ def _transport_cause(exc: BaseException) -> UpstreamError | None:
     while cause is not None and id(cause) not in seen and len(seen) < 16:
         seen.add(id(cause))
         if isinstance(cause, NEVER_REACHED):
-            return UpstreamConnectError(f"cannot connect to the upstream ({type(cause).__name__})")
+            why = classify(cause, Cause.CONNECT)
+            return UpstreamConnectError(f"cannot connect to the upstream: {why}", cause=why)
         if isinstance(cause, httpx.TimeoutException):
-            return UpstreamTimeout("the upstream did not answer in time")
+            return UpstreamTimeout("the upstream did not answer in time", cause=Cause.READ_TIMEOUT)
         if isinstance(cause, AnswerRefused):
             return UpstreamProtocolError(str(cause))  # Sluice's own message
         if isinstance(cause, httpx.RequestError):  # aiohttp's failures arrive as the base class
@@ -157,7 +159,7 @@ def _map_error(litellm: ModuleType, exc: Exception) -> UpstreamError:
     if transport is not None:
         return transport
     if isinstance(exc, exceptions.Timeout):
-        return UpstreamTimeout("the upstream did not answer in time")
+        return UpstreamTimeout("the upstream did not answer in time", cause=Cause.READ_TIMEOUT)
     if isinstance(exc, exceptions.APIConnectionError):
         # litellm also raises this for answers it could not parse: the provider may have worked.
         return UpstreamProtocolError("the upstream call failed (APIConnectionError)")

@@ -27,6 +27,7 @@ from gateway.upstream.base import (
     UpstreamTimeout,
     retry_after,
 )
+from gateway.upstream.causes import Cause, classify
 from gateway.upstream.limits import MAX_BODY_BYTES, MAX_LINE_BYTES, AnswerRefused, CappedTransport
 from gateway.upstream.transport import FastTransport
 
@@ -64,10 +65,12 @@ def _transport_error(exc: httpx.HTTPError) -> UpstreamError:
     if isinstance(exc, AnswerRefused):
         return UpstreamProtocolError(str(exc))  # Sluice's own message
     if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
-        return UpstreamConnectError(f"cannot connect to the upstream ({type(exc).__name__})")
+        cause = classify(exc, Cause.CONNECT)
+        return UpstreamConnectError(f"cannot connect to the upstream: {cause}", cause=cause)
     if isinstance(exc, httpx.TimeoutException):
-        return UpstreamTimeout("the upstream did not answer in time")
-    return UpstreamProtocolError(f"the upstream connection failed ({type(exc).__name__})")
+        return UpstreamTimeout("the upstream did not answer in time", cause=Cause.READ_TIMEOUT)
+    cause = classify(exc, Cause.PROTOCOL)
+    return UpstreamProtocolError(f"the upstream connection failed ({type(exc).__name__})", cause=cause)
 
 
 def _parse_object(raw: bytes, required: str) -> dict[str, Any]:
@@ -269,7 +272,8 @@ class OpenAIWireAdapter:
             first, rest = await _first_event(raw, target.timeout)
         except TimeoutError:
             await response.aclose()
-            raise UpstreamTimeout("the upstream sent no first chunk in time") from None
+            no_chunk = "the upstream sent no first chunk in time"
+            raise UpstreamTimeout(no_chunk, cause=Cause.READ_TIMEOUT) from None
         except httpx.HTTPError as exc:
             await response.aclose()
             raise _transport_error(exc) from None

@@ -103,6 +103,41 @@ def test_catalog_lists_every_channel() -> None:
     assert "2026-11-29" in out
 
 
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["catalog"],
+        ["catalog", "compare"],
+        ["catalog", "show", "openai.api"],
+        ["policy", "list"],
+        ["policy", "explain", "no-training-only"],
+    ],
+)
+def test_tables_fit_a_pipe(command: list[str]) -> None:
+    """Piped (CliRunner is not a terminal), every table is laid out for 100 columns, COLUMNS or not;
+    only the sources' URL lines may run longer, so that they stay copyable."""
+    out = ok(*command)
+    table = [line for line in out.splitlines() if line[:1] in "┏┃│├┡└"]
+    assert table and max(len(line) for line in table) <= 100
+    assert not [line for line in table if line[-1:] not in "┓┃│┤┩┘"]  # nothing cut off at the edge
+
+
+def test_catalog_says_which_channels_need_an_attestation() -> None:
+    out = ok("catalog")
+    rows = out.split("├")
+    [paid] = [row for row in rows if "│ google.gemini_api_paid " in row]
+    assert "never *" in paid and "training-unknown" in paid  # the catalog's fact beside the badge
+    note = " ".join(out.split("\n* ", 1)[1].split())
+    assert note.startswith(
+        "needs the operator's attestation paid_tier (google.gemini_api_paid, mistral.api_paid): the same"
+        " host also serves a plan that trains, so without it the badges say unknown"
+    )
+    [free] = [row for row in rows if "│ google.gemini_api_free " in row]
+    assert "*" not in free
+    shown = " ".join(ok("catalog", "show", "google.gemini_api_paid").split())
+    assert "requires attestation: paid_tier." in shown
+
+
 def test_catalog_json_has_29_channels_with_badges() -> None:
     data = ok_json("catalog", "--json")
     assert data["object"] == "catalog"

@@ -693,3 +693,15 @@ def test_host_is_only_presumed_official_for_non_consumer_channels(catalog: Catal
     assert facts_for(catalog, "self_hosted.vllm").host_ok
     assert not facts_for(catalog, "openai.chatgpt").host_ok
     assert not facts_for(catalog, "openai.api", host="chatgpt.com").host_ok
+
+
+@pytest.mark.parametrize(
+    ("channel_id", "reason"),
+    [
+        ("openai.api", "OpenAI API: an API channel, not self-hosted"),
+        ("openai.chatgpt", "ChatGPT (Free/Plus/Pro): a consumer product, not self-hosted"),
+    ],
+)
+def test_self_hosted_reasons_read_as_english(catalog: Catalog, channel_id: str, reason: str) -> None:
+    decision = evaluate(policies("self-hosted-only"), facts_for(catalog, channel_id))
+    assert check_for(decision, Requirement.SELF_HOSTED).reason == reason
