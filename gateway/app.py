@@ -198,6 +198,8 @@ def create_app(
             "auto_configure": False,
         },
     )
+    # Added first, so it runs inside HotPath: its refusals are counted like every response.
+    app.add_middleware(admin.AdminGuard, services=services)
     app.add_middleware(HotPath, services=services)
     app.state.sluice = services
     app.state.storage = storage if storage is not None and storage.keys in key_stores else None

@@ -2,8 +2,10 @@
 
 What belongs here: `KeyRecord` (who is calling, with which policy and models), the `KeyStore`
 seam (config keys now; a database store plugs in beside it), hashing, and `Authenticator`,
-which reads `Authorization: Bearer` or `api-key` and refuses ambiguous or unknown keys with 401.
-A key's plaintext is never stored, logged or echoed.
+which reads `Authorization: Bearer`, `api-key` or `x-api-key` and refuses ambiguous or unknown
+keys with 401, and keeps the two kinds of key to their own routes (403): the master key only
+administers (`/admin`, `/metrics`), a client key only makes model requests. A key's plaintext,
+and its hash, are never logged or echoed.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from gateway.config import Config
-from gateway.errors import Unauthenticated
+from gateway.errors import ClientKeyRequired, MasterKeyRequired, Unauthenticated
 from gateway.names import OnViolation
 from gateway.settings import Settings
 
@@ -136,3 +138,20 @@ class Authenticator:
                     break
                 return record
         raise Unauthenticated("invalid API key")
+
+    async def client(self, headers: HeaderLines) -> KeyRecord:
+        """A key for model requests: any valid key but the master key (least privilege)."""
+        record = await self.authenticate(headers)
+        if record.is_master:
+            raise ClientKeyRequired(
+                "the master key (SLUICE_MASTER_KEY) only administers Sluice; send a client key "
+                "(create one with `sluice keys create` or POST /admin/keys)"
+            )
+        return record
+
+    async def master(self, headers: HeaderLines, *, refusal: str) -> KeyRecord:
+        """The master key, or a 403 saying `refusal` for any other valid key."""
+        record = await self.authenticate(headers)
+        if not record.is_master:
+            raise MasterKeyRequired(refusal)
+        return record

@@ -9,6 +9,8 @@ ever FastAPI's `{"detail": ...}`, a 422, or a traceback. Messages never echo req
      │                             forbidden_parameter, unknown_policy
      ├── Unauthenticated (401)     invalid_api_key
      ├── ModelNotAllowed (403)     model_not_allowed
+     ├── MasterKeyRequired (403)   master_key_required (an admin or metrics route, another key)
+     ├── ClientKeyRequired (403)   client_key_required (a model route, the master key)
      ├── PolicyViolation (403)     no_compliant_deployment (carries error.privacy)
      ├── ModelNotFound (404)       model_not_found
      ├── RequestTimeout (408)      request_timeout (headers or body too slow; closes the connection)
@@ -29,6 +31,7 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
 from gateway.misses import endpoint_hint
@@ -86,6 +89,20 @@ class ModelNotAllowed(SluiceError):
     status = 403
     type = ErrorType.PERMISSION
     code = ErrorCode.MODEL_NOT_ALLOWED
+
+
+class MasterKeyRequired(SluiceError):
+    status = 403
+    type = ErrorType.PERMISSION
+    code = ErrorCode.MASTER_KEY_REQUIRED
+
+
+class ClientKeyRequired(SluiceError):
+    """The master key administers Sluice; it is never a key for model requests (least privilege)."""
+
+    status = 403
+    type = ErrorType.PERMISSION
+    code = ErrorCode.CLIENT_KEY_REQUIRED
 
 
 class PolicyViolation(SluiceError):
@@ -219,6 +236,15 @@ def install_handlers(app: FastAPI, *, endpoints: Sequence[tuple[str, str]] = ())
             error.status = exc.status_code if 400 <= exc.status_code < 500 else 400
         return render(error, request_id=_request_id(request))
 
+    async def client_gone(request: Request, exc: Exception) -> Response:
+        # The client left (or the protocol's body deadline cut it off, and answered 408 itself)
+        # while a route read its body: nobody to answer, and nothing went wrong in Sluice. The hot
+        # path handles the same case for chat and embeddings.
+        assert isinstance(exc, ClientDisconnect)
+        log.debug("client disconnected before its request body arrived")
+        gone = RequestTimeout("the request body did not arrive")
+        return render(gone, request_id=_request_id(request))
+
     async def unexpected(request: Request, exc: Exception) -> Response:
         # The type only: the message of an arbitrary exception may carry request content.
         log.error("unhandled error %s on %s", type(exc).__name__, request.url.path)
@@ -227,4 +253,5 @@ def install_handlers(app: FastAPI, *, endpoints: Sequence[tuple[str, str]] = ())
     app.add_exception_handler(SluiceError, sluice_error)
     app.add_exception_handler(RequestValidationError, invalid)
     app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(ClientDisconnect, client_gone)
     app.add_exception_handler(Exception, unexpected)

@@ -1,8 +1,11 @@
 """Reading requests safely: body size limit, content type, request ids.
 
 What belongs here: small helpers the routers share to read a request before parsing: the body
-cap (413 before reading past the limit, chunked bodies included), the JSON content-type check
-(415), and the request id.
+cap (413 before reading past the limit, chunked bodies included; the answer closes the connection),
+the JSON content-type check and the refusal of any Content-Encoding Sluice does not decode (415),
+and the request id. Headers that are one value (Content-Type, Content-Length) are refused when
+repeated (400), never read from their first line only; a list header (Content-Encoding) is read
+from every line (RFC 9110).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import uuid
 from fastapi import Request
 
 from gateway.errors import InvalidRequest, RequestTooLarge, UnsupportedMediaType
+from gateway.names import ErrorCode
 
 JSON_TYPES = ("application/json", "")
 # Envoy's edge defaults: at most 100 request headers, about 60 KiB of them (uvicorn sets no limit).
@@ -26,21 +30,41 @@ def new_request_id(request: Request) -> str:
     return request_id
 
 
+def _single(request: Request, name: str) -> str | None:
+    """The value of a header that is one value; repeated lines are refused, never chosen between."""
+    lines = request.headers.getlist(name)
+    if len(lines) > 1:
+        raise InvalidRequest(f"the request has more than one {name} header", code=ErrorCode.MALFORMED_REQUEST)
+    return lines[0] if lines else None
+
+
+def _too_large(limit: int) -> RequestTooLarge:
+    # The rest of the body is not wanted: the answer closes the connection instead of reading on.
+    return RequestTooLarge(f"the request body is larger than {limit} bytes", headers={"connection": "close"})
+
+
 async def read_body(request: Request, limit: int) -> bytes:
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    content_type = (_single(request, "content-type") or "").split(";")[0].strip().lower()
     if content_type not in JSON_TYPES and not content_type.endswith("+json"):
         raise UnsupportedMediaType("send the request body as application/json")
-    declared = request.headers.get("content-length")
+    codings = [
+        c.strip().lower() for line in request.headers.getlist("content-encoding") for c in line.split(",")
+    ]
+    if any(coding not in ("", "identity") for coding in codings):
+        raise UnsupportedMediaType(
+            "Sluice does not decode a Content-Encoding: send the JSON body uncompressed"
+        )
+    declared = _single(request, "content-length")
     if declared is not None:
         if not declared.isdigit():
             raise InvalidRequest("invalid Content-Length")
         if int(declared) > limit:
-            raise RequestTooLarge(f"the request body is larger than {limit} bytes")
+            raise _too_large(limit)
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise RequestTooLarge(f"the request body is larger than {limit} bytes")
+            raise _too_large(limit)
         chunks.append(chunk)
     return b"".join(chunks)

@@ -1,13 +1,16 @@
 """Log hygiene: secrets never reach a log line, whoever logs it.
 
 What belongs here: a log-record factory that redacts the deployment credentials Sluice holds,
-bearer tokens, `key=` query parameters and `sk-...`-shaped keys from every record at creation,
-whichever library logged it (httpx logs request URLs, and some providers put keys in the query).
-Message content is never logged by Sluice in the first place; this is the second line of defence
-for credentials. Records of litellm's loggers are withheld whole (message, arguments, traceback):
-at DEBUG litellm logs every prompt and completion (the request as a curl command, the raw
-response), and Sluice never needs its text. Sluice sets those loggers to CRITICAL and detaches
-them; withholding also holds when an operator or a plugin turns litellm's debugging back on.
+bearer tokens, the whole value of credential headers (`Authorization: Basic ...`, cookies, API-key
+headers), `key=` query parameters, `sk-...`-shaped keys and SHA-256 digests (a stored key is one)
+from every record at creation, whichever library logged it (httpx logs request URLs, and some
+providers put keys in the query). Message content, header values and key material are never logged
+by Sluice in the first place; this is the second line of defence. Records of litellm's loggers are
+withheld whole (message, arguments, traceback): at DEBUG litellm logs every prompt and completion
+(the request as a curl command, the raw response), and Sluice never needs its text. Sluice sets
+those loggers to CRITICAL and detaches them; withholding also holds when an operator or a plugin
+turns litellm's debugging back on. aiosqlite's records are withheld too: at DEBUG it logs every
+statement with its parameters (key hashes, ledger rows).
 """
 
 from __future__ import annotations
@@ -17,16 +20,22 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
+# Headers whose whole value is a credential: (proxy-)authorization, cookies, API-key headers.
+CREDENTIAL_HEADERS = r"(?:authorization|cookie|set-cookie|x-api-key|api-key|x-goog-api-key|x-auth-token)"
 PATTERNS = (
     re.compile(r"(?i)(bearer\s+)[^\s'\",]+"),
     re.compile(r"(?i)([?&](?:key|api_key|api-key|access_token|token)=)[^&\s'\"]+"),
-    re.compile(r"(?i)((?:x-api-key|api-key|x-goog-api-key|authorization)['\"]?\s*[:=]\s*['\"]?)[^\s'\",}]+"),
+    # `Authorization: Basic abc`, `"cookie": "a=b; c=d"`, `(b'authorization', b'Basic abc')`: the
+    # value up to the end of the line or its closing quote, every word of it.
+    re.compile(rf"(?i)({CREDENTIAL_HEADERS}['\"]?\s*(?:[:=]|,)\s*(?:b?['\"])?)[^\r\n'\"]+"),
     re.compile(r"()\bsk-[A-Za-z0-9_\-]{6,}"),
+    re.compile(r"(?i)()\b(?:sha256:)?[0-9a-f]{64}\b"),
 )
 REDACTED = "[redacted]"
 # Loggers whose records may carry request or response content: litellm's ("LiteLLM",
 # "LiteLLM Proxy", "LiteLLM Router", "litellm.*" and their children).
-WITHHELD_LOGGERS = ("litellm",)
+# aiosqlite's (every statement with its parameters).
+WITHHELD_LOGGERS = ("litellm", "aiosqlite")
 
 
 def _withheld(name: str) -> bool:

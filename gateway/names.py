@@ -54,6 +54,8 @@ class ErrorCode(StrEnum):
     INVALID_API_KEY = "invalid_api_key"
     NO_COMPLIANT_DEPLOYMENT = "no_compliant_deployment"
     MODEL_NOT_ALLOWED = "model_not_allowed"
+    MASTER_KEY_REQUIRED = "master_key_required"
+    CLIENT_KEY_REQUIRED = "client_key_required"
     MODEL_NOT_FOUND = "model_not_found"
     REQUEST_TOO_LARGE = "request_too_large"
     REQUEST_TIMEOUT = "request_timeout"

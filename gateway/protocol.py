@@ -120,6 +120,9 @@ SCHEMA_PATHS = (
     ("functions", "*", "parameters"),
     ("response_format", "json_schema", "schema"),
 )
+# Sluice's own extensions, which refuse every key they do not support themselves (`_privacy_ask`):
+# one error for all of them, whatever else a name means (`provider.order` is also a litellm keyword).
+SELF_CHECKED = (("provider",),)
 
 # litellm's own keyword arguments that are not OpenAI request fields: refused wherever they appear.
 LITELLM_ONLY = LITELLM_PARAMS - (
@@ -186,7 +189,7 @@ def _in_schema(path: tuple[str, ...]) -> bool:
 
 
 def _walk(value: Any, path: tuple[str, ...]) -> Iterator[tuple[tuple[str, ...], str]]:
-    if _in_schema(path):
+    if _in_schema(path) or path in SELF_CHECKED:
         return
     if isinstance(value, dict):
         for key, item in value.items():

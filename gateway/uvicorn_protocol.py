@@ -1,11 +1,14 @@
 """The HTTP protocol `sluice serve` and `sluice demo` run: uvicorn's httptools protocol with deadlines.
 
 What belongs here: the deadlines uvicorn lacks for receiving a request (slowloris, checklist item
-18) and for sending a response to a client that does not read it (checklist T6), and nothing else
-of the HTTP layer. uvicorn waits forever for a fresh connection's first byte, for headers that
-trickle in, for the rest of a body nobody reads any more, and for a client to read what it was
-sent; every such connection costs a socket and memory, and a request still in progress holds a
-slot of the hot path's in-flight cap.
+18) and for sending a response to a client that does not read it (checklist T6), the request
+heads Sluice refuses though the parser accepts them, how a connection closes while the client still
+sends, and nothing else of the HTTP layer.
+
+uvicorn waits forever for a fresh connection's first byte, for headers that trickle in, for the
+rest of a body nobody reads any more, and for a client to read what it was sent; every such
+connection costs a socket and memory, and a request still in progress holds a slot of the hot
+path's in-flight cap.
 
 - Headers: from the connection being made (or from the first byte of a keep-alive connection's
   next request) until the headers are complete, at most `SLUICE_HEADER_TIMEOUT` in all. Bytes
@@ -35,6 +38,19 @@ and the deadline is looked at again one period later.
   stops and closes its upstream call, and its ledger record says `client_cancelled`. A client that
   reads, however slowly, keeps its connection as long as the buffer drains below uvicorn's low-water
   mark (16 KiB) within the deadline each time it fills.
+
+Heads refused with a 400 `malformed_request` and `Connection: close`, as nginx refuses them, because
+a proxy in front may frame the request differently (request smuggling): a `Transfer-Encoding` other
+than exactly one `chunked` (`identity, chunked`, `chunked ` with trailing space, a tab before the
+value, which llhttp skips as whitespace but nginx does not), a `Transfer-Encoding` on HTTP/1.0, and
+any HTTP version but 1.0 and 1.1 (a request line with no version is HTTP/0.9 to llhttp).
+
+Closing: a response that closes the connection (a 413, say) while the request's body is still
+arriving does not close at once: a socket closed with unread data is reset, and the reset can
+destroy the answer before the client reads it. The write side is shut (the client sees the answer,
+then the end), what still arrives is dropped, and the connection closes `LINGER` seconds later, as
+nginx's lingering close does. Sluice serves no WebSocket (`ws="none"`): an Upgrade header is
+ignored, the request is answered as plain HTTP, and the connection closes after that answer.
 """
 
 from __future__ import annotations
@@ -42,6 +58,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
+import re
 import socket
 import struct
 from typing import Any, Literal, cast
@@ -63,6 +81,32 @@ BODY_GRACE = 2.0
 HEAD_CAP = MAX_HEADER_BYTES + 16 * 1024
 # How long a refused connection is still read (and dropped) so the client gets its answer.
 LINGER = 2.0
+HTTP_VERSIONS = ("1.0", "1.1")
+# `Transfer-Encoding:` and the whitespace before its value, as the client sent them.
+_TE_LINE = re.compile(rb"(?i)\ntransfer-encoding:([ \t]*)")
+
+log = logging.getLogger("sluice.http")
+
+
+class RefusedHead(Exception):
+    """A request head the parser accepts and Sluice refuses (answered by `send_400_response`)."""
+
+
+class _ClosingTransport:
+    """The transport a request's response cycle writes to: the connection's, except that `close()`
+    goes through the protocol, which lingers while the request's body is still arriving."""
+
+    def __init__(self, protocol: DeadlineHttpProtocol) -> None:
+        self._protocol = protocol
+
+    def write(self, data: bytes) -> None:
+        self._protocol.transport.write(data)
+
+    def is_closing(self) -> bool:
+        return self._protocol.transport.is_closing()
+
+    def close(self) -> None:
+        self._protocol.close_after_response()
 
 
 def timeout_response(phase: Phase, seconds: float, default_headers: list[tuple[bytes, bytes]]) -> bytes:
@@ -104,6 +148,8 @@ class DeadlineHttpProtocol(HttpToolsProtocol):
         self._request_begun = False  # some bytes of the current request have arrived
         self._head_bytes: int | None = None  # bytes of the current request head so far (None: complete)
         self._discarding = False  # refused: what arrives now is dropped until the connection closes
+        self._chunk = b""  # the bytes the parser is reading now
+        self._head_raw: list[bytes] = []  # the chunks the current request head arrived in
 
     # -- the deadline --------------------------------------------------------------------------
     def _arm(self, phase: Phase) -> None:
@@ -177,6 +223,9 @@ class DeadlineHttpProtocol(HttpToolsProtocol):
         if self._discarding:
             return
         counting = self._head_bytes is not None
+        self._chunk = data
+        if counting:
+            self._head_raw.append(data)
         super().data_received(data)
         if not counting or self._head_bytes is None or self.transport.is_closing():
             return
@@ -187,13 +236,39 @@ class DeadlineHttpProtocol(HttpToolsProtocol):
     def _refuse_head(self) -> None:
         """Answer 431, then read and drop what the client still sends for `LINGER` seconds before
         closing: closing with unread data would reset the connection and could lose the answer."""
-        self._disarm()
         too_large = HeadersTooLarge(f"the request line and headers are over {HEAD_CAP} bytes")
         self.transport.write(error_response(too_large, self.server_state.default_headers))
+        self._linger()
+
+    def _linger(self) -> None:
+        """Shut the write side, drop what still arrives, close `LINGER` seconds later."""
+        self._disarm()
         self._discarding = True
         if self.transport.can_write_eof():
             self.transport.write_eof()
         self.loop.call_later(LINGER, self.transport.close)
+
+    def close_after_response(self) -> None:
+        """A response that ends the connection is written: linger if the request still arrives."""
+        if self._request_begun and not self.transport.is_closing():
+            self._linger()
+        else:
+            self.transport.close()
+
+    # -- heads refused -------------------------------------------------------------------------
+    def _check_head(self) -> None:
+        version = self.parser.get_http_version()
+        if version not in HTTP_VERSIONS:
+            raise RefusedHead("unsupported HTTP version")
+        codings = [value for name, value in self.headers if name == b"transfer-encoding"]
+        if not codings:
+            return
+        if version == "1.0" or len(codings) > 1 or codings[0].lower() != b"chunked":
+            raise RefusedHead("Transfer-Encoding other than chunked")
+        # llhttp drops the whitespace before a value, so a tab there is only seen in the raw bytes.
+        # (The chunks may also hold the end of an earlier pipelined body: never a valid JSON body.)
+        if any(b"\t" in found.group(1) for found in _TE_LINE.finditer(b"".join(self._head_raw))):
+            raise RefusedHead("whitespace other than spaces before Transfer-Encoding")
 
     # -- uvicorn's hooks -----------------------------------------------------------------------
     def send_400_response(self, msg: str) -> None:
@@ -218,12 +293,17 @@ class DeadlineHttpProtocol(HttpToolsProtocol):
         super().on_message_begin()
         self._request_begun = True
         self._head_bytes = 0
+        self._head_raw = [self._chunk]
         if self._deadline is None:  # a keep-alive connection's next request (or a pipelined one)
             self._arm("headers")
 
     def on_headers_complete(self) -> None:
+        self._check_head()  # raising here makes the parser refuse the request: a 400, then close
         self._head_bytes = None
+        self._head_raw = []
         super().on_headers_complete()
+        if self.cycle is not None:
+            self.cycle.transport = cast("asyncio.Transport", _ClosingTransport(self))
         self._arm("body")
 
     def on_message_complete(self) -> None:
@@ -231,9 +311,17 @@ class DeadlineHttpProtocol(HttpToolsProtocol):
         self._disarm()
         self._request_begun = False
 
-    def handle_websocket_upgrade(self) -> None:
-        self._disarm()  # the connection now belongs to the WebSocket protocol
-        super().handle_websocket_upgrade()
+    def _unsupported_upgrade_warning(self) -> None:
+        # uvicorn warns (twice, suggesting to install a WebSocket library) for every request with an
+        # Upgrade header: any client could fill the log. Sluice answers such a request as plain HTTP.
+        # The parser reads nothing after it on this connection (no deadline would ever cover bytes
+        # sent next), so the connection ends with that answer.
+        log.debug("an Upgrade header was ignored: Sluice serves no WebSocket")
+        cycle = self.cycle
+        if cycle is None or cycle.response_complete:
+            self.transport.close()
+        else:
+            cycle.keep_alive = False
 
 
 def deadline_protocol(settings: Settings) -> type[asyncio.Protocol]:

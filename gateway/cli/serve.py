@@ -35,8 +35,9 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
 def configure_logging(level: str) -> None:
     logging.basicConfig(level=level, format=LOG_FORMAT, stream=sys.stderr, force=True)
-    # Client libraries log request lines (URLs with query keys for some providers): keep them quiet.
-    for name in ("httpx", "httpcore", "hpack"):
+    # Client libraries log request lines (URLs with query keys for some providers), and aiosqlite
+    # every statement with its parameters (its records are withheld anyway): keep them quiet.
+    for name in ("httpx", "httpcore", "hpack", "aiosqlite"):
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
@@ -89,6 +90,8 @@ def _run(settings: Settings) -> None:
         access_log=settings.access_log,
         # uvicorn's own protocol waits forever for headers and bodies (slowloris): ours has deadlines.
         http=deadline_protocol(settings),
+        # Sluice serves no WebSocket; the WebSocket library logged every header of a handshake at DEBUG.
+        ws="none",
     )
 
 

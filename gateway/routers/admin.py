@@ -1,7 +1,10 @@
 """`/admin/keys`: list, create (the key is shown once) and revoke database keys; master key only.
 
-What belongs here: parsing admin requests and rendering answers. The key lifecycle lives in
-`gateway.storage.keys`. No key: 401. A key that is not the master key (`SLUICE_MASTER_KEY`): 403.
+What belongs here: parsing admin requests and rendering answers, and `AdminGuard`, which checks the
+master key of every `/admin` request before routing, so that an answer without it (401, 403) says
+nothing about which admin routes and methods exist (no 404 or 405 to an outsider). The key
+lifecycle lives in `gateway.storage.keys`. No key: 401. A key that is not the master key
+(`SLUICE_MASTER_KEY`): 403 `master_key_required`.
 """
 
 from __future__ import annotations
@@ -15,12 +18,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway.errors import InvalidRequest, NotFound, SluiceError
+from gateway.errors import InvalidRequest, NotFound, SluiceError, render
 from gateway.http import new_request_id, read_body
-from gateway.names import ErrorCode, ErrorType, OnViolation
+from gateway.names import ErrorCode, OnViolation
 from gateway.protocol import parse_json
-from gateway.state import ServicesDep
+from gateway.state import Services, ServicesDep
 from gateway.storage.keys import (
     KeyNameTaken,
     KeyNotFound,
@@ -36,21 +40,32 @@ from gateway.storage.timespec import parse_moment
 from gateway.util import json_response
 
 log = logging.getLogger("sluice.admin")
-router = APIRouter(prefix="/admin")
+PREFIX = "/admin"
+router = APIRouter(prefix=PREFIX)
+REFUSAL = "administration needs the master key (SLUICE_MASTER_KEY)"
 
 
-# Not yet in gateway.names.ErrorCode (owned elsewhere); move it there with the next edit of names.py.
-MASTER_KEY_REQUIRED = "master_key_required"
+def _is_admin(path: str) -> bool:
+    return path == PREFIX or path.startswith(PREFIX + "/")
 
 
-class MasterKeyRequired(SluiceError):
-    status = 403
-    type = ErrorType.PERMISSION
+class AdminGuard:
+    """ASGI middleware: a `/admin` request without the master key is answered before routing."""
 
-    def body(self) -> dict[str, Any]:
-        body = super().body()
-        body["error"]["code"] = MASTER_KEY_REQUIRED
-        return body
+    def __init__(self, app: ASGIApp, *, services: Services) -> None:
+        self.app = app
+        self.services = services
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and _is_admin(scope["path"]):
+            request = Request(scope)
+            request_id = new_request_id(request)
+            try:
+                await self.services.auth.master(request.headers, refusal=REFUSAL)
+            except SluiceError as exc:
+                await render(exc, request_id=request_id)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 class NewKey(BaseModel):
@@ -71,9 +86,7 @@ class NewKey(BaseModel):
 async def admin_storage(request: Request, services: ServicesDep) -> Storage:
     """The caller must hold the master key, and keys must live in the database."""
     new_request_id(request)
-    key = await services.auth.authenticate(request.headers)
-    if not key.is_master:
-        raise MasterKeyRequired("administration needs the master key (SLUICE_MASTER_KEY)")
+    await services.auth.master(request.headers, refusal=REFUSAL)  # AdminGuard checked it too
     storage: Storage | None = getattr(request.app.state, "storage", None)
     if storage is None:
         raise NotFound("this gateway does not keep keys in a database")

@@ -26,10 +26,11 @@ EMBEDDINGS = "embeddings"
 async def handle(request: Request, services: Services, endpoint: str) -> Response:
     started = time.perf_counter()
     request_id = new_request_id(request)
-    key = await services.auth.authenticate(request.headers)
+    key = await services.auth.client(request.headers)
     services.key_slots.claim(request, key.name)  # before the body: a slow one holds the slot
     body = parse_json(await read_body(request, services.settings.max_body_bytes))
-    header = request.headers.get("x-privacy-policy")
+    # Repeated lines are one comma-separated list (RFC 9110): every line can only tighten.
+    header = ",".join(request.headers.getlist("x-privacy-policy"))
     parse = parse_chat if endpoint == CHAT else parse_embeddings
     parsed = parse(body, policy_header=header)
     policy = services.chat.effective_policy(key, parsed.ask)

@@ -12,7 +12,6 @@ from starlette.responses import Response
 
 from gateway.http import new_request_id
 from gateway.prometheus import CONTENT_TYPE
-from gateway.routers.admin import MasterKeyRequired
 from gateway.state import Services, ServicesDep
 
 router = APIRouter()
@@ -22,11 +21,10 @@ async def require_access(request: Request, services: Services) -> None:
     if services.settings.metrics_public:
         return
     new_request_id(request)
-    key = await services.auth.authenticate(request.headers)
-    if not key.is_master:
-        raise MasterKeyRequired(
-            "metrics need the master key (SLUICE_MASTER_KEY), or SLUICE_METRICS_PUBLIC=true"
-        )
+    await services.auth.master(
+        request.headers,
+        refusal="metrics need the master key (SLUICE_MASTER_KEY), or SLUICE_METRICS_PUBLIC=true",
+    )
 
 
 @router.get("/metrics", response_model=None)

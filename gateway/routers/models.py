@@ -42,7 +42,7 @@ def _model_entry(services: Services, name: str, key: KeyRecord) -> dict[str, Any
 @router.get("/v1/models", response_model=None)
 async def list_models(request: Request, services: ServicesDep) -> Response:
     new_request_id(request)
-    key = await services.auth.authenticate(request.headers)
+    key = await services.auth.client(request.headers)
     data = [_model_entry(services, m, key) for m in services.router.models if key.may_use(m)]
     return json_response({"object": "list", "data": data})
 
@@ -50,7 +50,7 @@ async def list_models(request: Request, services: ServicesDep) -> Response:
 @router.get("/v1/models/{model_id:path}", response_model=None)
 async def get_model(model_id: str, request: Request, services: ServicesDep) -> Response:
     new_request_id(request)
-    key = await services.auth.authenticate(request.headers)
+    key = await services.auth.client(request.headers)
     if model_id not in services.router.models or not key.may_use(model_id):
         hint = closest_models(model_id, filter(key.may_use, services.router.models))
         raise ModelNotFound(

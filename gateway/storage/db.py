@@ -2,7 +2,8 @@
 
 What belongs here: the tables (SQLAlchemy Core `Table`s in one `metadata`, the same for SQLite and
 PostgreSQL; Alembic's migrations in `gateway/migrations` create exactly these), turning a URL into an
-async engine with the right driver and timeouts, and `Database`, the handle every storage module
+async engine with the right driver and timeouts (statement parameters, key hashes among them,
+never in logs or error messages: `hide_parameters`), and `Database`, the handle every storage module
 takes. Queries live beside their use: keys in `keys`, the ledger in `ledger`, reports in `report`.
 """
 
@@ -171,11 +172,12 @@ def make_engine(
             with contextlib.suppress(OSError):
                 Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
         # `timeout` is SQLite's busy timeout: how long a write waits for another writer's lock.
-        engine = create_async_engine(url, connect_args={"timeout": connect_timeout})
+        engine = create_async_engine(url, hide_parameters=True, connect_args={"timeout": connect_timeout})
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     return create_async_engine(
         url,
+        hide_parameters=True,
         pool_pre_ping=True,
         pool_size=5,
         max_overflow=5,

@@ -469,6 +469,16 @@ def headers() -> st.SearchStrategy[tuple[tuple[bytes, bytes], ...]]:
             st.just([(b"content-length", b"99999999999")]),
             st.just([(b"content-encoding", b"gzip")]),
             st.just([(b"x-request-id", b"../../x")]),
+            # The shapes of issue 11: encodings, repeated lines of list and one-value headers, an
+            # Upgrade handshake, ambiguous framing headers.
+            st.sampled_from([b"br", b"identity", b"identity, gzip", b"x-unknown"]).map(
+                lambda v: [(b"content-encoding", v)]
+            ),
+            st.just([(b"content-encoding", b"identity"), (b"content-encoding", b"deflate")]),
+            st.just([(b"content-type", b"application/json"), (b"content-type", b"text/plain")]),
+            st.just([(b"x-privacy-policy", b"api-channel-only"), (b"x-privacy-policy", b"zero-retention")]),
+            st.just([(b"connection", b"Upgrade"), (b"upgrade", b"websocket"), (b"cookie", CANARY.encode())]),
+            st.just([(b"transfer-encoding", b"identity, chunked")]),
         ),
         85,
     )
@@ -507,6 +517,9 @@ def endpoint() -> st.SearchStrategy[tuple[str, str]]:
                 ("POST", "/v1/models"),
                 ("GET", "/v1/models"),
                 ("POST", "/admin/keys"),
+                ("GET", "/admin/keys/anything"),
+                ("PUT", "/admin/keys"),
+                ("GET", "/admin"),
                 ("DELETE", "/v1/embeddings"),
             ]
         ),

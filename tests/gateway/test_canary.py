@@ -425,7 +425,9 @@ async def test_p1_upstream_timeouts_keep_canaries_out_of_logs_errors_and_ledger(
 async def served(app: FastAPI) -> AsyncIterator[str]:
     """The app on a real uvicorn (cancellation needs a real connection to hang up); uvicorn's own
     logging left alone (`log_config=None`), so its records reach the capturing root handler."""
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, lifespan="on"))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, lifespan="on", ws="none")
+    )
     task = asyncio.create_task(server.serve())
     await until(lambda: server.started or task.done(), "uvicorn to start")
     port = server.servers[0].sockets[0].getsockname()[1]

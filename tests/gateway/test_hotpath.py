@@ -32,7 +32,9 @@ async def until(condition: Callable[[], Any], what: str) -> None:
 
 @contextlib.asynccontextmanager
 async def served(app: FastAPI) -> AsyncIterator[str]:
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on"))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on", ws="none")
+    )
     task = asyncio.create_task(server.serve())
     await until(lambda: server.started or task.done(), "uvicorn to start")
     port = server.servers[0].sockets[0].getsockname()[1]

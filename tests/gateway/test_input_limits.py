@@ -9,6 +9,7 @@ leave the fake upstream untouched.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
@@ -183,27 +184,45 @@ def test_i1_content_length_over_the_limit_is_refused_before_the_body_is_sent(
     assert live.fake.requests == []
 
 
-def _keeps_step(sock: socket.socket) -> None:
-    """A next request on the connection is answered: the server read every byte sent before it."""
-    sock.sendall(encode_head(request_head(("Content-Length", "2"))) + b"{}")
-    assert read_response(sock).status == 400  # `{}`: no model
+def _hangs_up(sock: socket.socket) -> None:
+    """After its 413 the server ends the connection (`Connection: close`): the client reads the end
+    of the stream (or a reset, once the server stopped dropping what still came)."""
+    sock.settimeout(10)
+    with contextlib.suppress(ConnectionResetError):
+        assert sock.recv(65536) == b"", "more than one answer on a connection that was to close"
 
 
 def test_i1_a_declared_50_mb_body_is_refused_up_front_and_never_held(live: Server) -> None:
     with live.connect() as sock:
         sock.sendall(encode_head(request_head(("Content-Length", str(FIFTY_MB)))))
-        envelope(read_response(sock), 413, "request_too_large")
+        refused = read_response(sock)
+        envelope(refused, 413, "request_too_large")
+        assert refused.headers["connection"] == "close"
         before = live.rss()
         sent = 0
-        try:  # a client that sends its body anyway: read and dropped (or the server hangs up)
+        try:  # a client that sends its body anyway: dropped, and the server hangs up
             while sent < FIFTY_MB:
                 piece = PIECE[: FIFTY_MB - sent]
                 sock.sendall(piece)
                 sent += len(piece)
-            _keeps_step(sock)
         except (BrokenPipeError, ConnectionResetError):
             pass
+        _hangs_up(sock)
     assert live.rss() - before < RSS_SLACK, (before, live.rss())
+    assert live.fake.requests == []
+
+
+def test_i1_a_413_from_content_length_closes_the_connection_without_waiting_for_the_body(
+    live: Server,
+) -> None:
+    """Issue 11 item 12: the unwanted body is not read until a timeout; the connection ends at once."""
+    with live.connect() as sock:
+        sock.sendall(encode_head(request_head(("Content-Length", str(FIFTY_MB)))))  # no body at all
+        refused = read_response(sock)
+        envelope(refused, 413, "request_too_large")
+        assert refused.headers["connection"] == "close"
+        assert readable(sock, 5), "the connection stayed open, waiting for a body nobody wants"
+        assert sock.recv(65536) == b""
     assert live.fake.requests == []
 
 
@@ -219,15 +238,17 @@ def test_i1_chunked_body_is_refused_once_the_cap_is_reached_and_memory_stays_fla
         sock.sendall(chunk(PIECE))  # now past the cap, and the body still has no end
         sent += len(PIECE)
         assert readable(sock, 10), f"no answer with {sent} bytes in, past the {DEFAULT_BODY_LIMIT} cap"
-        envelope(read_response(sock), 413, "request_too_large")
+        refused = read_response(sock)
+        envelope(refused, 413, "request_too_large")
+        assert refused.headers["connection"] == "close"
         try:  # the rest of a 50 MB string, sent after the answer
             while sent < FIFTY_MB:
                 sock.sendall(chunk(PIECE))
                 sent += len(PIECE)
             sock.sendall(b"0\r\n\r\n")
-            _keeps_step(sock)
         except (BrokenPipeError, ConnectionResetError):
             pass
+        _hangs_up(sock)
     grown = live.rss() - before
     assert grown < RSS_SLACK, f"RSS grew by {grown} bytes after {sent} were sent"
     assert live.fake.requests == []
@@ -311,6 +332,65 @@ def test_i9_bytes_the_http_parser_refuses_get_a_400_envelope(server: Server, bad
         sock.sendall(b"GET /v1/models HTTP/1.1\r\nhost: sluice\r\n" + bad + b"\r\n\r\n")
         response = read_response(sock)
     envelope(response, 400, "malformed_request")
+
+
+CHUNKED_BODY = b"%x\r\n%s\r\n0\r\n\r\n" % (len(json.dumps(chat_body())), json.dumps(chat_body()).encode())
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"POST /v1/chat/completions HTTP/1.1\r\nTransfer-Encoding: identity, chunked\r\n",
+        b"POST /v1/chat/completions HTTP/1.1\r\nTransfer-Encoding:\tchunked\r\n",
+        b"POST /v1/chat/completions HTTP/1.1\r\nTransfer-Encoding: \tchunked\r\n",
+        b"POST /v1/chat/completions HTTP/1.1\r\nTransfer-Encoding: chunked \r\n",
+        b"POST /v1/chat/completions HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n",
+        b"POST /v1/chat/completions HTTP/1.1\r\nTransfer-Encoding: chunked, chunked\r\n",
+        b"POST /v1/chat/completions HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n",
+        b"POST /v1/chat/completions HTTP/1.0\r\nTransfer-Encoding: chunked\r\n",
+        b"POST /v1/chat/completions HTTP/2.0\r\nTransfer-Encoding: chunked\r\n",
+        b"GET /healthz\r\n",
+        b"GET /healthz HTTP/1.2\r\n",
+    ],
+    ids=[
+        "te-identity-chunked",
+        "te-tab",
+        "te-space-tab",
+        "te-trailing-space",
+        "te-gzip-chunked",
+        "te-chunked-twice",
+        "te-two-lines",
+        "te-on-http-1.0",
+        "http-2.0-on-h1",
+        "no-http-version",
+        "http-1.2",
+    ],
+)
+def test_i9_framing_a_proxy_may_read_differently_gets_400_and_a_close(server: Server, head: bytes) -> None:
+    """Issue 11 item 13: what the parser accepts but a proxy in front may frame otherwise (request
+    smuggling) is refused as nginx refuses it: 400 `malformed_request`, then the connection closes."""
+    server.fake.reset()
+    rest = b"Host: 127.0.0.1\r\nAuthorization: Bearer " + DEMO_KEY.encode() + b"\r\n"
+    rest += b"Content-Type: application/json\r\n\r\n"
+    with server.connect() as sock:
+        sock.sendall(head + rest + (CHUNKED_BODY if head.startswith(b"POST") else b""))
+        response = read_response(sock)
+        envelope(response, 400, "malformed_request")
+        assert response.headers["connection"] == "close"
+        assert readable(sock, 5) and sock.recv(65536) == b""
+    assert server.fake.requests == []
+
+
+@pytest.mark.parametrize(
+    "line", [b"Transfer-Encoding: chunked", b"transfer-encoding:CHUNKED", b"Transfer-Encoding:   chunked"]
+)
+def test_i9_control_one_chunked_coding_is_served(server: Server, line: bytes) -> None:
+    server.fake.reset()
+    head = encode_head(request_head(("X-Coding", "here")))
+    with server.connect() as sock:
+        sock.sendall(head.replace(b"X-Coding: here", line) + CHUNKED_BODY)
+        assert read_response(sock).status == 200
+    assert len(server.fake.requests) == 1
 
 
 def test_i9_a_header_block_that_never_ends_is_refused_before_it_is_all_buffered(server: Server) -> None:

@@ -485,7 +485,9 @@ async def test_every_response_is_counted_refusals_before_a_decision_included(
 # -- the in-flight gauge over a real socket (T4) -------------------------------------------------
 @contextlib.asynccontextmanager
 async def served(app: FastAPI) -> AsyncIterator[str]:
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on"))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on", ws="none")
+    )
     task = asyncio.create_task(server.serve())
     await until(lambda: server.started or task.done(), "uvicorn to start")
     assert not task.done(), "uvicorn stopped during start-up"

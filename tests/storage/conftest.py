@@ -105,7 +105,9 @@ async def asgi(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 @contextlib.asynccontextmanager
 async def served(app: FastAPI) -> AsyncIterator[str]:
     """The app behind a real uvicorn on 127.0.0.1 (client disconnects need a real socket)."""
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on"))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on", ws="none")
+    )
     task = asyncio.create_task(server.serve())
     await wait_for(lambda: server.started or task.done(), "uvicorn to start")
     assert not task.done(), "uvicorn stopped during start-up"
