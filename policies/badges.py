@@ -8,6 +8,7 @@ change for clients that filter on them.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 from enum import StrEnum
 
 from policies.facts import EffectiveFacts, Fact
@@ -37,6 +38,7 @@ class BadgeId(StrEnum):
     REGION_US = "region-us"
     ATTESTED = "attested"
     STALE = "stale"
+    CONFLICTING_SOURCES = "conflicting-sources"
 
 
 RETENTION_PREFIX = "retention-"
@@ -112,7 +114,12 @@ VOCABULARY: dict[str, tuple[str, Level, str]] = {
     BadgeId.STALE: (
         "Stale facts",
         Level.CAUTION,
-        "The catalog entry is more than 180 days old; re-verify it.",
+        "A fact's source is more than 180 days old on the day of the request; re-verify it.",
+    ),
+    BadgeId.CONFLICTING_SOURCES: (
+        "Sources conflict",
+        Level.CAUTION,
+        "The provider's pages disagree about a fact; the less private reading is the one judged.",
     ),
 }
 
@@ -151,8 +158,12 @@ def _src_url(facts: EffectiveFacts, fact: Fact[object] | None = None) -> str | N
     return str(found.url) if found is not None else None
 
 
-def derive_badges(facts: EffectiveFacts) -> tuple[Badge, ...]:
-    """One deployment's badges, in a stable order: channel, training, retention, review, region, caveats."""
+def derive_badges(facts: EffectiveFacts, today: date | None = None) -> tuple[Badge, ...]:
+    """One deployment's badges on `today` (default: the day the facts carry), in a stable order:
+    channel, training, retention, review, region, caveats. A fact that is low-confidence and
+    stale that day shows as unknown."""
+    if today is not None:
+        facts = facts.on(today)
     channel = facts.channel
     out: list[Badge] = []
     kind_badge = {
@@ -161,13 +172,16 @@ def derive_badges(facts: EffectiveFacts) -> tuple[Badge, ...]:
         Kind.CONSUMER: BadgeId.CONSUMER_CHANNEL,
     }[channel.kind]
     out.append(badge(kind_badge, _src_url(facts)))
-    reliable = not facts.unreliable and not facts.missing_attestations
+    attested_ok = not facts.missing_attestations
 
-    training = facts.training.value if reliable else TrainingDefault.UNKNOWN
+    def reliable(fact: Fact[object]) -> bool:
+        return attested_ok and not facts.is_unreliable(fact)
+
+    training = facts.training.value if reliable(facts.training) else TrainingDefault.UNKNOWN
     out.append(badge(_TRAINING_BADGE[training], _src_url(facts, facts.training)))
 
     retention = facts.retention.value
-    if not reliable or (retention.days is None and not retention.is_zero):
+    if not reliable(facts.retention) or (retention.days is None and not retention.is_zero):
         out.append(badge(BadgeId.RETENTION_UNKNOWN, _src_url(facts, facts.retention)))
     elif retention.is_zero:
         if channel.kind is not Kind.SELF_HOSTED:
@@ -175,13 +189,13 @@ def derive_badges(facts: EffectiveFacts) -> tuple[Badge, ...]:
     else:
         out.append(badge(f"{RETENTION_PREFIX}{retention.days}d", _src_url(facts, facts.retention)))
 
-    review_id = _REVIEW_BADGE.get(facts.human_review.value) if reliable else None
+    review_id = _REVIEW_BADGE.get(facts.human_review.value) if reliable(facts.human_review) else None
     if review_id is not None:
         out.append(badge(review_id, _src_url(facts, facts.human_review)))
 
     regions = facts.regions.value
     everywhere = regions.processing | regions.storage
-    if reliable and regions.processing and regions.storage:
+    if reliable(facts.regions) and regions.processing and regions.storage:
         if everywhere == {Region.EU}:
             out.append(badge(BadgeId.REGION_EU, _src_url(facts, facts.regions)))
         elif everywhere == {Region.US}:
@@ -191,4 +205,6 @@ def derive_badges(facts: EffectiveFacts) -> tuple[Badge, ...]:
         out.append(badge(BadgeId.ATTESTED))
     if facts.stale:
         out.append(badge(BadgeId.STALE, _src_url(facts)))
+    if facts.conflicted_facts:
+        out.append(badge(BadgeId.CONFLICTING_SOURCES, _src_url(facts)))
     return tuple(out)

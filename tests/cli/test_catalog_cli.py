@@ -114,22 +114,37 @@ def test_catalog_json_has_29_channels_with_badges() -> None:
         for b in channel["badges"]:
             assert set(b) == {"id", "label", "level", "description", "source"}
             assert b["level"] in {"good", "caution", "bad"}
-        assert channel["stale"] is False
+        assert channel["stale"] is any(f["stale"] for f in channel["judged"].values())
+        assert set(channel["judged"]) == {"training", "retention", "zdr", "human_review", "regions"}
         assert channel["sources"], channel["id"]
         assert all(s["url"].startswith("https://") for s in channel["sources"].values())
     by_id = {c["id"]: c for c in channels}
     assert [b["id"] for b in by_id["openai.api"]["badges"]] == [
         "api-channel",
-        "no-training",
+        "training-opt-in",
         "retention-30d",
         "human-review-flagged",
     ]
+    # The Gemini API terms are dated 2025-05-20: their facts are stale on any day from 2025-11-17.
     assert [b["id"] for b in by_id["google.gemini_api_free"]["badges"]] == [
         "api-channel",
         "trains-on-data",
         "retention-55d",
         "human-review",
+        "stale",
     ]
+    training = by_id["google.gemini_api_free"]["judged"]["training"]
+    assert training == {
+        "dated": "2025-05-20",
+        "stale": True,
+        "confidence": "high",
+        "conflict": False,
+        "unknown_today": False,
+        "src": ["G3"],
+    }
+    assert by_id["together.api"]["judged"]["retention"]["conflict"] is True
+    assert by_id["together.api"]["judged"]["retention"]["confidence"] == "low"
+    assert by_id["self_hosted.vllm"]["judged"]["training"]["dated"] is None
     assert by_id["google.gemini_api_free"]["training"]["default"] == "always"
     assert by_id["anthropic.api"]["provider_name"] == "Anthropic"
 
@@ -137,8 +152,9 @@ def test_catalog_json_has_29_channels_with_badges() -> None:
 def test_catalog_json_marks_stale_entries_a_year_later(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(cli_catalog, "date", _OneYearLater)
     channels = ok_json("catalog", "--json")["channels"]
-    assert all(c["stale"] for c in channels)
-    assert all(c["badges"][-1]["id"] == "stale" for c in channels)
+    # Facts the operator owns (self-hosted) never go stale.
+    assert all(c["stale"] is (c["kind"] != "self_hosted") for c in channels)
+    assert all(("stale" in [b["id"] for b in c["badges"]]) is c["stale"] for c in channels)
 
 
 def test_catalog_provider_filter() -> None:
@@ -214,9 +230,9 @@ def test_catalog_compare_json_has_the_five_providers_consumer_and_api_channels()
     assert [(r["provider"], r["channel"], r["kind"]) for r in rows] == expected
     by_channel = {r["channel"]: r for r in rows}
     assert by_channel["openai.chatgpt"]["training"] == "opt_out"
-    assert by_channel["openai.api"]["training"] == "never"
+    assert by_channel["openai.api"]["training"] == "opt_in"
     assert by_channel["google.gemini_api_free"]["training"] == "always"
-    assert by_channel["meta.meta_ai"]["training"] == "always"
+    assert by_channel["meta.meta_ai"]["training"] == "unknown"
     assert by_channel["meta.llama_api"]["training"] == "unknown"
     assert by_channel["google.vertex_ai"]["controls"] == "-"
 
@@ -283,17 +299,21 @@ def test_policy_explain_json() -> None:
     ]
     assert results["openai.api"]["reasons"] == [
         "OpenAI API: provider API channel",
-        "OpenAI API: not used for training [source O5]",
+        "OpenAI API: not used for training unless the account opts in [source O5]",
     ]
     assert any("a consumer product" in r for r in results["openai.chatgpt"]["reasons"])
 
 
 def test_policy_explain_is_evaluated_as_of_today(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A year on, low-confidence entries (Azure, Together, xAI) are stale and fail closed."""
+    """A year on every fact is stale, but only low-confidence ones fail closed: the training facts of
+    Azure, Together and xAI rest on provider pages, so their retention or ZDR conflicts (which made
+    the whole entry low-confidence in catalog v1) no longer refuse them under no-training-only."""
     monkeypatch.setattr(cli_catalog, "date", _OneYearLater)
     data = ok_json("policy", "explain", "no-training-only", "--json")
     allowed = {r["channel"] for r in data["channels"] if r["allowed"]}
-    assert allowed == NO_TRAINING_ALLOWED - {"microsoft.azure_openai", "together.api", "xai.api"}
+    assert allowed == NO_TRAINING_ALLOWED
+    zero = ok_json("policy", "explain", "zero-retention", "--channel", "fireworks.api", "--json")
+    assert zero["channels"][0]["allowed"]
 
 
 def test_policy_explain_channel_filter() -> None:

@@ -257,7 +257,8 @@ def test_every_source_has_an_https_url_and_a_retrieval_date(catalog: Catalog) ->
         for sid, source in provider.sources.items():
             assert source.url.scheme == "https", f"{provider.provider}/{sid}: {source.url}"
             assert source.url.host, f"{provider.provider}/{sid}"
-            assert source.retrieved.isoformat() == "2026-11-29", f"{provider.provider}/{sid}"
+            # gathered for the catalog (2026-11-29) or for its v2 (2026-12-06)
+            assert source.retrieved.isoformat() in ("2026-11-29", "2026-12-06"), f"{provider.provider}/{sid}"
 
 
 def test_every_defined_source_is_cited(catalog: Catalog) -> None:
@@ -475,7 +476,10 @@ def test_malformed_yaml_is_a_catalog_error_naming_the_file() -> None:
         ("anthropic.api", "claude.ai", False),
         ("self_hosted.vllm", "127.0.0.1", True),
         ("self_hosted.vllm", "gpu-box.internal", True),
-        ("self_hosted.vllm", "evil.com", True),
+        ("self_hosted.vllm", "evil.com", False),
+        ("self_hosted.vllm", "api.deepseek.com", False),
+        ("self_hosted.vllm", "10.1.2.3", True),
+        ("self_hosted.vllm", "169.254.169.254", False),
         ("self_hosted.ollama", "localhost", True),
         ("self_hosted.openai_compatible", None, True),
         ("openai.chatgpt", "chatgpt.com", False),
