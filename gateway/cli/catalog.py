@@ -19,9 +19,9 @@ from gateway.catalog_view import catalog_json, channel_json, policies_json
 from policies.badges import Level, derive_badges
 from policies.catalog import Catalog, load_catalog
 from policies.engine import evaluate
-from policies.facts import effective_facts
+from policies.facts import EffectiveFacts, effective_facts
 from policies.policy import BUILTIN_POLICIES, UnknownPolicyError, resolve
-from policies.schema import Channel, Kind
+from policies.schema import Channel, FactName, Kind
 
 catalog_app = typer.Typer(help="The privacy catalog: every channel's data policy, with sources.")
 policy_app = typer.Typer(help="Policies: which channels each one allows, and why.")
@@ -34,9 +34,27 @@ def _console() -> Console:
     return Console(width=200, soft_wrap=False)
 
 
+def _facts(catalog: Catalog, channel: Channel) -> EffectiveFacts:
+    return effective_facts(channel, model="*", sources=catalog.sources_of(channel.id), today=date.today())
+
+
 def _badges(catalog: Catalog, channel: Channel) -> str:
-    facts = effective_facts(channel, model="*", sources=catalog.sources_of(channel.id), today=date.today())
-    return " ".join(f"[{LEVEL_STYLE[b.level]}]{b.id}[/]" for b in derive_badges(facts))
+    return " ".join(f"[{LEVEL_STYLE[b.level]}]{b.id}[/]" for b in derive_badges(_facts(catalog, channel)))
+
+
+def _judging(facts: EffectiveFacts) -> tuple[str, str, str]:
+    """(oldest fact date, with "stale" when some fact is; facts below high confidence; conflicts)."""
+    dated = [f.dated for f in facts.judged().values() if f.dated is not None]
+    oldest = min(dated).isoformat() if dated else "never stale"
+    if facts.stale:
+        oldest += " [yellow]stale[/]: " + ", ".join(facts.stale_facts)
+    weak = [
+        f"{name} {fact.confidence.value}"
+        for name, fact in facts.judged().items()
+        if fact.confidence != "high"
+    ]
+    conflicts = ", ".join(facts.conflicted_facts) or "-"
+    return oldest, ", ".join(weak) or "all high", conflicts
 
 
 def _retention(channel: Channel) -> str:
@@ -83,8 +101,12 @@ def catalog_list(
         "human review",
         "badges",
         "as of",
+        "oldest fact",
+        "confidence",
+        "conflicts",
     ):
-        table.add_column(column, overflow="fold")
+        # Channel ids stay whole (people copy them into configs); the other columns fold.
+        table.add_column(column, overflow="fold", no_wrap=column == "channel")
     for channel in catalog:
         if provider and channel.provider != provider:
             continue
@@ -98,6 +120,7 @@ def catalog_list(
             channel.human_review.value.value,
             _badges(catalog, channel),
             channel.as_of.isoformat(),
+            *_judging(_facts(catalog, channel)),
         )
     _console().print(table)
 
@@ -117,16 +140,28 @@ def catalog_show(
     console = _console()
     console.print(
         f"[bold]{channel.name}[/] ({channel.id}) - {channel.kind.value}, as of {channel.as_of}, "
-        f"confidence {channel.confidence.value}"
+        f"entry confidence {channel.confidence.value}; each fact judged on {date.today()} by its own "
+        "date, confidence and conflicts"
     )
     if channel.plans:
         console.print(f"plans: {', '.join(channel.plans)}")
     if channel.api_hosts:
         console.print(f"api hosts: {', '.join(channel.api_hosts)}")
     console.print(f"badges: {_badges(catalog, channel)}")
+    judged = _facts(catalog, channel)
     facts = Table(show_header=True)
-    for column in ("fact", "value", "details", "sources"):
+    for column in ("fact", "value", "details", "sources", "dated", "confidence", "conflict"):
         facts.add_column(column, overflow="fold")
+
+    def judging(name: FactName) -> tuple[str, str, str]:
+        fact = judged.judged()[name]
+        dated = fact.dated.isoformat() if fact.dated else "never stale"
+        if fact.stale(judged.today):
+            dated += " (stale)"
+        if judged.is_unreliable(fact):
+            dated += ", counts as unknown"
+        return dated, fact.confidence.value, "yes" if fact.conflicted else "-"
+
     t, r, z, h, g = channel.training, channel.retention, channel.zdr, channel.human_review, channel.regions
     controls = "; ".join(f"{c.type}: {c.name}" for c in t.controls)
     _plain_row(
@@ -135,6 +170,7 @@ def catalog_show(
         t.default.value,
         "; ".join(filter(None, [controls, t.incentive, t.notes])),
         ", ".join(t.src),
+        *judging(FactName.TRAINING),
     )
     flagged = f"flagged content: {r.flagged_days} days" if r.flagged_days is not None else None
     _plain_row(
@@ -143,6 +179,7 @@ def catalog_show(
         _retention(channel),
         "; ".join(filter(None, [flagged, r.legal_hold, r.notes])),
         ", ".join(r.src),
+        *judging(FactName.RETENTION),
     )
     _plain_row(
         facts,
@@ -150,24 +187,44 @@ def catalog_show(
         z.availability.value,
         "; ".join(filter(None, [z.how, *z.exclusions])),
         ", ".join(z.src),
+        *judging(FactName.ZDR),
     )
-    _plain_row(facts, "human review", h.value.value, h.notes or "", ", ".join(h.src))
+    _plain_row(
+        facts, "human review", h.value.value, h.notes or "", ", ".join(h.src), *judging(FactName.HUMAN_REVIEW)
+    )
     _plain_row(
         facts,
         "regions",
         f"processing {', '.join(g.processing)}; storage {', '.join(g.storage)}",
         g.notes or "",
         ", ".join(g.src),
+        *judging(FactName.REGIONS),
     )
     for override in channel.model_overrides:
+        kind = "routed onward" if override.routes_onward else "model override"
         _plain_row(
-            facts, "model override", ", ".join(override.models), override.notes, ", ".join(override.src)
+            facts, kind, ", ".join(override.models), override.notes, ", ".join(override.src), "", "", ""
+        )
+    for feature_id, feature in channel.features.items():
+        kept = feature.retention_qualifier.replace("_", " ")
+        if feature.retention_days is not None:
+            kept += f" {feature.retention_days}d"
+        _plain_row(
+            facts,
+            f"feature {feature_id.value}",
+            ("offered, keeps " + kept) if feature.offered else "not offered",
+            feature.notes or "",
+            ", ".join(feature.src),
+            "",
+            feature.confidence.value if feature.confidence else "",
+            "",
         )
     console.print(facts)
     for conflict in channel.conflicts:
         console.print(
             "[yellow]conflict[/] "
             + escape(f"({conflict.fact}): {conflict.description} -> {conflict.resolution} ")
+            + escape(f"readings: {', '.join(conflict.readings)}; " if conflict.readings else "")
             + escape(f"[{', '.join(conflict.src)}]")
         )
     if channel.notes:

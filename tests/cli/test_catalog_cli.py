@@ -425,3 +425,34 @@ def test_module_entry_point_runs_policy_commands(tmp_path: Path) -> None:
     proc = _run_process([sys.executable, "-m", "gateway.cli.main", "policy", "explain", "bogus"], tmp_path)
     assert proc.returncode == 2
     assert "unknown policy 'bogus'" in proc.stderr
+
+
+# --- per-fact dates, confidence and conflicts (issue 12) -------------------------------------------
+
+
+def test_catalog_show_gives_each_fact_its_date_confidence_and_conflict() -> None:
+    out = ok("catalog", "show", "together.api")
+    for column in ("dated", "confidence", "conflict"):
+        assert column in out
+    retention = next(line for line in out.splitlines() if line.startswith("│ retention"))
+    assert "2026-11-29" in retention and "low" in retention and "yes" in retention
+    assert "readings: until_deleted, none" in out
+    gemini = ok("catalog", "show", "google.gemini_api_free")
+    training = next(line for line in gemini.splitlines() if line.startswith("│ training"))
+    assert "2025-05-20 (stale)" in training
+    fireworks = ok("catalog", "show", "fireworks.api")
+    assert "routed onward" in fireworks
+    assert "feature stored_response" in fireworks
+    vllm = ok("catalog", "show", "self_hosted.vllm")
+    assert "never stale" in vllm
+
+
+def test_catalog_list_shows_oldest_fact_confidence_and_conflicts() -> None:
+    out = ok("catalog", "--provider", "mistral")
+    for column in ("oldest fact", "confidence", "conflicts"):
+        assert column in out
+    assert "training low" in out
+    free = next(line for line in out.splitlines() if "mistral.api_free" in line)
+    assert "training" in free.split("│")[-2]  # the conflicts column names the fact
+    gemini = ok("catalog", "--provider", "google")
+    assert "2025-05-20 stale" in gemini
