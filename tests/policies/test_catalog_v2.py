@@ -254,10 +254,10 @@ def test_gemini_app_retention_is_the_36_month_worst_case(catalog: Catalog) -> No
 
 def test_a_feature_the_catalog_has_no_facts_for_fails_closed(catalog: Catalog) -> None:
     assert decide(catalog, "openai.api", NO_TRAINING).allowed
-    decision = decide(catalog, "openai.api", NO_TRAINING, features=[FeatureId.REMOTE_MCP])
+    decision = decide(catalog, "openai.api", NO_TRAINING, features=[FeatureId.SERVER_WEB_SEARCH])
     assert not decision.allowed
     (failure,) = decision.failures
-    assert failure.feature is FeatureId.REMOTE_MCP
+    assert failure.feature is FeatureId.SERVER_WEB_SEARCH
     assert "no facts for this feature" in failure.reason
 
 
@@ -295,6 +295,16 @@ FEATURE_TABLE = [
     ("aws.bedrock", FeatureId.STORED_RESPONSE, ZERO, False),          # retention unknown
     ("fireworks.api", FeatureId.STORED_RESPONSE, PolicyName.API_CHANNEL_ONLY, True),
     ("self_hosted.vllm", FeatureId.SERVER_WEB_SEARCH, PolicyName.SELF_HOSTED_ONLY, False),
+    ("openai.api", FeatureId.STORED_RESPONSE, NO_TRAINING, True),
+    ("openai.api", FeatureId.STORED_RESPONSE, ZERO, False),
+    ("openai.api", FeatureId.REMOTE_MCP, NO_TRAINING, False),         # a third party's policy
+    ("openai.api", FeatureId.REMOTE_MCP, PolicyName.API_CHANNEL_ONLY, True),
+    # secondary sources dated 2026-04-07/09: low confidence and stale on 2026-11-29, so unknown
+    ("openai.api", FeatureId.SERVER_CODE_EXECUTION, NO_TRAINING, False),
+    ("openai.api", FeatureId.EXTENDED_CACHE, NO_TRAINING, False),
+    ("anthropic.api", FeatureId.SERVER_WEB_SEARCH, NO_TRAINING, False),  # fetch: publishers keep URLs
+    ("anthropic.api", FeatureId.REMOTE_MCP, NO_TRAINING, False),
+    ("anthropic.api", FeatureId.SERVER_CODE_EXECUTION, PolicyName.NO_HUMAN_REVIEW, False),
 ]
 # fmt: on
 
@@ -304,6 +314,13 @@ def test_feature_truth_table(
     catalog: Catalog, channel_id: str, feature: FeatureId, policy: str, allowed: bool
 ) -> None:
     assert decide(catalog, channel_id, policy, features=[feature]).allowed is allowed
+
+
+def test_a_zdr_attestation_covers_only_zdr_eligible_features(catalog: Catalog) -> None:
+    zdr = Attestation("openai", AttestationFact.ZERO_DATA_RETENTION, "ZDR agreement")
+    assert decide(catalog, "openai.api", ZERO, attestations=[zdr]).allowed
+    for feature in (FeatureId.STORED_RESPONSE, FeatureId.SERVER_CODE_EXECUTION):
+        assert not decide(catalog, "openai.api", ZERO, attestations=[zdr], features=[feature]).allowed
 
 
 def test_features_of_a_routed_model_are_unknown(catalog: Catalog) -> None:
