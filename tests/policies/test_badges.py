@@ -135,10 +135,8 @@ def test_unknown_badge_ids_are_refused() -> None:
                 "conflicting-sources",
             ],
         ),
-        (
-            "cohere.api",
-            ["api-channel", "training-opt-out", "retention-30d", "human-review-flagged", "stale"],
-        ),
+        # needs paid_tier (its host also serves trial keys): without it nothing holds
+        ("cohere.api", ["api-channel", "training-unknown", "retention-unknown", "stale"]),
         ("mistral.api_free", ["api-channel", "training-opt-out", "retention-30d", "conflicting-sources"]),
         ("together.api", ["api-channel", "training-opt-in", "retention-unknown", "conflicting-sources"]),
         ("deepseek.api", ["api-channel", "training-unknown", "retention-unknown"]),
@@ -210,7 +208,8 @@ def test_region_badges_need_a_single_region_everywhere(catalog: Catalog) -> None
 
 def test_training_opt_out_attestation_gives_no_training_and_attested(catalog: Catalog) -> None:
     att = Attestation(provider="cohere", fact=AttestationFact.TRAINING_OPTED_OUT, evidence="opted out")
-    derived = ids(derive_badges(facts_for(catalog, "cohere.api", attestations=[att])))
+    paid = Attestation(provider="cohere", fact=AttestationFact.PAID_TIER, evidence="production key")
+    derived = ids(derive_badges(facts_for(catalog, "cohere.api", attestations=[att, paid])))
     assert derived == [
         "api-channel",
         "no-training",

@@ -48,6 +48,8 @@ OPTED_OUT = AttestationFact.TRAINING_OPTED_OUT
 ZDR = AttestationFact.ZERO_DATA_RETENTION
 PAID = AttestationFact.PAID_TIER
 EU = AttestationFact.EU_RESIDENCY
+# cohere.api shares its host with trial keys (cohere.trial): without this it fails every fact-based check.
+COHERE_PAID = Attestation(provider="cohere", fact=PAID, evidence="production key")
 
 
 def policies(*names: str) -> tuple[Policy, ...]:
@@ -69,15 +71,17 @@ def badge_ids(catalog: Catalog, channel_id: str, **kwargs: object) -> list[str]:
 def test_training_opt_out_attestation_turns_cohere_into_a_pass(catalog: Catalog) -> None:
     evidence = "Cohere dashboard: Data Controls, training off since 2026-10-01"
     att = Attestation(provider="cohere", fact=OPTED_OUT, evidence=evidence)
-    before = evaluate(policies(PolicyName.NO_TRAINING_ONLY), facts_for(catalog, "cohere.api"))
+    before = evaluate(
+        policies(PolicyName.NO_TRAINING_ONLY), facts_for(catalog, "cohere.api", attestations=[COHERE_PAID])
+    )
     assert not before.allowed
     assert "no opt-out is attested" in check_for(before, Requirement.NO_TRAINING).reason
     assert not check_for(before, Requirement.NO_TRAINING).attested
 
-    facts = facts_for(catalog, "cohere.api", attestations=[att])
+    facts = facts_for(catalog, "cohere.api", attestations=[att, COHERE_PAID])
     assert facts.training.value is TrainingDefault.NEVER
     assert facts.training.origin is Origin.ATTESTATION
-    assert facts.attestations == (att,)
+    assert facts.attestations == (att, COHERE_PAID)
     after = evaluate(policies(PolicyName.NO_TRAINING_ONLY), facts)
     assert after.allowed
     check = check_for(after, Requirement.NO_TRAINING)
@@ -203,11 +207,11 @@ def test_attestation_with_non_matching_model_globs_does_not_apply(catalog: Catal
         provider="cohere", fact=OPTED_OUT, evidence="opted out for command models", models=("command-*",)
     )
     no_training = policies(PolicyName.NO_TRAINING_ONLY)
-    matching = facts_for(catalog, "cohere.api", model="command-r-plus", attestations=[att])
-    assert matching.attestations == (att,)
+    matching = facts_for(catalog, "cohere.api", model="command-r-plus", attestations=[att, COHERE_PAID])
+    assert matching.attestations == (att, COHERE_PAID)
     assert evaluate(no_training, matching).allowed
-    other = facts_for(catalog, "cohere.api", model="embed-english-v3.0", attestations=[att])
-    assert other.attestations == ()
+    other = facts_for(catalog, "cohere.api", model="embed-english-v3.0", attestations=[att, COHERE_PAID])
+    assert other.attestations == (COHERE_PAID,)
     assert not evaluate(no_training, other).allowed
 
 
@@ -491,7 +495,10 @@ def test_reasons_cite_sources(catalog: Catalog) -> None:
     assert review.reason.endswith("human reviewers may read the data [source G3]")
 
     cohere = check_for(
-        evaluate(policies(PolicyName.NO_TRAINING_ONLY), facts_for(catalog, "cohere.api")),
+        evaluate(
+            policies(PolicyName.NO_TRAINING_ONLY),
+            facts_for(catalog, "cohere.api", attestations=[COHERE_PAID]),
+        ),
         Requirement.NO_TRAINING,
     )
     assert cohere.sources == ("C1",)
@@ -516,7 +523,8 @@ def test_every_check_on_a_known_fact_cites_a_source(catalog: Catalog) -> None:
 def test_reasons_are_deduplicated(catalog: Catalog) -> None:
     # zero-retention and no-training-only both check training: one reason line, two failed checks.
     decision = evaluate(
-        policies(PolicyName.NO_TRAINING_ONLY, PolicyName.ZERO_RETENTION), facts_for(catalog, "cohere.api")
+        policies(PolicyName.NO_TRAINING_ONLY, PolicyName.ZERO_RETENTION),
+        facts_for(catalog, "cohere.api", attestations=[COHERE_PAID]),
     )
     training = [c for c in decision.failures if c.requirement is Requirement.NO_TRAINING]
     assert len(training) == 2
