@@ -39,6 +39,7 @@ class BadgeId(StrEnum):
     ATTESTED = "attested"
     STALE = "stale"
     CONFLICTING_SOURCES = "conflicting-sources"
+    ROUTED_ONWARD = "routed-onward"
 
 
 RETENTION_PREFIX = "retention-"
@@ -116,6 +117,11 @@ VOCABULARY: dict[str, tuple[str, Level, str]] = {
         Level.CAUTION,
         "A fact's source is more than 180 days old on the day of the request; re-verify it.",
     ),
+    BadgeId.ROUTED_ONWARD: (
+        "Routed onward",
+        Level.BAD,
+        "The channel hands this model on to an upstream the catalog cannot see; its facts are unknown.",
+    ),
     BadgeId.CONFLICTING_SOURCES: (
         "Sources conflict",
         Level.CAUTION,
@@ -171,6 +177,9 @@ def derive_badges(facts: EffectiveFacts, today: date | None = None) -> tuple[Bad
         Kind.SELF_HOSTED: BadgeId.SELF_HOSTED,
         Kind.CONSUMER: BadgeId.CONSUMER_CHANNEL,
     }[channel.kind]
+    if channel.kind is Kind.SELF_HOSTED and facts.routes_onward:
+        # A cloud model behind a local server: the data leaves the operator's host.
+        kind_badge = BadgeId.ROUTED_ONWARD
     out.append(badge(kind_badge, _src_url(facts)))
     attested_ok = not facts.missing_attestations
 
@@ -201,6 +210,8 @@ def derive_badges(facts: EffectiveFacts, today: date | None = None) -> tuple[Bad
         elif everywhere == {Region.US}:
             out.append(badge(BadgeId.REGION_US, _src_url(facts, facts.regions)))
 
+    if facts.routes_onward and kind_badge is not BadgeId.ROUTED_ONWARD:
+        out.append(badge(BadgeId.ROUTED_ONWARD, _src_url(facts)))
     if facts.attested:
         out.append(badge(BadgeId.ATTESTED))
     if facts.stale:

@@ -31,6 +31,7 @@ WIRE_IDS = {
     "attested",
     "stale",
     "conflicting-sources",
+    "routed-onward",
 }
 
 EXPECTED_LEVELS = {
@@ -51,6 +52,7 @@ EXPECTED_LEVELS = {
     "attested": Level.CAUTION,
     "stale": Level.CAUTION,
     "conflicting-sources": Level.CAUTION,
+    "routed-onward": Level.BAD,
 }
 
 
@@ -140,7 +142,7 @@ def test_unknown_badge_ids_are_refused() -> None:
         ("mistral.api_free", ["api-channel", "training-opt-out", "retention-30d", "conflicting-sources"]),
         ("together.api", ["api-channel", "training-opt-in", "retention-unknown", "conflicting-sources"]),
         ("deepseek.api", ["api-channel", "training-unknown", "retention-unknown"]),
-        ("openrouter.api", ["api-channel", "training-unknown", "retention-unknown"]),
+        ("openrouter.api", ["api-channel", "training-unknown", "retention-unknown", "routed-onward"]),
         ("xai.api", ["api-channel", "training-opt-in", "retention-30d", "conflicting-sources"]),
         ("self_hosted.vllm", ["self-hosted", "no-training"]),
         ("self_hosted.ollama", ["self-hosted", "no-training"]),

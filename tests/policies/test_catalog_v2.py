@@ -94,6 +94,19 @@ def test_cloud_models_through_a_local_ollama_are_not_self_hosted(
     assert decide(catalog, channel_id, ZERO, model="ollama/llama3.1:8b", host="127.0.0.1").allowed
 
 
+def test_a_cloud_model_through_a_local_server_is_not_badged_self_hosted(catalog: Catalog) -> None:
+    cloud = [
+        b.id for b in derive_badges(facts_for(catalog, "self_hosted.ollama", model="gpt-oss:120b-cloud"))
+    ]
+    assert cloud == ["routed-onward", "training-unknown", "retention-unknown"]
+    local = [b.id for b in derive_badges(facts_for(catalog, "self_hosted.ollama", model="llama3.1:8b"))]
+    assert local == ["self-hosted", "no-training"]
+    router = [
+        b.id for b in derive_badges(facts_for(catalog, "fireworks.api", model="accounts/fireworks/routers/x"))
+    ]
+    assert router == ["api-channel", "training-unknown", "retention-unknown", "routed-onward"]
+
+
 def test_a_cloud_model_can_be_attested_but_stays_off_host(catalog: Catalog) -> None:
     att = Attestation(
         "self_hosted", AttestationFact.TRAINING_OPTED_OUT, "Ollama cloud terms reviewed", models=("*-cloud",)
