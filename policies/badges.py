@@ -1,18 +1,19 @@
 """Badges: a small, stable vocabulary derived from a deployment's effective facts.
 
-What belongs here: badge ids (one `StrEnum`), their labels, levels and descriptions, and
-`derive_badges()`. The ids are on the wire (`X-Privacy-Badges`); changing one is a breaking
-change for clients that filter on them.
+What belongs here: badge ids (one `StrEnum`, and one for the data paths a request used), their
+labels, levels and descriptions, `derive_badges()` and `derive_feature_badges()`. The ids are on
+the wire (`X-Privacy-Badges`); changing one is a breaking change for clients that filter on them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
 
 from policies.facts import EffectiveFacts, Fact
-from policies.schema import HumanReview, Kind, Region, TrainingDefault
+from policies.schema import FeatureId, HumanReview, Kind, Region, TrainingDefault
 
 
 class Level(StrEnum):
@@ -43,6 +44,17 @@ class BadgeId(StrEnum):
 
 
 RETENTION_PREFIX = "retention-"
+STORED_PREFIX = "stored-"
+
+
+class FeatureBadgeId(StrEnum):
+    """Badges of the data paths a request used (DESIGN.md, Data paths); `stored-<N>d` is built from days."""
+
+    STORED = "stored"
+    EXTENDED_CACHE = "extended-cache"
+    WEB_SEARCH = "web-search"
+    CODE_EXECUTION = "code-execution"
+    REMOTE_MCP = "remote-mcp"
 
 
 @dataclass(frozen=True)
@@ -142,6 +154,73 @@ _REVIEW_BADGE = {
     HumanReview.SAMPLED: BadgeId.HUMAN_REVIEW,
     HumanReview.FLAGGED_ONLY: BadgeId.HUMAN_REVIEW_FLAGGED,
 }
+
+
+FEATURE_VOCABULARY: dict[str, tuple[str, Level, str]] = {
+    FeatureBadgeId.STORED: (
+        "Stored by the provider",
+        Level.CAUTION,
+        "The provider stores the response (stored response, background mode); for how long is not known.",
+    ),
+    FeatureBadgeId.EXTENDED_CACHE: (
+        "Extended prompt cache",
+        Level.CAUTION,
+        "The provider keeps a cache derived from the prompt beyond its default lifetime.",
+    ),
+    FeatureBadgeId.WEB_SEARCH: (
+        "Web search",
+        Level.CAUTION,
+        "The provider searches or fetches the web with content derived from the request.",
+    ),
+    FeatureBadgeId.CODE_EXECUTION: (
+        "Code execution",
+        Level.CAUTION,
+        "The provider runs code or searches files in a hosted container.",
+    ),
+    FeatureBadgeId.REMOTE_MCP: (
+        "Remote MCP server",
+        Level.BAD,
+        "The provider sends data to an MCP server the request names, under that server's own policy.",
+    ),
+}
+
+_FEATURE_BADGE = {
+    FeatureId.EXTENDED_CACHE: FeatureBadgeId.EXTENDED_CACHE,
+    FeatureId.SERVER_WEB_SEARCH: FeatureBadgeId.WEB_SEARCH,
+    FeatureId.SERVER_CODE_EXECUTION: FeatureBadgeId.CODE_EXECUTION,
+    FeatureId.REMOTE_MCP: FeatureBadgeId.REMOTE_MCP,
+}
+
+
+def derive_feature_badges(facts: EffectiveFacts, features: Iterable[FeatureId]) -> tuple[Badge, ...]:
+    """Badges of the data paths a request used, in FeatureId order, each citing its fact's source."""
+    out: list[Badge] = []
+    used = set(features)
+    for feature_id in (f for f in FeatureId if f in used):
+        feature = facts.feature(feature_id)
+        url = None
+        if feature.retention.src:
+            found = facts.sources.get(feature.retention.src[0])
+            url = str(found.url) if found is not None else None
+        if feature_id is FeatureId.STORED_RESPONSE:
+            days = feature.retention.value.days
+            if days is not None and not feature.retention.value.is_zero:
+                out.append(
+                    Badge(
+                        f"{STORED_PREFIX}{days}d",
+                        f"Stored up to {days} days",
+                        Level.CAUTION,
+                        f"The provider stores the response for up to {days} days.",
+                        url,
+                    )
+                )
+                continue
+            feature_badge = FeatureBadgeId.STORED
+        else:
+            feature_badge = _FEATURE_BADGE[feature_id]
+        label, level, description = FEATURE_VOCABULARY[feature_badge]
+        out.append(Badge(str(feature_badge), label, level, description, url))
+    return tuple(out)
 
 
 def badge(badge_id: str, source: str | None = None) -> Badge:

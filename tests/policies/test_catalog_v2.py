@@ -10,7 +10,7 @@ from datetime import date, timedelta
 
 import pytest
 
-from policies.badges import derive_badges
+from policies.badges import Level, derive_badges, derive_feature_badges
 from policies.catalog import Catalog
 from policies.engine import Decision, evaluate
 from policies.facts import Attestation, effective_facts
@@ -342,3 +342,16 @@ def test_features_of_a_routed_model_are_unknown(catalog: Catalog) -> None:
         catalog, "fireworks.api", NO_TRAINING, model=model, features=[FeatureId.STORED_RESPONSE]
     )
     assert any(c.feature is FeatureId.STORED_RESPONSE and not c.passed for c in decision.checks)
+
+
+def test_feature_badges_cite_their_facts(catalog: Catalog) -> None:
+    fireworks = facts_for(catalog, "fireworks.api")
+    (stored,) = derive_feature_badges(fireworks, [FeatureId.STORED_RESPONSE])
+    assert (stored.id, stored.level) == ("stored-30d", Level.CAUTION)
+    assert stored.source == str(catalog.sources_of("fireworks.api")["F1"].url)
+    openai = facts_for(catalog, "openai.api")
+    ids = [b.id for b in derive_feature_badges(openai, list(FeatureId))]
+    assert ids == ["stored", "extended-cache", "web-search", "code-execution", "remote-mcp"]
+    mcp = derive_feature_badges(openai, [FeatureId.REMOTE_MCP])[0]
+    assert mcp.level is Level.BAD
+    assert derive_feature_badges(openai, []) == ()
