@@ -5,6 +5,7 @@ What belongs here: the `Services` container and the `Annotated` dependency alias
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Annotated
@@ -33,11 +34,15 @@ class Services:
     auth: Authenticator
     chat: ChatService
     audit: AuditSink
-    today: date
+    clock: Callable[[], date]  # the day facts are judged on (per request, not at start-up)
     metrics: GatewayMetrics
     in_flight: InFlight  # counted by the hot path, read by `metrics`
     key_slots: KeySlots  # claimed by `routers.chat.handle`, freed by the hot path
     warnings: list[str] = field(default_factory=list)
+
+    @property
+    def today(self) -> date:
+        return self.clock()
 
 
 def get_services(request: Request) -> Services:
