@@ -13,7 +13,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from gateway.http import new_request_id, read_body
-from gateway.protocol import parse_chat, parse_embeddings, parse_json
+from gateway.protocol import parse_body, parse_chat, parse_embeddings
 from gateway.service import Call
 from gateway.state import Services, ServicesDep
 
@@ -28,7 +28,7 @@ async def handle(request: Request, services: Services, endpoint: str) -> Respons
     request_id = new_request_id(request)
     key = await services.auth.authenticate(request.headers)
     services.key_slots.claim(request, key.name)  # before the body: a slow one holds the slot
-    body = parse_json(await read_body(request, services.settings.max_body_bytes))
+    body = parse_body(await read_body(request, services.settings.max_body_bytes))
     header = request.headers.get("x-privacy-policy")
     parse = parse_chat if endpoint == CHAT else parse_embeddings
     parsed = parse(body, policy_header=header)
