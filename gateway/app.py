@@ -18,6 +18,7 @@ from fastapi import FastAPI
 
 from gateway.audit import AuditSink
 from gateway.auth import Authenticator, KeyStore, StaticKeyStore, config_keys
+from gateway.bodybudget import BodyBudget
 from gateway.config import Config, ConfigError, check, load_config
 from gateway.deployments import Deployment, build_deployments
 from gateway.errors import install_handlers
@@ -146,6 +147,7 @@ def create_app(
         metrics=gateway_metrics,
         in_flight=in_flight,
         key_slots=KeySlots(settings.max_concurrency_per_key),
+        body_budget=BodyBudget(settings.max_inflight_body_bytes),
         warnings=warnings,
     )
 

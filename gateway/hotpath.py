@@ -74,6 +74,7 @@ class HotPath:
         finally:
             self.in_flight.count -= 1
             self.services.key_slots.release(scope)
+            self.services.body_budget.release(scope)
 
     def _counted(self, path: str, send: Send) -> Send:
         """`send`, counting the response's status for `GET /metrics` (every route, every refusal)."""

@@ -26,6 +26,13 @@ def new_request_id(request: Request) -> str:
     return request_id
 
 
+def declared_size(request: Request, limit: int) -> int:
+    """The body size the request announces (`Content-Length`), at most `limit`; `limit` when it
+    announces none (a chunked body) or something that is not a size (`read_body` refuses that)."""
+    declared = request.headers.get("content-length", "")
+    return min(int(declared), limit) if declared.isdigit() else limit
+
+
 async def read_body(request: Request, limit: int) -> bytes:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type not in JSON_TYPES and not content_type.endswith("+json"):

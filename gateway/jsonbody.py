@@ -12,6 +12,8 @@ from __future__ import annotations
 import gc
 import math
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +28,11 @@ MAX_DEPTH = 64
 # its bytes: 4 MiB of `[[],[],...]` is 1.4 million lists (85 MB parsed). The cap leaves room for
 # 160,000 content parts, 512 tool schemas or 10,000 messages (docs/reliability.md).
 MAX_CONTAINERS = 200_000
+# What a parsed value holds in memory, upper estimates from tracemalloc (docs/reliability.md): a
+# float 24 bytes and its slot 8; a short string about 50; an object of two short keys about 230;
+# a distinct key is one more string.
+VALUE_BYTES = 64
+CONTAINER_BYTES = 128
 # A too-deep value is named by the start of its path (`tools[0].function.parameters`), not all of it.
 DEPTH_PARAM_SEGMENTS = 4
 MAX_KEY_CHARS = 64
@@ -132,25 +139,29 @@ def _located(raw: bytes, exc: orjson.JSONDecodeError) -> InvalidRequest:
 
 @dataclass(frozen=True)
 class JsonBody:
-    """A parsed request body: the object, how many arrays and objects it holds, and every key
-    that occurs in it at any depth (for the steering-key check, `gateway.protocol`)."""
+    """A parsed request body: the object, how many values (all of them) and containers (arrays
+    and objects) it holds, and every key that occurs in it at any depth (for the steering-key
+    check, `gateway.protocol`)."""
 
     value: dict[str, Any]
+    values: int
     containers: int
     keys: frozenset[str]
 
-
-class _TooDeep(Exception):
-    pass
-
-
-class _TooMany(Exception):
-    pass
+    def memory_estimate(self, raw_size: int) -> int:
+        """An upper estimate of the bytes this body holds while its request is in flight: the
+        parsed values, and its text twice (the strings, and the upstream call's JSON)."""
+        parsed = VALUE_BYTES * (self.values + len(self.keys)) + CONTAINER_BYTES * self.containers
+        return 2 * raw_size + parsed
 
 
-def _survey(value: dict[str, Any]) -> tuple[int, frozenset[str]]:
-    """(containers, distinct keys) of `value`, in one depth-first pass; raises `_TooDeep` past
-    `MAX_DEPTH` levels and `_TooMany` past `MAX_CONTAINERS` containers, as soon as it sees them.
+TOO_DEEP = "too deep"
+TOO_MANY = "too many"
+
+
+def _survey(value: dict[str, Any]) -> tuple[int, int, frozenset[str]] | str:
+    """(values, containers, distinct keys) of `value`, in one depth-first pass; `TOO_DEEP` past
+    `MAX_DEPTH` levels and `TOO_MANY` past `MAX_CONTAINERS` containers, as soon as it sees them.
 
     One Python step per container, in the order orjson built them (a breadth-first pass jumps
     through memory and was 4x slower); the keys of an object are added in one C-level call.
@@ -161,10 +172,12 @@ def _survey(value: dict[str, Any]) -> tuple[int, frozenset[str]]:
     stack: list[Any] = [value]
     depths: list[int] = [1]
     containers = 0
+    values = 1
     while stack:
         node = stack.pop()
         depth = depths.pop() + 1
         containers += 1
+        values += len(node)
         if type(node) is dict:
             keys.update(node)
             node = node.values()
@@ -174,12 +187,12 @@ def _survey(value: dict[str, Any]) -> tuple[int, frozenset[str]]:
                     stack.append(child)
                     depths.append(depth)
                 elif depth > MAX_DEPTH:
-                    raise _TooDeep
+                    return TOO_DEEP
                 else:
                     containers += 1
         if containers > MAX_CONTAINERS:
-            raise _TooMany
-    return containers, frozenset(keys)
+            return TOO_MANY
+    return values, containers, frozenset(keys)
 
 
 def _deep_path(value: Any, limit: int) -> list[Segment]:
@@ -199,14 +212,16 @@ def _deep_path(value: Any, limit: int) -> list[Segment]:
     return []
 
 
-def _loads(raw: bytes) -> Any:
-    """orjson.loads with the garbage collector paused: a body of a million small containers would
-    otherwise set off collections that rescan what was just built (5x the parse, measured in
-    docs/reliability.md). Nothing it builds can be garbage yet, so pausing loses nothing."""
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Pause the garbage collector. Building (or walking, with a tuple per step) a body of a
+    million small containers otherwise sets off collections that rescan all of it again and again:
+    5x the parse and 15x the survey, measured (docs/reliability.md). Nothing built meanwhile is
+    garbage in a cycle, so pausing loses nothing; the collector goes on where it stopped after."""
     enabled = gc.isenabled()
     gc.disable()
     try:
-        return orjson.loads(raw)
+        yield
     finally:
         if enabled:
             gc.enable()
@@ -216,21 +231,30 @@ def parse_body(raw: bytes) -> JsonBody:
     """The body as a JSON object, surveyed; a 400 for anything else, or past the limits."""
     if not raw.strip():
         raise invalid_json("the request body is empty; send a JSON object")
+    with collector_paused():
+        result = _parse(raw)
+    if isinstance(result, InvalidRequest):
+        raise result
+    return result
+
+
+def _parse(raw: bytes) -> JsonBody | InvalidRequest:
+    """A refused body is freed here, while the collector is still paused: freeing it gives the
+    collector's count back, and nothing rescans it (an exception's traceback would hold it)."""
     try:
-        value = _loads(raw)
+        value = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise _located(raw, exc) from None
+        return _located(raw, exc)
     if not isinstance(value, dict):
-        raise invalid_json("the request body must be a JSON object")
-    try:
-        containers, keys = _survey(value)
-    except _TooDeep:
+        return invalid_json("the request body must be a JSON object")
+    survey = _survey(value)
+    if survey == TOO_DEEP:
         param = render_path(_deep_path(value, MAX_DEPTH))
-        raise invalid_json(f"{param or 'the body'} is nested deeper than {MAX_DEPTH} levels", param) from None
-    except _TooMany:
-        many = f"the request body holds more than {MAX_CONTAINERS:,} arrays and objects"
-        raise invalid_json(many) from None
-    return JsonBody(value, containers, keys)
+        return invalid_json(f"{param or 'the body'} is nested deeper than {MAX_DEPTH} levels", param)
+    if isinstance(survey, str):
+        return invalid_json(f"the request body holds more than {MAX_CONTAINERS:,} arrays and objects")
+    values, containers, keys = survey
+    return JsonBody(value, values, containers, keys)
 
 
 def parse_json(raw: bytes) -> dict[str, Any]:
