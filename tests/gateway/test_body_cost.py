@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import tracemalloc
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -22,6 +23,7 @@ import httpx
 import orjson
 import pytest
 
+from gateway.errors import SluiceError
 from gateway.jsonbody import MAX_CONTAINERS, MAX_DEPTH, parse_body
 from gateway.settings import Settings
 from gateway.testing.fake_upstream import FakeUpstream
@@ -139,6 +141,23 @@ async def test_a_forbidden_key_after_160k_parts_is_named(http: httpx.AsyncClient
     error = error_of(response, 400, "forbidden_parameter")
     assert error["param"] == "messages[].content[].api_base"
     assert fake.requests == []
+
+
+@pytest.mark.parametrize(
+    "raw", [b'{"a": [[]]}', b'{"a": ' + b"[" * 70 + b"]" * 70 + b"}", b'{"a": NaN}', b"[]"], ids=str
+)
+@pytest.mark.parametrize("enabled", [True, False])
+def test_the_collector_is_as_it_was_after_a_parse(raw: bytes, enabled: bool) -> None:
+    """The collector is paused while a body is parsed, and only then: a body accepted, refused as
+    too deep, not JSON, or not an object leaves it as it found it."""
+    was = gc.isenabled()
+    (gc.enable if enabled else gc.disable)()
+    try:
+        with contextlib.suppress(SluiceError):
+            parse_body(raw)
+        assert gc.isenabled() is enabled
+    finally:
+        (gc.enable if was else gc.disable)()
 
 
 # -- item 5: memory held by bodies in flight ---------------------------------------------------------
