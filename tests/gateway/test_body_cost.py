@@ -184,10 +184,16 @@ def held_request(size: int) -> bytes:
 
 async def test_past_the_body_budget_a_429_with_retry_after(fake: FakeUpstream, tmp_path: Path) -> None:
     budget = 1024 * 1024
-    async with client(fake, tmp_path, max_inflight_body_bytes=budget) as http:
+    app = build_app(
+        DEMO_CONFIG.read_text(encoding="utf-8"),
+        settings=settings(fake, tmp_path, max_inflight_body_bytes=budget),
+    )
+    held = app.state.sluice.body_budget
+    async with serving(app) as http:
         # One body larger than the whole budget still goes through an idle process.
         first = asyncio.ensure_future(http.post(CHAT, content=held_request(600_000), headers=HEADERS))
         await until(lambda: len(fake.requests) == 1, "the first request upstream")
+        assert held.held > budget  # its parsed estimate, not only its 600 KB
         second = await http.post(CHAT, content=held_request(300_000), headers=HEADERS)
         error = error_of(second, 429, "rate_limited")
         assert "SLUICE_MAX_INFLIGHT_BODY_BYTES" in error["message"]
@@ -196,6 +202,8 @@ async def test_past_the_body_budget_a_429_with_retry_after(fake: FakeUpstream, t
         first.cancel()  # the client leaves: its claim is freed with its request
         with pytest.raises(asyncio.CancelledError):
             await first
+        await until(lambda: held.held == 0, "the first claim freed")
         small = orjson.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]})
         third = await http.post(CHAT, content=small, headers=HEADERS)
         assert third.status_code == 200, third.text
+        assert held.held == 0
