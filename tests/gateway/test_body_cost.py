@@ -25,6 +25,7 @@ import pytest
 
 from gateway.errors import SluiceError
 from gateway.jsonbody import MAX_CONTAINERS, MAX_DEPTH, parse_body
+from gateway.protocol import parse_chat
 from gateway.settings import Settings
 from gateway.testing.fake_upstream import FakeUpstream
 from tests.conftest import AUTH, DEMO_CONFIG
@@ -141,6 +142,28 @@ async def test_a_forbidden_key_after_160k_parts_is_named(http: httpx.AsyncClient
     error = error_of(response, 400, "forbidden_parameter")
     assert error["param"] == "messages[].content[].api_base"
     assert fake.requests == []
+
+
+@pytest.mark.parametrize(
+    ("key", "refused"),
+    [
+        ("API_Base", True),
+        ("my_callback_url", True),
+        ("Litellm_x", True),
+        ("x\napi_base", False),  # the joined keys see `api_base` on a line of its own: a false alarm
+        ("api_basement", False),
+        ("\nlitellm", False),
+    ],
+)
+def test_steering_keys_are_found_in_one_look_over_all_keys(key: str, refused: bool) -> None:
+    content = [{"type": "text", "text": "a", "extra": {"deep": [{key: 1}]}}]
+    raw = orjson.dumps({"model": "m", "messages": [{"role": "user", "content": content}]})
+    try:
+        parse_chat(parse_body(raw), policy_header=None)
+    except SluiceError as exc:
+        assert refused and exc.code == "forbidden_parameter", exc
+    else:
+        assert not refused
 
 
 @pytest.mark.parametrize(
