@@ -111,6 +111,7 @@ def create_app(
     # GET /metrics: counted from each audit event on its way to the ledger; the rest read when scraped.
     request_metrics = RequestMetrics(models=router.models, deployments=[d.id for d in all_deployments])
     in_flight = InFlight()
+    body_budget = BodyBudget(settings.max_inflight_body_bytes)
     gateway_metrics = GatewayMetrics(
         requests=request_metrics,
         in_flight=in_flight,
@@ -119,6 +120,7 @@ def create_app(
         breaker=resilience.breaker,
         audit=audit,
         ledger=audit if isinstance(audit, LedgerSink) else None,
+        body_budget=body_budget,
     )
     chat_service = ChatService(
         config=config,
@@ -147,7 +149,7 @@ def create_app(
         metrics=gateway_metrics,
         in_flight=in_flight,
         key_slots=KeySlots(settings.max_concurrency_per_key),
-        body_budget=BodyBudget(settings.max_inflight_body_bytes),
+        body_budget=body_budget,
         warnings=warnings,
     )
 

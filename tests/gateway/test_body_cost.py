@@ -217,6 +217,9 @@ async def test_past_the_body_budget_a_429_with_retry_after(fake: FakeUpstream, t
         first = asyncio.ensure_future(http.post(CHAT, content=held_request(600_000), headers=HEADERS))
         await until(lambda: len(fake.requests) == 1, "the first request upstream")
         assert held.held > budget  # its parsed estimate, not only its 600 KB
+        shown = (await http.get("/metrics")).text
+        assert f"sluice_request_body_bytes_in_flight {held.held}" in shown
+        assert f"sluice_request_body_bytes_in_flight_limit {budget}" in shown
         second = await http.post(CHAT, content=held_request(300_000), headers=HEADERS)
         error = error_of(second, 429, "rate_limited")
         assert "SLUICE_MAX_INFLIGHT_BODY_BYTES" in error["message"]
