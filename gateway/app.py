@@ -18,6 +18,7 @@ from fastapi import FastAPI
 
 from gateway.audit import AuditSink
 from gateway.auth import Authenticator, KeyStore, StaticKeyStore, config_keys
+from gateway.bodybudget import BodyBudget
 from gateway.config import Config, ConfigError, check, check_file
 from gateway.deployments import Deployment, build_deployments
 from gateway.errors import install_handlers
@@ -118,6 +119,7 @@ def create_app(
     # GET /metrics: counted from each audit event on its way to the ledger; the rest read when scraped.
     request_metrics = RequestMetrics(models=router.models, deployments=[d.id for d in all_deployments])
     in_flight = InFlight()
+    body_budget = BodyBudget(settings.max_inflight_body_bytes)
     gateway_metrics = GatewayMetrics(
         requests=request_metrics,
         in_flight=in_flight,
@@ -126,6 +128,7 @@ def create_app(
         breaker=resilience.breaker,
         audit=audit,
         ledger=audit if isinstance(audit, LedgerSink) else None,
+        body_budget=body_budget,
     )
     chat_service = ChatService(
         config=config,
@@ -154,6 +157,7 @@ def create_app(
         metrics=gateway_metrics,
         in_flight=in_flight,
         key_slots=KeySlots(settings.max_concurrency_per_key),
+        body_budget=body_budget,
         warnings=warnings,
     )
 

@@ -14,6 +14,7 @@ from fastapi import Depends, Request
 
 from gateway.audit import AuditSink
 from gateway.auth import Authenticator
+from gateway.bodybudget import BodyBudget
 from gateway.config import Config
 from gateway.metrics import GatewayMetrics, InFlight
 from gateway.routing import Router
@@ -38,6 +39,7 @@ class Services:
     metrics: GatewayMetrics
     in_flight: InFlight  # counted by the hot path, read by `metrics`
     key_slots: KeySlots  # claimed by `routers.chat.handle`, freed by the hot path
+    body_budget: BodyBudget  # the same
     warnings: list[str] = field(default_factory=list)
 
     @property
