@@ -16,23 +16,23 @@ from datetime import date
 
 from fastapi import FastAPI
 
-from gateway.audit import AuditSink
-from gateway.auth import Authenticator, KeyStore, StaticKeyStore, config_keys
-from gateway.bodybudget import BodyBudget
+from gateway.api import admin, chat, health, metrics, models, privacy
 from gateway.config import Config, ConfigError, check, check_file
-from gateway.deployments import Deployment, build_deployments
+from gateway.core.auth import Authenticator, KeyStore, StaticKeyStore, config_keys
+from gateway.core.deployments import Deployment, build_deployments
+from gateway.core.misses import served
+from gateway.core.pipeline import ChatService
+from gateway.core.resilience import Resilience
+from gateway.core.routing import Router, utc_today
+from gateway.core.services import Services
 from gateway.errors import install_handlers
-from gateway.hotpath import HotPath
-from gateway.logs import install_redaction
-from gateway.metrics import GatewayMetrics, InFlight, MetricsSink, RequestMetrics
-from gateway.misses import served
-from gateway.resilience import Resilience
-from gateway.routers import admin, chat, health, metrics, models, privacy
-from gateway.routing import Router, utc_today
-from gateway.service import ChatService
+from gateway.observability.audit import AuditSink
+from gateway.observability.logs import install_redaction
+from gateway.observability.metrics import GatewayMetrics, InFlight, MetricsSink, RequestMetrics
+from gateway.server.bodybudget import BodyBudget
+from gateway.server.hotpath import HotPath
+from gateway.server.key_slots import KeySlots
 from gateway.settings import Settings
-from gateway.slots import KeySlots
-from gateway.state import Services
 from gateway.storage.ledger import LedgerSink
 from gateway.storage.runtime import Storage, require_writable_spool
 from gateway.upstream.base import Adapter

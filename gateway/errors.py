@@ -34,7 +34,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
-from gateway.misses import endpoint_hint
+from gateway.core.misses import endpoint_hint
 from gateway.names import ErrorCode, ErrorType, Header
 
 log = logging.getLogger("sluice.errors")
@@ -213,7 +213,7 @@ def validation_error(exc: RequestValidationError) -> InvalidRequest:
 
 
 def install_handlers(app: FastAPI, *, endpoints: Sequence[tuple[str, str]] = ()) -> None:
-    """`endpoints`: (method, path) of the public API, which a 404 lists (`gateway/misses.py`)."""
+    """`endpoints`: (method, path) of the public API, which a 404 lists (`gateway/core/misses.py`)."""
 
     async def sluice_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, SluiceError)

@@ -46,10 +46,10 @@ class Settings(BaseSettings):
     max_inflight_body_bytes: int = Field(
         default=256 * 1024 * 1024, ge=1024, description="per process, estimated, all requests together"
     )
-    # Slowloris: uvicorn itself waits for a request forever (gateway/uvicorn_protocol.py).
+    # Slowloris: uvicorn itself waits for a request forever (gateway/server/uvicorn_deadlines.py).
     header_timeout: float = Field(default=10.0, gt=0, description="request line and headers, in all")
     body_timeout: float = Field(default=30.0, gt=0, description="the whole request body, after its headers")
-    # A client that stops reading a response (gateway/uvicorn_protocol.py): its connection is aborted.
+    # A client that stops reading a response (gateway/server/uvicorn_deadlines.py): its connection is aborted.
     client_write_timeout: float = Field(
         default=60.0, gt=0, description="longest a response may wait on a full send buffer"
     )

@@ -40,8 +40,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import orjson
 
 from bench import procs
+from gateway.api.openai_protocol import parse_body, parse_chat
 from gateway.errors import SluiceError
-from gateway.protocol import parse_body, parse_chat
 from scripts.demo_stack import KEY, fake_upstream_process, sluice_demo
 from scripts.load_host import machine
 from scripts.load_wire import Connection

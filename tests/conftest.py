@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from gateway.app import create_app
-from gateway.audit import MemoryAuditSink
+from gateway.observability.audit import MemoryAuditSink
 from gateway.settings import Settings
 from gateway.testing.fake_upstream import FakeUpstream
 

@@ -1,6 +1,6 @@
 """`sluice catalog ...` and `sluice policy ...`: the catalog and policies, readable in a terminal.
 
-What belongs here: rendering only. Facts come from `policies`, JSON from `gateway.catalog_view`.
+What belongs here: rendering only. Facts come from `policies`, JSON from `gateway.api.privacy`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from gateway.catalog_view import catalog_json, channel_json, policies_json
+from gateway.api.privacy import catalog_json, channel_json, policies_json
 from gateway.cli import output
 from policies.badges import Level, derive_badges
 from policies.catalog import Catalog, load_catalog

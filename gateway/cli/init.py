@@ -3,7 +3,7 @@
 What belongs here: the command's options, asking the settings module which key variables are set,
 checking the rendered file as `sluice check` would before it is written, refusing to overwrite an
 existing file without `--force`, and telling the operator what was written and what to do next.
-Choosing channels and rendering the YAML is `gateway.starter`.
+Choosing channels and rendering the YAML is `gateway.cli.starter`.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from typing import Annotated
 
 import typer
 
+from gateway.cli.starter import OFFERS, render
 from gateway.config import ConfigError, check, parse_config
 from gateway.settings import Settings
-from gateway.starter import OFFERS, render
 from policies.catalog import load_catalog
 from policies.policy import BUILTIN_POLICIES, UnknownPolicyError, resolve
 

@@ -17,9 +17,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from gateway.auth import hash_key
 from gateway.cli.db import ConfigOpt, DatabaseOpt, cli_settings, with_database
 from gateway.config import ConfigError, load_config
+from gateway.core.auth import hash_key
 from gateway.names import OnViolation
 from gateway.settings import Settings
 from gateway.storage.db import Database

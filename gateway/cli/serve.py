@@ -2,7 +2,7 @@
 
 What belongs here: turning command-line options into settings, refusing a bad config with one
 line per problem before anything listens, and starting uvicorn with the app factory (and the HTTP
-protocol with receive deadlines, `gateway.uvicorn_protocol`).
+protocol with receive deadlines, `gateway.server.uvicorn_deadlines`).
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from rich.table import Table
 
 from gateway.cli import output
 from gateway.config import ConfigError
-from gateway.deployments import build_deployments
+from gateway.core.deployments import build_deployments
+from gateway.server.uvicorn_deadlines import deadline_protocol
 from gateway.settings import Settings, export_env
-from gateway.uvicorn_protocol import deadline_protocol
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="config file (default: $SLUICE_CONFIG)")]
 HostOpt = Annotated[
@@ -112,7 +112,7 @@ def serve(
 def check(config: ConfigOpt = None) -> None:
     """Validate a config against the catalog: every problem at once, or every deployment, available or not."""
     from gateway.config import check_file
-    from gateway.routing import Router
+    from gateway.core.routing import Router
     from policies.catalog import load_catalog
     from policies.policy import resolve
 

@@ -20,7 +20,7 @@ from typing import Any, Final
 
 import orjson
 
-from gateway.audit import AuditEvent
+from gateway.observability.audit import AuditEvent
 
 Row = dict[str, Any]
 

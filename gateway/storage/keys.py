@@ -1,7 +1,7 @@
 """Client keys in the database: the `DatabaseKeyStore` the authenticator asks, and the key lifecycle.
 
 What belongs here: creating a key (the plaintext is returned once and never stored: only its
-`sha256:<hex>` hash, from `gateway.auth.hash_key`), listing and revoking keys, checking a new key's
+`sha256:<hex>` hash, from `gateway.core.auth.hash_key`), listing and revoking keys, checking a new key's
 fields, and looking a presented key's hash up for every request. There is no cache: a revoked or
 expired key is refused on the next request on every replica sharing the database.
 A database that does not answer fails closed with 503 (never a silent 401 or a stale answer).
@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from gateway.auth import MASTER, KeyRecord, hash_key
+from gateway.core.auth import MASTER, KeyRecord, hash_key
 from gateway.errors import SluiceError
 from gateway.names import ErrorCode, ErrorType, OnViolation
 from gateway.storage.chain import utc

@@ -33,7 +33,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.sql.dml import Insert
 
-from gateway.audit import AuditEvent
+from gateway.observability.audit import AuditEvent
 from gateway.storage.chain import Chain, Row, writer_origin
 from gateway.storage.db import Database, audit_events, audit_writers
 from gateway.storage.spool import Spool

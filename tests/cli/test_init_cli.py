@@ -15,11 +15,11 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from gateway.cli.main import app
+from gateway.cli.starter import OFFERS
 from gateway.config import check, load_config
-from gateway.deployments import build_deployments
-from gateway.routing import Router
+from gateway.core.deployments import build_deployments
+from gateway.core.routing import Router
 from gateway.settings import Settings
-from gateway.starter import OFFERS
 from policies.catalog import load_catalog
 from policies.policy import resolve
 

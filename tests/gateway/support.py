@@ -25,9 +25,9 @@ import respx
 from fastapi import FastAPI
 
 from gateway.app import create_app
-from gateway.audit import MemoryAuditSink
-from gateway.auth import hash_key
 from gateway.config import parse_config
+from gateway.core.auth import hash_key
+from gateway.observability.audit import MemoryAuditSink
 from gateway.settings import Settings
 
 # Every badge header DESIGN.md lists for a response once a decision exists (Rerouted-From only
@@ -48,7 +48,7 @@ TEST_HOST = "sluice.test"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TRAINING_VALUES = frozenset({"never", "opt_in", "opt_out", "always", "unknown"})
 ENVELOPE_KEYS = frozenset({"message", "type", "param", "code"})
-# Fields of the OpenAI Chat Completions request Sluice may pass upstream (gateway/protocol.py's
+# Fields of the OpenAI Chat Completions request Sluice may pass upstream (gateway/api/openai_protocol.py's
 # allowlist, restated): anything else in an upstream body is a leak of a client field.
 UPSTREAM_CHAT_FIELDS = frozenset(
     {

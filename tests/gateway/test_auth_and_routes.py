@@ -36,8 +36,8 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute, iter_route_contexts
 
 from gateway.app import create_app
-from gateway.audit import MemoryAuditSink
-from gateway.hotpath import HOT_PATHS
+from gateway.observability.audit import MemoryAuditSink
+from gateway.server.hotpath import HOT_PATHS
 from gateway.settings import Settings
 from gateway.testing.fake_upstream import FakeUpstream
 from gateway.upstream.litellm_adapter import load_litellm

@@ -23,9 +23,9 @@ import httpx
 import orjson
 import pytest
 
+from gateway.api.openai_protocol import parse_chat
 from gateway.errors import SluiceError
-from gateway.jsonbody import MAX_CONTAINERS, MAX_DEPTH, parse_body
-from gateway.protocol import parse_chat
+from gateway.server.jsonbody import MAX_CONTAINERS, MAX_DEPTH, parse_body
 from gateway.settings import Settings
 from gateway.testing.fake_upstream import FakeUpstream
 from tests.conftest import AUTH, DEMO_CONFIG

@@ -25,7 +25,7 @@ import respx
 import uvicorn
 from fastapi import FastAPI
 
-from gateway.audit import MemoryAuditSink
+from gateway.observability.audit import MemoryAuditSink
 from gateway.settings import Settings
 from gateway.testing.fake_upstream import FakeUpstream
 from tests.gateway.support import (

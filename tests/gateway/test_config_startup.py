@@ -14,9 +14,9 @@ import respx
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
-from gateway.audit import MemoryAuditSink
 from gateway.cli.main import app as cli
 from gateway.config import ConfigError, parse_config
+from gateway.observability.audit import MemoryAuditSink
 from gateway.settings import Settings
 from tests.conftest import chat_body
 from tests.gateway.support import bearer, build_app, error_of, key_hash, mocked_internet, outbound, serving

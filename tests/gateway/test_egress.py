@@ -90,7 +90,7 @@ socket.create_connection = create_connection
 import asyncio
 import httpx
 from gateway.app import create_app
-from gateway.audit import MemoryAuditSink
+from gateway.observability.audit import MemoryAuditSink
 from gateway.config import parse_config
 from gateway.settings import Settings
 

@@ -14,7 +14,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from gateway.app import create_app
-from gateway.audit import MemoryAuditSink
+from gateway.observability.audit import MemoryAuditSink
 from gateway.settings import Settings
 from gateway.testing.fake_upstream import FakeUpstream
 from tests.conftest import AUTH, LEGAL_KEY, chat_body

@@ -24,7 +24,7 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from gateway.audit import MemoryAuditSink
+from gateway.observability.audit import MemoryAuditSink
 from gateway.settings import Settings
 from gateway.testing.fake_upstream import FakeUpstream
 from tests.conftest import AUTH, DEMO_CONFIG, DEMO_KEY, chat_body
@@ -47,7 +47,7 @@ DEFAULT_BODY_LIMIT = 4 * MiB
 FIFTY_MB = 50_000_000
 # A refused body must not end up in the server's memory: far below what was sent (50 MB).
 RSS_SLACK = 16 * MiB
-HEADER_LIMIT = 64 * 1024  # gateway/hotpath.py: names and values, all headers together
+HEADER_LIMIT = 64 * 1024  # gateway/server/hotpath.py: names and values, all headers together
 HEADER_COUNT_LIMIT = 100
 
 

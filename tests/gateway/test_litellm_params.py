@@ -8,9 +8,9 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway.litellm_params import LITELLM_PARAMS
-from gateway.protocol import LITELLM_ONLY
+from gateway.api.openai_protocol import LITELLM_ONLY
 from gateway.upstream.litellm_adapter import load_litellm
+from gateway.upstream.litellm_params import LITELLM_PARAMS
 from tests.conftest import AUTH, chat_body
 
 SPOT = [
@@ -28,7 +28,7 @@ def test_the_list_covers_the_installed_litellm() -> None:
     from litellm.types.utils import all_litellm_params
 
     missing = sorted(set(all_litellm_params) - LITELLM_PARAMS)
-    assert not missing, f"regenerate gateway/litellm_params.py; litellm now also knows {missing}"
+    assert not missing, f"regenerate gateway/upstream/litellm_params.py; litellm now also knows {missing}"
     assert set(SPOT) <= LITELLM_ONLY
 
 

@@ -1,7 +1,7 @@
 """`GET /metrics`: a strictly parsed exposition, counters moved by real requests, fixed labels only
 (a canary never reaches a scrape), the in-flight gauge over a real socket, and who may scrape.
 
-The parser below is written from the text format 0.0.4 spec, not from `gateway.metrics`, so a
+The parser below is written from the text format 0.0.4 spec, not from `gateway.observability.metrics`, so a
 rendering bug fails here instead of being read back by its own code.
 """
 
@@ -25,17 +25,17 @@ import uvicorn
 from fastapi import FastAPI
 from pydantic import SecretStr
 
+from gateway.api.chat import CHAT, EMBEDDINGS
 from gateway.app import create_app
-from gateway.audit import AuditEvent, MemoryAuditSink
-from gateway.metrics import (
+from gateway.observability.audit import AuditEvent, MemoryAuditSink
+from gateway.observability.metrics import (
     OTHER,
     LoopLag,
     MetricsSink,
     RequestMetrics,
     status_class,
 )
-from gateway.prometheus import Counter, Gauge, Histogram, render
-from gateway.routers.chat import CHAT, EMBEDDINGS
+from gateway.observability.prometheus import Counter, Gauge, Histogram, render
 from gateway.settings import Settings
 from gateway.testing.fake_upstream import FakeUpstream
 from tests.conftest import AUTH, DEMO_KEY, chat_body

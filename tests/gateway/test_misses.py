@@ -1,4 +1,4 @@
-"""Helpful misses (gateway/misses.py): a 404 names the endpoints Sluice serves and the one probably
+"""Helpful misses (gateway/core/misses.py): a 404 names the endpoints Sluice serves and the one probably
 meant; an unknown model names the closest aliases, only among those the caller's key may use."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from gateway.misses import closest_models, endpoint_hint
+from gateway.core.misses import closest_models, endpoint_hint
 from tests.conftest import chat_body
 from tests.gateway.support import bearer, build_app, error_of, key_hash, serving
 

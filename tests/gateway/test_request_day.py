@@ -10,9 +10,9 @@ from __future__ import annotations
 from datetime import date
 
 from gateway.config import parse_config
-from gateway.deployments import build_deployments
+from gateway.core.deployments import build_deployments
+from gateway.core.routing import Router
 from gateway.names import Header
-from gateway.routing import Router
 from gateway.settings import Settings
 from policies.catalog import load_catalog
 from policies.policy import resolve

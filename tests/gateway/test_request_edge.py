@@ -25,9 +25,9 @@ import httpx
 import pytest
 
 from gateway.app import create_app
-from gateway.audit import MemoryAuditSink
-from gateway.auth import hash_key
-from gateway.logs import Redactor
+from gateway.core.auth import hash_key
+from gateway.observability.audit import MemoryAuditSink
+from gateway.observability.logs import Redactor
 from gateway.settings import Settings
 from gateway.testing.fake_upstream import FakeUpstream
 from tests.conftest import AUTH, DEMO_KEY, chat_body

@@ -14,9 +14,9 @@ import respx
 from fastapi import FastAPI
 
 from gateway.app import create_app
-from gateway.audit import MemoryAuditSink
 from gateway.config import parse_config
-from gateway.resilience import BreakerState, CircuitBreaker, Holds, Resilience, RetryBudget, trips
+from gateway.core.resilience import BreakerState, CircuitBreaker, Holds, Resilience, RetryBudget, trips
+from gateway.observability.audit import MemoryAuditSink
 from gateway.settings import Settings
 from gateway.upstream.base import (
     UpstreamConnectError,
@@ -302,7 +302,7 @@ async def test_breaker_opens_fails_fast_then_trials(
     response = await ask(http, "solo")  # circuit open: no upstream call at all
     error = error_of(response, 502, "upstream_unavailable")
     assert "circuit open" in error["message"]
-    # 30 s of cool-down left, but SDKs sleep what we say, twice: capped (gateway/retry_after.py).
+    # 30 s of cool-down left, but SDKs sleep what we say, twice: capped (gateway/core/retry_after.py).
     assert response.headers["retry-after"] == "2"
     assert response.headers["x-request-id"]
     assert route.call_count == 5

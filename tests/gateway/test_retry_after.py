@@ -1,4 +1,4 @@
-"""What clients are told about retrying (gateway/retry_after.py), and what a failed attempt logs.
+"""What clients are told about retrying (gateway/core/retry_after.py), and what a failed attempt logs.
 
 The official openai SDK, with its defaults (2 retries, honouring `Retry-After`), talks to the app
 in-process over ASGI. A dead upstream is a bound loopback port that never listens (connections
@@ -22,10 +22,10 @@ from fastapi import FastAPI
 from openai import AsyncOpenAI
 
 from gateway.app import create_app
-from gateway.audit import MemoryAuditSink
 from gateway.config import parse_config
-from gateway.resilience import Resilience
-from gateway.retry_after import rate_limited_headers, unavailable_headers
+from gateway.core.resilience import Resilience
+from gateway.core.retry_after import rate_limited_headers, unavailable_headers
+from gateway.observability.audit import MemoryAuditSink
 from gateway.settings import Settings
 from tests.gateway.support import TEST_HOST, key_hash, mocked_internet, serving
 

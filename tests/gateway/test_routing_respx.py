@@ -16,7 +16,7 @@ import httpx
 import pytest
 import respx
 
-from gateway.audit import MemoryAuditSink
+from gateway.observability.audit import MemoryAuditSink
 from tests.conftest import chat_body
 from tests.gateway.support import (
     LITELLM_WARNINGS,

@@ -1,4 +1,4 @@
-"""gateway/starter.py: the channel `sluice init` writes for each provider is the policy engine's
+"""gateway/cli/starter.py: the channel `sluice init` writes for each provider is the policy engine's
 choice, and what it writes commented out complies once the operator uncomments it.
 
 On the catalog's own date, so that staleness (180 days, low-confidence entries) cannot change the
@@ -11,11 +11,11 @@ from __future__ import annotations
 import re
 from datetime import date
 
+from gateway.cli.starter import OFFERS, Starter, render
 from gateway.config import Config, check, parse_config
-from gateway.deployments import build_deployments
-from gateway.routing import Router
+from gateway.core.deployments import build_deployments
+from gateway.core.routing import Router
 from gateway.settings import Settings
-from gateway.starter import OFFERS, Starter, render
 from policies.catalog import load_catalog
 from policies.policy import BUILTIN_POLICIES, resolve
 

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway.audit import MemoryAuditSink
+from gateway.observability.audit import MemoryAuditSink
 from gateway.settings import Settings
 from gateway.testing.fake_upstream import FakeUpstream
 from tests.conftest import AUTH, DEMO_CONFIG, chat_body

@@ -23,7 +23,7 @@ import httpx
 import pytest
 import respx
 
-from gateway.audit import MemoryAuditSink
+from gateway.observability.audit import MemoryAuditSink
 from gateway.settings import Settings
 from gateway.testing.fake_upstream import FakeUpstream
 from gateway.upstream.litellm_adapter import load_litellm

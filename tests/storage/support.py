@@ -9,8 +9,8 @@ from typing import Any
 
 from typer.testing import CliRunner, Result
 
-from gateway.audit import AuditEvent
 from gateway.cli.main import app as cli
+from gateway.observability.audit import AuditEvent
 from gateway.storage.db import Database
 from gateway.storage.ledger import LedgerSink
 from tests.conftest import DEMO_CONFIG

@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from gateway.app import create_app
-from gateway.audit import AuditEvent
+from gateway.observability.audit import AuditEvent
 from gateway.settings import Settings
 from gateway.storage.db import Database
 from gateway.storage.ledger import LedgerSink

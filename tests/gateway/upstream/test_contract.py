@@ -16,8 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway.audit import MemoryAuditSink
-from gateway.resilience import trips
+from gateway.core.resilience import trips
+from gateway.observability.audit import MemoryAuditSink
 from gateway.settings import Settings
 from gateway.testing.fake_upstream import FakeUpstream
 from gateway.upstream.base import (

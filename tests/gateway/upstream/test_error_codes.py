@@ -16,7 +16,7 @@ import httpx
 import pytest
 import respx
 
-from gateway.audit import MemoryAuditSink
+from gateway.observability.audit import MemoryAuditSink
 from gateway.upstream.base import UpstreamStatusError
 from gateway.upstream.error_codes import KNOWN_CODES, known_code
 from tests.gateway.support import (

@@ -6,7 +6,7 @@ adapters (I/O) and the audit sink. Failover moves only among compliant deploymen
 before the first byte reached the client, and only on answers that say the provider did not start
 the work (connect errors, 429, 503, 529; see `gateway/upstream/base.py`). It skips deployments whose
 circuit is open or that asked to wait (Retry-After), and stops when the retry budget is spent
-(all three in `gateway/resilience.py`). A request the translation or the provider refuses as
+(all three in `gateway/core/resilience.py`). A request the translation or the provider refuses as
 invalid is the client's 400 and counts against none of them (`client_fault` in the upstream errors).
 """
 
@@ -24,10 +24,14 @@ import anyio
 import orjson
 from starlette.responses import Response
 
-from gateway.audit import AuditEvent, AuditSink
-from gateway.auth import KeyRecord
+from gateway.api.openai_protocol import ParsedRequest, PrivacyAsk
 from gateway.config import Config
-from gateway.deployments import Deployment
+from gateway.core.auth import KeyRecord
+from gateway.core.deployments import Deployment
+from gateway.core.misses import closest_models
+from gateway.core.resilience import Resilience, trips
+from gateway.core.retry_after import rate_limited_headers, unavailable_headers
+from gateway.core.routing import Plan, PolicySet, Router
 from gateway.errors import (
     InvalidRequest,
     ModelNotAllowed,
@@ -36,13 +40,9 @@ from gateway.errors import (
     SluiceError,
     UpstreamFailure,
 )
-from gateway.misses import closest_models
 from gateway.names import DecisionKind, ErrorCode, Header, OnViolation
-from gateway.protocol import ParsedRequest, PrivacyAsk
-from gateway.resilience import Resilience, trips
-from gateway.retry_after import rate_limited_headers, unavailable_headers
-from gateway.routing import Plan, PolicySet, Router
-from gateway.streaming import RelayResponse
+from gateway.observability.audit import AuditEvent, AuditSink
+from gateway.server.responses import RelayResponse
 from gateway.upstream.base import (
     Adapter,
     ChatStream,
@@ -78,7 +78,7 @@ def to_client_error(exc: UpstreamError) -> SluiceError:
     if not exc.retryable:
         return UpstreamFailure(f"{exc.message}; not sent elsewhere: the provider may have started the work")
     # None of them started the work (connect error, 503, 529), so a retry is safe: say so, briefly
-    # (gateway/retry_after.py: SDKs sleep what we say, twice).
+    # (gateway/core/retry_after.py: SDKs sleep what we say, twice).
     headers = unavailable_headers(exc.retry_after or 0.0)
     return UpstreamFailure(f"every compliant deployment failed; last error: {exc.message}", headers=headers)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter
 from starlette.responses import Response
 
-from gateway.state import ServicesDep
-from gateway.util import json_response
+from gateway.core.services import ServicesDep
+from gateway.server.responses import json_response
 
 router = APIRouter()
 

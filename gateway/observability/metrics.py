@@ -1,4 +1,4 @@
-"""Sluice's metrics for `GET /metrics` (the format itself is `gateway.prometheus`).
+"""Sluice's metrics for `GET /metrics` (the format itself is `gateway.observability.prometheus`).
 
 What belongs here: the fixed label sets; `RequestMetrics`, fed by `MetricsSink` from the
 `AuditEvent` of every decided request; `LoopLag`, a timer that measures how late the event loop
@@ -23,20 +23,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from gateway.audit import AuditEvent, AuditSink
+from gateway.core.pipeline import CLIENT_CLOSED
+from gateway.core.resilience import BreakerState
 from gateway.names import DecisionKind, ErrorCode
-from gateway.prometheus import Counter, Family, Gauge, Histogram, render
-from gateway.resilience import BreakerState
-from gateway.service import CLIENT_CLOSED
+from gateway.observability.audit import AuditEvent, AuditSink
+from gateway.observability.prometheus import Counter, Family, Gauge, Histogram, render
 
 if TYPE_CHECKING:
-    from gateway.deployments import Deployment
+    from gateway.core.deployments import Deployment
     from gateway.storage.ledger import LedgerStats
 
 log = logging.getLogger("sluice.metrics")
 
 OTHER = "other"
-ENDPOINTS = ("chat", "embeddings")  # gateway.routers.chat's CHAT and EMBEDDINGS (a test compares)
+ENDPOINTS = ("chat", "embeddings")  # gateway.api.chat's CHAT and EMBEDDINGS (a test compares)
 STATUS_CLASSES = ("2xx", "4xx", "5xx", "client_closed", OTHER)
 # Seconds; chat calls run from milliseconds (blocked, cached) to minutes (long streams).
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
@@ -189,7 +189,7 @@ def route_group(path: str) -> str:
 class HttpResponses:
     """Every response the app sends, by route group and status code: also the refusals that come
     before any decision (401, 400, 404, 413, 415, 429 at the cap, 431), which no audit event sees.
-    The 408 and 431 that `gateway.uvicorn_protocol` writes itself, before the app, are not here."""
+    The 408 and 431 that `gateway.server.uvicorn_deadlines` writes itself, before the app, are not here."""
 
     def __init__(self) -> None:
         self.counter = Counter(

@@ -20,11 +20,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from gateway.api.openai_protocol import parse_json
+from gateway.core.services import Services, ServicesDep
 from gateway.errors import InvalidRequest, NotFound, SluiceError, render
-from gateway.http import new_request_id, read_body
 from gateway.names import ErrorCode, OnViolation
-from gateway.protocol import parse_json
-from gateway.state import Services, ServicesDep
+from gateway.server.request_body import new_request_id, read_body
+from gateway.server.responses import json_response
 from gateway.storage.keys import (
     KeyNameTaken,
     KeyNotFound,
@@ -37,7 +38,6 @@ from gateway.storage.keys import (
 from gateway.storage.ledger import DB_ERRORS, describe
 from gateway.storage.runtime import Storage
 from gateway.storage.timespec import parse_moment
-from gateway.util import json_response
 
 log = logging.getLogger("sluice.admin")
 PREFIX = "/admin"

@@ -1,7 +1,7 @@
 """`POST /v1/chat/completions` and `POST /v1/embeddings`.
 
 `handle()` is the whole endpoint; the FastAPI routes below keep it in the app's route table (the
-route inventory, 405s for other methods), and `gateway.hotpath` calls it straight from ASGI so the
+route inventory, 405s for other methods), and `gateway.server.hotpath` calls it straight from ASGI so the
 hot path skips FastAPI's routing.
 """
 
@@ -12,10 +12,10 @@ import time
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from gateway.http import declared_size, new_request_id, read_body
-from gateway.protocol import parse_body, parse_chat, parse_embeddings
-from gateway.service import Call
-from gateway.state import Services, ServicesDep
+from gateway.api.openai_protocol import parse_body, parse_chat, parse_embeddings
+from gateway.core.pipeline import Call
+from gateway.core.services import Services, ServicesDep
+from gateway.server.request_body import declared_size, new_request_id, read_body
 
 router = APIRouter()
 

@@ -1,4 +1,9 @@
-"""The catalog and policies as JSON, shared by `/v1/privacy/*` and `sluice catalog --json`."""
+"""`GET /v1/privacy/catalog` and `GET /v1/privacy/policies`: public facts, no key needed.
+
+What belongs here: the two routes and the JSON they answer (the catalog with each channel's badges
+and judged facts, the policies), which `sluice catalog --json` prints too. The privacy facts of one
+response (its `X-Privacy-*` headers and `privacy` object) are `gateway.core.disclosure`'s.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,11 @@ from collections.abc import Iterable
 from datetime import date
 from typing import Any
 
+from fastapi import APIRouter
+from starlette.responses import Response
+
+from gateway.core.services import ServicesDep
+from gateway.server.responses import json_response
 from policies.badges import derive_badges
 from policies.catalog import Catalog
 from policies.facts import EffectiveFacts, effective_facts
@@ -55,3 +65,18 @@ def policies_json(policies: Iterable[Policy], *, default: Iterable[str] = ()) ->
         "default": list(default),
         "data": [p.model_dump(mode="json") for p in policies],
     }
+
+
+router = APIRouter()
+
+
+@router.get("/v1/privacy/catalog", response_model=None)
+async def catalog(services: ServicesDep, provider: str | None = None) -> Response:
+    return json_response(catalog_json(services.catalog, services.today, provider=provider))
+
+
+@router.get("/v1/privacy/policies", response_model=None)
+async def policies(services: ServicesDep) -> Response:
+    return json_response(
+        policies_json(services.policies.values(), default=services.config.server.default_policy)
+    )

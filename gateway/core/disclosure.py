@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.deployments import Deployment
+from gateway.core.deployments import Deployment
 from gateway.names import DecisionKind, Header
 from policies.engine import Decision
 from policies.facts import EffectiveFacts

@@ -21,12 +21,17 @@ ledger would record a completed stream.
 from __future__ import annotations
 
 import asyncio
-from typing import Final
+from typing import Any, Final
 
-from starlette.responses import StreamingResponse
+import orjson
+from starlette.responses import Response, StreamingResponse
 from starlette.types import Message, Receive, Scope, Send
 
 BURST: Final = 32
+
+
+def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(data), status_code=status, headers=headers, media_type="application/json")
 
 
 class _ClientGone(Exception):

@@ -1,16 +1,16 @@
 """The hot path: chat and embeddings requests handled straight from ASGI.
 
 What belongs here: a small ASGI middleware that sends `POST /v1/chat/completions` and
-`POST /v1/embeddings` to `routers.chat.handle` without FastAPI's routing, dependency solving and
+`POST /v1/embeddings` to `gateway.api.chat.handle` without FastAPI's routing, dependency solving and
 per-route middleware (a measurable share of the per-request CPU), and everything else on to the
 FastAPI app. It counts every response for `GET /metrics`, checks every request's header count and
 size (431 past Envoy's edge limits), and owns two per-process limits of the hot path: a cap on
 requests in flight (past it, a fast 429 with Retry-After rather than an unbounded queue; the
-per-key slots and the body budget that `routers.chat.handle` claims are freed here too), and
+per-key slots and the body budget that `gateway.api.chat.handle` claims are freed here too), and
 cancelling the work of a client that disconnects before its response starts (a stream that runs
-notices a gone client itself: `gateway.streaming`). A body that trickles in would hold a slot of
+notices a gone client itself: `gateway.server.responses`). A body that trickles in would hold a slot of
 the cap: it must arrive whole within `SLUICE_BODY_TIMEOUT`, else a 408 (slowloris; the headers'
-deadline is `gateway.uvicorn_protocol`'s). Errors render exactly as the app's handlers render them.
+deadline is `gateway.server.uvicorn_deadlines`'s). Errors render exactly as the app's handlers render them.
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway.api.chat import CHAT, EMBEDDINGS, handle
+from gateway.core.services import Services
 from gateway.errors import HeadersTooLarge, RateLimited, RequestTimeout, SluiceError, render
-from gateway.http import HEADERS_LIMIT, MAX_HEADER_BYTES, MAX_HEADERS
-from gateway.routers.chat import CHAT, EMBEDDINGS, handle
-from gateway.state import Services
+from gateway.server.request_body import HEADERS_LIMIT, MAX_HEADER_BYTES, MAX_HEADERS
 
 HOT_PATHS = {"/v1/chat/completions": CHAT, "/v1/embeddings": EMBEDDINGS}
 

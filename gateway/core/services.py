@@ -12,15 +12,15 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from gateway.audit import AuditSink
-from gateway.auth import Authenticator
-from gateway.bodybudget import BodyBudget
 from gateway.config import Config
-from gateway.metrics import GatewayMetrics, InFlight
-from gateway.routing import Router
-from gateway.service import ChatService
+from gateway.core.auth import Authenticator
+from gateway.core.pipeline import ChatService
+from gateway.core.routing import Router
+from gateway.observability.audit import AuditSink
+from gateway.observability.metrics import GatewayMetrics, InFlight
+from gateway.server.bodybudget import BodyBudget
+from gateway.server.key_slots import KeySlots
 from gateway.settings import Settings
-from gateway.slots import KeySlots
 from policies.catalog import Catalog
 from policies.policy import Policy
 
@@ -38,7 +38,7 @@ class Services:
     clock: Callable[[], date]  # the day facts are judged on (per request, not at start-up)
     metrics: GatewayMetrics
     in_flight: InFlight  # counted by the hot path, read by `metrics`
-    key_slots: KeySlots  # claimed by `routers.chat.handle`, freed by the hot path
+    key_slots: KeySlots  # claimed by `gateway.api.chat.handle`, freed by the hot path
     body_budget: BodyBudget  # the same
     warnings: list[str] = field(default_factory=list)
 

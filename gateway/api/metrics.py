@@ -1,8 +1,9 @@
 """`GET /metrics`: Prometheus text format 0.0.4; master key only, unless `SLUICE_METRICS_PUBLIC=true`.
 
-What belongs here: the access check and rendering; the metrics live in `gateway.metrics`. No key:
-401. A key that is not the master key (or no master key configured): 403, as for `/admin`. An
-allowed scrape also starts the event-loop lag probe, if it is not running (an app without lifespan).
+What belongs here: the access check and rendering; the metrics live in
+`gateway.observability.metrics`. No key: 401. A key that is not the master key (or no master key
+configured): 403, as for `/admin`. An allowed scrape also starts the event-loop lag probe, if it
+is not running (an app without lifespan).
 """
 
 from __future__ import annotations
@@ -10,9 +11,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from gateway.http import new_request_id
-from gateway.prometheus import CONTENT_TYPE
-from gateway.state import Services, ServicesDep
+from gateway.core.services import Services, ServicesDep
+from gateway.observability.prometheus import CONTENT_TYPE
+from gateway.server.request_body import new_request_id
 
 router = APIRouter()
 

@@ -142,7 +142,7 @@ def _located(raw: bytes, exc: orjson.JSONDecodeError) -> InvalidRequest:
 class JsonBody:
     """A parsed request body: the object, how many values (all of them) and containers (arrays
     and objects) it holds, and every key that occurs in it at any depth (for the steering-key
-    check, `gateway.protocol`)."""
+    check, `gateway.api.openai_protocol`)."""
 
     value: dict[str, Any]
     values: int

@@ -15,11 +15,11 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from gateway.config import Config
-from gateway.deployments import Deployment
+from gateway.core.deployments import Deployment
+from gateway.core.disclosure import PrivacyView, build_view, rejection
+from gateway.core.misses import closest_models
 from gateway.errors import ModelNotFound, PolicyViolation, UpstreamFailure
-from gateway.misses import closest_models
 from gateway.names import DecisionKind, Header
-from gateway.privacy import PrivacyView, build_view, rejection
 from policies.engine import Decision, evaluate
 from policies.policy import Policy
 

@@ -1,6 +1,6 @@
 """litellm's own keyword arguments (litellm 1.110.2, `litellm.types.utils.all_litellm_params`).
 
-What belongs here: the list, as data. `gateway.protocol` refuses these names anywhere in a request
+What belongs here: the list, as data. `gateway.api.openai_protocol` refuses these names anywhere in a request
 (outside JSON-schema payloads and `metadata`), so nothing a client writes can become a litellm
 keyword. `tests/gateway/test_litellm_params.py` fails when the installed litellm knows a name this
 list does not: regenerate it then (the test prints the missing names).

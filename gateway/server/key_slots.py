@@ -3,7 +3,7 @@
 What belongs here: `KeySlots`. The hot path's cap (`SLUICE_MAX_CONCURRENCY`) bounds a process;
 without a bound per key, one client (or one leaked key) holding that many slow requests, say bodies
 trickling in and reopened after each 408, would leave nothing for anyone else. A request claims
-its key's slot right after authentication, before its body is read, and `gateway.hotpath` frees it
+its key's slot right after authentication, before its body is read, and `gateway.server.hotpath` frees it
 when the response has been sent, whatever happened in between.
 """
 

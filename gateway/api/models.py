@@ -7,15 +7,15 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from gateway.auth import KeyRecord
+from gateway.api.openai_protocol import PrivacyAsk
+from gateway.core.auth import KeyRecord
+from gateway.core.disclosure import describe
+from gateway.core.misses import closest_models
+from gateway.core.services import Services, ServicesDep
 from gateway.errors import ModelNotFound
-from gateway.http import new_request_id
-from gateway.misses import closest_models
 from gateway.names import ErrorCode
-from gateway.privacy import describe
-from gateway.protocol import PrivacyAsk
-from gateway.state import Services, ServicesDep
-from gateway.util import json_response
+from gateway.server.request_body import new_request_id
+from gateway.server.responses import json_response
 
 router = APIRouter()
 

@@ -1,6 +1,6 @@
 """Wire models of the requests Sluice accepts, and the allowlist that builds upstream arguments.
 
-What belongs here: turning a parsed JSON body (`gateway.jsonbody`) into a validated request
+What belongs here: turning a parsed JSON body (`gateway.server.jsonbody`) into a validated request
 (unknown top-level fields rejected, steering fields refused at any depth, numbers bounded, the
 lists that set an upstream's work counted: messages, tools, stop sequences, embedding inputs),
 Sluice's own request extensions (`privacy`, OpenRouter's `provider`), and `upstream_body()`, which
@@ -17,11 +17,11 @@ from operator import is_
 from typing import Any
 
 from gateway.errors import InvalidRequest
-from gateway.jsonbody import JsonBody, collector_paused
-from gateway.jsonbody import parse_body as parse_body  # re-exported: routers parse bodies from here
-from gateway.jsonbody import parse_json as parse_json
-from gateway.litellm_params import LITELLM_PARAMS
 from gateway.names import ErrorCode, OnViolation
+from gateway.server.jsonbody import JsonBody, collector_paused
+from gateway.server.jsonbody import parse_body as parse_body  # re-exported: routers parse bodies from here
+from gateway.server.jsonbody import parse_json as parse_json
+from gateway.upstream.litellm_params import LITELLM_PARAMS
 from policies.policy import PolicyName
 
 # Fields that would let a client choose where data goes or with which credentials; refused
@@ -269,7 +269,7 @@ def refuse_forbidden(body: JsonBody) -> None:
     from the parser's survey, and the body is walked only when one of them is suspect."""
     suspects = _suspects(body.keys)
     if suspects:
-        with collector_paused():  # a tuple per step (see `gateway.jsonbody.collector_paused`)
+        with collector_paused():  # a tuple per step (see `gateway.server.jsonbody.collector_paused`)
             param = _locate_forbidden(body.value, suspects)
         if param is not None:
             raise _forbidden(param)

@@ -5,7 +5,7 @@ not what they hold: a 4 MiB body of small content parts is ~50 MB once parsed, a
 memory for as long as its upstream call runs. A chat or embeddings request claims budget before
 its body is read (its `Content-Length`, or the body cap when it sends none), grows the claim to
 an estimate of the parsed body (`JsonBody.memory_estimate`) once it is parsed, and
-`gateway.hotpath` frees the claim when the response has been sent, whatever happened in between.
+`gateway.server.hotpath` frees the claim when the response has been sent, whatever happened in between.
 Past the budget: a 429 with `Retry-After`, like the concurrency cap. A single request always fits
 an idle process, whatever its size: the budget only limits how many large bodies are held at once.
 """

@@ -2,7 +2,7 @@
 
 What belongs here: the three metric kinds Sluice needs (counter, gauge, histogram with fixed
 buckets), their samples and their rendering, with the format's escaping and value spelling. Which
-metrics exist, and which label values they may take, is `gateway.metrics`.
+metrics exist, and which label values they may take, is `gateway.observability.metrics`.
 """
 
 from __future__ import annotations

@@ -1,1 +1,0 @@
-"""HTTP routers: parse, call one service, render. No logic of their own."""
