@@ -68,7 +68,7 @@ COMPONENTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("uvicorn: the ASGI request task (not work in tasks it spawns)", ("RequestResponseCycle.run_asgi",)),
     ("uvicorn: sending response bytes (`send`)", ("RequestResponseCycle.send ",)),
     ("FastAPI/Starlette app and middleware (the request task)", ("FastAPI.__call__",)),
-    ("Sluice hot path handler (gateway/server/hotpath.py, its own task)", ("HotPath._handle",)),
+    ("Sluice pipeline handler (gateway/server/edge.py, its own task)", ("Guarded._handle",)),
     ("request body read + JSON parse + validation", ("read_body ", "parse_chat", "parse_body", "parse_json")),
     ("authentication (key hash, lookup)", ("Authenticator.authenticate",)),
     ("policy and routing", ("effective_policy", "Router.plan", "for_request")),

@@ -1,9 +1,13 @@
-"""The app factory: `create_app(settings)` builds every stateful piece and wires the routers.
+"""Wiring only: `build_services(settings)` builds every stateful piece, `build_app(services)` the app.
 
 What belongs here: loading and checking catalog and config (start-up refuses a bad config with
 one line per problem), building deployments, router, adapters, auth, the audit sink and the
-metrics fed from it, the lifespan that starts and stops them, and `app_from_env()` for uvicorn's
-`--factory`. No module-level state: two apps in one process share nothing.
+metrics fed from it (`build_services`); the lifespan that starts and stops them, the middleware,
+the route table and the error handlers (`build_app`); `create_app(settings)`, both in one call, and
+`app_from_env()` for uvicorn's `--factory`. No module-level state: two apps in one process share
+nothing but the one process-wide hook Python's logging leaves no way around, the redacting
+log-record factory, which `gateway.observability.logs` installs once per process (idempotently)
+and to which each app adds the secrets it holds.
 """
 
 from __future__ import annotations
@@ -11,12 +15,13 @@ from __future__ import annotations
 import gc
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import date
 
 from fastapi import FastAPI
 
-from gateway.api import admin, chat, health, metrics, models, privacy
+from gateway.api.admin import AdminGuard
+from gateway.api.routes import add_routes
 from gateway.config import Config, ConfigError, check, check_file
 from gateway.core.auth import Authenticator, KeyStore, StaticKeyStore, config_keys
 from gateway.core.deployments import Deployment, build_deployments
@@ -24,18 +29,17 @@ from gateway.core.misses import served
 from gateway.core.pipeline import ChatService
 from gateway.core.resilience import Resilience
 from gateway.core.routing import Router, utc_today
-from gateway.core.services import Services
+from gateway.core.services import Adapters, Services
 from gateway.errors import install_handlers
 from gateway.observability.audit import AuditSink
 from gateway.observability.logs import install_redaction
 from gateway.observability.metrics import GatewayMetrics, InFlight, MetricsSink, RequestMetrics
 from gateway.server.bodybudget import BodyBudget
-from gateway.server.hotpath import HotPath
+from gateway.server.edge import EdgeGuard
 from gateway.server.key_slots import KeySlots
 from gateway.settings import Settings
 from gateway.storage.ledger import LedgerSink
 from gateway.storage.runtime import Storage, require_writable_spool
-from gateway.upstream.base import Adapter
 from gateway.upstream.litellm_adapter import LiteLLMAdapter
 from gateway.upstream.openai_wire import OpenAIWireAdapter
 from policies.catalog import Catalog, load_catalog
@@ -57,15 +61,22 @@ def prepare(
     return catalog, config
 
 
-def _adapters(deployments: Sequence[Deployment]) -> tuple[OpenAIWireAdapter, LiteLLMAdapter | None]:
-    direct = OpenAIWireAdapter()
+def _adapters(deployments: Sequence[Deployment]) -> Adapters:
     translated: LiteLLMAdapter | None = None
     if any(not d.openai_wire for d in deployments):
         translated = LiteLLMAdapter()  # litellm itself is imported in the background (preload)
-    return direct, translated
+    return Adapters(direct=OpenAIWireAdapter(), translated=translated)
 
 
-def create_app(
+def _clock(today: date | None) -> Callable[[], date]:
+    """A pinned day (tests, demos) or the UTC date of each request: staleness is judged per request."""
+    if today is None:
+        return utc_today
+    pinned: date = today
+    return lambda: pinned
+
+
+def build_services(
     settings: Settings,
     *,
     catalog: Catalog | None = None,
@@ -74,29 +85,19 @@ def create_app(
     key_stores: Sequence[KeyStore] = (),
     today: date | None = None,
     resilience: Resilience | None = None,
-) -> FastAPI:
+) -> Services:
+    """Every stateful piece of one app, checked; nothing is started (the app's lifespan does that)."""
     catalog, config = prepare(settings, catalog=catalog, config=config)
-    # A pinned day (tests, demos) or the UTC date of each request: staleness is judged per request.
-    clock: Callable[[], date] = utc_today
-    if today is not None:
-        pinned = today
-        clock = lambda: pinned  # noqa: E731
+    clock = _clock(today)
     deployments = build_deployments(config, catalog, settings, clock())
     router = Router(config, deployments, clock=clock)
     table = config.policy_table()
     all_deployments = router.all_deployments()
-    direct, translated = _adapters(all_deployments)
-
-    def adapter_for(dep: Deployment) -> Adapter:
-        if dep.openai_wire:
-            return direct
-        assert translated is not None, "a litellm deployment without the litellm adapter"
-        return translated
-
+    adapters = _adapters(all_deployments)
     secrets = [d.target.api_key for d in all_deployments if d.target.api_key]
     if settings.master_key is not None:
         secrets.append(settings.master_key.get_secret_value())
-    install_redaction(secrets)
+    install_redaction(secrets)  # process-wide, once; this app's secrets added (see the module header)
     records, warnings = config_keys(config, settings)
     warnings += [
         f"deployment {d.id} unavailable: {d.unavailable}" for d in all_deployments if not d.available
@@ -134,7 +135,7 @@ def create_app(
         config=config,
         router=router,
         policies=table,
-        adapter_for=adapter_for,
+        adapter_for=adapters.adapter_for,
         audit=MetricsSink(audit, request_metrics),
         resilience=resilience,
     )
@@ -143,8 +144,7 @@ def create_app(
         policy = resolve(names, table)
         for dep in all_deployments:
             router.judge(policy, dep)
-
-    services = Services(
+    return Services(
         settings=settings,
         config=config,
         catalog=catalog,
@@ -158,12 +158,21 @@ def create_app(
         in_flight=in_flight,
         key_slots=KeySlots(settings.max_concurrency_per_key),
         body_budget=body_budget,
+        adapters=adapters,
+        storage=storage,
+        key_storage=storage if storage is not None and storage.keys in key_stores else None,
         warnings=warnings,
     )
 
+
+def _lifespan(services: Services) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """Start what `build_services` built, in order, and stop it in reverse."""
+    storage, audit, adapters = services.storage, services.audit, services.adapters
+    lag = services.metrics.loop_lag
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        for line in warnings:
+        for line in services.warnings:
             log.warning("%s", line)
         if storage is not None:
             await storage.start()  # migrations; a key name in both config and database stops here
@@ -172,24 +181,27 @@ def create_app(
         # (full collections of ~1M litellm objects paused requests for 0.5 s in the baseline).
         gc.collect()
         gc.freeze()
-        if translated is not None:
-            translated.preload()
-        gateway_metrics.loop_lag.start()
+        if adapters.translated is not None:
+            adapters.translated.preload()
+        lag.start()
         try:
             yield
         finally:
-            await gateway_metrics.loop_lag.stop()
+            await lag.stop()
             await audit.stop()
             if storage is not None:
                 await storage.stop()
-            await direct.aclose()
-            if translated is not None:
-                await translated.aclose()
+            await adapters.aclose()
 
+    return lifespan
+
+
+def build_app(services: Services) -> FastAPI:
+    """The ASGI app over `services`: lifespan, the edge's guard, the route table, the error handlers."""
     app = FastAPI(
         title="Sluice",
         version="0.1.0",
-        lifespan=lifespan,
+        lifespan=_lifespan(services),
         # No schema or docs: they would publish every route, /admin included, to anyone who asks.
         openapi_url=None,
         docs_url=None,
@@ -206,16 +218,37 @@ def create_app(
             "auto_configure": False,
         },
     )
-    # Added first, so it runs inside HotPath: its refusals are counted like every response.
-    app.add_middleware(admin.AdminGuard, services=services)
-    app.add_middleware(HotPath, services=services)
+    # Added first, so it runs inside EdgeGuard: its refusals are counted like every response.
+    app.add_middleware(AdminGuard, services=services)
+    app.add_middleware(EdgeGuard, services=services)
     app.state.sluice = services
-    app.state.storage = storage if storage is not None and storage.keys in key_stores else None
-    public = (chat, models, privacy, health)
-    install_handlers(app, endpoints=served(r for module in public for r in module.router.routes))
-    for module in (chat, models, privacy, health, metrics, admin):
-        app.include_router(module.router)
+    app.state.storage = services.key_storage
+    add_routes(app)
+    install_handlers(app, endpoints=served(app.routes))
     return app
+
+
+def create_app(
+    settings: Settings,
+    *,
+    catalog: Catalog | None = None,
+    config: Config | None = None,
+    audit: AuditSink | None = None,
+    key_stores: Sequence[KeyStore] = (),
+    today: date | None = None,
+    resilience: Resilience | None = None,
+) -> FastAPI:
+    """`build_services` then `build_app`: the app tests, the CLI and uvicorn's factory run."""
+    services = build_services(
+        settings,
+        catalog=catalog,
+        config=config,
+        audit=audit,
+        key_stores=key_stores,
+        today=today,
+        resilience=resilience,
+    )
+    return build_app(services)
 
 
 def app_from_env() -> FastAPI:

@@ -13,12 +13,16 @@ ever FastAPI's `{"detail": ...}`, a 422, or a traceback. Messages never echo req
      ├── ClientKeyRequired (403)   client_key_required (a model route, the master key)
      ├── PolicyViolation (403)     no_compliant_deployment (carries error.privacy)
      ├── ModelNotFound (404)       model_not_found
+     ├── NotFound (404)            not_found
+     ├── MethodNotAllowed (405)    method_not_allowed
      ├── RequestTimeout (408)      request_timeout (headers or body too slow; closes the connection)
+     ├── NameTaken (409)           invalid_value (a key name already in use)
      ├── RequestTooLarge (413)     request_too_large
      ├── HeadersTooLarge (431)     headers_too_large
      ├── UnsupportedMediaType (415)
      ├── RateLimited (429)         rate_limited
-     └── UpstreamFailure (502/504) upstream_unavailable, upstream_timeout
+     ├── UpstreamFailure (502/504) upstream_unavailable, upstream_timeout
+     └── KeyStoreUnavailable (503) internal_error (the database holding keys did not answer)
 """
 
 from __future__ import annotations
@@ -144,6 +148,12 @@ class RequestTimeout(SluiceError):
         self.headers.setdefault("connection", "close")
 
 
+class NameTaken(InvalidRequest):
+    """A name that must be unique (a key's) is already in use."""
+
+    status = 409
+
+
 class RequestTooLarge(SluiceError):
     status = 413
     type = ErrorType.INVALID_REQUEST
@@ -177,6 +187,14 @@ class UpstreamFailure(SluiceError):
         super().__init__(message, code=ErrorCode.UPSTREAM_TIMEOUT if timeout else None, **kwargs)
         if timeout:
             self.status = 504
+
+
+class KeyStoreUnavailable(SluiceError):
+    """The database holding keys did not answer: the key cannot be checked, so it is not accepted."""
+
+    status = 503
+    type = ErrorType.SERVER
+    code = ErrorCode.INTERNAL
 
 
 def render(

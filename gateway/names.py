@@ -1,4 +1,4 @@
-"""Names on the wire, each defined once: headers, error types and codes, decisions.
+"""Names on the wire, each defined once: headers, endpoints, error types and codes, decisions.
 
 DESIGN.md is the contract for every value here; tests compare them against it.
 """
@@ -21,6 +21,13 @@ class Header(StrEnum):
     AS_OF = "X-Privacy-As-Of"
     SIMULATED = "X-Privacy-Simulated"
     REQUEST_ID = "X-Request-Id"
+
+
+class Endpoint(StrEnum):
+    """The APIs of the pipeline, as the ledger and the metrics name them."""
+
+    CHAT = "chat"
+    EMBEDDINGS = "embeddings"
 
 
 class DecisionKind(StrEnum):

@@ -15,21 +15,20 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import Depends, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.api.openai_protocol import parse_json
 from gateway.core.services import Services, ServicesDep
-from gateway.errors import InvalidRequest, NotFound, SluiceError, render
+from gateway.errors import InvalidRequest, KeyStoreUnavailable, NameTaken, NotFound, SluiceError, render
 from gateway.names import ErrorCode, OnViolation
 from gateway.server.request_body import new_request_id, read_body
 from gateway.server.responses import json_response
 from gateway.storage.keys import (
     KeyNameTaken,
     KeyNotFound,
-    KeyStoreUnavailable,
     create_key,
     key_problems,
     list_keys,
@@ -41,7 +40,6 @@ from gateway.storage.timespec import parse_moment
 
 log = logging.getLogger("sluice.admin")
 PREFIX = "/admin"
-router = APIRouter(prefix=PREFIX)
 REFUSAL = "administration needs the master key (SLUICE_MASTER_KEY)"
 
 
@@ -105,7 +103,6 @@ def _database_errors() -> Iterator[None]:
         raise KeyStoreUnavailable("the key store is unavailable; try again shortly") from None
 
 
-@router.get("/keys", response_model=None)
 async def get_keys(storage: StorageDep) -> Response:
     now = datetime.now(UTC)
     with _database_errors():
@@ -123,7 +120,6 @@ def _new_key(raw: bytes) -> NewKey:
         raise InvalidRequest(f"invalid value for {where}: {message}", param=where) from None
 
 
-@router.post("/keys", response_model=None)
 async def post_key(request: Request, storage: StorageDep, services: ServicesDep) -> Response:
     ask = _new_key(await read_body(request, services.settings.max_body_bytes))
     problems = key_problems(
@@ -154,13 +150,10 @@ async def post_key(request: Request, storage: StorageDep, services: ServicesDep)
                 now=now,
             )
     except KeyNameTaken as exc:
-        conflict = InvalidRequest(str(exc), param="name")
-        conflict.status = 409
-        raise conflict from None
+        raise NameTaken(str(exc), param="name") from None
     return json_response({**stored.as_dict(now), "key": key}, status=201)
 
 
-@router.delete("/keys/{name}", response_model=None)
 async def delete_key(name: str, storage: StorageDep) -> Response:
     try:
         with _database_errors():

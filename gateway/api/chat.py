@@ -1,56 +1,24 @@
-"""`POST /v1/chat/completions` and `POST /v1/embeddings`.
+"""`POST /v1/chat/completions`: a chat, streamed or not, through the pipeline.
 
-`handle()` is the whole endpoint; the FastAPI routes below keep it in the app's route table (the
-route inventory, 405s for other methods), and `gateway.server.hotpath` calls it straight from ASGI so the
-hot path skips FastAPI's routing.
+What belongs here: the route's handler only: admit the request (`gateway.api.intake`), parse it as
+a chat (`gateway.api.openai_protocol`), run it through the pipeline (`gateway.core.pipeline`). The
+route is declared in `gateway.api.routes`, and runs inside the edge's guards (`gateway.server.edge`).
 """
 
 from __future__ import annotations
 
-import time
-
-from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from gateway.api.openai_protocol import parse_body, parse_chat, parse_embeddings
-from gateway.core.pipeline import Call
-from gateway.core.services import Services, ServicesDep
-from gateway.server.request_body import declared_size, new_request_id, read_body
-
-router = APIRouter()
-
-CHAT = "chat"
-EMBEDDINGS = "embeddings"
+from gateway.api.intake import admit, policy_header
+from gateway.api.openai_protocol import parse_chat
+from gateway.names import Endpoint
+from gateway.server.edge import Inbound
 
 
-async def handle(request: Request, services: Services, endpoint: str) -> Response:
-    started = time.perf_counter()
-    request_id = new_request_id(request)
-    key = await services.auth.client(request.headers)
-    services.key_slots.claim(request, key.name)  # before the body: a slow one holds the slot
-    limit = services.settings.max_body_bytes
-    services.body_budget.claim(request, declared_size(request, limit))
-    raw = await read_body(request, limit)
-    body = parse_body(raw)
-    services.body_budget.claim(request, body.memory_estimate(len(raw)))
-    del raw  # what the request holds from here on is the parsed body (and the upstream call's JSON)
-    # Repeated lines are one comma-separated list (RFC 9110): every line can only tighten.
-    header = ",".join(request.headers.getlist("x-privacy-policy"))
-    parse = parse_chat if endpoint == CHAT else parse_embeddings
-    parsed = parse(body, policy_header=header)
+async def completions(inbound: Inbound) -> Response:
+    key, body = await admit(inbound)
+    parsed = parse_chat(body, policy_header=policy_header(inbound.request))
     del body  # its key set, and the fields that are not passed on
-    policy = services.chat.effective_policy(key, parsed.ask)
-    call = Call(endpoint, key, parsed, policy, request_id, started)
-    if parsed.stream:
-        return await services.chat.stream(call)
-    return await services.chat.complete(call)
-
-
-@router.post("/v1/chat/completions", response_model=None)
-async def chat_completions(request: Request, services: ServicesDep) -> Response:
-    return await handle(request, services, CHAT)
-
-
-@router.post("/v1/embeddings", response_model=None)
-async def embeddings(request: Request, services: ServicesDep) -> Response:
-    return await handle(request, services, EMBEDDINGS)
+    return await inbound.services.chat.run(
+        Endpoint.CHAT, key, parsed, request_id=inbound.request_id, started=inbound.started
+    )

@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
 from starlette.responses import Response
 
 from gateway.core.services import ServicesDep
 from gateway.server.responses import json_response
 
-router = APIRouter()
 
-
-@router.get("/healthz", response_model=None)
 async def healthz() -> Response:
     return json_response({"status": "ok"})
 
 
-@router.get("/readyz", response_model=None)
 async def readyz(services: ServicesDep) -> Response:
     audit_ok, audit_state = services.audit.status()
     deployments = services.router.all_deployments()

@@ -8,14 +8,12 @@ is not running (an app without lifespan).
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import Request
 from starlette.responses import Response
 
 from gateway.core.services import Services, ServicesDep
 from gateway.observability.prometheus import CONTENT_TYPE
 from gateway.server.request_body import new_request_id
-
-router = APIRouter()
 
 
 async def require_access(request: Request, services: Services) -> None:
@@ -28,7 +26,6 @@ async def require_access(request: Request, services: Services) -> None:
     )
 
 
-@router.get("/metrics", response_model=None)
 async def metrics(request: Request, services: ServicesDep) -> Response:
     await require_access(request, services)
     services.metrics.loop_lag.start()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import Request
 from starlette.responses import Response
 
 from gateway.api.openai_protocol import PrivacyAsk
@@ -16,8 +16,6 @@ from gateway.errors import ModelNotFound
 from gateway.names import ErrorCode
 from gateway.server.request_body import new_request_id
 from gateway.server.responses import json_response
-
-router = APIRouter()
 
 
 def _model_entry(services: Services, name: str, key: KeyRecord) -> dict[str, Any]:
@@ -39,7 +37,6 @@ def _model_entry(services: Services, name: str, key: KeyRecord) -> dict[str, Any
     }
 
 
-@router.get("/v1/models", response_model=None)
 async def list_models(request: Request, services: ServicesDep) -> Response:
     new_request_id(request)
     key = await services.auth.client(request.headers)
@@ -47,7 +44,6 @@ async def list_models(request: Request, services: ServicesDep) -> Response:
     return json_response({"object": "list", "data": data})
 
 
-@router.get("/v1/models/{model_id:path}", response_model=None)
 async def get_model(model_id: str, request: Request, services: ServicesDep) -> Response:
     new_request_id(request)
     key = await services.auth.client(request.headers)

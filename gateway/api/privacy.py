@@ -11,7 +11,6 @@ from collections.abc import Iterable
 from datetime import date
 from typing import Any
 
-from fastapi import APIRouter
 from starlette.responses import Response
 
 from gateway.core.services import ServicesDep
@@ -67,15 +66,12 @@ def policies_json(policies: Iterable[Policy], *, default: Iterable[str] = ()) ->
     }
 
 
-router = APIRouter()
 
 
-@router.get("/v1/privacy/catalog", response_model=None)
 async def catalog(services: ServicesDep, provider: str | None = None) -> Response:
     return json_response(catalog_json(services.catalog, services.today, provider=provider))
 
 
-@router.get("/v1/privacy/policies", response_model=None)
 async def policies(services: ServicesDep) -> Response:
     return json_response(
         policies_json(services.policies.values(), default=services.config.server.default_policy)

@@ -1,8 +1,9 @@
 """The chat and embeddings service: policy, routing, failover, badges and one audit record per request.
 
 What belongs here: the request flow of DESIGN.md ("One request, end to end") from a parsed body
-and an authenticated key to a response. Routers call it; it calls the router (pure), the
-adapters (I/O) and the audit sink. Failover moves only among compliant deployments, only
+and an authenticated key to a response. Each API's handler (`gateway.api.chat`,
+`gateway.api.embeddings`) calls `run`; it calls the router (pure), the adapters (I/O) and the audit
+sink. Failover moves only among compliant deployments, only
 before the first byte reached the client, and only on answers that say the provider did not start
 the work (connect errors, 429, 503, 529; see `gateway/upstream/base.py`). It skips deployments whose
 circuit is open or that asked to wait (Retry-After), and stops when the retry budget is spent
@@ -40,9 +41,10 @@ from gateway.errors import (
     SluiceError,
     UpstreamFailure,
 )
-from gateway.names import DecisionKind, ErrorCode, Header, OnViolation
+from gateway.names import DecisionKind, Endpoint, ErrorCode, Header, OnViolation
 from gateway.observability.audit import AuditEvent, AuditSink
 from gateway.server.responses import RelayResponse
+from gateway.upstream import sse
 from gateway.upstream.base import (
     Adapter,
     ChatStream,
@@ -55,8 +57,6 @@ from policies.policy import Policy, UnknownPolicyError, resolve
 
 log = logging.getLogger("sluice.request")
 T = TypeVar("T")
-SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
-DONE = b"data: [DONE]\n\n"
 CLIENT_CLOSED = 499  # nginx's status for "the client closed the request"; ledger only, never sent
 
 
@@ -102,7 +102,7 @@ def _tokens(usage: Any) -> tuple[int | None, int | None]:
 class Call:
     """One client request in flight: who, what, under which policy."""
 
-    endpoint: str
+    endpoint: Endpoint
     key: KeyRecord
     parsed: ParsedRequest
     policy: PolicySet
@@ -212,9 +212,7 @@ class ChatService:
         self, call: Call, plan: Plan, dep: Deployment, exc: UpstreamError, attempts: int
     ) -> SluiceError:
         error = to_client_error(exc)
-        headers, _ = self._router.judge(plan.policy, dep)[1].for_request(
-            plan.decision, call.request_id, plan.rerouted_from
-        )
+        headers, _ = self._router.disclose(plan, dep, call.request_id)
         error.headers.update(headers)
         self._served(call, plan, dep, error.status, attempts, error_code=error.code.value)
         return error
@@ -326,20 +324,28 @@ class ChatService:
             raise self._failed(call, plan, last[0], last[1], attempt) from None
         raise self._unavailable(call, plan)
 
+    async def run(
+        self, endpoint: Endpoint, key: KeyRecord, parsed: ParsedRequest, *, request_id: str, started: float
+    ) -> Response:
+        """The pipeline from a parsed request on: effective policy, plan, the call with failover
+        (one answer, or a stream), badges, and the ledger record."""
+        call = Call(endpoint, key, parsed, self.effective_policy(key, parsed.ask), request_id, started)
+        if parsed.stream:
+            return await self.stream(call)
+        return await self.complete(call)
+
     async def complete(self, call: Call) -> Response:
         """A non-stream chat completion or embeddings call, with failover among compliant deployments."""
         plan = self._plan(call)
 
         async def call_upstream(dep: Deployment) -> dict[str, Any]:
             adapter = self._adapter_for(dep)
-            if call.endpoint == "embeddings":
+            if call.endpoint is Endpoint.EMBEDDINGS:
                 return await adapter.embeddings(dep.target, call.parsed.fields)
             return await adapter.chat(dep.target, call.parsed.fields)
 
         dep, attempt, result = await self._first_success(call, plan, call_upstream)
-        headers, privacy = self._router.judge(plan.policy, dep)[1].for_request(
-            plan.decision, call.request_id, plan.rerouted_from
-        )
+        headers, privacy = self._router.disclose(plan, dep, call.request_id)
         result["privacy"] = privacy
         prompt, completion = _tokens(result.get("usage"))
         self._served(call, plan, dep, 200, attempt, prompt_tokens=prompt, completion_tokens=completion)
@@ -353,11 +359,9 @@ class ChatService:
             return await self._adapter_for(dep).chat_stream(dep.target, call.parsed.fields)
 
         dep, attempt, opened = await self._first_success(call, plan, open_stream)
-        headers, privacy = self._router.judge(plan.policy, dep)[1].for_request(
-            plan.decision, call.request_id, plan.rerouted_from
-        )
+        headers, privacy = self._router.disclose(plan, dep, call.request_id)
         body = self._relay(call, plan, dep, opened, privacy, attempt)
-        return RelayResponse(body, headers={**headers, **SSE_HEADERS}, media_type="text/event-stream")
+        return RelayResponse(body, headers={**headers, **sse.HEADERS}, media_type=sse.MEDIA_TYPE)
 
     async def _relay(
         self,
@@ -371,23 +375,16 @@ class ChatService:
         status, cancelled, error_code = 200, False, None
         try:
             first = {**opened.first, "privacy": privacy}
-            yield b"data: " + orjson.dumps(first) + b"\n\n"
+            yield sse.frame(orjson.dumps(first))
             try:
                 async for chunk in opened:
                     yield chunk
             except UpstreamError as exc:
-                status, error_code = 502, ErrorCode.UPSTREAM_UNAVAILABLE.value
+                broke = UpstreamFailure(exc.message)  # the envelope of a 502, as the last event
+                status, error_code = broke.status, broke.code.value
                 why = exc.cause or exc.message
                 log.warning("%s stream from %s at %s broke: %s", call.request_id, dep.id, dep.host, why)
-                error = {
-                    "error": {
-                        "message": exc.message,
-                        "type": "upstream_error",
-                        "param": None,
-                        "code": error_code,
-                    }
-                }
-                yield b"data: " + orjson.dumps(error) + b"\n\n" + DONE
+                yield sse.frame(orjson.dumps(broke.body())) + sse.DONE
         except (asyncio.CancelledError, GeneratorExit):
             cancelled = True
             raise

@@ -76,6 +76,11 @@ class Router:
     def all_deployments(self) -> list[Deployment]:
         return [d for deps in self.models.values() for d in deps]
 
+    def disclose(self, plan: Plan, dep: Deployment, request_id: str) -> tuple[dict[str, str], dict[str, Any]]:
+        """The badge headers and `privacy` object of one answer from `dep` under `plan`."""
+        _, view = self.judge(plan.policy, dep)
+        return view.for_request(plan.decision, request_id, plan.rerouted_from)
+
     def judge(self, policy: PolicySet, dep: Deployment) -> tuple[Decision, PrivacyView]:
         """The (cached) decision and privacy view of one deployment under one policy set, today."""
         day = self._today()

@@ -1,6 +1,7 @@
-"""What `create_app` builds and handlers reach through `request.app.state.sluice`.
+"""What `gateway.app.build_services` builds and handlers reach through `request.app.state.sluice`.
 
-What belongs here: the `Services` container and the `Annotated` dependency aliases routers use.
+What belongs here: the `Services` container, the `Adapters` the pipeline calls, and the
+`Annotated` dependency aliases the API modules use.
 """
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, Request
 
@@ -24,6 +25,32 @@ from gateway.settings import Settings
 from policies.catalog import Catalog
 from policies.policy import Policy
 
+if TYPE_CHECKING:
+    from gateway.core.deployments import Deployment
+    from gateway.storage.runtime import Storage
+    from gateway.upstream.base import Adapter
+    from gateway.upstream.litellm_adapter import LiteLLMAdapter
+    from gateway.upstream.openai_wire import OpenAIWireAdapter
+
+
+@dataclass(frozen=True)
+class Adapters:
+    """The two adapters of an app: the OpenAI-wire pass-through, and litellm when a deployment needs it."""
+
+    direct: OpenAIWireAdapter
+    translated: LiteLLMAdapter | None
+
+    def adapter_for(self, dep: Deployment) -> Adapter:
+        if dep.openai_wire:
+            return self.direct
+        assert self.translated is not None, "a litellm deployment without the litellm adapter"
+        return self.translated
+
+    async def aclose(self) -> None:
+        await self.direct.aclose()
+        if self.translated is not None:
+            await self.translated.aclose()
+
 
 @dataclass
 class Services:
@@ -37,9 +64,12 @@ class Services:
     audit: AuditSink
     clock: Callable[[], date]  # the day facts are judged on (per request, not at start-up)
     metrics: GatewayMetrics
-    in_flight: InFlight  # counted by the hot path, read by `metrics`
-    key_slots: KeySlots  # claimed by `gateway.api.chat.handle`, freed by the hot path
+    in_flight: InFlight  # counted by the edge (`gateway.server.edge.Guarded`), read by `metrics`
+    key_slots: KeySlots  # held by each pipeline request (`gateway.api.intake`) until it is answered
     body_budget: BodyBudget  # the same
+    adapters: Adapters
+    storage: Storage | None  # the database, when the app keeps the ledger or keys in one
+    key_storage: Storage | None  # the same, when it keeps keys there (`/admin/keys`)
     warnings: list[str] = field(default_factory=list)
 
     @property

@@ -56,10 +56,10 @@ def withhold(record: logging.LogRecord) -> None:
 
 class Redactor:
     def __init__(self, secrets: Iterable[str] = ()) -> None:
-        self._secrets = tuple(sorted({s for s in secrets if s and len(s) >= 6}, key=len, reverse=True))
+        self.secrets = tuple(sorted({s for s in secrets if s and len(s) >= 6}, key=len, reverse=True))
 
     def __call__(self, text: str) -> str:
-        for secret in self._secrets:
+        for secret in self.secrets:
             if secret in text:
                 text = text.replace(secret, REDACTED)
         for pattern in PATTERNS:
@@ -67,14 +67,23 @@ class Redactor:
         return text
 
 
-def install_redaction(secrets: Iterable[str]) -> None:
-    """Redact every log record at creation. Idempotent per secret set; composes with earlier factories."""
-    redact = Redactor(secrets)
-    previous: Callable[..., logging.LogRecord] = logging.getLogRecordFactory()
-    base = getattr(previous, "_sluice_base", previous)
+class RedactingFactory:
+    """The process's log-record factory while Sluice runs: redacts every record at creation.
 
-    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
-        record = base(*args, **kwargs)
+    Python's logging has one record factory per process, so this is a process-wide hook by nature,
+    the only one Sluice installs: `install_redaction` installs it once (idempotently) and each app
+    adds the secrets it holds; a secret is redacted whichever app's request logged it.
+    """
+
+    def __init__(self, base: Callable[..., logging.LogRecord]) -> None:
+        self.base = base  # the factory installed before: records are built by it, then cleaned
+        self.redact = Redactor()
+
+    def add(self, secrets: Iterable[str]) -> None:
+        self.redact = Redactor((*self.redact.secrets, *secrets))
+
+    def __call__(self, *args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = self.base(*args, **kwargs)
         if _withheld(record.name):
             withhold(record)
             return record
@@ -82,10 +91,20 @@ def install_redaction(secrets: Iterable[str]) -> None:
             message = record.getMessage()
         except (TypeError, ValueError):
             message = str(record.msg)
-        cleaned = redact(message)
+        cleaned = self.redact(message)
         if cleaned != message or record.args:
             record.msg, record.args = cleaned, None
         return record
 
-    factory._sluice_base = base  # type: ignore[attr-defined]
-    logging.setLogRecordFactory(factory)
+
+def install_redaction(secrets: Iterable[str]) -> None:
+    """Redact every log record at creation, `secrets` included.
+
+    Process-wide: the first call installs `RedactingFactory` over whatever factory was there; later
+    calls (another app in the same process) only add their secrets to it.
+    """
+    current = logging.getLogRecordFactory()
+    if not isinstance(current, RedactingFactory):
+        current = RedactingFactory(current)
+        logging.setLogRecordFactory(current)
+    current.add(secrets)

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from gateway.core.pipeline import CLIENT_CLOSED
 from gateway.core.resilience import BreakerState
-from gateway.names import DecisionKind, ErrorCode
+from gateway.names import DecisionKind, Endpoint, ErrorCode
 from gateway.observability.audit import AuditEvent, AuditSink
 from gateway.observability.prometheus import Counter, Family, Gauge, Histogram, render
 
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("sluice.metrics")
 
 OTHER = "other"
-ENDPOINTS = ("chat", "embeddings")  # gateway.api.chat's CHAT and EMBEDDINGS (a test compares)
+ENDPOINTS = tuple(Endpoint)
 STATUS_CLASSES = ("2xx", "4xx", "5xx", "client_closed", OTHER)
 # Seconds; chat calls run from milliseconds (blocked, cached) to minutes (long streams).
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
@@ -260,7 +260,7 @@ def loop_families(lag: LoopLag) -> list[Family]:
 # -- read at scrape time --------------------------------------------------------------------------
 @dataclass
 class InFlight:
-    """Requests in flight on the hot path: `HotPath` counts, `GET /metrics` reads."""
+    """Requests in flight on the pipeline routes: `server.edge.Guarded` counts, `GET /metrics` reads."""
 
     count: int = 0
 

@@ -4,20 +4,44 @@ What belongs here: `BodyBudget`. `SLUICE_MAX_CONCURRENCY` bounds how many reques
 not what they hold: a 4 MiB body of small content parts is ~50 MB once parsed, and it stays in
 memory for as long as its upstream call runs. A chat or embeddings request claims budget before
 its body is read (its `Content-Length`, or the body cap when it sends none), grows the claim to
-an estimate of the parsed body (`JsonBody.memory_estimate`) once it is parsed, and
-`gateway.server.hotpath` frees the claim when the response has been sent, whatever happened in between.
+an estimate of the parsed body (`JsonBody.memory_estimate`) once it is parsed; `hold()` is a
+context manager the request's claims (`gateway.server.edge.Inbound.claims`) keep open until the
+response has been sent, whatever happened in between, and it frees the claim on its way out.
 Past the budget: a 429 with `Retry-After`, like the concurrency cap. A single request always fits
 an idle process, whatever its size: the budget only limits how many large bodies are held at once.
 """
 
 from __future__ import annotations
 
-from starlette.requests import Request
-from starlette.types import Scope
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from gateway.errors import RateLimited
 
-CLAIM = "sluice.body_bytes"  # where a request's claim is kept: its scope's "state"
+
+class BodyClaim:
+    """What one request holds of the budget; it only grows, until `BodyBudget.hold` frees it."""
+
+    def __init__(self, budget: BodyBudget) -> None:
+        self.budget = budget
+        self.size = 0
+
+    def grow(self, size: int) -> None:
+        """Hold `size` bytes in all (at least what is held already); a 429 if that does not fit
+        and the request already holds its share."""
+        budget, current = self.budget, self.size
+        if size <= current:
+            return
+        # An idle process takes any one request (the first claim can always go through), so a
+        # budget below the body cap cannot refuse every maximum-size body.
+        if budget.held + size - current > budget.limit and budget.held > current:
+            raise RateLimited(
+                "Sluice holds as many request bodies as its memory budget allows "
+                "(SLUICE_MAX_INFLIGHT_BODY_BYTES); retry shortly",
+                headers={"retry-after": "1"},
+            )
+        budget.held += size - current
+        self.size = size
 
 
 class BodyBudget:
@@ -26,25 +50,11 @@ class BodyBudget:
         self.limit = limit
         self.held = 0
 
-    def claim(self, request: Request, size: int) -> None:
-        """Hold `size` bytes for the request (in all: a second claim replaces the first), freed by
-        `release(scope)`; a 429 if that does not fit and the request already holds its share."""
-        state = request.scope.setdefault("state", {})
-        current: int = state.get(CLAIM, 0)
-        if size <= current:
-            return
-        # An idle process takes any one request (the first claim can always go through), so a
-        # budget below the body cap cannot refuse every maximum-size body.
-        if self.held + size - current > self.limit and self.held > current:
-            raise RateLimited(
-                "Sluice holds as many request bodies as its memory budget allows "
-                "(SLUICE_MAX_INFLIGHT_BODY_BYTES); retry shortly",
-                headers={"retry-after": "1"},
-            )
-        self.held += size - current
-        state[CLAIM] = size
-
-    def release(self, scope: Scope) -> None:
-        """Free what the request of `scope` holds, if anything."""
-        size = scope.get("state", {}).pop(CLAIM, 0)
-        self.held -= size
+    @contextmanager
+    def hold(self) -> Iterator[BodyClaim]:
+        """A claim of the budget for one request, grown by the request and freed on the way out."""
+        claim = BodyClaim(self)
+        try:
+            yield claim
+        finally:
+            self.held -= claim.size

@@ -3,18 +3,17 @@
 What belongs here: `KeySlots`. The hot path's cap (`SLUICE_MAX_CONCURRENCY`) bounds a process;
 without a bound per key, one client (or one leaked key) holding that many slow requests, say bodies
 trickling in and reopened after each 408, would leave nothing for anyone else. A request claims
-its key's slot right after authentication, before its body is read, and `gateway.server.hotpath` frees it
-when the response has been sent, whatever happened in between.
+its key's slot right after authentication, before its body is read, with `hold()`, a context manager
+the request's claims (`gateway.server.edge.Inbound.claims`) keep open until the response has been
+sent, whatever happened in between.
 """
 
 from __future__ import annotations
 
-from starlette.requests import Request
-from starlette.types import Scope
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from gateway.errors import RateLimited
-
-CLAIM = "sluice.key_slot"  # where a request's claim is kept: its scope's "state"
 
 
 class KeySlots:
@@ -26,24 +25,22 @@ class KeySlots:
     def held(self, key: str) -> int:
         return self._held.get(key, 0)
 
-    def claim(self, request: Request, key: str) -> None:
-        """Take a slot for `key`, freed by `release(scope)`; past the limit, a 429."""
+    @contextmanager
+    def hold(self, key: str) -> Iterator[None]:
+        """Hold a slot for `key` while the block runs; past the limit, a 429 and nothing held."""
         if not self.limit:
+            yield
             return
         held = self._held.get(key, 0)
         if held >= self.limit:
             message = f"this key has {self.limit} requests in flight (SLUICE_MAX_CONCURRENCY_PER_KEY)"
             raise RateLimited(f"{message}; retry shortly", headers={"retry-after": "1"})
         self._held[key] = held + 1
-        setattr(request.state, CLAIM, key)
-
-    def release(self, scope: Scope) -> None:
-        """Free the slot the request of `scope` claimed, if it claimed one."""
-        key = scope.get("state", {}).pop(CLAIM, None)
-        if key is None:
-            return
-        left = self._held.get(key, 0) - 1
-        if left > 0:
-            self._held[key] = left
-        else:
-            self._held.pop(key, None)
+        try:
+            yield
+        finally:
+            left = self._held.get(key, 0) - 1
+            if left > 0:
+                self._held[key] = left
+            else:
+                self._held.pop(key, None)

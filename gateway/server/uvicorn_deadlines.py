@@ -18,7 +18,7 @@ path's in-flight cap.
   is a 431 `headers_too_large` with `Connection: close` (the hot path refuses complete heads over
   `MAX_HEADER_BYTES` itself; the cap here adds room for the request line).
 - Body, a backstop: the hot path itself answers a body still incomplete `SLUICE_BODY_TIMEOUT`
-  after its headers (`gateway.server.hotpath`: a 408 with the request id). `BODY_GRACE` seconds later,
+  after its headers (`gateway.server.edge`: a 408 with the request id). `BODY_GRACE` seconds later,
   a body still incomplete ends the connection here: a route still waiting for it (not the hot
   path) gets the same 408; the rest of a body nobody reads any more (after an early answer, such
   as a 401 sent before the body is read) is cut off.

@@ -22,8 +22,8 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from gateway.core.auth import MASTER, KeyRecord, hash_key
-from gateway.errors import SluiceError
-from gateway.names import ErrorCode, ErrorType, OnViolation
+from gateway.errors import KeyStoreUnavailable
+from gateway.names import OnViolation
 from gateway.storage.chain import utc
 from gateway.storage.db import Database, api_keys
 from gateway.storage.ledger import DB_ERRORS, describe
@@ -31,14 +31,6 @@ from gateway.storage.ledger import DB_ERRORS, describe
 log = logging.getLogger("sluice.keys")
 KEY_PREFIX = "sk-sluice-"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,63}$")
-
-
-class KeyStoreUnavailable(SluiceError):
-    """The database holding keys did not answer: the key cannot be checked, so it is not accepted."""
-
-    status = 503
-    type = ErrorType.SERVER
-    code = ErrorCode.INTERNAL
 
 
 class KeyNameTaken(ValueError):

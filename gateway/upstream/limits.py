@@ -24,6 +24,8 @@ from collections.abc import AsyncIterator, Iterator
 import httpx
 import orjson
 
+from gateway.upstream import sse
+
 MAX_BODY_BYTES = 32 * 1024 * 1024  # a whole non-stream answer, inflated
 MAX_LINE_BYTES = 4 * 1024 * 1024  # one line of an event stream, inflated
 # The response head; FastTransport enforces it as the head arrives (h11 stops at 16 KiB, aiohttp at
@@ -48,7 +50,7 @@ def _readable_event(line: bytes) -> bool:
     if not line.startswith(b"data:"):
         return False
     payload = line[5:].strip()
-    if not payload or payload == b"[DONE]":
+    if not payload or payload == sse.DONE_DATA:
         return False
     try:
         orjson.loads(payload)

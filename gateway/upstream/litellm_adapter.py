@@ -26,6 +26,7 @@ from typing import Any
 import httpx
 import orjson
 
+from gateway.upstream import sse
 from gateway.upstream.base import (
     UpstreamError,
     UpstreamProtocolError,
@@ -161,13 +162,13 @@ class LiteLLMStream:
                 data = _dump(chunk)
                 if isinstance(data.get("usage"), dict):
                     self.usage = data["usage"]
-                yield b"data: " + orjson.dumps(data) + b"\n\n"
+                yield sse.frame(orjson.dumps(data))
         except UpstreamError:
             raise
         except Exception as exc:  # litellm raises many types mid-stream; all end the stream in-band
             mapped = map_error(self._litellm, exc)
             raise UpstreamStreamError(f"the upstream stream broke: {mapped.message}") from None
-        yield b"data: [DONE]\n\n"
+        yield sse.DONE
 
     async def aclose(self) -> None:
         close = getattr(self._iterator, "aclose", None)

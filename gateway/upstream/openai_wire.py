@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import orjson
 
+from gateway.upstream import sse
 from gateway.upstream.base import (
     UpstreamConnectError,
     UpstreamError,
@@ -33,7 +34,7 @@ from gateway.upstream.limits import MAX_BODY_BYTES, MAX_LINE_BYTES, AnswerRefuse
 from gateway.upstream.transport import FastTransport
 
 MAX_ERROR_BYTES = 64 * 1024
-DONE_MARK = b"data: [DONE]"
+DONE_MARK = b"data: " + sse.DONE_DATA
 # An in-band error event: its message is the upstream's (it may echo the prompt or the key).
 ERROR_EVENT = re.compile(rb'(?:^|\n)data: ?\{\s*"error"')
 
@@ -189,7 +190,7 @@ async def _first_event(raw: AsyncIterator[bytes], deadline: float) -> tuple[dict
                 if not data:  # a comment or keep-alive event: skip it
                     buffer = rest
                     continue
-                if data == b"[DONE]":
+                if data == sse.DONE_DATA:
                     raise UpstreamProtocolError("the upstream stream ended before its first chunk")
                 try:
                     first = orjson.loads(data)

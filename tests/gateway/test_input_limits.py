@@ -47,7 +47,7 @@ DEFAULT_BODY_LIMIT = 4 * MiB
 FIFTY_MB = 50_000_000
 # A refused body must not end up in the server's memory: far below what was sent (50 MB).
 RSS_SLACK = 16 * MiB
-HEADER_LIMIT = 64 * 1024  # gateway/server/hotpath.py: names and values, all headers together
+HEADER_LIMIT = 64 * 1024  # gateway/server/edge.py: names and values, all headers together
 HEADER_COUNT_LIMIT = 100
 
 

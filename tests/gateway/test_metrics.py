@@ -25,8 +25,8 @@ import uvicorn
 from fastapi import FastAPI
 from pydantic import SecretStr
 
-from gateway.api.chat import CHAT, EMBEDDINGS
 from gateway.app import create_app
+from gateway.names import Endpoint
 from gateway.observability.audit import AuditEvent, MemoryAuditSink
 from gateway.observability.metrics import (
     OTHER,
@@ -238,7 +238,7 @@ def test_fixed_label_sets() -> None:
         OTHER,
     ]
     metrics = RequestMetrics(models=["m"], deployments=["m#0"])
-    assert metrics.endpoint.values == {CHAT, EMBEDDINGS}  # the router's names, not a copy gone stale
+    assert metrics.endpoint.values == {Endpoint.CHAT, Endpoint.EMBEDDINGS}  # the enum's names, not a copy
     assert (metrics.model("m"), metrics.model("M"), metrics.model(None)) == ("m", OTHER, OTHER)
 
 

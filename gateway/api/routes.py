@@ -1,0 +1,45 @@
+"""Every endpoint Sluice serves, by URL: the one route table of the app.
+
+What belongs here: the table only, in the order the app matches it (and a 404 lists the public
+paths in). The pipeline routes (chat, embeddings) are Starlette routes run inside the edge's guards
+(`gateway.server.edge.Guarded`: the in-flight cap, the body deadline, the request's claims); the
+others are FastAPI routes whose handlers reach the services through dependencies. Each handler
+lives in its API's module; the admin routes are also guarded by `gateway.api.admin.AdminGuard`,
+before routing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import FastAPI
+from starlette.routing import Route
+
+from gateway.api import admin, chat, embeddings, health, metrics, models, privacy
+from gateway.server.edge import Guarded, Handler
+
+PIPELINE: tuple[tuple[str, Handler], ...] = (
+    ("/v1/chat/completions", chat.completions),
+    ("/v1/embeddings", embeddings.create),
+)
+API: tuple[tuple[str, str, Callable[..., Any]], ...] = (
+    ("GET", "/v1/models", models.list_models),
+    ("GET", "/v1/models/{model_id:path}", models.get_model),
+    ("GET", "/v1/privacy/catalog", privacy.catalog),
+    ("GET", "/v1/privacy/policies", privacy.policies),
+    ("GET", "/healthz", health.healthz),
+    ("GET", "/readyz", health.readyz),
+    ("GET", "/metrics", metrics.metrics),
+    ("GET", "/admin/keys", admin.get_keys),
+    ("POST", "/admin/keys", admin.post_key),
+    ("DELETE", "/admin/keys/{name}", admin.delete_key),
+)
+
+
+def add_routes(app: FastAPI) -> None:
+    """Add the table to `app`, in its order (the app's own route list: nothing included lazily)."""
+    for path, handler in PIPELINE:
+        app.router.routes.append(Route(path, Guarded(handler), methods=["POST"]))
+    for method, path, endpoint in API:
+        app.add_api_route(path, endpoint, methods=[method], response_model=None)

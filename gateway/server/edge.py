@@ -1,0 +1,156 @@
+"""The edge every request passes: the guards of every route, and the frame of each pipeline route.
+
+What belongs here: `EdgeGuard`, the outermost middleware of the app: it counts every response for
+`GET /metrics` and refuses a request whose headers are past Envoy's edge limits (431) before
+anything else reads it; it guards and never dispatches. And `Guarded`, the ASGI app that runs each
+pipeline route of `gateway.api.routes` (chat, embeddings): the in-flight cap (past it, a fast 429
+with Retry-After rather than an unbounded queue), the request id, the body deadline (a body that
+trickles in would hold a slot of the cap: it must arrive whole within `SLUICE_BODY_TIMEOUT`, else
+a 408; the headers' deadline is `gateway.server.uvicorn_deadlines`'s), cancelling the handler's
+work when the client disconnects before its response starts (a stream that runs notices a gone
+client itself: `gateway.server.responses`), and the request's claims (its key's slot, its body
+bytes): context managers the handler enters into `Inbound.claims`, one `ExitStack` that closes
+once the response has been sent, whatever happened in between. Errors render exactly as the app's
+handlers render them.
+
+Why pipeline routes are plain Starlette routes with this frame rather than FastAPI routes:
+dependency solving and FastAPI's request wrapping were a measurable share of the per-request CPU
+(bench/PROFILE.md); the route table and its 404/405 answers are the app's as for every route.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+from contextlib import ExitStack
+from dataclasses import dataclass
+
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gateway.core.services import Services
+from gateway.errors import HeadersTooLarge, RateLimited, RequestTimeout, SluiceError, render
+from gateway.server.request_body import HEADERS_LIMIT, MAX_HEADER_BYTES, MAX_HEADERS, new_request_id
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """What the edge hands a pipeline handler: the request, its id, its start, and its claims."""
+
+    request: Request
+    services: Services
+    request_id: str
+    started: float
+    claims: ExitStack  # closed after the response has been sent (or the client has gone)
+
+
+Handler = Callable[[Inbound], Awaitable[Response]]
+
+
+def _headers_too_large(scope: Scope) -> bool:
+    headers = scope["headers"]
+    return len(headers) > MAX_HEADERS or sum(len(k) + len(v) for k, v in headers) > MAX_HEADER_BYTES
+
+
+class EdgeGuard:
+    """ASGI middleware around the whole app: every response counted, oversized headers refused."""
+
+    def __init__(self, app: ASGIApp, *, services: Services) -> None:
+        self.app = app
+        self.responses = services.metrics.http
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        send = self._counted(scope["path"], send)
+        if _headers_too_large(scope):
+            await render(HeadersTooLarge(HEADERS_LIMIT))(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+    def _counted(self, path: str, send: Send) -> Send:
+        """`send`, counting the response's status for `GET /metrics` (every route, every refusal)."""
+        responses = self.responses
+
+        async def counted(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                responses.observe(path, message["status"])
+            await send(message)
+
+        return counted
+
+
+async def _disconnected(receive: Receive, body_read: asyncio.Event) -> None:
+    """Return when the client disconnects (only listened for once the body has been read)."""
+    await body_read.wait()
+    while (await receive())["type"] != "http.disconnect":
+        continue
+
+
+class Guarded:
+    """The ASGI app of one pipeline route: `handler` run inside the edge's guards."""
+
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        services: Services = scope["app"].state.sluice
+        in_flight = services.in_flight  # shared with GET /metrics
+        if in_flight.count >= services.settings.max_concurrency:
+            busy = RateLimited(
+                "Sluice is at its concurrency limit; retry shortly", headers={"retry-after": "1"}
+            )
+            await render(busy)(scope, receive, send)
+            return
+        in_flight.count += 1
+        try:
+            with ExitStack() as claims:
+                response = await self._respond(scope, receive, services, claims)
+                if response is not None:
+                    await response(scope, receive, send)
+        finally:
+            in_flight.count -= 1
+
+    async def _respond(
+        self, scope: Scope, receive: Receive, services: Services, claims: ExitStack
+    ) -> Response | None:
+        started = time.perf_counter()
+        body_timeout = services.settings.body_timeout
+        body_read = asyncio.Event()
+        deadline = asyncio.get_running_loop().time() + body_timeout
+
+        async def tracked() -> Message:
+            try:
+                async with asyncio.timeout_at(None if body_read.is_set() else deadline):
+                    message = await receive()
+            except TimeoutError:  # the body is read before any upstream call, so none was made
+                late = f"the request body did not arrive within {body_timeout:g} s"
+                raise RequestTimeout(late) from None
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                body_read.set()
+            return message
+
+        request = Request(scope, tracked)
+        inbound = Inbound(request, services, new_request_id(request), started, claims)
+        work = asyncio.ensure_future(self._handle(inbound))
+        gone = asyncio.ensure_future(_disconnected(receive, body_read))
+        await asyncio.wait((work, gone), return_when=asyncio.FIRST_COMPLETED)
+        if work.done():
+            gone.cancel()
+            return work.result()
+        work.cancel()  # the client left: abandon the upstream call (the pipeline records it)
+        with contextlib.suppress(asyncio.CancelledError):
+            await work
+        return None
+
+    async def _handle(self, inbound: Inbound) -> Response | None:
+        try:
+            return await self.handler(inbound)
+        except SluiceError as exc:
+            return render(exc, request_id=inbound.request_id)
+        except ClientDisconnect:  # gone while sending its body: no decision was made, nobody to answer
+            return None
