@@ -71,7 +71,7 @@ COMPONENTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Sluice pipeline handler (gateway/server/edge.py, its own task)", ("Guarded._handle",)),
     ("request body read + JSON parse + validation", ("read_body ", "parse_chat", "parse_body", "parse_json")),
     ("authentication (key hash, lookup)", ("Authenticator.authenticate",)),
-    ("policy and routing", ("effective_policy", "Router.plan", "for_request")),
+    ("policy and routing", ("effective_policy", "PolicyRouter.plan", "for_request")),
     ("httpx AsyncClient layer, all (send)", ("AsyncClient.send ",)),
     ("httpx build_request (URL, headers objects)", ("BaseClient.build_request",)),
     ("httpx cookie extraction per response", ("Cookies.extract_cookies",)),

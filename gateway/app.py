@@ -23,12 +23,12 @@ from fastapi import FastAPI
 from gateway.api.admin import AdminGuard
 from gateway.api.routes import add_routes
 from gateway.config import Config, ConfigError, check, check_file
-from gateway.core.auth import Authenticator, KeyStore, StaticKeyStore, config_keys
+from gateway.core.auth import Authenticator, KeyRecord, KeyStore, StaticKeyStore, config_keys
 from gateway.core.deployments import Deployment, build_deployments
 from gateway.core.misses import served
 from gateway.core.pipeline import ChatService
 from gateway.core.resilience import Resilience
-from gateway.core.routing import Router, utc_today
+from gateway.core.routing import PolicyRouter, utc_today
 from gateway.core.services import Adapters, Services
 from gateway.errors import install_handlers
 from gateway.observability.audit import AuditSink
@@ -43,7 +43,7 @@ from gateway.storage.runtime import Storage, require_writable_spool
 from gateway.upstream.litellm_adapter import LiteLLMAdapter
 from gateway.upstream.openai_wire import OpenAIWireAdapter
 from policies.catalog import Catalog, load_catalog
-from policies.policy import resolve
+from policies.policy import Policy, resolve
 
 log = logging.getLogger("sluice")
 
@@ -76,6 +76,31 @@ def _clock(today: date | None) -> Callable[[], date]:
     return lambda: pinned
 
 
+def _storage(
+    settings: Settings,
+    config: Config,
+    records: Sequence[KeyRecord],
+    audit: AuditSink | None,
+    key_stores: Sequence[KeyStore],
+) -> tuple[Storage | None, AuditSink, Sequence[KeyStore]]:
+    """The database (SLUICE_DATABASE_URL) backs whatever the caller did not pass explicitly."""
+    if audit is not None and key_stores:
+        return None, audit, key_stores
+    reserved = {r.name for r in records} | {k.name for k in config.keys}
+    storage = Storage.from_settings(settings, reserved_names=reserved)
+    if audit is None:
+        require_writable_spool(settings)  # the ledger's refuge when the database is down
+    return storage, audit or storage.ledger, key_stores or (storage.keys,)
+
+
+def _foresee(router: PolicyRouter, config: Config, table: dict[str, Policy]) -> None:
+    """Precompute every (key policy, deployment) decision the gateway can foresee."""
+    for names in {config.server.default_policy, *(k.policy for k in config.keys if k.policy)}:
+        policy = resolve(names, table)
+        for dep in router.all_deployments():
+            router.judge(policy, dep)
+
+
 def build_services(
     settings: Settings,
     *,
@@ -90,7 +115,7 @@ def build_services(
     catalog, config = prepare(settings, catalog=catalog, config=config)
     clock = _clock(today)
     deployments = build_deployments(config, catalog, settings, clock())
-    router = Router(config, deployments, clock=clock)
+    router = PolicyRouter(config, deployments, clock=clock)
     table = config.policy_table()
     all_deployments = router.all_deployments()
     adapters = _adapters(all_deployments)
@@ -102,15 +127,7 @@ def build_services(
     warnings += [
         f"deployment {d.id} unavailable: {d.unavailable}" for d in all_deployments if not d.available
     ]
-    # The database (SLUICE_DATABASE_URL) backs whatever the caller did not pass explicitly.
-    storage: Storage | None = None
-    if audit is None or not key_stores:
-        reserved = {r.name for r in records} | {k.name for k in config.keys}
-        storage = Storage.from_settings(settings, reserved_names=reserved)
-        if audit is None:
-            require_writable_spool(settings)  # the ledger's refuge when the database is down
-        audit = audit or storage.ledger
-        key_stores = key_stores or (storage.keys,)
+    storage, audit, key_stores = _storage(settings, config, records, audit, key_stores)
     # Circuit breakers and the retry budget: per app, built from settings unless a test passes its own.
     resilience = resilience or Resilience(
         breaker_failures=settings.breaker_failures,
@@ -139,11 +156,7 @@ def build_services(
         audit=MetricsSink(audit, request_metrics),
         resilience=resilience,
     )
-    # Precompute every (key policy, deployment) decision the gateway can foresee.
-    for names in {config.server.default_policy, *(k.policy for k in config.keys if k.policy)}:
-        policy = resolve(names, table)
-        for dep in all_deployments:
-            router.judge(policy, dep)
+    _foresee(router, config, table)
     return Services(
         settings=settings,
         config=config,

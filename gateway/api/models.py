@@ -7,10 +7,10 @@ from typing import Any
 from fastapi import Request
 from starlette.responses import Response
 
-from gateway.api.openai_protocol import PrivacyAsk
 from gateway.core.auth import KeyRecord
 from gateway.core.disclosure import describe
 from gateway.core.misses import closest_models
+from gateway.core.request import PrivacyAsk
 from gateway.core.services import Services, ServicesDep
 from gateway.errors import ModelNotFound
 from gateway.names import ErrorCode

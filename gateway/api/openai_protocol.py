@@ -11,15 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass
 from itertools import repeat
 from operator import is_
 from typing import Any
 
+from gateway.core.request import ParsedRequest, PrivacyAsk
 from gateway.errors import InvalidRequest
 from gateway.names import ErrorCode, OnViolation
 from gateway.server.jsonbody import JsonBody, collector_paused
-from gateway.server.jsonbody import parse_body as parse_body  # re-exported: routers parse bodies from here
+from gateway.server.jsonbody import parse_body as parse_body  # re-exported: handlers parse bodies from here
 from gateway.server.jsonbody import parse_json as parse_json
 from gateway.upstream.litellm_params import LITELLM_PARAMS
 from policies.policy import PolicyName
@@ -156,22 +156,6 @@ MAX_EMBEDDING_INPUTS = 2048
 
 # A key's path in the body, innermost step last: (parent, segment), None at the top.
 Link = tuple["Link", str] | None
-
-
-@dataclass(frozen=True)
-class PrivacyAsk:
-    """What a request adds to its key's policy (it can only tighten)."""
-
-    policies: tuple[str, ...] = ()
-    block: bool = False
-
-
-@dataclass(frozen=True)
-class ParsedRequest:
-    model: str
-    stream: bool
-    fields: dict[str, Any]
-    ask: PrivacyAsk
 
 
 def bad(

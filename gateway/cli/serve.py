@@ -112,7 +112,7 @@ def serve(
 def check(config: ConfigOpt = None) -> None:
     """Validate a config against the catalog: every problem at once, or every deployment, available or not."""
     from gateway.config import check_file
-    from gateway.core.routing import Router
+    from gateway.core.routing import PolicyRouter
     from policies.catalog import load_catalog
     from policies.policy import resolve
 
@@ -126,7 +126,7 @@ def check(config: ConfigOpt = None) -> None:
             typer.echo(f"sluice: {line}", err=True)
         raise typer.Exit(1) from None
     deployments = build_deployments(cfg, catalog, settings, date.today())
-    router = Router(cfg, deployments)
+    router = PolicyRouter(cfg, deployments)
     policy = resolve(cfg.server.default_policy, cfg.policy_table())
     title = f"{settings.config}: OK; default policy {', '.join(p.name for p in policy)}"
     table = Table(title=title, expand=True, show_lines=True)

@@ -25,14 +25,14 @@ import anyio
 import orjson
 from starlette.responses import Response
 
-from gateway.api.openai_protocol import ParsedRequest, PrivacyAsk
 from gateway.config import Config
 from gateway.core.auth import KeyRecord
 from gateway.core.deployments import Deployment
 from gateway.core.misses import closest_models
+from gateway.core.request import ParsedRequest, PrivacyAsk
 from gateway.core.resilience import Resilience, trips
 from gateway.core.retry_after import rate_limited_headers, unavailable_headers
-from gateway.core.routing import Plan, PolicySet, Router
+from gateway.core.routing import Plan, PolicyRouter, PolicySet
 from gateway.errors import (
     InvalidRequest,
     ModelNotAllowed,
@@ -130,7 +130,7 @@ class ChatService:
         self,
         *,
         config: Config,
-        router: Router,
+        router: PolicyRouter,
         policies: dict[str, Policy],
         adapter_for: Callable[[Deployment], Adapter],
         audit: AuditSink,

@@ -1,6 +1,6 @@
 """Policy routing: which deployments may serve a request, computed once per (policy set, deployment, day).
 
-What belongs here: the `Router`, which holds the runtime deployments, caches each decision and
+What belongs here: the `PolicyRouter`, which holds the runtime deployments, caches each decision and
 its rendered privacy view for the current day (facts go stale by the date of the request, so on a
 new day the deployments are re-judged), and turns (model, policy set, on_violation) into a `Plan`: allowed,
 rerouted or blocked, with the ordered compliant deployments to try. No I/O happens here;
@@ -43,7 +43,7 @@ def utc_today() -> date:
     return datetime.now(UTC).date()
 
 
-class Router:
+class PolicyRouter:
     def __init__(
         self,
         config: Config,

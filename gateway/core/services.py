@@ -16,7 +16,7 @@ from fastapi import Depends, Request
 from gateway.config import Config
 from gateway.core.auth import Authenticator
 from gateway.core.pipeline import ChatService
-from gateway.core.routing import Router
+from gateway.core.routing import PolicyRouter
 from gateway.observability.audit import AuditSink
 from gateway.observability.metrics import GatewayMetrics, InFlight
 from gateway.server.bodybudget import BodyBudget
@@ -58,7 +58,7 @@ class Services:
     config: Config
     catalog: Catalog
     policies: dict[str, Policy]
-    router: Router
+    router: PolicyRouter
     auth: Authenticator
     chat: ChatService
     audit: AuditSink

@@ -18,7 +18,7 @@ from gateway.cli.main import app
 from gateway.cli.starter import OFFERS
 from gateway.config import check, load_config
 from gateway.core.deployments import build_deployments
-from gateway.core.routing import Router
+from gateway.core.routing import PolicyRouter
 from gateway.settings import Settings
 from policies.catalog import load_catalog
 from policies.policy import resolve
@@ -67,7 +67,7 @@ def test_two_provider_keys_give_a_config_that_checks_and_complies(
     config = load_config(out)
     catalog = load_catalog()
     deployments = build_deployments(config, catalog, Settings(config=out), date.today())
-    router = Router(config, deployments)
+    router = PolicyRouter(config, deployments)
     policy = resolve(config.server.default_policy, config.policy_table())
     for dep in router.all_deployments():
         assert dep.available, dep.id

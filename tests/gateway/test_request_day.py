@@ -11,7 +11,7 @@ from datetime import date
 
 from gateway.config import parse_config
 from gateway.core.deployments import build_deployments
-from gateway.core.routing import Router
+from gateway.core.routing import PolicyRouter
 from gateway.names import Header
 from gateway.settings import Settings
 from policies.catalog import load_catalog
@@ -37,7 +37,7 @@ def test_the_router_judges_on_the_day_of_the_request() -> None:
     config = parse_config(CONFIG)
     days = [date(2026, 11, 29)]
     start = days[0]
-    router = Router(
+    router = PolicyRouter(
         config, build_deployments(config, load_catalog(), Settings(), start), clock=lambda: days[0]
     )
     policy = resolve(["max-30-days"], config.policy_table())

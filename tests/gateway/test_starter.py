@@ -3,7 +3,7 @@ choice, and what it writes commented out complies once the operator uncomments i
 
 On the catalog's own date, so that staleness (180 days, low-confidence entries) cannot change the
 choices as the calendar moves. Each rendered file is checked and judged by the gateway's own
-code (`check`, `build_deployments`, `Router.judge`), as `sluice check` and `sluice serve` would.
+code (`check`, `build_deployments`, `PolicyRouter.judge`), as `sluice check` and `sluice serve` would.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from datetime import date
 from gateway.cli.starter import OFFERS, Starter, render
 from gateway.config import Config, check, parse_config
 from gateway.core.deployments import build_deployments
-from gateway.core.routing import Router
+from gateway.core.routing import PolicyRouter
 from gateway.settings import Settings
 from policies.catalog import load_catalog
 from policies.policy import BUILTIN_POLICIES, resolve
@@ -41,7 +41,7 @@ def load(text: str) -> Config:
 
 def verdicts(config: Config) -> dict[str, bool]:
     """alias -> whether its deployment complies with the config's default policy."""
-    router = Router(config, build_deployments(config, CATALOG, Settings(), CATALOG_DAY))
+    router = PolicyRouter(config, build_deployments(config, CATALOG, Settings(), CATALOG_DAY))
     policy = resolve(config.server.default_policy, config.policy_table())
     return {dep.alias: router.judge(policy, dep)[0].allowed for dep in router.all_deployments()}
 
