@@ -6,7 +6,9 @@ ever FastAPI's `{"detail": ...}`, a 422, or a traceback. Messages never echo req
 
     SluiceError
      ├── InvalidRequest (400)      invalid_json, missing_field, invalid_value,
-     │                             forbidden_parameter, unknown_policy
+     │    │                        forbidden_parameter, unknown_policy
+     │    ├── BadRequest (4xx)     invalid_value (another 4xx Starlette raised, its status kept)
+     │    └── NameTaken (409)      invalid_value (a key name already in use)
      ├── Unauthenticated (401)     invalid_api_key
      ├── ModelNotAllowed (403)     model_not_allowed
      ├── MasterKeyRequired (403)   master_key_required (an admin or metrics route, another key)
@@ -16,7 +18,6 @@ ever FastAPI's `{"detail": ...}`, a 422, or a traceback. Messages never echo req
      ├── NotFound (404)            not_found
      ├── MethodNotAllowed (405)    method_not_allowed
      ├── RequestTimeout (408)      request_timeout (headers or body too slow; closes the connection)
-     ├── NameTaken (409)           invalid_value (a key name already in use)
      ├── RequestTooLarge (413)     request_too_large
      ├── HeadersTooLarge (431)     headers_too_large
      ├── UnsupportedMediaType (415)
@@ -81,6 +82,14 @@ class InvalidRequest(SluiceError):
     status = 400
     type = ErrorType.INVALID_REQUEST
     code = ErrorCode.INVALID_VALUE
+
+
+class BadRequest(InvalidRequest):
+    """Another 4xx that Starlette raised itself, with its status (400 for anything else)."""
+
+    def __init__(self, message: str, *, status: int = 400, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.status = status if 400 <= status < 500 else 400
 
 
 class Unauthenticated(SluiceError):
@@ -250,8 +259,7 @@ def install_handlers(app: FastAPI, *, endpoints: Sequence[tuple[str, str]] = ())
         elif exc.status_code == 405:
             error = MethodNotAllowed("method not allowed on this endpoint")
         else:
-            error = InvalidRequest("bad request")
-            error.status = exc.status_code if 400 <= exc.status_code < 500 else 400
+            error = BadRequest("bad request", status=exc.status_code)
         return render(error, request_id=_request_id(request))
 
     async def client_gone(request: Request, exc: Exception) -> Response:

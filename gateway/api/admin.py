@@ -131,7 +131,8 @@ async def post_key(request: Request, storage: StorageDep, services: ServicesDep)
         reserved_names=storage.reserved_names,
     )
     if problems:
-        code = ErrorCode.UNKNOWN_POLICY if any("policy" in p for p in problems) else None
+        unknown_policy = any(p not in services.policies for p in ask.policy)
+        code = ErrorCode.UNKNOWN_POLICY if unknown_policy else None
         raise InvalidRequest("; ".join(problems), code=code)
     now = datetime.now(UTC)
     try:
