@@ -2,7 +2,7 @@
 
 What belongs here: the request flow of DESIGN.md ("One request, end to end") from a parsed body
 and an authenticated key to a response. Each API's handler (`gateway.api.chat`,
-`gateway.api.embeddings`) calls `run`; it calls the router (pure), the adapters (I/O) and the audit
+`gateway.api.embeddings`) calls `run`; it calls the policy router (pure), the adapters (I/O) and the audit
 sink. Failover moves only among compliant deployments, only
 before the first byte reached the client, and only on answers that say the provider did not start
 the work (connect errors, 429, 503, 529; see `gateway/upstream/base.py`). It skips deployments whose

@@ -1,6 +1,6 @@
 """Requests in flight per key, per process: one key cannot take every slot of the in-flight cap.
 
-What belongs here: `KeySlots`. The hot path's cap (`SLUICE_MAX_CONCURRENCY`) bounds a process;
+What belongs here: `KeySlots`. The edge's in-flight cap (`SLUICE_MAX_CONCURRENCY`) bounds a process;
 without a bound per key, one client (or one leaked key) holding that many slow requests, say bodies
 trickling in and reopened after each 408, would leave nothing for anyone else. A request claims
 its key's slot right after authentication, before its body is read, with `hold()`, a context manager

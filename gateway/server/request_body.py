@@ -1,6 +1,6 @@
 """Reading requests safely: body size limit, content type, request ids.
 
-What belongs here: small helpers the routers share to read a request before parsing: the body
+What belongs here: small helpers the API handlers share to read a request before parsing: the body
 cap (413 before reading past the limit, chunked bodies included; the answer closes the connection),
 the JSON content-type check and the refusal of any Content-Encoding Sluice does not decode (415),
 and the request id. Headers that are one value (Content-Type, Content-Length) are refused when

@@ -7,20 +7,20 @@ sends, and nothing else of the HTTP layer.
 
 uvicorn waits forever for a fresh connection's first byte, for headers that trickle in, for the
 rest of a body nobody reads any more, and for a client to read what it was sent; every such
-connection costs a socket and memory, and a request still in progress holds a slot of the hot
-path's in-flight cap.
+connection costs a socket and memory, and a request still in progress holds a slot of the edge's
+in-flight cap.
 
 - Headers: from the connection being made (or from the first byte of a keep-alive connection's
   next request) until the headers are complete, at most `SLUICE_HEADER_TIMEOUT` in all. Bytes
   that keep trickling in do not extend it.
 - Header bytes: uvicorn buffers a header block of any size before the app can count it (a 64 MiB
   header cost about 100 MB). Past `HEAD_CAP` bytes of a request head still incomplete, the answer
-  is a 431 `headers_too_large` with `Connection: close` (the hot path refuses complete heads over
+  is a 431 `headers_too_large` with `Connection: close` (the edge refuses complete heads over
   `MAX_HEADER_BYTES` itself; the cap here adds room for the request line).
-- Body, a backstop: the hot path itself answers a body still incomplete `SLUICE_BODY_TIMEOUT`
+- Body, a backstop: a pipeline route itself answers a body still incomplete `SLUICE_BODY_TIMEOUT`
   after its headers (`gateway.server.edge`: a 408 with the request id). `BODY_GRACE` seconds later,
-  a body still incomplete ends the connection here: a route still waiting for it (not the hot
-  path) gets the same 408; the rest of a body nobody reads any more (after an early answer, such
+  a body still incomplete ends the connection here: a route still waiting for it (not a pipeline
+  route) gets the same 408; the rest of a body nobody reads any more (after an early answer, such
   as a 401 sent before the body is read) is cut off.
 
 On expiry: if part of a request arrived and no response is being written on the connection, the
@@ -75,7 +75,7 @@ from gateway.server.request_body import MAX_HEADER_BYTES
 from gateway.settings import Settings
 
 Phase = Literal["headers", "body"]
-# How much later than the hot path's own 408 the body backstop closes a connection.
+# How much later than the edge's own 408 the body backstop closes a connection.
 BODY_GRACE = 2.0
 # The most of a request head (request line and headers) held before it is complete.
 HEAD_CAP = MAX_HEADER_BYTES + 16 * 1024
