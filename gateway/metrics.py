@@ -44,6 +44,7 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 LOOP_LAG_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 LOOP_LAG_INTERVAL = 0.05
 
+
 # -- fixed label sets -----------------------------------------------------------------------------
 class LabelSet:
     """A fixed set of label values; anything outside it (or None) is `other`."""
