@@ -114,7 +114,7 @@ class CustomDetectorConfig(Strict):
     """The `custom` detector: the operator's regular expressions and keywords (whole words, any case)."""
 
     patterns: list[str] = Field(default_factory=list)
-    keywords: list[str] = Field(default_factory=list)
+    keywords: list[Annotated[str, Field(min_length=1, max_length=256)]] = Field(default_factory=list)
 
 
 class SensitiveConfig(Strict):

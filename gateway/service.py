@@ -27,6 +27,7 @@ from starlette.responses import Response
 from gateway.audit import AuditEvent, AuditSink
 from gateway.auth import KeyRecord
 from gateway.config import Config
+from gateway.core.sensitive.detectors import WINDOW
 from gateway.core.sensitive.rules import NOTHING, Outcome
 from gateway.deployments import Deployment
 from gateway.errors import (
@@ -154,11 +155,17 @@ class ChatService:
         self._resilience = resilience or Resilience()
         self._tightening = config.tightening()
 
-    def sensitive(self, endpoint: str, key: KeyRecord, parsed: ParsedRequest) -> Outcome:
+    async def sensitive(self, endpoint: str, key: KeyRecord, parsed: ParsedRequest) -> Outcome:
         """Content-aware tightening: the detectors that matched the request's text, and the policies
-        the rules add (per-key rules: keys from the config file)."""
+        the rules add (per-key rules: keys from the config file). A text past one scan window runs
+        in a worker thread, which yields the GIL between windows: the event loop keeps serving."""
         per_key = key.name if key.origin == "config" else None
-        return self._tightening.check(endpoint, parsed.fields, per_key)
+        job = self._tightening.prepare(endpoint, parsed.fields, per_key)
+        if job is None:
+            return NOTHING
+        if len(job.text) <= WINDOW:
+            return job.run()
+        return await anyio.to_thread.run_sync(job.run)
 
     def effective_policy(self, key: KeyRecord, ask: PrivacyAsk, added: tuple[str, ...] = ()) -> PolicySet:
         base = key.policy or self._config.server.default_policy

@@ -33,7 +33,7 @@ async def handle(request: Request, services: Services, endpoint: str) -> Respons
     header = ",".join(request.headers.getlist("x-privacy-policy"))
     parse = parse_chat if endpoint == CHAT else parse_embeddings
     parsed = parse(body, policy_header=header)
-    sensitive = services.chat.sensitive(endpoint, key, parsed)
+    sensitive = await services.chat.sensitive(endpoint, key, parsed)
     policy = services.chat.effective_policy(key, parsed.ask, sensitive.policies)
     call = Call(endpoint, key, parsed, policy, request_id, started, sensitive)
     if parsed.stream:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import pytest
 
-from gateway.core.sensitive.detectors import PII, SECRETS, Detector, Pattern, custom
+from gateway.core.sensitive.detectors import OVERLAP, PII, SECRETS, WINDOW, Detector, Pattern, custom
 from gateway.core.sensitive.patterns import MAX_WIDTH, linear_problem
 from tests.sensitive.adversarial import UNITS, build
 
@@ -88,3 +88,15 @@ def test_adversarial_inputs_stay_linear(unit: str) -> None:
 def test_width_bound_is_what_the_rule_says() -> None:
     assert linear_problem(f"a{{1,{MAX_WIDTH}}}") is None
     assert linear_problem(f"a{{1,{MAX_WIDTH + 1}}}") is not None
+
+
+@pytest.mark.parametrize("offset", [-25, -19, -1, 0, 1, 7, OVERLAP - 30])
+def test_windows_find_exactly_what_one_pass_finds(offset: int) -> None:
+    """A text is searched one window at a time: a form across a window's end is still found, and one
+    glued to a run of its own characters is still refused (the lookbehind sees the real text)."""
+    key = "AKIAIOSFODNN7EXAMPLE"
+    at = WINDOW + offset
+    assert SECRETS.found(build("word ", at) + key + " tail")
+    assert not SECRETS.found("A" * at + key + " tail")
+    assert PII.found(build("word ", at) + "4111 1111 1111 1111 tail")
+    assert SECRETS.found(build("word ", 3 * WINDOW + offset) + key)

@@ -231,3 +231,14 @@ async def test_custom_keywords_and_patterns(fake: FakeUpstream) -> None:
             assert "custom" in error["message"]
         else:
             assert response.status_code != 403 and "X-Privacy-Sensitive" not in response.headers, text
+
+
+async def test_a_large_prompt_is_scanned_whole(client: httpx.AsyncClient) -> None:
+    """Past one scan window (64 KB) detection runs in a worker thread: the key at the end still counts."""
+    filler = "The pool is exhausted again; the logs follow.\n" * 3000
+    response = await client.post(
+        "/v1/chat/completions", json=chat_body(content=filler + PROMPT), headers=AUTH
+    )
+    assert response.status_code == 200, response.text
+    assert response.headers["X-Privacy-Sensitive"] == "secrets"
+    assert response.headers["X-Privacy-Decision"] == "rerouted"

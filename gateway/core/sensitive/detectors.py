@@ -22,7 +22,10 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from gateway.core.sensitive import checksums
-from gateway.core.sensitive.patterns import compile_linear
+from gateway.core.sensitive.patterns import MAX_WIDTH, compile_linear
+
+WINDOW = 64 * 1024
+OVERLAP = MAX_WIDTH + 256  # the widest match, and then some for the end's lookahead
 
 
 class DetectorId(StrEnum):
@@ -54,13 +57,19 @@ class Pattern:
             haystack = lower if self.folded else text
             if not any(n in haystack for n in self.needs):
                 return False
-        if self.check is None and self.context is None:
-            return self.regex.search(text) is not None
-        for m in self.regex.finditer(text):
-            if self.context is not None and not self.context(text, m.start()):
-                continue
-            if self.check is None or self.check(m.group(self.group)):
-                return True
+        for start in range(0, len(text), WINDOW):
+            # One window at a time, each searched with OVERLAP characters more than it owns (a
+            # match is at most MAX_WIDTH wide, so every match starting in it ends inside them), and
+            # with the whole text before it for the lookbehinds: the same matches as one pass, but
+            # no single call into `re` runs longer than a window (another thread gets the GIL).
+            stop = start + WINDOW
+            for m in self.regex.finditer(text, start, stop + OVERLAP):
+                if m.start() >= stop:
+                    break
+                if self.context is not None and not self.context(text, m.start()):
+                    continue
+                if self.check is None or self.check(m.group(self.group)):
+                    return True
         return False
 
 
@@ -217,7 +226,7 @@ SECRETS = Detector(
         _p(
             "assigned-secret",
             ASSIGNED_NAMES
-            + r"[A-Za-z0-9_-]{0,24}[\"']?[ \t]{0,4}(?:=|:|:=|=>)[ \t]{0,4}([\"'`]?[^\s\"'`,;]{12,256})",
+            + r"[A-Za-z0-9_-]{0,24}+[\"']?[ \t]{0,4}(?:=|:|:=|=>)[ \t]{0,4}([\"'`]?[^\s\"'`,;]{12,256})",
             assigned_secret,
             group=1,
             needs=ASSIGNED_NEEDLES,

@@ -72,19 +72,41 @@ class Tightening:
 
     def check(self, endpoint: str, fields: Mapping[str, Any], key_name: str | None) -> Outcome:
         """Run the detectors that `key_name`'s rules need over the request's text."""
+        job = self.prepare(endpoint, fields, key_name)
+        return job.run() if job is not None else NOTHING
+
+    def prepare(self, endpoint: str, fields: Mapping[str, Any], key_name: str | None) -> Job | None:
+        """The request's text and the rules to apply to it (None: no rule applies to this key), so
+        the caller can choose where to run it: a large text is better scanned off the event loop."""
         rules = self.rules_for(key_name)
         if not rules:
-            return NOTHING
-        wanted = {d for r in rules for d in r.detectors}
-        found = self.scan(EXTRACTORS[endpoint](fields), wanted)
-        return decide(rules, found)
+            return None
+        return Job(SEPARATOR.join(EXTRACTORS[endpoint](fields)), rules, self.detectors)
 
     def scan(self, texts: Iterable[str], wanted: Iterable[DetectorId]) -> frozenset[DetectorId]:
-        text = SEPARATOR.join(texts)
-        if not text:
-            return frozenset()
-        lower = text.lower()
-        return frozenset(d for d in wanted if d in self.detectors and self.detectors[d].found(text, lower))
+        return scan(SEPARATOR.join(texts), wanted, self.detectors)
+
+
+def scan(
+    text: str, wanted: Iterable[DetectorId], detectors: Mapping[DetectorId, Detector]
+) -> frozenset[DetectorId]:
+    if not text:
+        return frozenset()
+    lower = text.lower()
+    return frozenset(d for d in wanted if d in detectors and detectors[d].found(text, lower))
+
+
+@dataclass(frozen=True)
+class Job:
+    """One request's detection, ready to run (`run()` is pure CPU: no I/O, no shared state)."""
+
+    text: str
+    rules: tuple[Rule, ...]
+    detectors: Mapping[DetectorId, Detector]
+
+    def run(self) -> Outcome:
+        wanted = {d for r in self.rules for d in r.detectors}
+        return decide(self.rules, scan(self.text, wanted, self.detectors))
 
 
 def decide(rules: Sequence[Rule], found: frozenset[DetectorId]) -> Outcome:
