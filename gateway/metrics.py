@@ -265,6 +265,14 @@ class InFlight:
     count: int = 0
 
 
+class BodyBudgetView(Protocol):
+    @property
+    def held(self) -> int: ...
+
+    @property
+    def limit(self) -> int: ...
+
+
 class BreakerView(Protocol):
     def state(self, key: str) -> BreakerState: ...
 
@@ -310,6 +318,7 @@ class GatewayMetrics:
         ledger: LedgerView | None = None,
         loop_lag: LoopLag | None = None,
         proc: Path = Path("/proc/self"),
+        body_budget: BodyBudgetView | None = None,
     ) -> None:
         self.requests = requests
         self.in_flight = in_flight
@@ -321,6 +330,7 @@ class GatewayMetrics:
         self.loop_lag = loop_lag or LoopLag()
         self.http = HttpResponses()
         self.proc = proc
+        self.body_budget = body_budget
 
     def _gateway(self) -> list[Family]:
         in_flight = Gauge("sluice_requests_in_flight", "Chat and embeddings requests in flight now.")
@@ -342,7 +352,21 @@ class GatewayMetrics:
             current = self.breaker.state(dep.id)
             for state in BreakerState:
                 breaker.set(dep.id, state.value, value=1 if state is current else 0)
-        return [in_flight, limit, available, breaker]
+        return [in_flight, limit, *self._bodies(), available, breaker]
+
+    def _bodies(self) -> list[Family]:
+        if self.body_budget is None:
+            return []
+        held = Gauge(
+            "sluice_request_body_bytes_in_flight",
+            "Estimated memory the bodies of chat and embeddings requests in flight hold, in bytes.",
+        )
+        held.set(value=self.body_budget.held)
+        limit = Gauge(
+            "sluice_request_body_bytes_in_flight_limit", "SLUICE_MAX_INFLIGHT_BODY_BYTES: the body budget."
+        )
+        limit.set(value=self.body_budget.limit)
+        return [held, limit]
 
     def _audit(self) -> list[Family]:
         ready = Gauge("sluice_audit_ready", "1 when the audit sink is ready (as in /readyz), else 0.")
