@@ -16,7 +16,7 @@ from datetime import date
 from policies.facts import STALE_AFTER, EffectiveFacts, Fact
 from policies.features import check_feature
 from policies.policy import Policy, Requirement
-from policies.schema import FeatureId, HumanReview, Kind, Region, RetentionQualifier, TrainingDefault
+from policies.schema import FeatureId, HumanReview, Kind, Region, TrainingDefault
 
 
 @dataclass(frozen=True)
@@ -134,14 +134,9 @@ def check_no_training(facts: EffectiveFacts, _: Policy) -> Outcome:
 
 
 def _retention_text(facts: EffectiveFacts) -> str:
-    value = facts.retention.value
-    if value.qualifier is RetentionQualifier.UNKNOWN:
-        return "retention unknown; unknown fails closed"
-    if value.is_zero:
-        return "zero data retention"
-    if value.days is not None:
-        return f"keeps data {value.qualifier.replace('_', ' ')} {value.days} days"
-    return f"keeps data {value.qualifier.replace('_', ' ')}"
+    return facts.retention.value.describe(
+        unknown="retention unknown; unknown fails closed", zero="zero data retention"
+    )
 
 
 def check_zero_retention(facts: EffectiveFacts, _: Policy) -> Outcome:

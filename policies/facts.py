@@ -111,6 +111,16 @@ class RetentionValue:
             self.days == 0 and self.qualifier is not RetentionQualifier.UNKNOWN
         )
 
+    def describe(self, *, unknown: str, zero: str) -> str:
+        """The period in words for a reason; `unknown` and `zero` word the two ends."""
+        if self.qualifier is RetentionQualifier.UNKNOWN:
+            return unknown
+        if self.is_zero:
+            return zero
+        if self.days is not None:
+            return f"keeps data {self.qualifier.replace('_', ' ')} {self.days} days"
+        return f"keeps data {self.qualifier.replace('_', ' ')}"
+
     def within(self, limit: int) -> bool:
         return self.is_zero or (
             self.days is not None

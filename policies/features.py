@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from policies.facts import EffectiveFacts, FeatureFact
 from policies.policy import Requirement
-from policies.schema import FeatureId, Kind, RetentionQualifier
+from policies.schema import FeatureId, Kind
 
 _FACT_BASED = frozenset(
     {
@@ -36,14 +36,7 @@ _THIRD_PARTY = {
 
 
 def _retention_text(feature: FeatureFact) -> str:
-    value = feature.retention.value
-    if value.qualifier is RetentionQualifier.UNKNOWN:
-        return "keeps data for an unknown time"
-    if value.is_zero:
-        return "keeps nothing"
-    if value.days is not None:
-        return f"keeps data {value.qualifier.replace('_', ' ')} {value.days} days"
-    return f"keeps data {value.qualifier.replace('_', ' ')}"
+    return feature.retention.value.describe(unknown="keeps data for an unknown time", zero="keeps nothing")
 
 
 def check_feature(
