@@ -1,9 +1,10 @@
 """The one pipeline every API uses: authenticate, effective policy, plan, call with failover, badges, ledger.
 
 What belongs here: authentication (`auth`), the deployments (`deployments`), the request as the
-pipeline receives it (`request`), policy routing (`routing`), the request pipeline with its
-failover loop (`pipeline`), protection against failing upstreams (`resilience`, `retry_after`),
-the privacy facts each response discloses (`disclosure`), helpful misses (`misses`) and the
-services container handlers reach (`services`). Nothing here speaks HTTP beyond the responses the
-pipeline returns, and nothing imports litellm.
+pipeline receives it (`request`), content-aware tightening (`sensitive`, pure: no I/O, no
+framework), policy routing (`routing`), the request pipeline with its failover loop (`pipeline`),
+protection against failing upstreams (`resilience`, `retry_after`), the privacy facts each
+response discloses (`disclosure`), helpful misses (`misses`) and the services container handlers
+reach (`services`). Nothing here speaks HTTP beyond the responses the pipeline returns, and
+nothing imports litellm.
 """

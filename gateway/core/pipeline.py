@@ -33,6 +33,8 @@ from gateway.core.request import ParsedRequest, PrivacyAsk
 from gateway.core.resilience import Resilience, trips
 from gateway.core.retry_after import rate_limited_headers, unavailable_headers
 from gateway.core.routing import Plan, PolicyRouter, PolicySet
+from gateway.core.sensitive.detectors import WINDOW
+from gateway.core.sensitive.rules import NOTHING, Outcome
 from gateway.errors import (
     InvalidRequest,
     ModelNotAllowed,
@@ -108,6 +110,14 @@ class Call:
     policy: PolicySet
     request_id: str
     started: float
+    sensitive: Outcome = NOTHING  # what content-aware tightening found (detector ids only)
+
+    def mark(self, headers: dict[str, str], privacy: dict[str, Any] | None = None) -> None:
+        """Say which detectors tightened the policy: `X-Privacy-Sensitive` and `privacy.sensitive`."""
+        if self.sensitive.tightened:
+            headers[Header.SENSITIVE] = self.sensitive.header
+            if privacy is not None:
+                privacy["sensitive"] = list(self.sensitive.tightened)
 
     def event(self, decision: str, status: int, **fields: Any) -> AuditEvent:
         return AuditEvent(
@@ -121,6 +131,7 @@ class Call:
             status=status,
             stream=self.parsed.stream,
             latency_ms=round((time.perf_counter() - self.started) * 1000, 3),
+            extra=self.sensitive.ledger(),
             **fields,
         )
 
@@ -142,11 +153,24 @@ class ChatService:
         self._adapter_for = adapter_for
         self._audit = audit
         self._resilience = resilience or Resilience()
+        self._tightening = config.tightening()
 
-    def effective_policy(self, key: KeyRecord, ask: PrivacyAsk) -> PolicySet:
+    async def sensitive(self, endpoint: Endpoint, key: KeyRecord, parsed: ParsedRequest) -> Outcome:
+        """Content-aware tightening: the detectors that matched the request's text, and the policies
+        the rules add (per-key rules: keys from the config file). A text past one scan window runs
+        in a worker thread, which yields the GIL between windows: the event loop keeps serving."""
+        per_key = key.name if key.origin == "config" else None
+        job = self._tightening.prepare(endpoint, parsed.fields, per_key)
+        if job is None:
+            return NOTHING
+        if len(job.text) <= WINDOW:
+            return job.run()
+        return await anyio.to_thread.run_sync(job.run)
+
+    def effective_policy(self, key: KeyRecord, ask: PrivacyAsk, added: tuple[str, ...] = ()) -> PolicySet:
         base = key.policy or self._config.server.default_policy
         try:
-            return resolve((*base, *ask.policies), self._policies)
+            return resolve((*base, *ask.policies, *added), self._policies)
         except UnknownPolicyError as exc:
             raise InvalidRequest(
                 f"unknown policy {exc.name[:64]!r}; see GET /v1/privacy/policies",
@@ -187,6 +211,9 @@ class ChatService:
                 )
             )
             exc.headers[Header.REQUEST_ID] = call.request_id
+            call.mark(exc.headers, exc.extra["privacy"])
+            if blocked and call.sensitive.tightened:
+                exc.message += f" (added because the request contains: {call.sensitive.header})"
             raise
 
     def _served(
@@ -214,6 +241,7 @@ class ChatService:
         error = to_client_error(exc)
         headers, _ = self._router.disclose(plan, dep, call.request_id)
         error.headers.update(headers)
+        call.mark(error.headers)
         self._served(call, plan, dep, error.status, attempts, error_code=error.code.value)
         return error
 
@@ -264,6 +292,7 @@ class ChatService:
             )
             why = "failing (circuit open)"
         error.headers[Header.REQUEST_ID] = call.request_id
+        call.mark(error.headers)
         self._audit.record(call.event(plan.decision, error.status, error_code=error.code.value))
         log.warning(
             "%s no call made: every compliant deployment of %s is %s for %.0f s more (%s)",
@@ -327,9 +356,11 @@ class ChatService:
     async def run(
         self, endpoint: Endpoint, key: KeyRecord, parsed: ParsedRequest, *, request_id: str, started: float
     ) -> Response:
-        """The pipeline from a parsed request on: effective policy, plan, the call with failover
-        (one answer, or a stream), badges, and the ledger record."""
-        call = Call(endpoint, key, parsed, self.effective_policy(key, parsed.ask), request_id, started)
+        """The pipeline from a parsed request on: content-aware tightening, the effective policy, the
+        plan, the call with failover (one answer, or a stream), badges, and the ledger record."""
+        sensitive = await self.sensitive(endpoint, key, parsed)
+        policy = self.effective_policy(key, parsed.ask, sensitive.policies)
+        call = Call(endpoint, key, parsed, policy, request_id, started, sensitive)
         if parsed.stream:
             return await self.stream(call)
         return await self.complete(call)
@@ -346,6 +377,7 @@ class ChatService:
 
         dep, attempt, result = await self._first_success(call, plan, call_upstream)
         headers, privacy = self._router.disclose(plan, dep, call.request_id)
+        call.mark(headers, privacy)
         result["privacy"] = privacy
         prompt, completion = _tokens(result.get("usage"))
         self._served(call, plan, dep, 200, attempt, prompt_tokens=prompt, completion_tokens=completion)
@@ -360,6 +392,7 @@ class ChatService:
 
         dep, attempt, opened = await self._first_success(call, plan, open_stream)
         headers, privacy = self._router.disclose(plan, dep, call.request_id)
+        call.mark(headers, privacy)
         body = self._relay(call, plan, dep, opened, privacy, attempt)
         return RelayResponse(body, headers={**headers, **sse.HEADERS}, media_type=sse.MEDIA_TYPE)
 
