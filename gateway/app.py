@@ -122,6 +122,7 @@ def create_app(
         breaker=resilience.breaker,
         audit=audit,
         ledger=audit if isinstance(audit, LedgerSink) else None,
+        keys=storage.keys if storage is not None and storage.keys in key_stores else None,
     )
     chat_service = ChatService(
         config=config,

@@ -2,8 +2,9 @@
 
 What belongs here: creating a key (the plaintext is returned once and never stored: only its
 `sha256:<hex>` hash, from `gateway.auth.hash_key`), listing and revoking keys, checking a new key's
-fields, and looking a presented key's hash up for every request. There is no cache: a revoked or
-expired key is refused on the next request on every replica sharing the database.
+fields, and looking a presented key's hash up (`gateway.storage.key_cache` caches the answers). Every change
+to `api_keys` calls `notify_change` inside its transaction, so that a revoked key is refused on the
+next request on every replica sharing the database.
 A database that does not answer fails closed with 503 (never a silent 401 or a stale answer).
 """
 
@@ -26,6 +27,7 @@ from gateway.errors import SluiceError
 from gateway.names import ErrorCode, ErrorType, OnViolation
 from gateway.storage.chain import utc
 from gateway.storage.db import Database, api_keys
+from gateway.storage.key_cache import notify_change
 from gateway.storage.ledger import DB_ERRORS, describe
 
 log = logging.getLogger("sluice.keys")
@@ -159,6 +161,7 @@ async def create_key(
             await conn.execute(api_keys.insert().values(values))
         except IntegrityError:
             raise KeyNameTaken(f"a key named {name!r} was created meanwhile") from None
+        await notify_change(conn, "create", name)
     stored = StoredKey(
         name=name,
         policy=tuple(policy),
@@ -198,13 +201,15 @@ async def revoke_key(db: Database, name: str, *, now: datetime | None = None) ->
             .returning(*api_keys.c)
         )
         row = result.first()
+        if row is not None:
+            await notify_change(conn, "revoke", name)
     if row is None:
         raise KeyNotFound(f"no active key named {name!r}")
     return _stored(row)
 
 
 class DatabaseKeyStore:
-    """`KeyStore` over `api_keys`: one indexed lookup per request, no cache."""
+    """`KeyStore` over `api_keys`: one indexed lookup (`KeyCache` stands in front of it)."""
 
     def __init__(self, db: Database, *, reserved_names: Collection[str] = ()) -> None:
         self._db = db
