@@ -157,6 +157,7 @@ async def post_key(request: Request, storage: StorageDep, services: ServicesDep)
         conflict = InvalidRequest(str(exc), param="name")
         conflict.status = 409
         raise conflict from None
+    storage.keys.changed("create", stored.name)  # this replica at once; the others by notification
     return json_response({**stored.as_dict(now), "key": key}, status=201)
 
 
@@ -167,4 +168,5 @@ async def delete_key(name: str, storage: StorageDep) -> Response:
             stored = await revoke_key(storage.db, name)
     except KeyNotFound as exc:
         raise NotFound(str(exc)) from None
+    storage.keys.changed("revoke", stored.name)  # this replica at once; the others by notification
     return json_response(stored.as_dict(datetime.now(UTC)))
