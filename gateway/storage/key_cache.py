@@ -25,8 +25,10 @@ The rules, in one place:
 - Unknown keys: a miss is remembered in a bounded LRU (`NEGATIVE_SIZE`), and database lookups for
   keys in neither cache are capped by a token bucket (`unknown_per_second`); past the cap the
   request gets 503 with `Retry-After: 1` (the key could not be checked), never a query.
+- Invalidation marks entries stale rather than forgetting them: a stale entry is never served, but
+  its key is looked up again without a token, so the keys in use never compete with a flood.
 - A lookup that raced with a change (filled from a read older than an invalidation) is not stored:
-  every invalidation bumps a generation, and a fill stores only if the generation did not move.
+  every invalidation moves a counter, and a fill stores only if the counter did not move.
 """
 
 from __future__ import annotations
@@ -104,10 +106,14 @@ class TokenBucket:
         return False
 
 
+STALE = -1  # the epoch of an entry that must be looked up again
+
+
 @dataclass(frozen=True)
 class _Entry:
     record: KeyRecord | None  # None: no such key
     filled: float
+    epoch: int  # valid only while it is the cache's epoch
 
 
 @dataclass
@@ -155,23 +161,27 @@ class KeyCache:
         self._positive_size = positive_size
         self._negative_size = negative_size
         self._bucket = TokenBucket(unknown_per_second, clock=clock)
-        self._generation = 0
+        self._epoch = 0  # moves on every flush: entries of an older epoch are stale
+        self._changes = 0  # moves on every invalidation: a lookup under way may have read an old row
         self.stats = CacheStats()
         self.source: ChangeSource = NoChanges()
 
     def _fresh(self, entry: _Entry | None, ttl: float | None, now: float) -> bool:
-        return entry is not None and (ttl is None or now - entry.filled < ttl)
+        return entry is not None and entry.epoch == self._epoch and (ttl is None or now - entry.filled < ttl)
 
     async def find(self, key_hash: str) -> KeyRecord | None:
         self.source.check()
         ttl, now = self.source.ttl, self._clock()
         entry = self._positive.get(key_hash)
-        if entry is not None and self._fresh(entry, ttl, now):
+        if self._fresh(entry, ttl, now):
+            assert entry is not None
             self.stats.hits += 1
             return entry.record
+        # A stale entry of a known key is looked up again without a token: after a flush, the keys
+        # in use must not compete with a flood of unknown ones.
         if entry is None:
             missing = self._negative.get(key_hash)
-            if missing is not None and self._fresh(missing, ttl, now):
+            if self._fresh(missing, ttl, now):
                 self._negative.move_to_end(key_hash)
                 self.stats.negative_hits += 1
                 return None
@@ -181,17 +191,18 @@ class KeyCache:
                     "too many unknown API keys; try again shortly", headers={"retry-after": "1"}
                 )
             self.stats.unknown_lookups += 1
-        generation = self._generation
+        changes = self._changes
         self.stats.lookups += 1
         record = await self._store.find(key_hash)  # KeyStoreUnavailable (503) passes through
-        if generation == self._generation and ttl != 0:
-            self._remember(key_hash, _Entry(record, self._clock()))
+        if changes == self._changes and ttl != 0:
+            self._remember(key_hash, _Entry(record, self._clock(), self._epoch))
         return record
 
     def _remember(self, key_hash: str, entry: _Entry) -> None:
         table, size = (self._positive, self._positive_size)
         if entry.record is None:
             table, size = (self._negative, self._negative_size)
+            self._positive.pop(key_hash, None)
         else:
             self._negative.pop(key_hash, None)
         table[key_hash] = entry
@@ -201,25 +212,23 @@ class KeyCache:
 
     def changed(self, op: str, name: str | None) -> None:
         """A key was created, revoked or updated (name None: unknown which)."""
-        self._generation += 1
         if name is None:
             self.flush()
             return
-        for key_hash in [h for h, e in self._positive.items() if e.record and e.record.name == name]:
-            del self._positive[key_hash]
+        self._changes += 1
         if op != "revoke":
-            self._negative.clear()  # a new key (or a changed one) may be one remembered as unknown
+            self._negative.clear()  # a new (or changed) key may be one remembered as unknown
+        named = [h for h, e in self._positive.items() if e.record is not None and e.record.name == name]
+        for key_hash in named:
+            entry = self._positive[key_hash]
+            self._positive[key_hash] = _Entry(entry.record, entry.filled, STALE)
 
     def flush(self) -> None:
-        """Forget everything (changes may have been missed)."""
-        self._generation += 1
-        self._positive.clear()
+        """Trust nothing cached any more (changes may have been missed); known keys stay known."""
+        self._epoch += 1
+        self._changes += 1
         self._negative.clear()
         self.stats.flushes += 1
-
-    @property
-    def sizes(self) -> tuple[int, int]:
-        return len(self._positive), len(self._negative)
 
     def families(self) -> list[Family]:
         """`/metrics`: the channel's state and the cache's counters (no key names, no hashes)."""
@@ -237,7 +246,7 @@ class KeyCache:
         )
         ttl.set(value=self.source.ttl or 0)
         entries = Gauge("sluice_key_cache_entries", "Cached key records, by kind.", ("kind",))
-        positive, negative = self.sizes
+        positive, negative = len(self._positive), len(self._negative)
         entries.set("known", value=positive)
         entries.set("unknown", value=negative)
         events = Counter(
