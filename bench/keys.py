@@ -6,8 +6,9 @@ What it does: one fake upstream; then, per backend, `sluice demo --config bench/
 (one worker) on a SQLite file or a scratch PostgreSQL database (127.0.0.1:5432, dropped afterwards),
 with a master key; a database key is created through `POST /admin/keys`. Each repetition runs, in
 turn, non-stream c=1 latency and c=64 throughput (bench/loadgen.py; wrk when installed) with the
-config key `sk-sluice-bench` and with the database key, interleaved (config, database, config, ...)
-so drift hits both alike. The table shows medians over repetitions and the database/config ratio.
+config key `sk-sluice-bench` and with the database key, interleaved, the order swapped on every
+repetition (a cell that follows another inherits its ledger backlog), so drift hits both alike.
+The table shows medians over repetitions and the database/config ratio.
 Pinning as bench/run.py: the gateway on the last CPU, upstream and load generator on the others.
 Writes the Markdown table to `--out` (raw numbers beside it as `.json`). A measurement, not a test.
 """
@@ -171,7 +172,9 @@ def main() -> int:
                     )
                 for repeat in range(args.repeats):
                     for scenario_id in ("ns_c1", "ns_c64"):
-                        for label, key in keys.items():
+                        # config first on odd repetitions, database first on even ones
+                        order = list(keys.items()) if repeat % 2 == 0 else list(keys.items())[::-1]
+                        for label, key in order:
                             value = cell(gw, key, scenario_id, args, client)
                             raw.setdefault(f"{backend}|{scenario_id}|{label}", []).append(value)
                             print(f"{backend} {scenario_id} {label} #{repeat + 1}: {value}", file=sys.stderr)
