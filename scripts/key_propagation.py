@@ -125,10 +125,14 @@ async def create_and_warm(a: httpx.AsyncClient, b: httpx.AsyncClient, name: str)
     if created.status_code != 201:
         raise RuntimeError(f"creating {name}: {created.status_code} {created.text[:200]}")
     key: str = created.json()["key"]
-    used = await b.get("/v1/models", headers={"authorization": f"Bearer {key}"})
-    if used.status_code != 200:
-        raise RuntimeError(f"B refused a new key: {used.status_code}")
-    return key
+    for _ in range(100):  # B learns the key from the create message, or looks it up (a 503 past the cap)
+        used = await b.get("/v1/models", headers={"authorization": f"Bearer {key}"})
+        if used.status_code == 200:
+            return key
+        if used.status_code != 503:
+            break
+        await asyncio.sleep(0.05)
+    raise RuntimeError(f"B refused a new key: {used.status_code}")
 
 
 def cli_revoke(url: str, name: str) -> None:

@@ -24,7 +24,8 @@ The rules, in one place:
   batches (at most 5 per second) empty it too: that costs one lookup per key in use per batch.
 - Unknown keys: a miss is remembered in a bounded LRU (`NEGATIVE_SIZE`), and database lookups for
   keys in neither cache are capped by a token bucket (`unknown_per_second`); past the cap the
-  request gets 503 with `Retry-After: 1` (the key could not be checked), never a query.
+  request gets 503 with `Retry-After: 1` (the key could not be checked), never a query. A create
+  message makes each process fetch the new key by name, so a new key is known before its first use.
 - Invalidation marks entries stale rather than forgetting them: a stale entry is never served, but
   its key is looked up again without a token, so the keys in use never compete with a flood.
 - A lookup that raced with a change (filled from a read older than an invalidation) is not stored:
@@ -126,6 +127,10 @@ class CacheStats:
     flushes: int = 0
 
 
+class NamedKeyStore(KeyStore, Protocol):
+    async def find_active(self, name: str) -> KeyRecord | None: ...
+
+
 class ChangeSource(Protocol):
     """How the cache learns of changes: `ttl` is None while every change is seen, else the seconds
     an entry may be trusted; `check` runs before each lookup (SQLite polls there)."""
@@ -147,7 +152,7 @@ class KeyCache:
 
     def __init__(
         self,
-        store: KeyStore,
+        store: NamedKeyStore,
         *,
         unknown_per_second: float = UNKNOWN_PER_SECOND,
         negative_size: int = NEGATIVE_SIZE,
@@ -165,6 +170,7 @@ class KeyCache:
         self._changes = 0  # moves on every invalidation: a lookup under way may have read an old row
         self.stats = CacheStats()
         self.source: ChangeSource = NoChanges()
+        self._prefetches: set[asyncio.Task[None]] = set()
 
     def _fresh(self, entry: _Entry | None, ttl: float | None, now: float) -> bool:
         return entry is not None and entry.epoch == self._epoch and (ttl is None or now - entry.filled < ttl)
@@ -222,6 +228,21 @@ class KeyCache:
         for key_hash in named:
             entry = self._positive[key_hash]
             self._positive[key_hash] = _Entry(entry.record, entry.filled, STALE)
+        if op == "create" and self.source.ttl != 0:
+            # Learn the new key now, so that its first request is no unknown-key lookup (which a
+            # flood may have used up).
+            task = asyncio.get_running_loop().create_task(self._prefetch(name))
+            self._prefetches.add(task)
+            task.add_done_callback(self._prefetches.discard)
+
+    async def _prefetch(self, name: str) -> None:
+        changes = self._changes
+        try:
+            record = await self._store.find_active(name)
+        except SluiceError:
+            return  # logged by the store; the key's first request looks it up as usual
+        if record is not None and changes == self._changes:
+            self._remember(record.key_hash, _Entry(record, self._clock(), self._epoch))
 
     def flush(self) -> None:
         """Trust nothing cached any more (changes may have been missed); known keys stay known."""

@@ -216,16 +216,27 @@ class DatabaseKeyStore:
         self._reserved = frozenset(reserved_names) | {MASTER}
 
     async def find(self, key_hash: str) -> KeyRecord | None:
+        row = await self._row(api_keys.c.key_hash == key_hash)
+        if row is None or not hmac.compare_digest(row.key_hash.encode(), key_hash.encode()):
+            return None
+        return self._record(row)
+
+    async def find_active(self, name: str) -> KeyRecord | None:
+        """The unrevoked key named `name` (the key cache learns a new key's hash this way)."""
+        row = await self._row((api_keys.c.name == name) & api_keys.c.revoked_at.is_(None))
+        return self._record(row) if row is not None else None
+
+    async def _row(self, where: Any) -> Any:
         try:
             await self._db.ensure_schema()
             async with self._db.engine.connect() as conn:
-                result = await conn.execute(select(api_keys).where(api_keys.c.key_hash == key_hash))
-                row = result.first()
+                result = await conn.execute(select(api_keys).where(where))
+                return result.first()
         except DB_ERRORS as exc:
             log.error("key store %s unavailable: %s", self._db.display_url, describe(exc))
             raise KeyStoreUnavailable("the key store is unavailable; try again shortly") from None
-        if row is None or not hmac.compare_digest(row.key_hash.encode(), key_hash.encode()):
-            return None
+
+    def _record(self, row: Any) -> KeyRecord | None:
         if row.name in self._reserved:
             log.error("database key %r has the name of a config key; refused", row.name)
             return None

@@ -115,7 +115,9 @@ async def test_an_unknown_key_flood_stays_under_the_lookup_cap(settings: Setting
         async def served(key: str) -> bool:
             return await models(http, key) == 200
 
-        for k in keys:  # a new key's first use is an unknown-key lookup: past the cap, 503 and retry
+        # A new key is fetched by name on its create message; until then its first use is an
+        # unknown-key lookup, which past the cap is a 503 to retry.
+        for k in keys:
             await wait_for(lambda k=k: served(k), "a new key to be served")  # type: ignore[misc]
         before = await lookups(http, "unknown_database")
         throttled_before = await lookups(http, "throttled")

@@ -28,6 +28,6 @@ async def test_a_revocation_reaches_the_other_serve_process(pg_url: str) -> None
     assert result["cli"]["n"] == 2 and result["cli"]["within_bound"]
     seen = result["b_metrics"]
     assert seen["sluice_key_cache_channel_up"] == 1
-    # Every key was used once on B (filled), then refused after its revocation (looked up again):
-    # two lookups per key, however many polls it took.
-    assert seen['sluice_key_cache_events_total{event="database"}'] == 2 * 7
+    # B learnt each key from its create message (or looked it up at its first use), and looked it
+    # up once more after its revocation: at most two lookups per key, however many polls it took.
+    assert 7 <= seen['sluice_key_cache_events_total{event="database"}'] <= 2 * 7
