@@ -69,7 +69,7 @@ COMPONENTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("uvicorn: sending response bytes (`send`)", ("RequestResponseCycle.send ",)),
     ("FastAPI/Starlette app and middleware (the request task)", ("FastAPI.__call__",)),
     ("Sluice hot path handler (gateway/hotpath.py, its own task)", ("HotPath._handle",)),
-    ("request body read + JSON parse + validation", ("read_body ", "parse_chat", "parse_json")),
+    ("request body read + JSON parse + validation", ("read_body ", "parse_chat", "parse_body", "parse_json")),
     ("authentication (key hash, lookup)", ("Authenticator.authenticate",)),
     ("policy and routing", ("effective_policy", "Router.plan", "for_request")),
     ("httpx AsyncClient layer, all (send)", ("AsyncClient.send ",)),

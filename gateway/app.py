@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import gc
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import date
 
@@ -18,6 +18,7 @@ from fastapi import FastAPI
 
 from gateway.audit import AuditSink
 from gateway.auth import Authenticator, KeyStore, StaticKeyStore, config_keys
+from gateway.bodybudget import BodyBudget
 from gateway.config import Config, ConfigError, check, check_file
 from gateway.deployments import Deployment, build_deployments
 from gateway.errors import install_handlers
@@ -27,7 +28,7 @@ from gateway.metrics import GatewayMetrics, InFlight, MetricsSink, RequestMetric
 from gateway.misses import served
 from gateway.resilience import Resilience
 from gateway.routers import admin, chat, health, metrics, models, privacy
-from gateway.routing import Router
+from gateway.routing import Router, utc_today
 from gateway.service import ChatService
 from gateway.settings import Settings
 from gateway.slots import KeySlots
@@ -75,9 +76,13 @@ def create_app(
     resilience: Resilience | None = None,
 ) -> FastAPI:
     catalog, config = prepare(settings, catalog=catalog, config=config)
-    today = today or date.today()
-    deployments = build_deployments(config, catalog, settings, today)
-    router = Router(config, deployments)
+    # A pinned day (tests, demos) or the UTC date of each request: staleness is judged per request.
+    clock: Callable[[], date] = utc_today
+    if today is not None:
+        pinned = today
+        clock = lambda: pinned  # noqa: E731
+    deployments = build_deployments(config, catalog, settings, clock())
+    router = Router(config, deployments, clock=clock)
     table = config.policy_table()
     all_deployments = router.all_deployments()
     direct, translated = _adapters(all_deployments)
@@ -114,6 +119,7 @@ def create_app(
     # GET /metrics: counted from each audit event on its way to the ledger; the rest read when scraped.
     request_metrics = RequestMetrics(models=router.models, deployments=[d.id for d in all_deployments])
     in_flight = InFlight()
+    body_budget = BodyBudget(settings.max_inflight_body_bytes)
     gateway_metrics = GatewayMetrics(
         requests=request_metrics,
         in_flight=in_flight,
@@ -123,6 +129,7 @@ def create_app(
         audit=audit,
         ledger=audit if isinstance(audit, LedgerSink) else None,
         keys=storage.keys if storage is not None and storage.keys in key_stores else None,
+        body_budget=body_budget,
     )
     chat_service = ChatService(
         config=config,
@@ -147,10 +154,11 @@ def create_app(
         auth=Authenticator([StaticKeyStore(records), *key_stores]),
         chat=chat_service,
         audit=audit,
-        today=today,
+        clock=clock,
         metrics=gateway_metrics,
         in_flight=in_flight,
         key_slots=KeySlots(settings.max_concurrency_per_key),
+        body_budget=body_budget,
         warnings=warnings,
     )
 

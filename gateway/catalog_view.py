@@ -8,7 +8,7 @@ from typing import Any
 
 from policies.badges import derive_badges
 from policies.catalog import Catalog
-from policies.facts import effective_facts
+from policies.facts import EffectiveFacts, effective_facts
 from policies.policy import Policy
 from policies.schema import Channel
 
@@ -19,12 +19,29 @@ def channel_json(catalog: Catalog, channel: Channel, today: date) -> dict[str, A
     data["provider_name"] = catalog.provider_name(channel.provider)
     data["badges"] = [b.as_dict() for b in derive_badges(facts)]
     data["stale"] = facts.stale
+    data["judged"] = judged_facts(facts)
     data["sources"] = {
         sid: src.model_dump(mode="json")
         for sid, src in catalog.sources_of(channel.id).items()
         if sid in channel.cited_sources()
     }
     return data
+
+
+def judged_facts(facts: EffectiveFacts) -> dict[str, dict[str, Any]]:
+    """Per fact: the day its staleness counts from, whether it is stale today, its confidence and
+    whether its sources conflict (then the value judged is the least private reading)."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, fact in facts.judged().items():
+        out[name.value] = {
+            "dated": fact.dated.isoformat() if fact.dated else None,
+            "stale": fact.stale(facts.today),
+            "confidence": fact.confidence.value,
+            "conflict": fact.conflicted,
+            "unknown_today": facts.is_unreliable(fact),
+            "src": list(fact.src),
+        }
+    return out
 
 
 def catalog_json(catalog: Catalog, today: date, *, provider: str | None = None) -> dict[str, Any]:

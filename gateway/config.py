@@ -2,11 +2,12 @@
 
 What belongs here: pydantic models of the file (extra="forbid"), loading it, and `check()`,
 which refuses at start-up, one clear line per problem: an unknown provider or channel (with the
-closest ids), a consumer channel, an api_base off the channel's official hosts, an unknown
-policy, a reroute to nowhere, an attestation the channel cannot take, `simulate` outside a demo
-config. `check_file()` reports everything at once: a YAML syntax error with its line and column,
-or the schema errors together with the cross-check of every part that validated (`salvage`).
-Secrets appear only as names of environment variables.
+closest ids), a consumer channel, an api_base off the channel's official hosts (or, self-hosted, off
+the operator's own hosts: see `policies.hosts`), an unknown policy, a reroute to nowhere, an
+attestation the channel cannot take, `simulate` outside a demo config. `check_file()` reports
+everything at once: a YAML syntax error with its line and column, or the schema errors together with
+the cross-check of every part that validated (`salvage`). Secrets appear only as names of
+environment variables.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from gateway.names import OnViolation
 from gateway.upstream.providers import ROUTES, split_model
 from policies.catalog import Catalog, host_allowed
 from policies.facts import Attestation, attestation_problem
+from policies.hosts import public_owner, self_hosted_problem
 from policies.policy import Policy, Requirement, UnknownPolicyError, policy_table, resolve
 from policies.schema import AttestationFact, Kind
 
@@ -91,9 +93,12 @@ class AttestationConfig(Strict):
     evidence: str = Field(min_length=3)
     channel: str | None = None
     models: list[str] = Field(default_factory=list)
+    hosts: list[str] = Field(default_factory=list)
 
     def to_domain(self) -> Attestation:
-        return Attestation(self.provider, self.fact, self.evidence, self.channel, tuple(self.models))
+        return Attestation(
+            self.provider, self.fact, self.evidence, self.channel, tuple(self.models), tuple(self.hosts)
+        )
 
 
 class KeyConfig(Strict):
@@ -299,7 +304,17 @@ def _did_you_mean(word: str, known: Iterable[str]) -> str:
     return f"; did you mean {' or '.join(close)}?" if close else ""
 
 
-def _check_deployment(where: str, dep: DeploymentConfig, catalog: Catalog, allow_simulate: bool) -> list[str]:
+def _operator_hosts(config: Config) -> list[str]:
+    return [h for a in config.attestations if a.fact is AttestationFact.OPERATOR_HOST for h in a.hosts]
+
+
+def _check_deployment(
+    where: str,
+    dep: DeploymentConfig,
+    catalog: Catalog,
+    allow_simulate: bool,
+    operator_hosts: Sequence[str] = (),
+) -> list[str]:
     problems: list[str] = []
     channel = catalog.get(dep.channel)
     if dep.provider not in catalog.providers:
@@ -331,6 +346,12 @@ def _check_deployment(where: str, dep: DeploymentConfig, catalog: Catalog, allow
         parts = urlsplit(dep.api_base)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             problems.append(f"{where}: api_base {dep.api_base!r} is not an http(s) URL")
+        elif channel.kind is Kind.SELF_HOSTED:
+            problem = self_hosted_problem(
+                parts.hostname, public_hosts=catalog.public_hosts(), operator_hosts=operator_hosts
+            )
+            if problem:
+                problems.append(f"{where}: api_base: {problem}")
         elif not host_allowed(channel, parts.hostname):
             problems.append(
                 f"{where}: api_base host {parts.hostname} is not an official host of {channel.name} "
@@ -375,7 +396,7 @@ def check(config: Config, catalog: Catalog, *, allow_simulate: bool = False) -> 
     for model in config.models:
         for i, dep in enumerate(model.deployments):
             problems += _check_deployment(
-                f"models.{model.name}.deployments[{i}]", dep, catalog, allow_simulate
+                f"models.{model.name}.deployments[{i}]", dep, catalog, allow_simulate, _operator_hosts(config)
             )
         for target in model.reroute_to:
             if target == model.name or config.model(target) is None:
@@ -386,10 +407,13 @@ def check(config: Config, catalog: Catalog, *, allow_simulate: bool = False) -> 
         if not matching:
             problems.append(f"{where}: no channel {att.channel or '*'} of provider {att.provider!r}")
             continue
-        if att.channel is not None:
+        if att.channel is not None or att.fact is AttestationFact.OPERATOR_HOST:
             problem = attestation_problem(matching[0], att.to_domain())
             if problem:
                 problems.append(f"{where}: {problem}")
+        for host in att.hosts:
+            if (owner := public_owner(host, catalog.public_hosts())) is not None:
+                problems.append(f"{where}: host {host} is an official host of {owner}; never the operator's")
     key_names = [k.name for k in config.keys]
     for key in config.keys:
         policies_ok(f"keys.{key.name}.policy", key.policy)

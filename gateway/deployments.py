@@ -41,6 +41,13 @@ class Deployment:
     def available(self) -> bool:
         return self.unavailable is None
 
+    def on(self, day: date) -> Deployment:
+        """This deployment with its facts and badges judged on `day` (staleness is per request date)."""
+        if day == self.facts.today:
+            return self
+        facts = self.facts.on(day)
+        return replace(self, facts=facts, badges=derive_badges(facts))
+
     @property
     def provider(self) -> str:
         return self.channel.provider
@@ -94,6 +101,7 @@ def build_deployment(
         today=today,
         host=fact_host,
         attestations=attestations,
+        public_hosts=catalog.public_hosts(),
     )
     key = settings.read_secret(dep.api_key_env) if dep.api_key_env else None
     unavailable = None

@@ -5,7 +5,8 @@ What belongs here: a small ASGI middleware that sends `POST /v1/chat/completions
 per-route middleware (a measurable share of the per-request CPU), and everything else on to the
 FastAPI app. It counts every response for `GET /metrics`, checks every request's header count and
 size (431 past Envoy's edge limits), and owns two per-process limits of the hot path: a cap on
-requests in flight (past it, a fast 429 with Retry-After rather than an unbounded queue), and
+requests in flight (past it, a fast 429 with Retry-After rather than an unbounded queue; the
+per-key slots and the body budget that `routers.chat.handle` claims are freed here too), and
 cancelling the work of a client that disconnects before its response starts (a stream that runs
 notices a gone client itself: `gateway.streaming`). A body that trickles in would hold a slot of
 the cap: it must arrive whole within `SLUICE_BODY_TIMEOUT`, else a 408 (slowloris; the headers'
@@ -74,6 +75,7 @@ class HotPath:
         finally:
             self.in_flight.count -= 1
             self.services.key_slots.release(scope)
+            self.services.body_budget.release(scope)
 
     def _counted(self, path: str, send: Send) -> Send:
         """`send`, counting the response's status for `GET /metrics` (every route, every refusal)."""

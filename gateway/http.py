@@ -43,6 +43,13 @@ def _too_large(limit: int) -> RequestTooLarge:
     return RequestTooLarge(f"the request body is larger than {limit} bytes", headers={"connection": "close"})
 
 
+def declared_size(request: Request, limit: int) -> int:
+    """The body size the request announces (`Content-Length`), at most `limit`; `limit` when it
+    announces none (a chunked body) or something that is not a size (`read_body` refuses that)."""
+    declared = request.headers.get("content-length", "")
+    return min(int(declared), limit) if declared.isdigit() else limit
+
+
 async def read_body(request: Request, limit: int) -> bytes:
     content_type = (_single(request, "content-type") or "").split(";")[0].strip().lower()
     if content_type not in JSON_TYPES and not content_type.endswith("+json"):

@@ -44,6 +44,7 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 LOOP_LAG_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 LOOP_LAG_INTERVAL = 0.05
 
+
 # -- fixed label sets -----------------------------------------------------------------------------
 class LabelSet:
     """A fixed set of label values; anything outside it (or None) is `other`."""
@@ -264,6 +265,14 @@ class InFlight:
     count: int = 0
 
 
+class BodyBudgetView(Protocol):
+    @property
+    def held(self) -> int: ...
+
+    @property
+    def limit(self) -> int: ...
+
+
 class BreakerView(Protocol):
     def state(self, key: str) -> BreakerState: ...
 
@@ -316,6 +325,7 @@ class GatewayMetrics:
         keys: FamilySource | None = None,
         loop_lag: LoopLag | None = None,
         proc: Path = Path("/proc/self"),
+        body_budget: BodyBudgetView | None = None,
     ) -> None:
         self.requests = requests
         self.in_flight = in_flight
@@ -328,6 +338,7 @@ class GatewayMetrics:
         self.loop_lag = loop_lag or LoopLag()
         self.http = HttpResponses()
         self.proc = proc
+        self.body_budget = body_budget
 
     def _gateway(self) -> list[Family]:
         in_flight = Gauge("sluice_requests_in_flight", "Chat and embeddings requests in flight now.")
@@ -349,7 +360,21 @@ class GatewayMetrics:
             current = self.breaker.state(dep.id)
             for state in BreakerState:
                 breaker.set(dep.id, state.value, value=1 if state is current else 0)
-        return [in_flight, limit, available, breaker]
+        return [in_flight, limit, *self._bodies(), available, breaker]
+
+    def _bodies(self) -> list[Family]:
+        if self.body_budget is None:
+            return []
+        held = Gauge(
+            "sluice_request_body_bytes_in_flight",
+            "Estimated memory the bodies of chat and embeddings requests in flight hold, in bytes.",
+        )
+        held.set(value=self.body_budget.held)
+        limit = Gauge(
+            "sluice_request_body_bytes_in_flight_limit", "SLUICE_MAX_INFLIGHT_BODY_BYTES: the body budget."
+        )
+        limit.set(value=self.body_budget.limit)
+        return [held, limit]
 
     def _audit(self) -> list[Family]:
         ready = Gauge("sluice_audit_ready", "1 when the audit sink is ready (as in /readyz), else 0.")

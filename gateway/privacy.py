@@ -31,7 +31,7 @@ def retention_days(facts: EffectiveFacts) -> str:
 
 
 def training_value(facts: EffectiveFacts) -> str:
-    if facts.unreliable or facts.missing_attestations:
+    if facts.is_unreliable(facts.training) or facts.missing_attestations:
         return "unknown"
     return facts.training.value.value
 

@@ -9,12 +9,17 @@ returns only allowlisted OpenAI fields. The request body is never splatted into 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
+from itertools import repeat
+from operator import is_
 from typing import Any
 
 from gateway.errors import InvalidRequest
-from gateway.jsonbody import parse_json as parse_json  # re-exported: routers parse bodies from here
+from gateway.jsonbody import JsonBody, collector_paused
+from gateway.jsonbody import parse_body as parse_body  # re-exported: routers parse bodies from here
+from gateway.jsonbody import parse_json as parse_json
 from gateway.litellm_params import LITELLM_PARAMS
 from gateway.names import ErrorCode, OnViolation
 from policies.policy import PolicyName
@@ -70,7 +75,6 @@ FORBIDDEN_KEYS = frozenset(
 )
 FORBIDDEN_PREFIXES = ("litellm_", "langfuse_", "langsmith_", "aws_", "vertex_", "azure_")
 FORBIDDEN_PARTS = ("callback",)
-
 # OpenAI Chat Completions fields passed upstream (after validation). `store` and `metadata` are
 # dropped on purpose: stored completions are provider-side retention.
 CHAT_FIELDS = frozenset(
@@ -150,6 +154,10 @@ MAX_STOP = 16
 MAX_EMBEDDING_INPUTS = 2048
 
 
+# A key's path in the body, innermost step last: (parent, segment), None at the top.
+Link = tuple["Link", str] | None
+
+
 @dataclass(frozen=True)
 class PrivacyAsk:
     """What a request adds to its key's policy (it can only tighten)."""
@@ -181,37 +189,106 @@ def _is_forbidden(key: str) -> bool:
     )
 
 
-def _in_schema(path: tuple[str, ...]) -> bool:
+def _schema_roots(body: dict[str, Any]) -> list[Any]:
+    """The values at `SCHEMA_PATHS` (a list in the body matches `*`)."""
+    found: list[Any] = []
     for pattern in SCHEMA_PATHS:
-        if len(path) >= len(pattern) and all(p in ("*", q) for p, q in zip(pattern, path, strict=False)):
-            return True
-    return False
+        nodes: list[Any] = [body]
+        for segment in pattern:
+            step: list[Any] = []
+            for node in nodes:
+                if segment == "*" and isinstance(node, list):
+                    step.extend(node)
+                elif segment == "*" and isinstance(node, dict):
+                    step.extend(node.values())
+                elif isinstance(node, dict) and segment in node:
+                    step.append(node[segment])
+            nodes = step
+        found += nodes
+    return found
 
 
-def _walk(value: Any, path: tuple[str, ...]) -> Iterator[tuple[tuple[str, ...], str]]:
-    if _in_schema(path) or path in SELF_CHECKED:
-        return
-    if isinstance(value, dict):
-        for key, item in value.items():
-            yield path, key
-            yield from _walk(item, (*path, key))
-    elif isinstance(value, list):
-        for item in value:
-            yield from _walk(item, (*path, "*"))
+def _suspects(keys: AbstractSet[str]) -> set[str]:
+    """The keys among `keys` (distinct) that are refused somewhere. A first look in C clears almost
+    every body: set operations, and substring searches over all the keys joined by line breaks and
+    lowered at once (a key with a line break in it can only raise a false alarm); only a body it
+    flags pays a Python check per distinct key (400,000 keys: 90 ms, was 180 ms lowering each)."""
+    joined = ("\n" + "\n".join(keys) + "\n").lower()
+    if (
+        keys.isdisjoint(LITELLM_ONLY)
+        and not any(f"\n{prefix}" in joined for prefix in FORBIDDEN_PREFIXES)
+        and not any(part in joined for part in FORBIDDEN_PARTS)
+        and FORBIDDEN_KEYS.isdisjoint(joined.split("\n"))
+    ):
+        return set()
+    return {key for key in keys if key in LITELLM_ONLY or _is_forbidden(key)}
 
 
-def refuse_forbidden(body: dict[str, Any]) -> None:
-    for path, key in _walk(body, ()):
-        # `metadata` is dropped before any upstream call; its keys are the client's own.
-        litellm_only = key in LITELLM_ONLY and not (path and path[0] == "metadata")
-        if litellm_only or _is_forbidden(key):
-            param = ".".join((*path, key)).replace(".*", "[]")
-            raise bad(
-                f"parameter {param!r} is not accepted: Sluice chooses upstreams and credentials "
-                "from its config",
-                param=param,
-                code=ErrorCode.FORBIDDEN_PARAMETER,
-            )
+def _render(link: Link) -> str:
+    segments: list[str] = []
+    while link is not None:
+        link, segment = link
+        segments.append(segment)
+    return ".".join(reversed(segments)).replace(".*", "[]")
+
+
+def _locate_forbidden(body: dict[str, Any], suspects: set[str]) -> str | None:
+    """The first refused key, as `messages[].content[].api_base`, or None. Linear: an object is
+    looked into only when it holds a suspect, and a path is a linked pair per step."""
+    opaque = {id(node) for node in _schema_roots(body) if isinstance(node, dict | list)}
+    opaque |= {id(body[key]) for (key,) in SELF_CHECKED if isinstance(body.get(key), dict | list)}
+    stack: list[tuple[Any, Link, bool]] = [(body, None, False)]
+    while stack:
+        node, link, in_metadata = stack.pop()
+        if isinstance(node, dict):
+            if not suspects.isdisjoint(node):
+                for key in node:
+                    if (key in LITELLM_ONLY and not in_metadata) or _is_forbidden(key):
+                        return _render((link, key))
+            children: Iterable[tuple[str, Any]] = reversed(node.items())
+        else:
+            children = (("*", child) for child in reversed(node))
+        for segment, child in children:
+            if isinstance(child, dict | list) and child and id(child) not in opaque:
+                metadata = in_metadata or (link is None and segment == "metadata")
+                stack.append((child, (link, segment), metadata))
+    return None
+
+
+def _forbidden(param: str) -> InvalidRequest:
+    return bad(
+        f"parameter {param!r} is not accepted: Sluice chooses upstreams and credentials from its config",
+        param=param,
+        code=ErrorCode.FORBIDDEN_PARAMETER,
+    )
+
+
+def refuse_forbidden(body: JsonBody) -> None:
+    """Refuse a steering key anywhere in the body (outside schema payloads; in `metadata`, only
+    the names of `_is_forbidden`). Linear in the body's size, whatever its shape: the keys come
+    from the parser's survey, and the body is walked only when one of them is suspect."""
+    suspects = _suspects(body.keys)
+    if suspects:
+        with collector_paused():  # a tuple per step (see `gateway.jsonbody.collector_paused`)
+            param = _locate_forbidden(body.value, suspects)
+        if param is not None:
+            raise _forbidden(param)
+
+
+def _refuse_top_level(body: dict[str, Any]) -> None:
+    """The top-level keys only: a steering field is named as such, before it counts as unknown."""
+    if _suspects(body.keys()):
+        for key in body:
+            if key in LITELLM_ONLY or _is_forbidden(key):
+                raise _forbidden(key)
+
+
+def _check_lists(body: dict[str, Any]) -> None:
+    """The counts of `tools` and `functions`, before anything walks them."""
+    for name in ("tools", "functions"):
+        tools = body.get(name)
+        if tools is not None and (not isinstance(tools, list) or len(tools) > MAX_TOOLS):
+            raise bad(f"{name} must be an array of at most {MAX_TOOLS} entries", param=name)
 
 
 def _check_number(name: str, value: Any) -> None:
@@ -246,8 +323,14 @@ def _check_messages(messages: Any) -> None:
         content = message.get("content")
         if content is not None and not isinstance(content, str | list):
             raise bad(f"{where}.content must be a string or an array of parts", param=f"{where}.content")
-        if isinstance(content, list) and not all(isinstance(p, dict) and "type" in p for p in content):
+        if isinstance(content, list) and not _typed_parts(content):
             raise bad(f"{where}.content parts must be objects with a type", param=f"{where}.content")
+
+
+def _typed_parts(parts: list[Any]) -> bool:
+    """Every part an object with a `type` (C-level: a message may hold ~160,000 parts)."""
+    objects = all(map(is_, map(type, parts), repeat(dict)))
+    return objects and all(map(dict.__contains__, parts, repeat("type")))
 
 
 def _check_stop(stop: Any) -> None:
@@ -343,12 +426,16 @@ def _split(
     return fields
 
 
-def parse_chat(body: dict[str, Any], *, policy_header: str | None) -> ParsedRequest:
-    refuse_forbidden(body)
+def parse_chat(parsed: JsonBody, *, policy_header: str | None) -> ParsedRequest:
+    body = parsed.value
+    # The top level first: a body with an unknown field is refused before anything walks it.
+    _refuse_top_level(body)
     model = _model(body)
     if "messages" not in body:
         raise bad("missing required field: messages", param="messages", code=ErrorCode.MISSING_FIELD)
     fields = _split(body, CHAT_FIELDS, CHAT_DROPPED)
+    _check_lists(fields)
+    refuse_forbidden(parsed)
     _check_messages(fields["messages"])
     for name in NUMBER_BOUNDS.keys() & fields.keys():
         _check_number(name, fields[name])
@@ -356,10 +443,6 @@ def parse_chat(body: dict[str, Any], *, policy_header: str | None) -> ParsedRequ
     stream = fields.get("stream", False)
     if not isinstance(stream, bool):
         raise bad("stream must be a boolean", param="stream")
-    for name in ("tools", "functions"):
-        tools = fields.get(name)
-        if tools is not None and (not isinstance(tools, list) or len(tools) > MAX_TOOLS):
-            raise bad(f"{name} must be an array of at most {MAX_TOOLS} entries", param=name)
     for name in ("response_format", "stream_options"):
         if fields.get(name) is not None and not isinstance(fields[name], dict):
             raise bad(f"{name} must be an object", param=name)
@@ -368,12 +451,14 @@ def parse_chat(body: dict[str, Any], *, policy_header: str | None) -> ParsedRequ
     return ParsedRequest(model, stream, fields, _privacy_ask(body, policy_header))
 
 
-def parse_embeddings(body: dict[str, Any], *, policy_header: str | None) -> ParsedRequest:
-    refuse_forbidden(body)
+def parse_embeddings(parsed: JsonBody, *, policy_header: str | None) -> ParsedRequest:
+    body = parsed.value
+    _refuse_top_level(body)
     model = _model(body)
     if "input" not in body:
         raise bad("missing required field: input", param="input", code=ErrorCode.MISSING_FIELD)
     fields = _split(body, EMBEDDING_FIELDS)
+    refuse_forbidden(parsed)
     _check_input(fields["input"])
     if fields.get("encoding_format") not in (None, "float", "base64"):
         raise bad("encoding_format must be 'float' or 'base64'", param="encoding_format")

@@ -1,7 +1,8 @@
-"""Policy routing: which deployments may serve a request, computed once per (policy set, deployment).
+"""Policy routing: which deployments may serve a request, computed once per (policy set, deployment, day).
 
 What belongs here: the `Router`, which holds the runtime deployments, caches each decision and
-its rendered privacy view, and turns (model, policy set, on_violation) into a `Plan`: allowed,
+its rendered privacy view for the current day (facts go stale by the date of the request, so on a
+new day the deployments are re-judged), and turns (model, policy set, on_violation) into a `Plan`: allowed,
 rerouted or blocked, with the ordered compliant deployments to try. No I/O happens here;
 nothing leaves the gateway before a compliant deployment is chosen.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from typing import Any
 
 from gateway.config import Config
@@ -37,25 +39,51 @@ class Plan:
         return self.requested if self.decision is DecisionKind.REROUTED else None
 
 
+def utc_today() -> date:
+    return datetime.now(UTC).date()
+
+
 class Router:
-    def __init__(self, config: Config, deployments: Mapping[str, Sequence[Deployment]]) -> None:
+    def __init__(
+        self,
+        config: Config,
+        deployments: Mapping[str, Sequence[Deployment]],
+        *,
+        clock: Callable[[], date] = utc_today,
+    ) -> None:
         self._config = config
-        self._deployments = {name: tuple(deps) for name, deps in deployments.items()}
+        self._clock = clock
+        self._day: date | None = None
+        self._all = {name: tuple(deps) for name, deps in deployments.items()}
+        self._deployments = self._all
         self._decisions: dict[tuple[tuple[str, ...], str], tuple[Decision, PrivacyView]] = {}
+        self._today()
+
+    def _today(self) -> date:
+        """The day decisions are judged on; a new day re-judges every deployment."""
+        day = self._clock()
+        if day != self._day:
+            self._day = day
+            self._deployments = {name: tuple(d.on(day) for d in deps) for name, deps in self._all.items()}
+            self._decisions.clear()
+        return day
 
     @property
     def models(self) -> Mapping[str, tuple[Deployment, ...]]:
+        self._today()
         return self._deployments
 
     def all_deployments(self) -> list[Deployment]:
-        return [d for deps in self._deployments.values() for d in deps]
+        return [d for deps in self.models.values() for d in deps]
 
     def judge(self, policy: PolicySet, dep: Deployment) -> tuple[Decision, PrivacyView]:
-        """The (cached) decision and privacy view of one deployment under one policy set."""
+        """The (cached) decision and privacy view of one deployment under one policy set, today."""
+        day = self._today()
+        dep = dep.on(day)
         key = (tuple(p.name for p in policy), dep.id)
         found = self._decisions.get(key)
         if found is None:
-            decision = evaluate(policy, dep.facts)
+            decision = evaluate(policy, dep.facts, today=day)
             found = (decision, build_view(dep, decision))
             self._decisions[key] = found
         return found
@@ -71,8 +99,8 @@ class Router:
         reroute: bool,
         may_use: Callable[[str], bool],
     ) -> Plan:
-        if requested not in self._deployments:
-            hint = closest_models(requested, filter(may_use, self._deployments))
+        if requested not in self.models:
+            hint = closest_models(requested, filter(may_use, self.models))
             raise ModelNotFound(
                 f"the model {requested[:64]!r} does not exist or you do not have access to it{hint or ';'}"
                 " GET /v1/models lists the models this key may use",

@@ -42,6 +42,10 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     max_concurrency: int = Field(default=1024, ge=1, description="requests in flight per process")
     max_concurrency_per_key: int = Field(default=0, ge=0, description="per key and process; 0: no limit")
+    # What the bodies of requests in flight may hold in memory, parsed (docs/reliability.md).
+    max_inflight_body_bytes: int = Field(
+        default=256 * 1024 * 1024, ge=1024, description="per process, estimated, all requests together"
+    )
     # Slowloris: uvicorn itself waits for a request forever (gateway/uvicorn_protocol.py).
     header_timeout: float = Field(default=10.0, gt=0, description="request line and headers, in all")
     body_timeout: float = Field(default=30.0, gt=0, description="the whole request body, after its headers")

@@ -5,6 +5,7 @@ What belongs here: the `Services` container and the `Annotated` dependency alias
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Annotated
@@ -13,6 +14,7 @@ from fastapi import Depends, Request
 
 from gateway.audit import AuditSink
 from gateway.auth import Authenticator
+from gateway.bodybudget import BodyBudget
 from gateway.config import Config
 from gateway.metrics import GatewayMetrics, InFlight
 from gateway.routing import Router
@@ -33,11 +35,16 @@ class Services:
     auth: Authenticator
     chat: ChatService
     audit: AuditSink
-    today: date
+    clock: Callable[[], date]  # the day facts are judged on (per request, not at start-up)
     metrics: GatewayMetrics
     in_flight: InFlight  # counted by the hot path, read by `metrics`
     key_slots: KeySlots  # claimed by `routers.chat.handle`, freed by the hot path
+    body_budget: BodyBudget  # the same
     warnings: list[str] = field(default_factory=list)
+
+    @property
+    def today(self) -> date:
+        return self.clock()
 
 
 def get_services(request: Request) -> Services:

@@ -1,17 +1,19 @@
 """Badges: a small, stable vocabulary derived from a deployment's effective facts.
 
-What belongs here: badge ids (one `StrEnum`), their labels, levels and descriptions, and
-`derive_badges()`. The ids are on the wire (`X-Privacy-Badges`); changing one is a breaking
-change for clients that filter on them.
+What belongs here: badge ids (one `StrEnum`, and one for the data paths a request used), their
+labels, levels and descriptions, `derive_badges()` and `derive_feature_badges()`. The ids are on
+the wire (`X-Privacy-Badges`); changing one is a breaking change for clients that filter on them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import date
 from enum import StrEnum
 
 from policies.facts import EffectiveFacts, Fact
-from policies.schema import HumanReview, Kind, Region, TrainingDefault
+from policies.schema import FeatureId, HumanReview, Kind, Region, TrainingDefault
 
 
 class Level(StrEnum):
@@ -37,9 +39,22 @@ class BadgeId(StrEnum):
     REGION_US = "region-us"
     ATTESTED = "attested"
     STALE = "stale"
+    CONFLICTING_SOURCES = "conflicting-sources"
+    ROUTED_ONWARD = "routed-onward"
 
 
 RETENTION_PREFIX = "retention-"
+STORED_PREFIX = "stored-"
+
+
+class FeatureBadgeId(StrEnum):
+    """Badges of the data paths a request used (DESIGN.md, Data paths); `stored-<N>d` is built from days."""
+
+    STORED = "stored"
+    EXTENDED_CACHE = "extended-cache"
+    WEB_SEARCH = "web-search"
+    CODE_EXECUTION = "code-execution"
+    REMOTE_MCP = "remote-mcp"
 
 
 @dataclass(frozen=True)
@@ -112,7 +127,17 @@ VOCABULARY: dict[str, tuple[str, Level, str]] = {
     BadgeId.STALE: (
         "Stale facts",
         Level.CAUTION,
-        "The catalog entry is more than 180 days old; re-verify it.",
+        "A fact's source is more than 180 days old on the day of the request; re-verify it.",
+    ),
+    BadgeId.ROUTED_ONWARD: (
+        "Routed onward",
+        Level.BAD,
+        "The channel hands this model on to an upstream the catalog cannot see; its facts are unknown.",
+    ),
+    BadgeId.CONFLICTING_SOURCES: (
+        "Sources conflict",
+        Level.CAUTION,
+        "The provider's pages disagree about a fact; the less private reading is the one judged.",
     ),
 }
 
@@ -129,6 +154,73 @@ _REVIEW_BADGE = {
     HumanReview.SAMPLED: BadgeId.HUMAN_REVIEW,
     HumanReview.FLAGGED_ONLY: BadgeId.HUMAN_REVIEW_FLAGGED,
 }
+
+
+FEATURE_VOCABULARY: dict[str, tuple[str, Level, str]] = {
+    FeatureBadgeId.STORED: (
+        "Stored by the provider",
+        Level.CAUTION,
+        "The provider stores the response (stored response, background mode); for how long is not known.",
+    ),
+    FeatureBadgeId.EXTENDED_CACHE: (
+        "Extended prompt cache",
+        Level.CAUTION,
+        "The provider keeps a cache derived from the prompt beyond its default lifetime.",
+    ),
+    FeatureBadgeId.WEB_SEARCH: (
+        "Web search",
+        Level.CAUTION,
+        "The provider searches or fetches the web with content derived from the request.",
+    ),
+    FeatureBadgeId.CODE_EXECUTION: (
+        "Code execution",
+        Level.CAUTION,
+        "The provider runs code or searches files in a hosted container.",
+    ),
+    FeatureBadgeId.REMOTE_MCP: (
+        "Remote MCP server",
+        Level.BAD,
+        "The provider sends data to an MCP server the request names, under that server's own policy.",
+    ),
+}
+
+_FEATURE_BADGE = {
+    FeatureId.EXTENDED_CACHE: FeatureBadgeId.EXTENDED_CACHE,
+    FeatureId.SERVER_WEB_SEARCH: FeatureBadgeId.WEB_SEARCH,
+    FeatureId.SERVER_CODE_EXECUTION: FeatureBadgeId.CODE_EXECUTION,
+    FeatureId.REMOTE_MCP: FeatureBadgeId.REMOTE_MCP,
+}
+
+
+def derive_feature_badges(facts: EffectiveFacts, features: Iterable[FeatureId]) -> tuple[Badge, ...]:
+    """Badges of the data paths a request used, in FeatureId order, each citing its fact's source."""
+    out: list[Badge] = []
+    used = set(features)
+    for feature_id in (f for f in FeatureId if f in used):
+        feature = facts.feature(feature_id)
+        url = None
+        if feature.retention.src:
+            found = facts.sources.get(feature.retention.src[0])
+            url = str(found.url) if found is not None else None
+        if feature_id is FeatureId.STORED_RESPONSE:
+            days = feature.retention.value.days
+            if days is not None and not feature.retention.value.is_zero:
+                out.append(
+                    Badge(
+                        f"{STORED_PREFIX}{days}d",
+                        f"Stored up to {days} days",
+                        Level.CAUTION,
+                        f"The provider stores the response for up to {days} days.",
+                        url,
+                    )
+                )
+                continue
+            feature_badge = FeatureBadgeId.STORED
+        else:
+            feature_badge = _FEATURE_BADGE[feature_id]
+        label, level, description = FEATURE_VOCABULARY[feature_badge]
+        out.append(Badge(str(feature_badge), label, level, description, url))
+    return tuple(out)
 
 
 def badge(badge_id: str, source: str | None = None) -> Badge:
@@ -151,8 +243,12 @@ def _src_url(facts: EffectiveFacts, fact: Fact[object] | None = None) -> str | N
     return str(found.url) if found is not None else None
 
 
-def derive_badges(facts: EffectiveFacts) -> tuple[Badge, ...]:
-    """One deployment's badges, in a stable order: channel, training, retention, review, region, caveats."""
+def derive_badges(facts: EffectiveFacts, today: date | None = None) -> tuple[Badge, ...]:
+    """One deployment's badges on `today` (default: the day the facts carry), in a stable order:
+    channel, training, retention, review, region, caveats. A fact that is low-confidence and
+    stale that day shows as unknown."""
+    if today is not None:
+        facts = facts.on(today)
     channel = facts.channel
     out: list[Badge] = []
     kind_badge = {
@@ -160,14 +256,20 @@ def derive_badges(facts: EffectiveFacts) -> tuple[Badge, ...]:
         Kind.SELF_HOSTED: BadgeId.SELF_HOSTED,
         Kind.CONSUMER: BadgeId.CONSUMER_CHANNEL,
     }[channel.kind]
+    if channel.kind is Kind.SELF_HOSTED and facts.routes_onward:
+        # A cloud model behind a local server: the data leaves the operator's host.
+        kind_badge = BadgeId.ROUTED_ONWARD
     out.append(badge(kind_badge, _src_url(facts)))
-    reliable = not facts.unreliable and not facts.missing_attestations
+    attested_ok = not facts.missing_attestations
 
-    training = facts.training.value if reliable else TrainingDefault.UNKNOWN
+    def reliable(fact: Fact[object]) -> bool:
+        return attested_ok and not facts.is_unreliable(fact)
+
+    training = facts.training.value if reliable(facts.training) else TrainingDefault.UNKNOWN
     out.append(badge(_TRAINING_BADGE[training], _src_url(facts, facts.training)))
 
     retention = facts.retention.value
-    if not reliable or (retention.days is None and not retention.is_zero):
+    if not reliable(facts.retention) or (retention.days is None and not retention.is_zero):
         out.append(badge(BadgeId.RETENTION_UNKNOWN, _src_url(facts, facts.retention)))
     elif retention.is_zero:
         if channel.kind is not Kind.SELF_HOSTED:
@@ -175,20 +277,24 @@ def derive_badges(facts: EffectiveFacts) -> tuple[Badge, ...]:
     else:
         out.append(badge(f"{RETENTION_PREFIX}{retention.days}d", _src_url(facts, facts.retention)))
 
-    review_id = _REVIEW_BADGE.get(facts.human_review.value) if reliable else None
+    review_id = _REVIEW_BADGE.get(facts.human_review.value) if reliable(facts.human_review) else None
     if review_id is not None:
         out.append(badge(review_id, _src_url(facts, facts.human_review)))
 
     regions = facts.regions.value
     everywhere = regions.processing | regions.storage
-    if reliable and regions.processing and regions.storage:
+    if reliable(facts.regions) and regions.processing and regions.storage:
         if everywhere == {Region.EU}:
             out.append(badge(BadgeId.REGION_EU, _src_url(facts, facts.regions)))
         elif everywhere == {Region.US}:
             out.append(badge(BadgeId.REGION_US, _src_url(facts, facts.regions)))
 
+    if facts.routes_onward and kind_badge is not BadgeId.ROUTED_ONWARD:
+        out.append(badge(BadgeId.ROUTED_ONWARD, _src_url(facts)))
     if facts.attested:
         out.append(badge(BadgeId.ATTESTED))
     if facts.stale:
         out.append(badge(BadgeId.STALE, _src_url(facts)))
+    if facts.conflicted_facts:
+        out.append(badge(BadgeId.CONFLICTING_SOURCES, _src_url(facts)))
     return tuple(out)

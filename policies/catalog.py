@@ -2,21 +2,23 @@
 
 What belongs here: reading `policies/catalog/*.yaml` through importlib.resources (so it works
 from a wheel, not only from a source tree), validating each file, the cross-file checks
-(unique channel ids) and host matching against a channel's `api_hosts`.
+(unique channel ids). Host rules live in `policies.hosts` (re-exported: `host_allowed`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from fnmatch import fnmatchcase
 from importlib import resources
 from types import MappingProxyType
 
 import yaml
 from pydantic import ValidationError
 
+from policies.hosts import host_allowed
 from policies.schema import Channel, Kind, ProviderFile, Source
+
+__all__ = ["Catalog", "CatalogError", "host_allowed", "load_catalog", "parse_provider_file"]
 
 
 class CatalogError(ValueError):
@@ -46,6 +48,12 @@ class Catalog:
 
     def main_source(self, channel_id: str) -> Source:
         return self._sources[channel_id][self.channels[channel_id].main_source]
+
+    def public_hosts(self) -> tuple[tuple[str, str], ...]:
+        """(host pattern, channel id) of every provider API channel: hosts that are never self-hosted."""
+        return tuple(
+            (host, channel.id) for channel in self for host in channel.api_hosts if channel.kind is Kind.API
+        )
 
     def provider_name(self, provider: str) -> str:
         found = self.providers.get(provider)
@@ -90,17 +98,3 @@ def load_catalog() -> Catalog:
     if not files:
         raise CatalogError("the catalog is empty: no policies/catalog/*.yaml in the installed package")
     return Catalog.from_files(files)
-
-
-def host_allowed(channel: Channel, host: str | None) -> bool:
-    """Whether `host` is one of the channel's official API hosts (globs allowed, e.g. `*.openai.azure.com`).
-
-    Self-hosted channels run on the operator's own host, so any host passes. A consumer channel
-    has no API host at all.
-    """
-    if channel.kind is Kind.SELF_HOSTED:
-        return True
-    if channel.kind is Kind.CONSUMER or not host:
-        return False
-    host = host.lower().rstrip(".")
-    return any(fnmatchcase(host, pattern.lower()) for pattern in channel.api_hosts)

@@ -1,19 +1,22 @@
 """The evaluation engine: policies x effective facts -> Decision.
 
 What belongs here: one check per requirement, each returning pass/fail with a one-line human
-reason that cites its sources, and `evaluate()`, which is pure and deterministic so the
-gateway can compute each (policy set, deployment) decision once and cache it. Unknown fails
-closed.
+reason that cites its sources, the checks of request features (DESIGN.md, Data paths), and
+`evaluate()`, which is pure and deterministic: the same (policies, facts, day, features) always
+give the same decision, so the gateway may cache it per day. Unknown fails closed; so does a fact
+that is low-confidence and stale on the day of the request.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import date
 
-from policies.facts import EffectiveFacts, Fact
+from policies.facts import STALE_AFTER, EffectiveFacts, Fact
+from policies.features import check_feature
 from policies.policy import Policy, Requirement
-from policies.schema import HumanReview, Kind, Region, RetentionQualifier, TrainingDefault
+from policies.schema import FeatureId, HumanReview, Kind, Region, TrainingDefault
 
 
 @dataclass(frozen=True)
@@ -24,6 +27,7 @@ class Check:
     reason: str
     sources: tuple[str, ...] = ()
     attested: bool = False
+    feature: FeatureId | None = None
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,8 @@ class Decision:
     model: str
     policies: tuple[str, ...]
     checks: tuple[Check, ...]
+    day: date | None = None
+    features: tuple[FeatureId, ...] = ()
 
     @property
     def allowed(self) -> bool:
@@ -72,10 +78,14 @@ def _outcome(passed: bool, facts: EffectiveFacts, text: str, fact: Fact[object] 
     return Outcome(passed, f"{name}: {_cite(text, fact)}", fact.src, fact.attested)
 
 
-def _unreliable(facts: EffectiveFacts) -> Outcome | None:
-    if facts.unreliable:
+def _unreliable(facts: EffectiveFacts, fact: Fact[object] | None = None, label: str = "") -> Outcome | None:
+    if fact is not None and facts.is_unreliable(fact):
         return _outcome(
-            False, facts, f"facts are low-confidence and older than 180 days (as of {facts.channel.as_of})"
+            False,
+            facts,
+            f"the {label} fact is low-confidence and its source is older than {STALE_AFTER.days} days "
+            f"(dated {fact.dated}); treated as unknown, which fails closed",
+            fact,
         )
     if facts.missing_attestations:
         missing = ", ".join(facts.missing_attestations)
@@ -92,8 +102,8 @@ def check_api_channel(facts: EffectiveFacts, _: Policy) -> Outcome:
     channel = facts.channel
     if channel.kind is Kind.CONSUMER:
         return _outcome(False, facts, "a consumer product, never an API channel")
-    if not facts.host_ok:
-        return _outcome(False, facts, f"host {facts.host} is not one of the channel's official API hosts")
+    if facts.host_problem is not None:
+        return _outcome(False, facts, facts.host_problem)
     return _outcome(
         True, facts, "self-hosted" if channel.kind is Kind.SELF_HOSTED else "provider API channel"
     )
@@ -112,27 +122,25 @@ _TRAINING_TEXT = {
 
 
 def check_no_training(facts: EffectiveFacts, _: Policy) -> Outcome:
-    if (bad := _unreliable(facts)) is not None:
+    if (bad := _unreliable(facts, facts.training, "training")) is not None:
         return bad
     passed, text = _TRAINING_TEXT[facts.training.value]
     if facts.training.attested:
-        text = "the account opted out of training"
+        opted_in = facts.training.value is TrainingDefault.ALWAYS
+        text = "the account opted in to training" if opted_in else "the account opted out of training"
+    elif facts.routes_onward:
+        text = f"model {facts.model} is handed on to an upstream the catalog cannot know; {text}"
     return _outcome(passed, facts, text, facts.training)
 
 
 def _retention_text(facts: EffectiveFacts) -> str:
-    value = facts.retention.value
-    if value.qualifier is RetentionQualifier.UNKNOWN:
-        return "retention unknown; unknown fails closed"
-    if value.is_zero:
-        return "zero data retention"
-    if value.days is not None:
-        return f"keeps data {value.qualifier.replace('_', ' ')} {value.days} days"
-    return f"keeps data {value.qualifier.replace('_', ' ')}"
+    return facts.retention.value.describe(
+        unknown="retention unknown; unknown fails closed", zero="zero data retention"
+    )
 
 
 def check_zero_retention(facts: EffectiveFacts, _: Policy) -> Outcome:
-    if (bad := _unreliable(facts)) is not None:
+    if (bad := _unreliable(facts, facts.retention, "retention")) is not None:
         return bad
     text = _retention_text(facts)
     if not facts.retention.value.is_zero and not facts.retention.attested:
@@ -141,15 +149,10 @@ def check_zero_retention(facts: EffectiveFacts, _: Policy) -> Outcome:
 
 
 def check_max_retention(facts: EffectiveFacts, policy: Policy) -> Outcome:
-    if (bad := _unreliable(facts)) is not None:
+    if (bad := _unreliable(facts, facts.retention, "retention")) is not None:
         return bad
     limit = policy.max_retention_days if policy.max_retention_days is not None else 0
-    value = facts.retention.value
-    within = value.is_zero or (
-        value.days is not None
-        and value.days <= limit
-        and value.qualifier in (RetentionQualifier.UP_TO, RetentionQualifier.EXACTLY)
-    )
+    within = facts.retention.value.within(limit)
     return _outcome(within, facts, f"{_retention_text(facts)} (limit {limit} days)", facts.retention)
 
 
@@ -163,7 +166,7 @@ _REVIEW_TEXT = {
 
 
 def check_no_human_review(facts: EffectiveFacts, _: Policy) -> Outcome:
-    if (bad := _unreliable(facts)) is not None:
+    if (bad := _unreliable(facts, facts.human_review, "human review")) is not None:
         return bad
     value = facts.human_review.value
     return _outcome(value is HumanReview.NONE, facts, _REVIEW_TEXT[value], facts.human_review)
@@ -178,13 +181,17 @@ _KIND_TEXT = {
 
 
 def check_self_hosted(facts: EffectiveFacts, _: Policy) -> Outcome:
+    if facts.channel.kind is Kind.SELF_HOSTED and facts.routes_onward:
+        return _outcome(
+            False, facts, f"model {facts.model} runs off the operator's host (the server hands it on)"
+        )
     if facts.channel.kind is Kind.SELF_HOSTED:
         return _outcome(True, facts, "runs on the operator's own host")
     return _outcome(False, facts, f"{_KIND_TEXT[facts.channel.kind]}, not self-hosted")
 
 
 def check_eu_residency(facts: EffectiveFacts, _: Policy) -> Outcome:
-    if (bad := _unreliable(facts)) is not None:
+    if (bad := _unreliable(facts, facts.regions, "regions")) is not None:
         return bad
     regions = facts.regions.value
     everywhere = regions.processing | regions.storage
@@ -209,17 +216,32 @@ CHECKS: dict[Requirement, Callable[[EffectiveFacts, Policy], Outcome]] = {
 }
 
 
-def evaluate(policies: Iterable[Policy], facts: EffectiveFacts) -> Decision:
-    """Every requirement of every policy against one deployment's effective facts."""
+def evaluate(
+    policies: Iterable[Policy],
+    facts: EffectiveFacts,
+    *,
+    today: date | None = None,
+    features: Iterable[FeatureId] = (),
+) -> Decision:
+    """Every requirement of every policy against one deployment's effective facts, on `today`
+    (default: the day the facts carry), and against each request feature the request uses."""
+    if today is not None:
+        facts = facts.on(today)
     chosen = tuple(policies)
+    used = tuple(sorted(set(features)))
     checks = []
     for policy in chosen:
         for requirement in policy.requires:
             out = CHECKS[requirement](facts, policy)
             checks.append(Check(policy.name, requirement, out.passed, out.reason, out.sources, out.attested))
+            for feature in used:
+                passed, reason, src = check_feature(facts, requirement, feature, policy.max_retention_days)
+                checks.append(Check(policy.name, requirement, passed, reason, src, False, feature))
     return Decision(
         channel_id=facts.channel.id,
         model=facts.model,
         policies=tuple(p.name for p in chosen),
         checks=tuple(checks),
+        day=facts.today,
+        features=used,
     )

@@ -90,10 +90,22 @@ class AttestationFact(StrEnum):
     """Facts an operator may declare about their own account (see DESIGN.md, attestation)."""
 
     TRAINING_OPTED_OUT = "training_opted_out"
+    TRAINING_OPTED_IN = "training_opted_in"
     ZERO_DATA_RETENTION = "zero_data_retention"
     PAID_TIER = "paid_tier"
     NO_HUMAN_REVIEW = "no_human_review"
     EU_RESIDENCY = "eu_residency"
+    OPERATOR_HOST = "operator_host"
+
+
+class FactName(StrEnum):
+    """The judged facts of a channel: each has its own sources, date, confidence and conflicts."""
+
+    TRAINING = "training"
+    RETENTION = "retention"
+    ZDR = "zdr"
+    HUMAN_REVIEW = "human_review"
+    REGIONS = "regions"
 
 
 SourceIds = Annotated[list[str], Field(default_factory=list)]
@@ -121,6 +133,7 @@ class Training(Strict):
     incentive: str | None = None
     feedback_always_used: bool | None = None
     notes: str | None = None
+    confidence: Confidence | None = None  # None: derived from the sources and conflicts
     src: SourceIds
 
 
@@ -131,6 +144,7 @@ class Retention(Strict):
     stateful_features_exempt: bool | None = None
     legal_hold: str | None = None
     notes: str | None = None
+    confidence: Confidence | None = None  # None: derived from the sources and conflicts
     src: SourceIds
 
     @model_validator(mode="after")
@@ -146,12 +160,14 @@ class Zdr(Strict):
     availability: ZdrAvailability
     how: str | None = None
     exclusions: list[str] = Field(default_factory=list)
+    confidence: Confidence | None = None  # None: derived from the sources and conflicts
     src: SourceIds
 
 
 class HumanReviewFact(Strict):
     value: HumanReview
     notes: str | None = None
+    confidence: Confidence | None = None  # None: derived from the sources and conflicts
     src: SourceIds
 
 
@@ -163,11 +179,19 @@ class Regions(Strict):
         | None
     ) = None
     notes: str | None = None
+    confidence: Confidence | None = None  # None: derived from the sources and conflicts
     src: SourceIds
 
 
 class ModelOverride(Strict):
-    """Models whose data policy differs from their channel's (matched by glob on the upstream model id)."""
+    """Models whose data policy differs from their channel's (matched by glob on the upstream model id).
+
+    `routes_onward`: the channel hands these model ids on to someone else (Ollama `-cloud` models
+    behind a local server, Fireworks routers), so training, retention, review and regions are
+    unknown unless attested. `shares_with`: the channel shares these models' data with a named
+    third party (Bedrock's `provider_data_share` mode); their regions are unknown, and no
+    attestation about the channel's own account changes the overridden facts.
+    """
 
     models: list[str] = Field(min_length=1)
     training: TrainingDefault | None = None
@@ -175,16 +199,95 @@ class ModelOverride(Strict):
     retention_qualifier: RetentionQualifier | None = None
     overrides_zdr: bool = False
     human_review: HumanReview | None = None
+    routes_onward: bool = False
+    shares_with: str | None = None
     effective: date | None = None
     notes: str
     src: list[str] = Field(min_length=1)
 
 
+_READING_VALUES: dict[FactName, frozenset[str]] = {
+    FactName.TRAINING: frozenset(TrainingDefault),
+    FactName.ZDR: frozenset(ZdrAvailability),
+    FactName.HUMAN_REVIEW: frozenset(HumanReview),
+    FactName.REGIONS: frozenset(Region),
+}
+
+
+def parse_retention_reading(text: str) -> tuple[RetentionQualifier, int | None]:
+    """One reading of a retention conflict: `up_to 30`, `exactly 0`, `none`, `until_deleted`, `unknown`."""
+    qualifier, _, days = text.strip().partition(" ")
+    value = RetentionQualifier(qualifier)
+    if days:
+        return value, int(days)
+    if value in (RetentionQualifier.EXACTLY, RetentionQualifier.UP_TO):
+        raise ValueError(f"retention reading {text!r} needs a day count")
+    return value, None
+
+
 class Conflict(Strict):
-    fact: str
+    """Sources that disagree about one fact.
+
+    `readings` lists what the sources say; the engine judges the least private of them and of the
+    recorded value (DESIGN.md: where sources conflict, the less private reading).
+    """
+
+    fact: FactName
     description: str
     resolution: str
+    readings: list[str] = Field(default_factory=list)
     src: list[str] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _readings(self) -> Conflict:
+        for reading in self.readings:
+            if self.fact is FactName.RETENTION:
+                try:
+                    parse_retention_reading(reading)
+                except ValueError as exc:
+                    raise ValueError(f"conflict on retention: bad reading {reading!r}") from exc
+            elif reading not in _READING_VALUES[self.fact]:
+                raise ValueError(f"conflict on {self.fact}: {reading!r} is not a {self.fact} value")
+        return self
+
+
+class FeatureId(StrEnum):
+    """Request features that move data (DESIGN.md, Data paths). The ids are binding."""
+
+    STORED_RESPONSE = "stored_response"
+    EXTENDED_CACHE = "extended_cache"
+    SERVER_WEB_SEARCH = "server_web_search"
+    SERVER_CODE_EXECUTION = "server_code_execution"
+    REMOTE_MCP = "remote_mcp"
+
+
+class FeatureFacts(Strict):
+    """What happens to data when a request uses one feature on one channel.
+
+    `retention_*`: how long the provider keeps what the feature stores, beyond the channel's own
+    retention (`unknown` fails closed). `zdr_eligible`: whether an approved zero-data-retention
+    agreement covers the feature (null: not known, so it does not). `third_party`: the feature
+    sends data to someone other than the provider (a search engine, an MCP server the client
+    names); null: not known, which counts as yes.
+    """
+
+    offered: bool
+    retention_days: int | None = Field(default=None, ge=0)
+    retention_qualifier: RetentionQualifier = RetentionQualifier.UNKNOWN
+    zdr_eligible: bool | None = None
+    third_party: bool | None = None
+    notes: str | None = None
+    confidence: Confidence | None = None
+    src: list[str] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _days_match_qualifier(self) -> FeatureFacts:
+        q = self.retention_qualifier
+        if q is RetentionQualifier.NONE and self.retention_days not in (None, 0):
+            raise ValueError("feature retention 'none' cannot carry a day count")
+        if q in (RetentionQualifier.EXACTLY, RetentionQualifier.UP_TO) and self.retention_days is None:
+            raise ValueError(f"feature retention '{q}' needs a day count")
+        return self
 
 
 class Channel(Strict):
@@ -202,6 +305,7 @@ class Channel(Strict):
     human_review: HumanReviewFact
     regions: Regions
     model_overrides: list[ModelOverride] = Field(default_factory=list)
+    features: dict[FeatureId, FeatureFacts] = Field(default_factory=dict)
     main_source: str
     as_of: date
     confidence: Confidence
@@ -244,7 +348,24 @@ class Channel(Strict):
             cited.update(override.src)
         for conflict in self.conflicts:
             cited.update(conflict.src)
+        for feature in self.features.values():
+            cited.update(feature.src)
         return cited
+
+    def fact_src(self, name: FactName) -> list[str]:
+        return self._fact_models()[name].src
+
+    def fact_confidence(self, name: FactName) -> Confidence | None:
+        return self._fact_models()[name].confidence
+
+    def _fact_models(self) -> dict[FactName, Training | Retention | Zdr | HumanReviewFact | Regions]:
+        return {
+            FactName.TRAINING: self.training,
+            FactName.RETENTION: self.retention,
+            FactName.ZDR: self.zdr,
+            FactName.HUMAN_REVIEW: self.human_review,
+            FactName.REGIONS: self.regions,
+        }
 
 
 class ProviderFile(Strict):

@@ -20,9 +20,9 @@ from gateway.cli import output
 from policies.badges import Level, derive_badges
 from policies.catalog import Catalog, load_catalog
 from policies.engine import evaluate
-from policies.facts import effective_facts
+from policies.facts import EffectiveFacts, effective_facts
 from policies.policy import BUILTIN_POLICIES, UnknownPolicyError, resolve
-from policies.schema import Channel, Kind
+from policies.schema import Channel, FactName, Kind
 
 catalog_app = typer.Typer(help="The privacy catalog: every channel's data policy, with sources.")
 policy_app = typer.Typer(help="Policies: which channels each one allows, and why.")
@@ -35,9 +35,32 @@ def _console() -> Console:
     return output.console()
 
 
+def _facts(catalog: Catalog, channel: Channel) -> EffectiveFacts:
+    return effective_facts(channel, model="*", sources=catalog.sources_of(channel.id), today=date.today())
+
+
 def _badges(catalog: Catalog, channel: Channel) -> str:
-    facts = effective_facts(channel, model="*", sources=catalog.sources_of(channel.id), today=date.today())
-    return " ".join(f"[{LEVEL_STYLE[b.level]}]{b.id}[/]" for b in derive_badges(facts))
+    return " ".join(f"[{LEVEL_STYLE[b.level]}]{b.id}[/]" for b in derive_badges(_facts(catalog, channel)))
+
+
+def _judging(facts: EffectiveFacts) -> tuple[str, str, str]:
+    """(oldest fact date, with "stale" when some fact is; facts below high confidence; conflicts)."""
+    dated = [f.dated for f in facts.judged().values() if f.dated is not None]
+    oldest = min(dated).isoformat() if dated else "never stale"
+    if facts.stale:
+        oldest += " stale: " + ", ".join(facts.stale_facts)
+    weak = [
+        f"{name} {fact.confidence.value}"
+        for name, fact in facts.judged().items()
+        if fact.confidence != "high"
+    ]
+    conflicts = ", ".join(facts.conflicted_facts) or "-"
+    return oldest, ", ".join(weak) or "all high", conflicts
+
+
+def _judged_lines(facts: EffectiveFacts) -> str:
+    oldest, weak, conflicts = _judging(facts)
+    return f"oldest fact: {oldest}\nconfidence: {weak}\nconflicts: {conflicts}"
 
 
 def _retention(channel: Channel) -> str:
@@ -83,7 +106,8 @@ def catalog_list(
         typer.echo(json.dumps(catalog_json(catalog, date.today(), provider=provider), indent=2))
         return
     # Laid out for 100 columns (gateway/cli/output.py): one cell names the channel, its kind and the
-    # catalog date; facts wrap at words; each badge keeps a line of its own.
+    # catalog date, then how its facts are judged (oldest fact, confidence below high, conflicts);
+    # facts wrap at words; each badge keeps a line of its own.
     table = Table(title=f"Sluice privacy catalog ({len(catalog)} channels)", show_lines=True)
     table.add_column("channel", width=max((len(c.id) for c in catalog), default=10), overflow="fold")
     table.add_column("training, retention", width=12, overflow="fold")
@@ -99,7 +123,10 @@ def catalog_list(
             mark = " *"
             needs.setdefault(", ".join(channel.requires_attestation), []).append(channel.id)
         table.add_row(
-            Text(f"{channel.id}\n{channel.name}\n{channel.kind.value}, as of {channel.as_of.isoformat()}"),
+            Text(
+                f"{channel.id}\n{channel.name}\n{channel.kind.value}, as of {channel.as_of.isoformat()}\n"
+                + _judged_lines(_facts(catalog, channel))
+            ),
             Text(f"{channel.training.default.value}{mark}\n{_retention(channel)}{mark}"),
             channel.zdr.availability.value.replace("_", " "),
             channel.human_review.value.value.replace("_", " "),
@@ -126,7 +153,8 @@ def catalog_show(
     console = _console()
     console.print(
         f"[bold]{channel.name}[/] ({channel.id}) - {channel.kind.value}, as of {channel.as_of}, "
-        f"confidence {channel.confidence.value}"
+        f"entry confidence {channel.confidence.value}; each fact judged on {date.today()} by its own "
+        "date, confidence and conflicts"
     )
     if channel.plans:
         console.print(f"plans: {', '.join(channel.plans)}")
@@ -142,9 +170,27 @@ def catalog_show(
                 "above say unknown and every fact-based policy fails."
             )
         )
+    judged = _facts(catalog, channel)
+    # Laid out for 100 columns: how a fact is judged (its date, confidence, conflict) is one cell.
     facts = Table(show_header=True)
-    for column in ("fact", "value", "details", "sources"):
-        facts.add_column(column, overflow="fold")
+    facts.add_column("fact", width=14, overflow="fold")
+    facts.add_column("value", width=13, overflow="fold")
+    facts.add_column("details", min_width=24, overflow="fold")
+    facts.add_column("sources", width=7, overflow="fold")
+    facts.add_column("judged", width=19, overflow="fold")
+
+    def judging(name: FactName) -> str:
+        fact = judged.judged()[name]
+        dated = fact.dated.isoformat() if fact.dated else "never stale"
+        if fact.stale(judged.today):
+            dated += " (stale)"
+        lines = [dated, f"confidence {fact.confidence.value}"]
+        if fact.conflicted:
+            lines.append("conflict: yes")
+        if judged.is_unreliable(fact):
+            lines.append("counts as unknown")
+        return "\n".join(lines)
+
     t, r, z, h, g = channel.training, channel.retention, channel.zdr, channel.human_review, channel.regions
     controls = "; ".join(f"{c.type}: {c.name}" for c in t.controls)
     _plain_row(
@@ -153,6 +199,7 @@ def catalog_show(
         t.default.value,
         "; ".join(filter(None, [controls, t.incentive, t.notes])),
         ", ".join(t.src),
+        judging(FactName.TRAINING),
     )
     flagged = f"flagged content: {r.flagged_days} days" if r.flagged_days is not None else None
     _plain_row(
@@ -161,6 +208,7 @@ def catalog_show(
         _retention(channel),
         "; ".join(filter(None, [flagged, r.legal_hold, r.notes])),
         ", ".join(r.src),
+        judging(FactName.RETENTION),
     )
     _plain_row(
         facts,
@@ -168,24 +216,47 @@ def catalog_show(
         z.availability.value,
         "; ".join(filter(None, [z.how, *z.exclusions])),
         ", ".join(z.src),
+        judging(FactName.ZDR),
     )
-    _plain_row(facts, "human review", h.value.value, h.notes or "", ", ".join(h.src))
+    _plain_row(
+        facts, "human review", h.value.value, h.notes or "", ", ".join(h.src), judging(FactName.HUMAN_REVIEW)
+    )
     _plain_row(
         facts,
         "regions",
         f"processing {', '.join(g.processing)}; storage {', '.join(g.storage)}",
         g.notes or "",
         ", ".join(g.src),
+        judging(FactName.REGIONS),
     )
-    for override in channel.model_overrides:
-        _plain_row(
-            facts, "model override", ", ".join(override.models), override.notes, ", ".join(override.src)
-        )
     console.print(facts)
+    # Models whose facts differ, and request features: what they are named by needs a wide cell.
+    extra = Table(show_header=True)
+    extra.add_column("models or feature", width=30, overflow="fold")
+    extra.add_column("details", min_width=30, overflow="fold")
+    extra.add_column("sources", width=7, overflow="fold")
+    for override in channel.model_overrides:
+        kind = "routed onward" if override.routes_onward else "model override"
+        _plain_row(extra, f"{kind}: {', '.join(override.models)}", override.notes, ", ".join(override.src))
+    for feature_id, feature in channel.features.items():
+        kept = feature.retention_qualifier.replace("_", " ")
+        if feature.retention_days is not None:
+            kept += f" {feature.retention_days}d"
+        offered = ("offered, keeps " + kept) if feature.offered else "not offered"
+        confidence = f" (confidence {feature.confidence.value})" if feature.confidence else ""
+        _plain_row(
+            extra,
+            f"feature {feature_id.value}: {offered}{confidence}",
+            feature.notes or "",
+            ", ".join(feature.src),
+        )
+    if extra.row_count:
+        console.print(extra)
     for conflict in channel.conflicts:
         console.print(
             "[yellow]conflict[/] "
             + escape(f"({conflict.fact}): {conflict.description} -> {conflict.resolution} ")
+            + escape(f"readings: {', '.join(conflict.readings)}; " if conflict.readings else "")
             + escape(f"[{', '.join(conflict.src)}]")
         )
     if channel.notes:

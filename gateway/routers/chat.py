@@ -12,8 +12,8 @@ import time
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from gateway.http import new_request_id, read_body
-from gateway.protocol import parse_chat, parse_embeddings, parse_json
+from gateway.http import declared_size, new_request_id, read_body
+from gateway.protocol import parse_body, parse_chat, parse_embeddings
 from gateway.service import Call
 from gateway.state import Services, ServicesDep
 
@@ -28,11 +28,17 @@ async def handle(request: Request, services: Services, endpoint: str) -> Respons
     request_id = new_request_id(request)
     key = await services.auth.client(request.headers)
     services.key_slots.claim(request, key.name)  # before the body: a slow one holds the slot
-    body = parse_json(await read_body(request, services.settings.max_body_bytes))
+    limit = services.settings.max_body_bytes
+    services.body_budget.claim(request, declared_size(request, limit))
+    raw = await read_body(request, limit)
+    body = parse_body(raw)
+    services.body_budget.claim(request, body.memory_estimate(len(raw)))
+    del raw  # what the request holds from here on is the parsed body (and the upstream call's JSON)
     # Repeated lines are one comma-separated list (RFC 9110): every line can only tighten.
     header = ",".join(request.headers.getlist("x-privacy-policy"))
     parse = parse_chat if endpoint == CHAT else parse_embeddings
     parsed = parse(body, policy_header=header)
+    del body  # its key set, and the fields that are not passed on
     policy = services.chat.effective_policy(key, parsed.ask)
     call = Call(endpoint, key, parsed, policy, request_id, started)
     if parsed.stream:

@@ -3,7 +3,8 @@
 What belongs here: queries over `audit_events` and `audit_writers` and the plain data they return
 (rendering is the CLI's). The report answers "which requests reached which channels": counts by
 decision, provider, channel and badge; the share of served requests whose channel carries the
-`no-training` badge (served = sent to a deployment, whatever the upstream answered); and every
+`no-training` or `training-opt-in` badge, the two that pass `no-training-only` (served = sent to a
+deployment, whatever the upstream answered); and every
 blocked request with its reasons.
 """
 
@@ -21,7 +22,9 @@ from gateway.names import DecisionKind
 from gateway.storage.chain import GENESIS, row_hash, utc
 from gateway.storage.db import Database, audit_events, audit_writers
 
-NO_TRAINING = "no-training"
+# The badges of channels that pass `no-training-only`: never trained on, or only if the account opts in
+# (the catalog's `opt_in`; an attested opt-in turns the badge into a training one).
+NOT_TRAINED = frozenset({"no-training", "training-opt-in"})
 TAIL_COLUMNS = (
     "time",
     "key_name",
@@ -120,7 +123,7 @@ async def report(
         async for row in await conn.stream(served):
             result.served += 1
             badges.update(row.badges)
-            if NO_TRAINING in row.badges:
+            if NOT_TRAINED.intersection(row.badges):
                 result.served_no_training += 1
             else:
                 elsewhere[row.channel] += 1

@@ -34,10 +34,11 @@ def _r(
 
 
 # prefix -> route. `openai` with an api_base may reach any OpenAI-compatible host; the host check
-# against the channel's api_hosts then decides (self-hosted channels accept any host).
+# against the channel's api_hosts then decides (self-hosted channels: the operator's own hosts only).
 ROUTES: dict[str, Route] = {
     "openai": _r(
-        "openai groq together fireworks deepseek xai perplexity openrouter meta mistral ollama self_hosted",
+        "openai groq together fireworks deepseek xai perplexity openrouter meta mistral ollama self_hosted"
+        " deepinfra huggingface nebius sambanova cerebras cloudflare github",
         "https://api.openai.com/v1",
         True,
     ),

@@ -38,6 +38,8 @@ NO_TRAINING_ALLOWED = {
     "fireworks.api",
     "xai.api",
     "perplexity.api",
+    "deepinfra.api",
+    "cloudflare.workers_ai",
     "self_hosted.vllm",
     "self_hosted.ollama",
     "self_hosted.openai_compatible",
@@ -46,13 +48,13 @@ NO_TRAINING_ALLOWED = {
 COMPARED = [
     # provider, consumer channels, then API channels (self-hosted ones are left out)
     ("OpenAI", ["openai.chatgpt", "openai.chatgpt_business"], ["openai.api"]),
-    ("Anthropic", ["anthropic.claude_consumer"], ["anthropic.api"]),
+    ("Anthropic", ["anthropic.claude_consumer", "anthropic.claude_team"], ["anthropic.api"]),
     (
         "Google",
         ["google.gemini_app"],
         ["google.gemini_api_free", "google.gemini_api_paid", "google.vertex_ai"],
     ),
-    ("Mistral AI", ["mistral.le_chat"], ["mistral.api_free", "mistral.api_paid"]),
+    ("Mistral AI", ["mistral.le_chat", "mistral.le_chat_business"], ["mistral.api_free", "mistral.api_paid"]),
     ("Meta", ["meta.meta_ai"], ["meta.llama_api"]),
 ]
 
@@ -97,7 +99,7 @@ def ok_json(*args: str) -> Any:
 
 def test_catalog_lists_every_channel() -> None:
     out = ok("catalog")
-    assert "Sluice privacy catalog (29 channels)" in out
+    assert "Sluice privacy catalog (45 channels)" in out
     for channel_id in ALL_CHANNELS:
         assert re.search(rf"│ {re.escape(channel_id)}\s+│", out), channel_id
     assert "2026-11-29" in out
@@ -126,10 +128,11 @@ def test_catalog_says_which_channels_need_an_attestation() -> None:
     out = ok("catalog")
     rows = out.split("├")
     [paid] = [row for row in rows if "│ google.gemini_api_paid " in row]
-    assert "never *" in paid and "training-unknown" in paid  # the catalog's fact beside the badge
+    assert "opt_in *" in paid and "training-unknown" in paid  # the catalog's fact beside the badge
     note = " ".join(out.split("\n* ", 1)[1].split())
     assert note.startswith(
-        "needs the operator's attestation paid_tier (google.gemini_api_paid, mistral.api_paid): the same"
+        "needs the operator's attestation paid_tier (cohere.api, google.gemini_api_paid, mistral.api_paid):"
+        " the same"
         " host also serves a plan that trains, so without it the badges say unknown"
     )
     [free] = [row for row in rows if "│ google.gemini_api_free " in row]
@@ -138,33 +141,48 @@ def test_catalog_says_which_channels_need_an_attestation() -> None:
     assert "requires attestation: paid_tier." in shown
 
 
-def test_catalog_json_has_29_channels_with_badges() -> None:
+def test_catalog_json_has_45_channels_with_badges() -> None:
     data = ok_json("catalog", "--json")
     assert data["object"] == "catalog"
     channels = data["channels"]
-    assert len(channels) == 29
+    assert len(channels) == 45
     assert {c["id"] for c in channels} == ALL_CHANNELS
     for channel in channels:
         assert channel["badges"], channel["id"]
         for b in channel["badges"]:
             assert set(b) == {"id", "label", "level", "description", "source"}
             assert b["level"] in {"good", "caution", "bad"}
-        assert channel["stale"] is False
+        assert channel["stale"] is any(f["stale"] for f in channel["judged"].values())
+        assert set(channel["judged"]) == {"training", "retention", "zdr", "human_review", "regions"}
         assert channel["sources"], channel["id"]
         assert all(s["url"].startswith("https://") for s in channel["sources"].values())
     by_id = {c["id"]: c for c in channels}
     assert [b["id"] for b in by_id["openai.api"]["badges"]] == [
         "api-channel",
-        "no-training",
+        "training-opt-in",
         "retention-30d",
         "human-review-flagged",
     ]
+    # The Gemini API terms are dated 2025-05-20: their facts are stale on any day from 2025-11-17.
     assert [b["id"] for b in by_id["google.gemini_api_free"]["badges"]] == [
         "api-channel",
         "trains-on-data",
         "retention-55d",
         "human-review",
+        "stale",
     ]
+    training = by_id["google.gemini_api_free"]["judged"]["training"]
+    assert training == {
+        "dated": "2025-05-20",
+        "stale": True,
+        "confidence": "high",
+        "conflict": False,
+        "unknown_today": False,
+        "src": ["G3"],
+    }
+    assert by_id["together.api"]["judged"]["retention"]["conflict"] is True
+    assert by_id["together.api"]["judged"]["retention"]["confidence"] == "low"
+    assert by_id["self_hosted.vllm"]["judged"]["training"]["dated"] is None
     assert by_id["google.gemini_api_free"]["training"]["default"] == "always"
     assert by_id["anthropic.api"]["provider_name"] == "Anthropic"
 
@@ -172,8 +190,9 @@ def test_catalog_json_has_29_channels_with_badges() -> None:
 def test_catalog_json_marks_stale_entries_a_year_later(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(cli_catalog, "date", _OneYearLater)
     channels = ok_json("catalog", "--json")["channels"]
-    assert all(c["stale"] for c in channels)
-    assert all(c["badges"][-1]["id"] == "stale" for c in channels)
+    # Facts the operator owns (self-hosted) never go stale.
+    assert all(c["stale"] is (c["kind"] != "self_hosted") for c in channels)
+    assert all(("stale" in [b["id"] for b in c["badges"]]) is c["stale"] for c in channels)
 
 
 def test_catalog_provider_filter() -> None:
@@ -249,9 +268,9 @@ def test_catalog_compare_json_has_the_five_providers_consumer_and_api_channels()
     assert [(r["provider"], r["channel"], r["kind"]) for r in rows] == expected
     by_channel = {r["channel"]: r for r in rows}
     assert by_channel["openai.chatgpt"]["training"] == "opt_out"
-    assert by_channel["openai.api"]["training"] == "never"
+    assert by_channel["openai.api"]["training"] == "opt_in"
     assert by_channel["google.gemini_api_free"]["training"] == "always"
-    assert by_channel["meta.meta_ai"]["training"] == "always"
+    assert by_channel["meta.meta_ai"]["training"] == "unknown"
     assert by_channel["meta.llama_api"]["training"] == "unknown"
     assert by_channel["google.vertex_ai"]["controls"] == "-"
 
@@ -299,12 +318,12 @@ def test_policy_list() -> None:
 
 def test_policy_explain_counts_and_cites_sources() -> None:
     out = ok("policy", "explain", "no-training-only")
-    assert "api-channel-only, no-training-only: 12 of 29 channels allowed" in out
-    assert len(re.findall(r"│ allowed\s+│", out)) == 12
-    assert len(re.findall(r"│ refused\s+│", out)) == 17
+    assert "api-channel-only, no-training-only: 14 of 45 channels allowed" in out
+    assert len(re.findall(r"│ allowed\s+│", out)) == 14
+    assert len(re.findall(r"│ refused\s+│", out)) == 31
     # The CLI escapes the reasons, so rich does not eat "[source G3]" as a markup tag.
     assert "[source G3]" in out
-    assert "[source C1]" in out
+    assert "[source DI1]" in out
 
 
 def test_policy_explain_json() -> None:
@@ -318,17 +337,22 @@ def test_policy_explain_json() -> None:
     ]
     assert results["openai.api"]["reasons"] == [
         "OpenAI API: provider API channel",
-        "OpenAI API: not used for training [source O5]",
+        "OpenAI API: not used for training unless the account opts in [source O5]",
     ]
     assert any("a consumer product" in r for r in results["openai.chatgpt"]["reasons"])
 
 
 def test_policy_explain_is_evaluated_as_of_today(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A year on, low-confidence entries (Azure, Together, xAI) are stale and fail closed."""
+    """A year on every fact is stale, but only low-confidence ones fail closed: the training facts of
+    Azure, Together and xAI rest on provider pages, so their retention or ZDR conflicts (which made
+    the whole entry low-confidence in catalog v1) no longer refuse them under no-training-only."""
     monkeypatch.setattr(cli_catalog, "date", _OneYearLater)
     data = ok_json("policy", "explain", "no-training-only", "--json")
     allowed = {r["channel"] for r in data["channels"] if r["allowed"]}
-    assert allowed == NO_TRAINING_ALLOWED - {"microsoft.azure_openai", "together.api", "xai.api"}
+    # Cloudflare's training fact rests on a secondary digest only (low confidence): stale, it is unknown.
+    assert allowed == NO_TRAINING_ALLOWED - {"cloudflare.workers_ai"}
+    zero = ok_json("policy", "explain", "zero-retention", "--channel", "fireworks.api", "--json")
+    assert zero["channels"][0]["allowed"]
 
 
 def test_policy_explain_channel_filter() -> None:
@@ -367,6 +391,7 @@ def test_policy_explain_several_policies() -> None:
     assert allowed == {
         "fireworks.api",
         "perplexity.api",
+        "deepinfra.api",
         "self_hosted.vllm",
         "self_hosted.ollama",
         "self_hosted.openai_compatible",
@@ -406,7 +431,7 @@ def test_console_script_runs_the_catalog(tmp_path: Path) -> None:
     proc = _run_process([str(_sluice_script()), "catalog", "--json"], tmp_path)
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
-    assert len(data["channels"]) == 29
+    assert len(data["channels"]) == 45
     assert {c["id"] for c in data["channels"]} == ALL_CHANNELS
     assert all(c["badges"] for c in data["channels"])
 
@@ -440,3 +465,46 @@ def test_module_entry_point_runs_policy_commands(tmp_path: Path) -> None:
     proc = _run_process([sys.executable, "-m", "gateway.cli.main", "policy", "explain", "bogus"], tmp_path)
     assert proc.returncode == 2
     assert "unknown policy 'bogus'" in proc.stderr
+
+
+# --- per-fact dates, confidence and conflicts (issue 12) -------------------------------------------
+
+
+def _row(out: str, fact: str) -> str:
+    """The lines of the facts table's row for `fact` (up to the next row's first line), joined."""
+    lines = out.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"│ {fact} "))
+    rows = [lines[start]]
+    for line in lines[start + 1 :]:
+        if not line.startswith("│ ") or line[2] != " ":
+            break
+        rows.append(line)
+    return "\n".join(rows)
+
+
+def test_catalog_show_gives_each_fact_its_date_confidence_and_conflict() -> None:
+    out = ok("catalog", "show", "together.api")
+    for column in ("judged", "confidence", "conflict"):
+        assert column in out
+    retention = _row(out, "retention")
+    assert "2026-11-29" in retention and "confidence low" in retention and "conflict: yes" in retention
+    assert "readings: until_deleted, none" in out
+    gemini = ok("catalog", "show", "google.gemini_api_free")
+    assert "2025-05-20 (stale)" in _row(gemini, "training")
+    fireworks = ok("catalog", "show", "fireworks.api")
+    assert "routed onward" in fireworks
+    assert "feature stored_response" in fireworks
+    vllm = ok("catalog", "show", "self_hosted.vllm")
+    assert "never stale" in vllm
+
+
+def test_catalog_list_shows_oldest_fact_confidence_and_conflicts() -> None:
+    out = ok("catalog", "--provider", "mistral")
+    for column in ("oldest fact", "confidence", "conflicts"):
+        assert column in out
+    [free] = [row for row in out.split("├") if "│ mistral.api_free " in row]
+    cell = " ".join(line.split("│")[1].strip() for line in free.splitlines() if line.startswith("│"))
+    assert "confidence: training low" in cell
+    assert "conflicts: training" in cell  # the conflicting fact is named
+    gemini = ok("catalog", "--provider", "google")
+    assert "2025-05-20 stale" in gemini

@@ -19,6 +19,8 @@ from urllib.parse import quote
 import httpx
 from hypothesis import strategies as st
 
+from tests.gateway.body_shapes import SHAPES
+
 CANARY = "SLUICEFUZZCANARY4c9e1b7a"
 DEMO_KEY = "sk-sluice-demo"
 ENVELOPE_KEYS = frozenset({"message", "type", "param", "code"})
@@ -605,6 +607,8 @@ def raw_bodies() -> st.SearchStrategy[bytes]:
         st.sampled_from([MAX_BODY - 200, MAX_BODY + 1]).map(
             lambda n: valid[:-2] + b" " + b"x" * (n - len(valid)) + b'"}]}'
         ),
+        # The costliest shapes at the size cap (issue 11): nesting, width, parts, keys, strings.
+        st.sampled_from(SHAPES).map(lambda s: s.build(MAX_BODY)),
     )
 
 

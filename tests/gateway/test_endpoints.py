@@ -201,7 +201,7 @@ async def test_readyz(client: httpx.AsyncClient, fake: FakeUpstream) -> None:
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["status"] == "ready"
-    assert body["catalog"]["channels"] == 29
+    assert body["catalog"]["channels"] == 45
     assert body["config"]["models"] == len(DEMO_MODELS)
     text = response.text
     for secret in (DEMO_KEY, fake.url, "sk-simulated", "gpt-4o-mini"):
@@ -212,7 +212,7 @@ async def test_privacy_catalog(client: httpx.AsyncClient) -> None:
     response = await client.get("/v1/privacy/catalog")
     assert response.status_code == 200
     channels = response.json()["channels"]
-    assert len(channels) == 29
+    assert len(channels) == 45
     ids = {c["id"] for c in channels}
     assert {
         "openai.chatgpt",

@@ -30,6 +30,8 @@ WIRE_IDS = {
     "region-us",
     "attested",
     "stale",
+    "conflicting-sources",
+    "routed-onward",
 }
 
 EXPECTED_LEVELS = {
@@ -49,6 +51,8 @@ EXPECTED_LEVELS = {
     "region-us": Level.CAUTION,
     "attested": Level.CAUTION,
     "stale": Level.CAUTION,
+    "conflicting-sources": Level.CAUTION,
+    "routed-onward": Level.BAD,
 }
 
 
@@ -107,29 +111,47 @@ def test_unknown_badge_ids_are_refused() -> None:
 @pytest.mark.parametrize(
     ("channel_id", "expected"),
     [
-        ("openai.api", ["api-channel", "no-training", "retention-30d", "human-review-flagged"]),
-        ("anthropic.api", ["api-channel", "no-training", "retention-30d", "human-review-flagged"]),
-        ("google.gemini_api_free", ["api-channel", "trains-on-data", "retention-55d", "human-review"]),
+        # opt-in data-sharing programmes: one vocabulary, opt_in (issue 12)
+        ("openai.api", ["api-channel", "training-opt-in", "retention-30d", "human-review-flagged"]),
+        ("anthropic.api", ["api-channel", "training-opt-in", "retention-30d", "human-review-flagged"]),
+        # the Gemini API terms state 2025-05-20: older than 180 days on 2026-11-29, so stale
+        (
+            "google.gemini_api_free",
+            ["api-channel", "trains-on-data", "retention-55d", "human-review", "stale"],
+        ),
         # requires a paid_tier attestation: without it nothing about training or retention holds
-        ("google.gemini_api_paid", ["api-channel", "training-unknown", "retention-unknown"]),
+        (
+            "google.gemini_api_paid",
+            ["api-channel", "training-unknown", "retention-unknown", "stale", "conflicting-sources"],
+        ),
         ("google.vertex_ai", ["api-channel", "no-training", "retention-unknown"]),
-        ("aws.bedrock", ["api-channel", "no-training", "retention-unknown"]),
+        ("aws.bedrock", ["api-channel", "no-training", "retention-unknown", "conflicting-sources"]),
         (
             "microsoft.azure_openai",
-            ["api-channel", "no-training", "retention-unknown", "human-review-flagged"],
+            [
+                "api-channel",
+                "no-training",
+                "retention-unknown",
+                "human-review-flagged",
+                "stale",
+                "conflicting-sources",
+            ],
         ),
-        ("cohere.api", ["api-channel", "training-opt-out", "retention-30d", "human-review-flagged"]),
-        ("mistral.api_free", ["api-channel", "training-opt-out", "retention-30d"]),
-        ("together.api", ["api-channel", "training-opt-in", "retention-unknown"]),
+        # needs paid_tier (its host also serves trial keys): without it nothing holds
+        ("cohere.api", ["api-channel", "training-unknown", "retention-unknown", "stale"]),
+        ("mistral.api_free", ["api-channel", "training-opt-out", "retention-30d", "conflicting-sources"]),
+        ("together.api", ["api-channel", "training-opt-in", "retention-unknown", "conflicting-sources"]),
         ("deepseek.api", ["api-channel", "training-unknown", "retention-unknown"]),
-        ("openrouter.api", ["api-channel", "training-unknown", "retention-unknown"]),
-        ("xai.api", ["api-channel", "no-training", "retention-30d"]),
+        ("openrouter.api", ["api-channel", "training-unknown", "retention-unknown", "routed-onward"]),
+        ("xai.api", ["api-channel", "training-opt-in", "retention-30d", "conflicting-sources"]),
         ("self_hosted.vllm", ["self-hosted", "no-training"]),
         ("self_hosted.ollama", ["self-hosted", "no-training"]),
-        ("openai.chatgpt", ["consumer-channel", "training-opt-out", "retention-unknown"]),
+        ("openai.chatgpt", ["consumer-channel", "training-opt-out", "retention-unknown", "stale"]),
         ("anthropic.claude_consumer", ["consumer-channel", "training-opt-out", "retention-1825d"]),
-        ("google.gemini_app", ["consumer-channel", "training-opt-out", "retention-548d", "human-review"]),
-        ("meta.meta_ai", ["consumer-channel", "trains-on-data", "retention-unknown"]),
+        # 36 months: the worst case of the adjustable auto-delete period
+        ("google.gemini_app", ["consumer-channel", "training-opt-out", "retention-1095d", "human-review"]),
+        # no primary source read: unknown
+        ("meta.meta_ai", ["consumer-channel", "training-unknown", "retention-unknown"]),
     ],
 )
 def test_badges_per_channel(catalog: Catalog, channel_id: str, expected: list[str]) -> None:
@@ -149,13 +171,21 @@ def test_every_channel_gets_a_kind_badge_first_and_a_training_badge_second(catal
             "training-unknown",
         }, channel.id
         assert len(derived) == len(set(derived)), channel.id
-        assert "attested" not in derived and "stale" not in derived, channel.id
+        assert "attested" not in derived, channel.id
 
 
 def test_paid_tier_attestation_unlocks_the_paid_tier_badges(catalog: Catalog) -> None:
     paid = Attestation(provider="google", fact=AttestationFact.PAID_TIER, evidence="billing-enabled project")
     derived = ids(derive_badges(facts_for(catalog, "google.gemini_api_paid", attestations=[paid])))
-    assert derived == ["api-channel", "no-training", "retention-55d", "human-review-flagged", "attested"]
+    assert derived == [
+        "api-channel",
+        "training-opt-in",
+        "retention-55d",
+        "human-review-flagged",
+        "attested",
+        "stale",
+        "conflicting-sources",
+    ]
 
 
 def test_region_eu_from_an_eu_residency_attestation(catalog: Catalog) -> None:
@@ -180,15 +210,23 @@ def test_region_badges_need_a_single_region_everywhere(catalog: Catalog) -> None
 
 def test_training_opt_out_attestation_gives_no_training_and_attested(catalog: Catalog) -> None:
     att = Attestation(provider="cohere", fact=AttestationFact.TRAINING_OPTED_OUT, evidence="opted out")
-    derived = ids(derive_badges(facts_for(catalog, "cohere.api", attestations=[att])))
-    assert derived == ["api-channel", "no-training", "retention-30d", "human-review-flagged", "attested"]
+    paid = Attestation(provider="cohere", fact=AttestationFact.PAID_TIER, evidence="production key")
+    derived = ids(derive_badges(facts_for(catalog, "cohere.api", attestations=[att, paid])))
+    assert derived == [
+        "api-channel",
+        "no-training",
+        "retention-30d",
+        "human-review-flagged",
+        "attested",
+        "stale",  # retention and review still rest on sources dated 2024-09-13 and 2025-12-05
+    ]
 
 
 def test_stale_badge(catalog: Catalog) -> None:
     later = TODAY + timedelta(days=181)
     assert ids(derive_badges(facts_for(catalog, "openai.api", today=later))) == [
         "api-channel",
-        "no-training",
+        "training-opt-in",
         "retention-30d",
         "human-review-flagged",
         "stale",
@@ -215,7 +253,7 @@ def test_badges_carry_the_source_of_their_fact(catalog: Catalog) -> None:
     derived = {b.id: b.source for b in derive_badges(facts_for(catalog, "openai.api"))}
     assert derived == {
         "api-channel": o5,
-        "no-training": o5,
+        "training-opt-in": o5,
         "retention-30d": o5,
         "human-review-flagged": o5,
     }
@@ -226,6 +264,7 @@ def test_badges_carry_the_source_of_their_fact(catalog: Catalog) -> None:
         "trains-on-data": "https://ai.google.dev/gemini-api/terms",
         "retention-55d": "https://ai.google.dev/gemini-api/docs/usage-policies",
         "human-review": "https://ai.google.dev/gemini-api/terms",
+        "stale": "https://ai.google.dev/gemini-api/terms",
     }
 
 

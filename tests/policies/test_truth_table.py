@@ -44,6 +44,14 @@ TRUTH_TABLE: dict[str, tuple[bool, bool, bool, bool, bool, bool]] = {
     "mistral.le_chat":           (NO,  NO,  NO,  NO,  NO,  NO),
     "meta.meta_ai":              (NO,  NO,  NO,  NO,  NO,  NO),
     "deepseek.app":              (NO,  NO,  NO,  NO,  NO,  NO),
+    "github.copilot_individual": (NO,  NO,  NO,  NO,  NO,  NO),
+    "github.copilot_business":   (NO,  NO,  NO,  NO,  NO,  NO),   # never, but a product
+    "anthropic.claude_team":     (NO,  NO,  NO,  NO,  NO,  NO),   # never, but a product
+    "mistral.le_chat_business":  (NO,  NO,  NO,  NO,  NO,  NO),   # never, but a product
+    "xai.grok_app":              (NO,  NO,  NO,  NO,  NO,  NO),
+    "perplexity.app":            (NO,  NO,  NO,  NO,  NO,  NO),
+    "microsoft.copilot":         (NO,  NO,  NO,  NO,  NO,  NO),
+    "microsoft.m365_copilot":    (NO,  NO,  NO,  NO,  NO,  NO),   # never, but a product
     # never; up_to 30 days; flagged_only; global
     "openai.api":                (OK,  OK,  NO,  NO,  NO,  NO),
     # never; up_to 30 days; flagged_only; global+us / unknown storage
@@ -74,7 +82,7 @@ TRUTH_TABLE: dict[str, tuple[bool, bool, bool, bool, bool, bool]] = {
     "deepseek.api":              (OK,  NO,  NO,  NO,  NO,  NO),
     # never; exactly 30 days
     "xai.api":                   (OK,  OK,  NO,  NO,  NO,  NO),
-    # opt_out, no opt-out attested; 30 days; flagged_only
+    # opt_out, no opt-out attested; 30 days; flagged_only; needs paid_tier (the host serves trial keys)
     "cohere.api":                (OK,  NO,  NO,  NO,  NO,  NO),
     # never; retention none; review unknown
     "perplexity.api":            (OK,  OK,  OK,  NO,  NO,  NO),
@@ -82,6 +90,19 @@ TRUTH_TABLE: dict[str, tuple[bool, bool, bool, bool, bool, bool]] = {
     "openrouter.api":            (OK,  NO,  NO,  NO,  NO,  NO),
     # everything unknown
     "ollama.cloud":              (OK,  NO,  NO,  NO,  NO,  NO),
+    # never; retention none (in memory only); review unknown
+    "deepinfra.api":             (OK,  OK,  OK,  NO,  NO,  NO),
+    # opt_in (explicit consent); retention unknown
+    "cloudflare.workers_ai":     (OK,  OK,  NO,  NO,  NO,  NO),
+    # router: unknown unless attested
+    "huggingface.inference_providers": (OK, NO, NO, NO, NO,  NO),
+    # no data-use statement found: everything unknown
+    "github.models":             (OK,  NO,  NO,  NO,  NO,  NO),
+    "nebius.api":                (OK,  NO,  NO,  NO,  NO,  NO),
+    "sambanova.api":             (OK,  NO,  NO,  NO,  NO,  NO),
+    "cerebras.api":              (OK,  NO,  NO,  NO,  NO,  NO),
+    # trial keys are outside Cohere's API data commitments: unknown
+    "cohere.trial":              (OK,  NO,  NO,  NO,  NO,  NO),
     # self-hosted: never; none; no review; region "operator" (not the EU unless attested)
     "self_hosted.vllm":          (OK,  OK,  OK,  OK,  OK,  NO),
     "self_hosted.ollama":        (OK,  OK,  OK,  OK,  OK,  NO),
@@ -132,9 +153,9 @@ def test_column_totals(catalog: Catalog) -> None:
     """The same table summed by column, as `sluice policy explain` reports it."""
     totals = {p: sum(row[i] for row in TRUTH_TABLE.values()) for i, p in enumerate(COLUMNS)}
     assert totals == {
-        PolicyName.API_CHANNEL_ONLY: 22,
-        PolicyName.NO_TRAINING_ONLY: 12,
-        PolicyName.ZERO_RETENTION: 5,
+        PolicyName.API_CHANNEL_ONLY: 30,
+        PolicyName.NO_TRAINING_ONLY: 14,
+        PolicyName.ZERO_RETENTION: 6,
         PolicyName.NO_HUMAN_REVIEW: 3,
         PolicyName.SELF_HOSTED_ONLY: 3,
         PolicyName.EU_RESIDENCY: 0,
@@ -205,7 +226,11 @@ def test_cohere_passes_no_training_only_only_with_an_opt_out_attestation(catalog
     opted_out = Attestation(
         provider="cohere", fact=AttestationFact.TRAINING_OPTED_OUT, evidence="Data Controls off, 2026-10"
     )
-    assert _decide(catalog, "cohere.api", PolicyName.NO_TRAINING_ONLY, (opted_out,)).allowed
+    paid = Attestation(provider="cohere", fact=AttestationFact.PAID_TIER, evidence="production key")
+    assert not _decide(catalog, "cohere.api", PolicyName.NO_TRAINING_ONLY, (opted_out,)).allowed
+    assert _decide(catalog, "cohere.api", PolicyName.NO_TRAINING_ONLY, (opted_out, paid)).allowed
+    # The opt-out does not reach trial keys: outside the API data commitments, training is unknown.
+    assert not _decide(catalog, "cohere.trial", PolicyName.NO_TRAINING_ONLY, (opted_out, paid)).allowed
 
 
 def test_zero_retention_needs_a_zdr_attestation_on_the_openai_api(catalog: Catalog) -> None:
@@ -230,7 +255,7 @@ def test_api_channel_only_refuses_every_consumer_channel(catalog: Catalog, chann
 def test_every_consumer_channel_is_in_the_refused_rows(catalog: Catalog) -> None:
     consumers = {c.id for c in catalog if c.kind is Kind.CONSUMER}
     assert consumers == {c for c, row in TRUTH_TABLE.items() if not any(row)}
-    assert len(consumers) == 7
+    assert len(consumers) == 15
 
 
 def test_opt_in_training_passes_no_training_only(catalog: Catalog) -> None:

@@ -80,7 +80,8 @@ async def test_each_kind_of_request_writes_one_record(settings: Settings) -> Non
         "gpt-4o-mini",
     )
     assert row["served_model"] == "gpt-4o-mini" and row["upstream_model"] == "openai/gpt-4o-mini"
-    assert "no-training" in row["badges"] and row["policy"] == allowed.headers["x-privacy-policy"].split(", ")
+    assert "training-opt-in" in row["badges"]
+    assert row["policy"] == allowed.headers["x-privacy-policy"].split(", ")
     assert row["prompt_tokens"] is not None and row["attempts"] == 1 and row["simulated"] is True
     assert row["reasons"] == [] and row["error_code"] is None and row["stream"] is False
 

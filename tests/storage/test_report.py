@@ -59,8 +59,10 @@ async def test_report_counts_what_the_responses_said(settings: Settings, db: Dat
         assert counts == {name: n for (k, name), n in expected.items() if k == kind}, kind
     served = len(TRAFFIC) - len(blocked_ids)
     assert found.served == served and blocked_ids
-    assert found.served_no_training == expected["badge", "no-training"]
-    assert found.no_training_share == round(expected["badge", "no-training"] / served, 6)
+    not_trained = expected["badge", "no-training"] + expected["badge", "training-opt-in"]
+    assert expected["badge", "training-opt-in"]  # the demo's OpenAI and Anthropic channels are opt-in
+    assert found.served_no_training == not_trained
+    assert found.no_training_share == round(not_trained / served, 6)
     assert [b.request_id for b in found.blocked] == blocked_ids
     assert all(b.reasons for b in found.blocked)
 
@@ -98,6 +100,7 @@ async def test_report_window_and_the_no_training_share(db_url: str, db: Database
         event(1, time=now - timedelta(days=45)),  # outside a 30-day window
         event(2),
         event(3, channel="mistral.api", provider="mistral", badges=("api-channel", "retention-30d")),
+        event(5, channel="openai.api", provider="openai", badges=("api-channel", "training-opt-in")),
         event(
             4,
             decision="blocked",
@@ -110,12 +113,12 @@ async def test_report_window_and_the_no_training_share(db_url: str, db: Database
     ]
     await write_events(db_url, tmp_path / "audit.spool", events)
     found = await report(db, since=now - timedelta(days=30))
-    assert found.total == 3 and found.served == 2 and found.served_no_training == 1
-    assert found.no_training_share == 0.5
+    assert found.total == 4 and found.served == 3 and found.served_no_training == 2
+    assert found.no_training_share == round(2 / 3, 6)
     assert found.served_without_no_training == {"mistral.api": 1}
     assert [b.reasons for b in found.blocked] == [["trains on data"]]
     everything = await report(db)
-    assert everything.total == 4
+    assert everything.total == 5
     assert (await report(db, since=now + timedelta(days=1))).no_training_share is None
     run = await sluice("audit", "report", "--since", "soon", url=db_url)
     assert run.exit_code == 2 and "--since" in run.stderr
