@@ -124,6 +124,7 @@ class CacheStats:
     lookups: int = 0  # database queries for a key, found or not
     unknown_lookups: int = 0  # of which for keys in neither cache
     throttled: int = 0
+    shared: int = 0  # answered by a lookup another request had started
     flushes: int = 0
 
 
@@ -171,6 +172,7 @@ class KeyCache:
         self.stats = CacheStats()
         self.source: ChangeSource = NoChanges()
         self._prefetches: set[asyncio.Task[None]] = set()
+        self._inflight: dict[str, tuple[int, asyncio.Task[KeyRecord | None]]] = {}
 
     def _fresh(self, entry: _Entry | None, ttl: float | None, now: float) -> bool:
         return entry is not None and entry.epoch == self._epoch and (ttl is None or now - entry.filled < ttl)
@@ -183,26 +185,45 @@ class KeyCache:
             assert entry is not None
             self.stats.hits += 1
             return entry.record
-        # A stale entry of a known key is looked up again without a token: after a flush, the keys
-        # in use must not compete with a flood of unknown ones.
         if entry is None:
             missing = self._negative.get(key_hash)
             if self._fresh(missing, ttl, now):
                 self._negative.move_to_end(key_hash)
                 self.stats.negative_hits += 1
                 return None
+        # Requests that miss together share one lookup (after a flush, 64 requests in flight with
+        # one key cost one query, not 64), unless a change came since it started.
+        pending = self._inflight.get(key_hash)
+        if pending is not None and pending[0] == self._changes:
+            self.stats.shared += 1
+            return await asyncio.shield(pending[1])
+        # A stale entry of a known key is looked up again without a token: after a flush, the keys
+        # in use must not compete with a flood of unknown ones.
+        if entry is None:
             if not self._bucket.take():
                 self.stats.throttled += 1
                 raise UnknownKeysThrottled(
                     "too many unknown API keys; try again shortly", headers={"retry-after": "1"}
                 )
             self.stats.unknown_lookups += 1
-        changes = self._changes
+        task = asyncio.get_running_loop().create_task(self._lookup(key_hash, ttl, self._changes))
+        self._inflight[key_hash] = (self._changes, task)
+        task.add_done_callback(lambda done: self._settled(key_hash, done))
+        return await asyncio.shield(task)  # a caller that goes away leaves the lookup to the others
+
+    async def _lookup(self, key_hash: str, ttl: float | None, changes: int) -> KeyRecord | None:
         self.stats.lookups += 1
         record = await self._store.find(key_hash)  # KeyStoreUnavailable (503) passes through
         if changes == self._changes and ttl != 0:
             self._remember(key_hash, _Entry(record, self._clock(), self._epoch))
         return record
+
+    def _settled(self, key_hash: str, done: asyncio.Task[KeyRecord | None]) -> None:
+        pending = self._inflight.get(key_hash)
+        if pending is not None and pending[1] is done:
+            del self._inflight[key_hash]
+        if not done.cancelled():
+            done.exception()  # retrieved: every caller that waited has seen it already
 
     def _remember(self, key_hash: str, entry: _Entry) -> None:
         table, size = (self._positive, self._positive_size)
@@ -273,8 +294,8 @@ class KeyCache:
         events = Counter(
             "sluice_key_cache_events_total",
             "Key lookups by outcome: hit, unknown_hit (negative cache), database (a query), "
-            "unknown_database (a query for a key in neither cache), throttled (refused, no query), "
-            "flush (the whole cache dropped).",
+            "unknown_database (a query for a key in neither cache), shared (answered by a query under "
+            "way), throttled (refused, no query), flush (the whole cache made stale).",
             ("event",),
         )
         for name, count in (
@@ -282,6 +303,7 @@ class KeyCache:
             ("unknown_hit", self.stats.negative_hits),
             ("database", self.stats.lookups),
             ("unknown_database", self.stats.unknown_lookups),
+            ("shared", self.stats.shared),
             ("throttled", self.stats.throttled),
             ("flush", self.stats.flushes),
         ):

@@ -82,6 +82,20 @@ async def test_a_database_key_is_looked_up_once(settings: Settings) -> None:
         assert ready["keys"]["status"] == "ok"
 
 
+async def test_requests_that_miss_together_share_one_lookup(settings: Settings) -> None:
+    if not settings.database_url.startswith("sqlite"):
+        return  # SQLite is where every commit (the ledger's too) makes the cache stale
+    async with asgi(app_on(settings)) as http:
+        key = (await http.post("/admin/keys", headers=MASTER, json={"name": "busy"})).json()["key"]
+        assert await models(http, key) == 200
+        # Another commit to the file: every cached entry is stale, and 50 requests arrive at once.
+        assert (await http.post("/admin/keys", headers=MASTER, json={"name": "other"})).status_code == 201
+        before = await lookups(http)
+        assert await asyncio.gather(*(models(http, key) for _ in range(50))) == [200] * 50
+        assert await lookups(http) - before <= 2  # one, plus one if a ledger batch committed meanwhile
+        assert await lookups(http, "shared") >= 45
+
+
 async def test_sqlite_sees_a_revocation_by_another_process(settings: Settings) -> None:
     if not settings.database_url.startswith("sqlite"):
         return  # PostgreSQL: test_key_replicas.py, through LISTEN/NOTIFY
