@@ -13,7 +13,7 @@ environment variables.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Annotated, Literal, TypeVar
 from urllib.parse import urlsplit
@@ -21,6 +21,9 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
+from gateway.core.sensitive.detectors import DetectorId, custom
+from gateway.core.sensitive.patterns import linear_problem
+from gateway.core.sensitive.rules import Mode, Rule, Tightening
 from gateway.names import OnViolation
 from gateway.upstream.providers import ROUTES, split_model
 from policies.catalog import Catalog, host_allowed
@@ -101,6 +104,32 @@ class AttestationConfig(Strict):
         )
 
 
+class SensitiveRuleConfig(Strict):
+    """`sensitive.rules[]` and `keys[].sensitive[]`: when one of `detectors` matches, add `require`."""
+
+    detectors: list[DetectorId] = Field(min_length=1)
+    require: PolicyNames = Field(min_length=1)
+    mode: Mode | None = None  # the section's mode when unset
+
+    def to_domain(self, mode: Mode) -> Rule:
+        return Rule(frozenset(self.detectors), self.require, (self.mode or mode) is Mode.ENFORCE)
+
+
+class CustomDetectorConfig(Strict):
+    """The `custom` detector: the operator's regular expressions and keywords (whole words, any case)."""
+
+    patterns: list[str] = Field(default_factory=list)
+    keywords: list[Annotated[str, Field(min_length=1, max_length=256)]] = Field(default_factory=list)
+
+
+class SensitiveConfig(Strict):
+    """`sensitive:` content-aware tightening (DESIGN.md, "Sensitive content"): rules only add policies."""
+
+    mode: Mode = Mode.ENFORCE
+    rules: list[SensitiveRuleConfig] = Field(default_factory=list)
+    custom: CustomDetectorConfig = CustomDetectorConfig()
+
+
 class KeyConfig(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,63}$")
     key_hash_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -108,6 +137,7 @@ class KeyConfig(Strict):
     policy: PolicyNames = ()
     models: list[str] | None = None
     on_violation: OnViolation | None = None
+    sensitive: list[SensitiveRuleConfig] = Field(default_factory=list)  # extra rules for this key
 
     @model_validator(mode="after")
     def _one_hash(self) -> KeyConfig:
@@ -137,10 +167,22 @@ class Config(Strict):
     models: list[ModelConfig] = Field(min_length=1)
     attestations: list[AttestationConfig] = Field(default_factory=list)
     keys: list[KeyConfig] = Field(default_factory=list)
+    sensitive: SensitiveConfig = SensitiveConfig()
     demo: Literal[True] | None = None
 
     def model(self, name: str) -> ModelConfig | None:
         return next((m for m in self.models if m.name == name), None)
+
+    def tightening(self) -> Tightening:
+        """The `sensitive:` rules, and each config key's own, ready to run (`check()` passed)."""
+        section = self.sensitive
+        detectors = dict(Tightening().detectors)
+        if section.custom.patterns or section.custom.keywords:
+            detectors[DetectorId.CUSTOM] = custom(section.custom.patterns, section.custom.keywords)
+        per_key = {
+            k.name: tuple(r.to_domain(section.mode) for r in k.sensitive) for k in self.keys if k.sensitive
+        }
+        return Tightening(tuple(r.to_domain(section.mode) for r in section.rules), per_key, detectors)
 
     def policy_table(self) -> dict[str, Policy]:
         return policy_table(p.to_domain() for p in self.policies)
@@ -244,6 +286,7 @@ def _salvage_key(item: object) -> KeyConfig | None:
         policy=tuple(p for p in policy if isinstance(p, str)) if isinstance(policy, list | tuple) else (),
         models=[m for m in models if isinstance(m, str)] if isinstance(models, list) else None,
         on_violation=None,
+        sensitive=[],
     )
 
 
@@ -267,6 +310,7 @@ def salvage(raw: object) -> Config | None:
         models=[m for m in map(_salvage_model, _list(raw, "models")) if m],
         attestations=[a for a in _each(AttestationConfig, _list(raw, "attestations")) if a],
         keys=[k for k in map(_salvage_key, _list(raw, "keys")) if k],
+        sensitive=_valid_part(SensitiveConfig, raw.get("sensitive") or {}) or SensitiveConfig(),
         demo=True if raw.get("demo") is True else None,
     )
 
@@ -371,6 +415,23 @@ def _check_deployment(
     return problems
 
 
+def _check_sensitive(config: Config, policies_ok: Callable[[str, Sequence[str]], None]) -> list[str]:
+    """`sensitive:`: known policies, linear-time custom patterns, `custom` only when it has some."""
+    problems: list[str] = []
+    custom_ = config.sensitive.custom
+    for i, pattern in enumerate(custom_.patterns):
+        problem = linear_problem(pattern)
+        if problem:
+            problems.append(f"sensitive.custom.patterns[{i}]: {problem}")
+    places = [(f"sensitive.rules[{i}]", r) for i, r in enumerate(config.sensitive.rules)]
+    places += [(f"keys.{k.name}.sensitive[{i}]", r) for k in config.keys for i, r in enumerate(k.sensitive)]
+    for where, rule in places:
+        policies_ok(f"{where}.require", rule.require)
+        if DetectorId.CUSTOM in rule.detectors and not (custom_.patterns or custom_.keywords):
+            problems.append(f"{where}: detector custom needs sensitive.custom.patterns or keywords")
+    return problems
+
+
 def check(config: Config, catalog: Catalog, *, allow_simulate: bool = False) -> list[str]:
     """Every problem that must stop start-up, one line each (empty when the config checks out)."""
     problems: list[str] = []
@@ -414,6 +475,7 @@ def check(config: Config, catalog: Catalog, *, allow_simulate: bool = False) -> 
         for host in att.hosts:
             if (owner := public_owner(host, catalog.public_hosts())) is not None:
                 problems.append(f"{where}: host {host} is an official host of {owner}; never the operator's")
+    problems += _check_sensitive(config, policies_ok)
     key_names = [k.name for k in config.keys]
     for key in config.keys:
         policies_ok(f"keys.{key.name}.policy", key.policy)

@@ -20,6 +20,7 @@ class Header(StrEnum):
     SOURCE = "X-Privacy-Source"
     AS_OF = "X-Privacy-As-Of"
     SIMULATED = "X-Privacy-Simulated"
+    SENSITIVE = "X-Privacy-Sensitive"  # detector ids whose rules tightened the policy (never matched text)
     REQUEST_ID = "X-Request-Id"
 
 

@@ -27,6 +27,8 @@ from starlette.responses import Response
 from gateway.audit import AuditEvent, AuditSink
 from gateway.auth import KeyRecord
 from gateway.config import Config
+from gateway.core.sensitive.detectors import WINDOW
+from gateway.core.sensitive.rules import NOTHING, Outcome
 from gateway.deployments import Deployment
 from gateway.errors import (
     InvalidRequest,
@@ -108,6 +110,14 @@ class Call:
     policy: PolicySet
     request_id: str
     started: float
+    sensitive: Outcome = NOTHING  # what content-aware tightening found (detector ids only)
+
+    def mark(self, headers: dict[str, str], privacy: dict[str, Any] | None = None) -> None:
+        """Say which detectors tightened the policy: `X-Privacy-Sensitive` and `privacy.sensitive`."""
+        if self.sensitive.tightened:
+            headers[Header.SENSITIVE] = self.sensitive.header
+            if privacy is not None:
+                privacy["sensitive"] = list(self.sensitive.tightened)
 
     def event(self, decision: str, status: int, **fields: Any) -> AuditEvent:
         return AuditEvent(
@@ -121,6 +131,7 @@ class Call:
             status=status,
             stream=self.parsed.stream,
             latency_ms=round((time.perf_counter() - self.started) * 1000, 3),
+            extra=self.sensitive.ledger(),
             **fields,
         )
 
@@ -142,11 +153,24 @@ class ChatService:
         self._adapter_for = adapter_for
         self._audit = audit
         self._resilience = resilience or Resilience()
+        self._tightening = config.tightening()
 
-    def effective_policy(self, key: KeyRecord, ask: PrivacyAsk) -> PolicySet:
+    async def sensitive(self, endpoint: str, key: KeyRecord, parsed: ParsedRequest) -> Outcome:
+        """Content-aware tightening: the detectors that matched the request's text, and the policies
+        the rules add (per-key rules: keys from the config file). A text past one scan window runs
+        in a worker thread, which yields the GIL between windows: the event loop keeps serving."""
+        per_key = key.name if key.origin == "config" else None
+        job = self._tightening.prepare(endpoint, parsed.fields, per_key)
+        if job is None:
+            return NOTHING
+        if len(job.text) <= WINDOW:
+            return job.run()
+        return await anyio.to_thread.run_sync(job.run)
+
+    def effective_policy(self, key: KeyRecord, ask: PrivacyAsk, added: tuple[str, ...] = ()) -> PolicySet:
         base = key.policy or self._config.server.default_policy
         try:
-            return resolve((*base, *ask.policies), self._policies)
+            return resolve((*base, *ask.policies, *added), self._policies)
         except UnknownPolicyError as exc:
             raise InvalidRequest(
                 f"unknown policy {exc.name[:64]!r}; see GET /v1/privacy/policies",
@@ -187,6 +211,9 @@ class ChatService:
                 )
             )
             exc.headers[Header.REQUEST_ID] = call.request_id
+            call.mark(exc.headers, exc.extra["privacy"])
+            if blocked and call.sensitive.tightened:
+                exc.message += f" (added because the request contains: {call.sensitive.header})"
             raise
 
     def _served(
@@ -216,6 +243,7 @@ class ChatService:
             plan.decision, call.request_id, plan.rerouted_from
         )
         error.headers.update(headers)
+        call.mark(error.headers)
         self._served(call, plan, dep, error.status, attempts, error_code=error.code.value)
         return error
 
@@ -266,6 +294,7 @@ class ChatService:
             )
             why = "failing (circuit open)"
         error.headers[Header.REQUEST_ID] = call.request_id
+        call.mark(error.headers)
         self._audit.record(call.event(plan.decision, error.status, error_code=error.code.value))
         log.warning(
             "%s no call made: every compliant deployment of %s is %s for %.0f s more (%s)",
@@ -340,6 +369,7 @@ class ChatService:
         headers, privacy = self._router.judge(plan.policy, dep)[1].for_request(
             plan.decision, call.request_id, plan.rerouted_from
         )
+        call.mark(headers, privacy)
         result["privacy"] = privacy
         prompt, completion = _tokens(result.get("usage"))
         self._served(call, plan, dep, 200, attempt, prompt_tokens=prompt, completion_tokens=completion)
@@ -356,6 +386,7 @@ class ChatService:
         headers, privacy = self._router.judge(plan.policy, dep)[1].for_request(
             plan.decision, call.request_id, plan.rerouted_from
         )
+        call.mark(headers, privacy)
         body = self._relay(call, plan, dep, opened, privacy, attempt)
         return RelayResponse(body, headers={**headers, **SSE_HEADERS}, media_type="text/event-stream")
 

@@ -107,6 +107,12 @@ def _print_report(found: Report) -> None:
         console.print("[yellow]served by channels without the no-training badge:[/]")
         for channel, count in found.served_without_no_training.items():
             console.print(f"  {channel}: {count}")
+    for label, counts in (
+        ("requests tightened by sensitive content, per detector", found.sensitive),
+        ("requests that report mode would have tightened, per detector", found.sensitive_report),
+    ):
+        if counts:
+            console.print(f"{label}: " + ", ".join(f"{name} {n}" for name, n in counts.items()))
     for title, counts in (
         ("by decision", found.decisions),
         ("by provider", found.providers),
@@ -145,6 +151,8 @@ def _write_csv(found: Report) -> None:
         ("channel", found.channels),
         ("badge", found.badges),
         ("served_without_no_training", found.served_without_no_training),
+        ("sensitive", found.sensitive),
+        ("sensitive_report", found.sensitive_report),
     ):
         for name, count in counts.items():
             out.writerow((section, name, count, "", "", "", "", ""))

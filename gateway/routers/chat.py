@@ -39,8 +39,9 @@ async def handle(request: Request, services: Services, endpoint: str) -> Respons
     parse = parse_chat if endpoint == CHAT else parse_embeddings
     parsed = parse(body, policy_header=header)
     del body  # its key set, and the fields that are not passed on
-    policy = services.chat.effective_policy(key, parsed.ask)
-    call = Call(endpoint, key, parsed, policy, request_id, started)
+    sensitive = await services.chat.sensitive(endpoint, key, parsed)
+    policy = services.chat.effective_policy(key, parsed.ask, sensitive.policies)
+    call = Call(endpoint, key, parsed, policy, request_id, started, sensitive)
     if parsed.stream:
         return await services.chat.stream(call)
     return await services.chat.complete(call)

@@ -4,8 +4,9 @@ What belongs here: queries over `audit_events` and `audit_writers` and the plain
 (rendering is the CLI's). The report answers "which requests reached which channels": counts by
 decision, provider, channel and badge; the share of served requests whose channel carries the
 `no-training` or `training-opt-in` badge, the two that pass `no-training-only` (served = sent to a
-deployment, whatever the upstream answered); and every
-blocked request with its reasons.
+deployment, whatever the upstream answered); every blocked request with its reasons; and how many
+requests each sensitive-content detector tightened (`sensitive`) or, in report mode, would have
+tightened (`sensitive_report`), from the ledger's `extra`, which holds detector ids only.
 """
 
 from __future__ import annotations
@@ -87,6 +88,8 @@ class Report:
     no_training_share: float | None = None
     served_without_no_training: dict[str, int] = field(default_factory=dict)
     blocked: list[BlockedRequest] = field(default_factory=list)
+    sensitive: dict[str, int] = field(default_factory=dict)
+    sensitive_report: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -99,6 +102,22 @@ async def _grouped(conn: Any, column: Any, where: Sequence[ColumnElement[bool]])
     return {
         str(value) if value is not None else "-": int(count) for value, count in await conn.execute(query)
     }
+
+
+async def _sensitive(
+    conn: Any, where: Sequence[ColumnElement[bool]]
+) -> tuple[dict[str, int], dict[str, int]]:
+    """Requests per detector id: tightened (`extra.sensitive`) and reported only (`extra.sensitive_report`).
+    Counted here rather than in SQL: JSON functions differ between SQLite and PostgreSQL."""
+    tightened: Counter[str] = Counter()
+    reported: Counter[str] = Counter()
+    async for row in await conn.stream(select(audit_events.c.extra).where(*where)):
+        extra = row.extra if isinstance(row.extra, dict) else {}
+        for counter, name in ((tightened, "sensitive"), (reported, "sensitive_report")):
+            ids = extra.get(name)
+            if isinstance(ids, list):
+                counter.update(str(i) for i in ids)
+    return dict(tightened.most_common()), dict(reported.most_common())
 
 
 async def report(
@@ -143,6 +162,7 @@ async def report(
                     reasons=list(row.reasons),
                 )
             )
+        result.sensitive, result.sensitive_report = await _sensitive(conn, where)
     result.badges = dict(badges.most_common())
     result.served_without_no_training = dict(elsewhere.most_common())
     if result.served:

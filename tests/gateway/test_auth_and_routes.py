@@ -837,13 +837,19 @@ async def test_q2_control_tightening_is_honoured(http: httpx.AsyncClient, fake: 
         ({"privacy": {"policy": ["zero-retention"]}}, {}),
     ):
         response = await http.post(CHAT, json=chat_body(**extra), headers={**AUTH, **headers})
+        # gpt-4o-mini's only deployment keeps data 30 days: the demo key reroutes to its self-hosted
+        # reroute target (the demo's `reroute_to`), never to openai.api.
+        assert response.headers["X-Privacy-Decision"] == "rerouted", response.text
+        assert response.headers["X-Privacy-Channel"] == "self_hosted.vllm"
+        blocked = {**extra, "privacy": {**extra.get("privacy", {}), "on_violation": "block"}}
+        response = await http.post(CHAT, json=chat_body(**blocked), headers={**AUTH, **headers})
         error_of(response, 403, "no_compliant_deployment")
-    assert len(fake.requests) == 1  # only the first, unrestricted call
+    assert len(fake.requests) == 4  # the first, unrestricted call and the three rerouted ones
     # deepseek-chat's reroute target complies with the legal key's policy: the 403s above for
     # `privacy.on_violation: reroute` are the key's `block` holding, not a reroute with nowhere to go.
     local = await http.post(CHAT, json=chat_body("llama-local"), headers=bearer(LEGAL_KEY))
     assert local.status_code == 200, local.text
-    assert len(fake.requests) == 2
+    assert len(fake.requests) == 5
 
 
 # =================================================================================================

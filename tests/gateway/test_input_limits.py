@@ -650,10 +650,10 @@ async def test_i6_duplicate_privacy_asks_the_last_one_is_the_policy_checked_and_
     pair = f"{loose}, {strict}" if strict_last else f"{strict}, {loose}"
     response = await app.http.post(CHAT, content=_with(pair), headers=JSON_HEADERS)
     policy = [p.strip() for p in response.headers["X-Privacy-Policy"].split(",")]
-    if strict_last:  # OpenAI's API has no zero-retention agreement in the demo: blocked
-        error_of(response, 403, "no_compliant_deployment")
+    if strict_last:  # OpenAI's API has no zero-retention agreement in the demo: rerouted (reroute_to)
+        assert response.headers["X-Privacy-Decision"] == "rerouted", response.text
+        assert response.headers["X-Privacy-Channel"] == "self_hosted.vllm"
         assert "zero-retention" in policy
-        no_upstream(app)
     else:
         assert response.status_code == 200, response.text
         assert "zero-retention" not in policy

@@ -77,14 +77,15 @@ async def test_repeated_privacy_policy_lines_are_one_list(
 ) -> None:
     """The second line tightens as a comma would: gpt-4o-mini (30-day retention) is blocked."""
     lines = [("x-privacy-policy", "api-channel-only"), ("x-privacy-policy", "zero-retention")]
-    blocked = await http.post(CHAT, json=chat_body(), headers=[*AUTH.items(), *lines])
+    block = chat_body(privacy={"on_violation": "block"})  # the demo reroutes gpt-4o-mini otherwise
+    blocked = await http.post(CHAT, json=block, headers=[*AUTH.items(), *lines])
     error_of(blocked, 403, "no_compliant_deployment")
     assert "zero-retention" in blocked.headers["x-privacy-policy"]
     no_upstream(fake)
     # Control: the first line alone is served, and the lines reversed are blocked as well.
-    alone = await http.post(CHAT, json=chat_body(), headers=[*AUTH.items(), lines[0]])
+    alone = await http.post(CHAT, json=block, headers=[*AUTH.items(), lines[0]])
     assert alone.status_code == 200, alone.text
-    reversed_lines = await http.post(CHAT, json=chat_body(), headers=[*AUTH.items(), *lines[::-1]])
+    reversed_lines = await http.post(CHAT, json=block, headers=[*AUTH.items(), *lines[::-1]])
     error_of(reversed_lines, 403, "no_compliant_deployment")
     assert len(fake.requests) == 1
 

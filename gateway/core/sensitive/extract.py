@@ -1,0 +1,71 @@
+"""The text a model reads in a request, per wire format: what the detectors scan.
+
+What belongs here: one function per wire format, from a validated request's fields to the strings
+it carries (every message's text, whoever wrote it: system and developer prompts, user turns,
+assistant turns, tool results, tool-call arguments and names), and `EXTRACTORS`, keyed by the
+service's endpoint name. Adding a wire format (OpenAI's Responses API, Anthropic's Messages API)
+is one function here and one entry in `EXTRACTORS`; nothing else changes.
+
+Not text, so not scanned: images, audio and files (base64 data would only add false positives),
+and embedding inputs given as token ids.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+Extractor = Callable[[Mapping[str, Any]], Iterator[str]]
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+
+
+def _content(content: Any) -> Iterator[str]:
+    """A message's `content`: a string, or parts of which `text` (and `refusal`) parts are text."""
+    if isinstance(content, str):
+        yield content
+    elif isinstance(content, list):
+        for part in content:
+            if isinstance(part, dict):
+                yield from _strings(part.get("text"))
+                yield from _strings(part.get("refusal"))
+
+
+def _call(call: Any) -> Iterator[str]:
+    """A tool or function call an assistant made: its name and its arguments (a JSON string)."""
+    if isinstance(call, dict):
+        function = call.get("function", call)
+        if isinstance(function, dict):
+            yield from _strings(function.get("name"))
+            yield from _strings(function.get("arguments"))
+
+
+def chat_texts(fields: Mapping[str, Any]) -> Iterator[str]:
+    """OpenAI Chat Completions: every message of every role."""
+    messages = fields.get("messages")
+    for message in messages if isinstance(messages, list) else ():
+        if not isinstance(message, dict):
+            continue
+        yield from _content(message.get("content"))
+        yield from _strings(message.get("refusal"))
+        yield from _strings(message.get("name"))
+        calls = message.get("tool_calls")
+        for call in calls if isinstance(calls, list) else ():
+            yield from _call(call)
+        yield from _call(message.get("function_call"))
+
+
+def embedding_texts(fields: Mapping[str, Any]) -> Iterator[str]:
+    """OpenAI Embeddings: `input` as a string or an array of strings (token ids are not text)."""
+    value = fields.get("input")
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+
+
+EXTRACTORS: dict[str, Extractor] = {"chat": chat_texts, "embeddings": embedding_texts}
