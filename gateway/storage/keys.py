@@ -27,7 +27,7 @@ from gateway.errors import SluiceError
 from gateway.names import ErrorCode, ErrorType, OnViolation
 from gateway.storage.chain import utc
 from gateway.storage.db import Database, api_keys
-from gateway.storage.key_cache import notify_change
+from gateway.storage.key_channels import notify_change
 from gateway.storage.ledger import DB_ERRORS, describe
 
 log = logging.getLogger("sluice.keys")

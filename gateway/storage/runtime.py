@@ -18,15 +18,8 @@ from collections.abc import Collection
 from gateway.config import ConfigError
 from gateway.settings import Settings
 from gateway.storage.db import Database
-from gateway.storage.key_cache import (
-    FALLBACK_TTL,
-    UNKNOWN_PER_SECOND,
-    ChangeSource,
-    KeyCache,
-    NoChanges,
-    PgChangeListener,
-    SqliteVersionWatch,
-)
+from gateway.storage.key_cache import FALLBACK_TTL, UNKNOWN_PER_SECOND, ChangeSource, KeyCache, NoChanges
+from gateway.storage.key_channels import PgChangeListener, SqliteVersionWatch
 from gateway.storage.keys import DatabaseKeyStore, active_names
 from gateway.storage.ledger import DB_ERRORS, LedgerSink, describe
 from gateway.storage.spool import Spool

@@ -23,7 +23,7 @@ import httpx
 from sqlalchemy.engine import make_url
 
 from gateway.settings import Settings
-from gateway.storage.key_cache import LISTENER_NAME
+from gateway.storage.key_channels import LISTENER_NAME
 from tests.conftest import ROOT, chat_body
 from tests.storage.conftest import MASTER, PG_HOST, PG_PORT, app_on, asgi, wait_for
 
