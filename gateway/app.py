@@ -146,6 +146,7 @@ def build_services(
         breaker=resilience.breaker,
         audit=audit,
         ledger=audit if isinstance(audit, LedgerSink) else None,
+        keys=storage.keys if storage is not None and storage.keys in key_stores else None,
         body_budget=body_budget,
     )
     chat_service = ChatService(

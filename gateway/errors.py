@@ -23,7 +23,8 @@ ever FastAPI's `{"detail": ...}`, a 422, or a traceback. Messages never echo req
      ├── UnsupportedMediaType (415)
      ├── RateLimited (429)         rate_limited
      ├── UpstreamFailure (502/504) upstream_unavailable, upstream_timeout
-     └── KeyStoreUnavailable (503) internal_error (the database holding keys did not answer)
+     ├── KeyStoreUnavailable (503) internal_error (the database holding keys did not answer)
+     └── UnknownKeysThrottled (503) internal_error (too many unknown keys this second to check)
 """
 
 from __future__ import annotations
@@ -200,6 +201,14 @@ class UpstreamFailure(SluiceError):
 
 class KeyStoreUnavailable(SluiceError):
     """The database holding keys did not answer: the key cannot be checked, so it is not accepted."""
+
+    status = 503
+    type = ErrorType.SERVER
+    code = ErrorCode.INTERNAL
+
+
+class UnknownKeysThrottled(SluiceError):
+    """Too many unknown keys this second: this one could not be checked, so it is not accepted."""
 
     status = 503
     type = ErrorType.SERVER

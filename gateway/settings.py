@@ -63,6 +63,13 @@ class Settings(BaseSettings):
     allow_simulate: bool = Field(default=False, description="set by `sluice demo` only")
     fake_upstream_url: str | None = Field(default=None, description="where simulated deployments go (demo)")
     audit_spool: Path = Path("sluice-audit.spool")
+    # Database keys are cached (gateway/storage/key_cache.py); these bound it when changes may be missed.
+    key_cache_fallback_ttl: float = Field(
+        default=5.0, ge=0, description="seconds a cached key is trusted while LISTEN is down (0: no cache)"
+    )
+    unknown_key_lookups_per_second: float = Field(
+        default=20.0, ge=1, description="database lookups for unknown keys, per second and process"
+    )
     env_file: Path | None = None
 
     @field_validator("master_key")

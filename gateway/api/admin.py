@@ -152,6 +152,7 @@ async def post_key(request: Request, storage: StorageDep, services: ServicesDep)
             )
     except KeyNameTaken as exc:
         raise NameTaken(str(exc), param="name") from None
+    storage.keys.changed("create", stored.name)  # this replica at once; the others by notification
     return json_response({**stored.as_dict(now), "key": key}, status=201)
 
 
@@ -161,4 +162,5 @@ async def delete_key(name: str, storage: StorageDep) -> Response:
             stored = await revoke_key(storage.db, name)
     except KeyNotFound as exc:
         raise NotFound(str(exc)) from None
+    storage.keys.changed("revoke", stored.name)  # this replica at once; the others by notification
     return json_response(stored.as_dict(datetime.now(UTC)))

@@ -277,6 +277,12 @@ class BreakerView(Protocol):
     def state(self, key: str) -> BreakerState: ...
 
 
+class FamilySource(Protocol):
+    """Something that adds its own families at scrape time (the key cache)."""
+
+    def families(self) -> list[Family]: ...
+
+
 class LedgerView(Protocol):
     @property
     def backlog(self) -> int: ...
@@ -316,6 +322,7 @@ class GatewayMetrics:
         breaker: BreakerView,
         audit: AuditSink,
         ledger: LedgerView | None = None,
+        keys: FamilySource | None = None,
         loop_lag: LoopLag | None = None,
         proc: Path = Path("/proc/self"),
         body_budget: BodyBudgetView | None = None,
@@ -327,6 +334,7 @@ class GatewayMetrics:
         self.breaker = breaker
         self.audit = audit
         self.ledger = ledger
+        self.keys = keys
         self.loop_lag = loop_lag or LoopLag()
         self.http = HttpResponses()
         self.proc = proc
@@ -392,5 +400,7 @@ class GatewayMetrics:
 
     def render(self) -> str:
         families = [self.http.counter, *self._gateway(), *self._audit(), *loop_families(self.loop_lag)]
+        if self.keys is not None:
+            families += self.keys.families()
         families += process_families(self.proc)
         return self.requests.render() + render(families)

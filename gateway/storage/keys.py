@@ -2,8 +2,9 @@
 
 What belongs here: creating a key (the plaintext is returned once and never stored: only its
 `sha256:<hex>` hash, from `gateway.core.auth.hash_key`), listing and revoking keys, checking a new key's
-fields, and looking a presented key's hash up for every request. There is no cache: a revoked or
-expired key is refused on the next request on every replica sharing the database.
+fields, and looking a presented key's hash up (`gateway.storage.key_cache` caches the answers). Every change
+to `api_keys` calls `notify_change` inside its transaction, so that a revoked key is refused on the
+next request on every replica sharing the database.
 A database that does not answer fails closed with 503 (never a silent 401 or a stale answer).
 """
 
@@ -26,6 +27,7 @@ from gateway.errors import KeyStoreUnavailable
 from gateway.names import OnViolation
 from gateway.storage.chain import utc
 from gateway.storage.db import Database, api_keys
+from gateway.storage.key_channels import notify_change
 from gateway.storage.ledger import DB_ERRORS, describe
 
 log = logging.getLogger("sluice.keys")
@@ -151,6 +153,7 @@ async def create_key(
             await conn.execute(api_keys.insert().values(values))
         except IntegrityError:
             raise KeyNameTaken(f"a key named {name!r} was created meanwhile") from None
+        await notify_change(conn, "create", name)
     stored = StoredKey(
         name=name,
         policy=tuple(policy),
@@ -190,29 +193,42 @@ async def revoke_key(db: Database, name: str, *, now: datetime | None = None) ->
             .returning(*api_keys.c)
         )
         row = result.first()
+        if row is not None:
+            await notify_change(conn, "revoke", name)
     if row is None:
         raise KeyNotFound(f"no active key named {name!r}")
     return _stored(row)
 
 
 class DatabaseKeyStore:
-    """`KeyStore` over `api_keys`: one indexed lookup per request, no cache."""
+    """`KeyStore` over `api_keys`: one indexed lookup (`KeyCache` stands in front of it)."""
 
     def __init__(self, db: Database, *, reserved_names: Collection[str] = ()) -> None:
         self._db = db
         self._reserved = frozenset(reserved_names) | {MASTER}
 
     async def find(self, key_hash: str) -> KeyRecord | None:
+        row = await self._row(api_keys.c.key_hash == key_hash)
+        if row is None or not hmac.compare_digest(row.key_hash.encode(), key_hash.encode()):
+            return None
+        return self._record(row)
+
+    async def find_active(self, name: str) -> KeyRecord | None:
+        """The unrevoked key named `name` (the key cache learns a new key's hash this way)."""
+        row = await self._row((api_keys.c.name == name) & api_keys.c.revoked_at.is_(None))
+        return self._record(row) if row is not None else None
+
+    async def _row(self, where: Any) -> Any:
         try:
             await self._db.ensure_schema()
             async with self._db.engine.connect() as conn:
-                result = await conn.execute(select(api_keys).where(api_keys.c.key_hash == key_hash))
-                row = result.first()
+                result = await conn.execute(select(api_keys).where(where))
+                return result.first()
         except DB_ERRORS as exc:
             log.error("key store %s unavailable: %s", self._db.display_url, describe(exc))
             raise KeyStoreUnavailable("the key store is unavailable; try again shortly") from None
-        if row is None or not hmac.compare_digest(row.key_hash.encode(), key_hash.encode()):
-            return None
+
+    def _record(self, row: Any) -> KeyRecord | None:
         if row.name in self._reserved:
             log.error("database key %r has the name of a config key; refused", row.name)
             return None

@@ -12,7 +12,7 @@ from gateway.settings import Settings
 from gateway.storage.db import Database
 from gateway.storage.keys import create_key, revoke_key
 from tests.conftest import AUTH, chat_body
-from tests.storage.conftest import MASTER, app_on, asgi, dump_tables, free_port
+from tests.storage.conftest import MASTER, app_on, asgi, dump_tables, free_port, wait_for
 from tests.storage.support import sluice
 
 
@@ -118,8 +118,13 @@ async def test_cli_key_lifecycle(settings: Settings) -> None:
         listed = await sluice("keys", "list", "--json", url=url)
         assert '"status": "active"' in listed.stdout and key not in listed.stdout
         assert (await sluice("keys", "revoke", "legal", url=url)).exit_code == 0
-        gone = await http.post("/v1/chat/completions", headers=bearer(key), json=chat_body("llama-local"))
-        assert gone.status_code == 401
+
+        async def refused() -> bool:
+            gone = await http.post("/v1/chat/completions", headers=bearer(key), json=chat_body("llama-local"))
+            return gone.status_code == 401
+
+        # SQLite: the next request (data_version); PostgreSQL: once the notification has arrived.
+        await wait_for(refused, "the revocation to reach the gateway")
     assert (await sluice("keys", "revoke", "legal", url=url)).exit_code == 1
     assert (await sluice("keys", "list", url=url)).exit_code == 0
     refused = await sluice("keys", "create", "--name", "demo", "--policy", "nope", url=url)
@@ -157,8 +162,15 @@ async def test_revocation_is_seen_by_a_second_replica(
             await b.post("/v1/chat/completions", headers=bearer(key), json=chat_body())
         ).status_code == 200
         assert (await a.delete("/admin/keys/contractor", headers=MASTER)).status_code == 200
-        refused = await b.post("/v1/chat/completions", headers=bearer(key), json=chat_body())
-        assert refused.status_code == 401
+        assert (
+            await a.post("/v1/chat/completions", headers=bearer(key), json=chat_body())
+        ).status_code == 401, "the replica that revoked refuses the key at once"
+
+        async def refused() -> bool:
+            answer = await b.post("/v1/chat/completions", headers=bearer(key), json=chat_body())
+            return answer.status_code == 401
+
+        await wait_for(refused, "the revocation to reach the other replica (LISTEN/NOTIFY)")
         listed = (await b.get("/admin/keys", headers=MASTER)).json()["data"]
         assert [k["status"] for k in listed] == ["revoked"]
 
