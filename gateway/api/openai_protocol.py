@@ -99,6 +99,8 @@ CHAT_FIELDS = frozenset(
         "tool_choice",
         "parallel_tool_calls",
         "user",
+        "safety_identifier",  # OpenAI's successor of `user`: a stable id of the end user, for abuse checks
+        "prompt_cache_key",  # routes to a warm prompt cache; no retention beyond the default cache's
         "functions",
         "function_call",
         "modalities",
@@ -430,6 +432,9 @@ def parse_chat(parsed: JsonBody, *, policy_header: str | None) -> ParsedRequest:
     for name in ("response_format", "stream_options"):
         if fields.get(name) is not None and not isinstance(fields[name], dict):
             raise bad(f"{name} must be an object", param=name)
+    for name in ("user", "safety_identifier", "prompt_cache_key"):
+        if fields.get(name) is not None and not isinstance(fields[name], str):
+            raise bad(f"{name} must be a string", param=name)
     if not stream:
         fields.pop("stream_options", None)
     return ParsedRequest(model, stream, fields, _privacy_ask(body, policy_header))

@@ -73,6 +73,8 @@ UPSTREAM_CHAT_FIELDS = frozenset(
         "tool_choice",
         "parallel_tool_calls",
         "user",
+        "safety_identifier",
+        "prompt_cache_key",
         "functions",
         "function_call",
         "modalities",

@@ -620,6 +620,25 @@ async def test_upstream_body_is_allowlisted_with_config_model_and_key(
     assert BLOCK_KEY not in str(request.headers) and BLOCK_KEY.encode() not in request.content
 
 
+@pytest.mark.parametrize("field", ["safety_identifier", "prompt_cache_key"])
+async def test_fields_openai_defines_since_reach_the_upstream(
+    http: httpx.AsyncClient, upstream: respx.MockRouter, field: str
+) -> None:
+    """Spec-valid fields real clients send (Codex sends `prompt_cache_key`; `safety_identifier`
+    replaces `user`) pass through to an OpenAI-wire upstream; litellm drops what a provider lacks."""
+    found = routes(upstream)
+    for model, name in (("gpt", "openai"), ("claude", "anthropic")):
+        body = chat_body(model, **{field: "end-user-7f3a"})
+        response = await http.post("/v1/chat/completions", json=body, headers=bearer(BLOCK_KEY))
+        assert response.status_code == 200, response.text
+        sent = json.loads(found[name].calls.last.request.content)
+        assert model == "claude" or sent[field] == "end-user-7f3a"
+    response = await http.post(
+        "/v1/chat/completions", json=chat_body("gpt", **{field: 7}), headers=bearer(BLOCK_KEY)
+    )
+    assert error_of(response, 400)["param"] == field
+
+
 async def test_litellm_upstream_gets_config_key_and_model(
     http: httpx.AsyncClient, upstream: respx.MockRouter, env_keys: dict[str, str]
 ) -> None:
