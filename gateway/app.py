@@ -17,6 +17,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import date
+from typing import TypedDict, Unpack
 
 from fastapi import FastAPI
 
@@ -242,27 +243,20 @@ def build_app(services: Services) -> FastAPI:
     return app
 
 
-def create_app(
-    settings: Settings,
-    *,
-    catalog: Catalog | None = None,
-    config: Config | None = None,
-    audit: AuditSink | None = None,
-    key_stores: Sequence[KeyStore] = (),
-    today: date | None = None,
-    resilience: Resilience | None = None,
-) -> FastAPI:
+class ServiceOverrides(TypedDict, total=False):
+    """What tests and the CLI may hand `build_services` instead of building it from settings."""
+
+    catalog: Catalog | None
+    config: Config | None
+    audit: AuditSink | None
+    key_stores: Sequence[KeyStore]
+    today: date | None
+    resilience: Resilience | None
+
+
+def create_app(settings: Settings, **overrides: Unpack[ServiceOverrides]) -> FastAPI:
     """`build_services` then `build_app`: the app tests, the CLI and uvicorn's factory run."""
-    services = build_services(
-        settings,
-        catalog=catalog,
-        config=config,
-        audit=audit,
-        key_stores=key_stores,
-        today=today,
-        resilience=resilience,
-    )
-    return build_app(services)
+    return build_app(build_services(settings, **overrides))
 
 
 def app_from_env() -> FastAPI:
