@@ -106,7 +106,7 @@ def wait_ready(server: Server, path: str, timeout: float) -> float:
 
 
 def start_upstream(python: str, *, cpus: str | None, workdir: Path, env: Mapping[str, str]) -> Server:
-    """The fake upstream (gateway.testing.fake_upstream) on a free port, recording nothing."""
+    """The fake upstream (sluice_fakes.fake_upstream) on a free port, recording nothing."""
     out = workdir / "upstream.out"
     out.unlink(missing_ok=True)
     command = pinned(
@@ -114,7 +114,7 @@ def start_upstream(python: str, *, cpus: str | None, workdir: Path, env: Mapping
         [
             python,
             "-m",
-            "gateway.testing.fake_upstream",
+            "sluice_fakes.fake_upstream",
             "--host",
             HOST,
             "--port",

@@ -6,7 +6,7 @@
 What it does, in order (see bench/README.md):
 
 1. creates bench/.venv with LiteLLM Proxy from PyPI if it is missing (never shared with Sluice);
-2. starts the fake upstream (gateway.testing.fake_upstream) as its own process;
+2. starts the fake upstream (sluice_fakes.fake_upstream) as its own process;
 3. measures start-up to ready of Sluice (`sluice demo --upstream ...`, bench/sluice-bench.yaml)
    and LiteLLM Proxy (bench/litellm-bench.yaml), each its own process with one worker;
 4. warms every target up, then runs every scenario (bench/scenarios.py) against direct, Sluice

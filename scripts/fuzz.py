@@ -30,11 +30,11 @@ if str(ROOT) not in sys.path:
 
 import httpx  # noqa: E402
 from hypothesis import HealthCheck, Phase, given, seed, settings  # noqa: E402
+from sluice_fakes.fake_upstream import FakeUpstream  # noqa: E402
 
 from gateway.app import create_app  # noqa: E402
 from gateway.observability.audit import MemoryAuditSink  # noqa: E402
 from gateway.settings import Settings  # noqa: E402
-from gateway.testing.fake_upstream import FakeUpstream  # noqa: E402
 from tests.gateway.fuzzing import (  # noqa: E402
     CANARY,
     FuzzRequest,

@@ -34,7 +34,8 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from gateway.testing.fake_upstream import FakeUpstream
+from sluice_fakes.fake_upstream import FakeUpstream
+
 from scripts.demo_stack import KEY, chat_body, pct, sluice_demo
 
 CHUNKS = 20

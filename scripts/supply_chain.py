@@ -3,7 +3,8 @@
 - litellm 1.82.7 and 1.82.8 (the compromised PyPI releases of March 2026, which shipped a
   credential-stealing `litellm_init.pth`);
 - installed versions below the fix of an advisory listed in the security checklist;
-- any `*.pth` file in site-packages other than setuptools' own and Sluice's editable install, or an
+- any `*.pth` file in site-packages other than setuptools' own and the editable installs of Sluice
+  and its fake upstream, or an
   allowed name whose content runs code it should not (a `.pth` line starting with `import` runs at
   every Python start);
 - a lock file entry without a hash.
@@ -33,7 +34,7 @@ FLOORS = {
     "h11": ("0.16.0", "CVE-2025-43859: request smuggling through chunked encoding"),
     "starlette": ("0.40.0", "CVE-2024-47874: multipart form DoS"),
 }
-EDITABLE = re.compile(r"__editable__\.sluice-[0-9][0-9A-Za-z.+-]*\.pth")
+EDITABLE = re.compile(r"__editable__\.sluice(?:_fakes)?-[0-9][0-9A-Za-z.+-]*\.pth")
 SETUPTOOLS_PTH = "distutils-precedence.pth"
 SETUPTOOLS_LINE = "import os; var = 'SETUPTOOLS_USE_DISTUTILS'"
 # setuptools' editable install: a path, or an import of its own finder for this package, nothing else

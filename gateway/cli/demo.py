@@ -140,8 +140,15 @@ def _fake_upstream(existing: str | None) -> Iterator[str]:
     if existing:
         yield existing
         return
-    from gateway.testing.fake_upstream import FakeUpstream
-
+    try:
+        from sluice_fakes.fake_upstream import FakeUpstream
+    except ModuleNotFoundError:
+        raise typer.BadParameter(
+            "the demo answers from the fake upstream, which is not installed with Sluice itself: "
+            "install it from the checkout with `pip install --no-deps -e ./fakes`, "
+            "or pass --upstream URL of one already running",
+            param_hint="--upstream",
+        ) from None
     with FakeUpstream.in_thread() as fake:
         yield fake.url
 

@@ -45,6 +45,9 @@ def _run(
     return done
 
 
+IGNORED = ("__pycache__", "*.pyc")
+
+
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A virtual environment with Sluice installed from its wheel (not editable); its interpreter."""
@@ -56,16 +59,20 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     source.mkdir()
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, source / name)
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    ignore = shutil.ignore_patterns(*IGNORED)
     for package in ("gateway", "policies"):
         shutil.copytree(ROOT / package, source / package, ignore=ignore)
+    shutil.copytree(ROOT / "fakes", source / "fakes", ignore=shutil.ignore_patterns(*IGNORED, "*.egg-info"))
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input", "--quiet"]
-    _run([*pip, "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-w", str(root), str(source)])
+    build = [*pip, "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-w", str(root)]
+    _run([*build, str(source)])
+    _run([*build, str(source / "fakes")])
     (wheel,) = root.glob("sluice-*.whl")
+    (fakes,) = root.glob("sluice_fakes-*.whl")
     venv = root / "venv"
     _run([sys.executable, "-m", "venv", "--without-pip", str(venv)])
     python = venv / "bin" / "python"
-    _run([*pip, "--python", str(python), "install", "--no-deps", "--no-index", str(wheel)])
+    _run([*pip, "--python", str(python), "install", "--no-deps", "--no-index", str(wheel), str(fakes)])
     site = Path(
         _run([str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"]).stdout.strip()
     )
@@ -80,10 +87,12 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     yield python
 
 
-def test_the_wheel_carries_the_demo_config(installed: Path) -> None:
+def test_the_wheel_carries_the_demo_config_and_no_test_fakes(installed: Path) -> None:
     (wheel,) = installed.parents[2].glob("sluice-*.whl")
     with zipfile.ZipFile(wheel) as archive:
-        assert "gateway/demo/demo.yaml" in archive.namelist()
+        names = archive.namelist()
+    assert "gateway/demo/demo.yaml" in names
+    assert not [name for name in names if name.startswith(("sluice_fakes/", "gateway/testing/"))]
 
 
 def test_the_installed_package_reads_its_demo_config(installed: Path) -> None:

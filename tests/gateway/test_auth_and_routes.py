@@ -34,13 +34,13 @@ import pytest
 import respx
 from fastapi import FastAPI
 from fastapi.routing import APIRoute, iter_route_contexts
+from sluice_fakes.fake_upstream import FakeUpstream
 from starlette.routing import Route
 
 from gateway.app import create_app
 from gateway.observability.audit import MemoryAuditSink
 from gateway.server.edge import Guarded
 from gateway.settings import Settings
-from gateway.testing.fake_upstream import FakeUpstream
 from gateway.upstream.litellm_adapter import load_litellm
 from tests.conftest import AUTH, DEMO_CONFIG, DEMO_KEY, LEGAL_KEY, chat_body
 from tests.gateway.support import (

@@ -22,12 +22,12 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from sluice_fakes.fake_upstream import FakeUpstream
 
 from gateway.api.openai_protocol import parse_chat
 from gateway.errors import SluiceError
 from gateway.server.jsonbody import MAX_CONTAINERS, MAX_DEPTH, parse_body
 from gateway.settings import Settings
-from gateway.testing.fake_upstream import FakeUpstream
 from tests.conftest import AUTH, DEMO_CONFIG
 from tests.gateway.body_shapes import MAX_BODY, SHAPES, shape
 from tests.gateway.support import build_app, error_of, mocked_internet, openai_completion, serving

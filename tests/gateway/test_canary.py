@@ -24,10 +24,10 @@ import pytest
 import respx
 import uvicorn
 from fastapi import FastAPI
+from sluice_fakes.fake_upstream import FakeUpstream
 
 from gateway.observability.audit import MemoryAuditSink
 from gateway.settings import Settings
-from gateway.testing.fake_upstream import FakeUpstream
 from tests.gateway.support import (
     LITELLM_WARNINGS,
     bearer,

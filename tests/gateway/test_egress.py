@@ -175,7 +175,7 @@ def fake_process(tmp_path: Path) -> Iterator[tuple[str, int]]:
         [
             sys.executable,
             "-m",
-            "gateway.testing.fake_upstream",
+            "sluice_fakes.fake_upstream",
             "--host",
             "127.0.0.1",
             "--port",

@@ -15,9 +15,9 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from sluice_fakes.fake_upstream import FakeUpstream
 
 from gateway.settings import Settings
-from gateway.testing.fake_upstream import FakeUpstream
 from tests.conftest import AUTH, DEMO_CONFIG, DEMO_KEY, LEGAL_KEY, chat_body
 from tests.gateway.support import (
     BADGE_HEADERS,

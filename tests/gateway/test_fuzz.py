@@ -15,11 +15,11 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
+from sluice_fakes.fake_upstream import FakeUpstream
 
 from gateway.app import create_app
 from gateway.observability.audit import MemoryAuditSink
 from gateway.settings import Settings
-from gateway.testing.fake_upstream import FakeUpstream
 from tests.gateway.fuzzing import (
     FuzzRequest,
     arbitrary_requests,

@@ -12,11 +12,11 @@ import httpx
 import pytest
 import uvicorn
 from fastapi import FastAPI
+from sluice_fakes.fake_upstream import FakeUpstream
 
 from gateway.app import create_app
 from gateway.observability.audit import MemoryAuditSink
 from gateway.settings import Settings
-from gateway.testing.fake_upstream import FakeUpstream
 from tests.conftest import AUTH, LEGAL_KEY, chat_body
 
 LIMIT = 200  # polls of 50 ms: a bound, never an expectation

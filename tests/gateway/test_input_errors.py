@@ -12,9 +12,9 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from sluice_fakes.fake_upstream import FakeUpstream
 
 from gateway.settings import Settings
-from gateway.testing.fake_upstream import FakeUpstream
 from tests.conftest import AUTH, DEMO_CONFIG, DEMO_KEY, chat_body
 from tests.gateway.support import bearer, build_app, error_of, key_hash, serving
 

@@ -23,10 +23,10 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
+from sluice_fakes.fake_upstream import FakeUpstream
 
 from gateway.observability.audit import MemoryAuditSink
 from gateway.settings import Settings
-from gateway.testing.fake_upstream import FakeUpstream
 from tests.conftest import AUTH, DEMO_CONFIG, DEMO_KEY, chat_body
 from tests.gateway.support import (
     build_app,

@@ -24,6 +24,7 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 from pydantic import SecretStr
+from sluice_fakes.fake_upstream import FakeUpstream
 
 from gateway.app import create_app
 from gateway.names import Endpoint
@@ -37,7 +38,6 @@ from gateway.observability.metrics import (
 )
 from gateway.observability.prometheus import Counter, Gauge, Histogram, render
 from gateway.settings import Settings
-from gateway.testing.fake_upstream import FakeUpstream
 from tests.conftest import AUTH, DEMO_KEY, chat_body
 from tests.gateway.support import LITELLM_WARNINGS, bearer, error_of, serving
 

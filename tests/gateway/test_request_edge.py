@@ -23,13 +23,13 @@ from typing import Any
 
 import httpx
 import pytest
+from sluice_fakes.fake_upstream import FakeUpstream
 
 from gateway.app import create_app
 from gateway.core.auth import hash_key
 from gateway.observability.audit import MemoryAuditSink
 from gateway.observability.logs import Redactor
 from gateway.settings import Settings
-from gateway.testing.fake_upstream import FakeUpstream
 from tests.conftest import AUTH, DEMO_KEY, chat_body
 from tests.gateway.support import (
     bearer,

@@ -15,8 +15,8 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import httpx
+from sluice_fakes.fake_upstream import FakeUpstream
 
-from gateway.testing.fake_upstream import FakeUpstream
 from tests.conftest import AUTH, DEMO_KEY, chat_body
 from tests.gateway.support import free_port, start_demo, stop_process, wait_healthy
 

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sluice_fakes.fake_upstream import FakeUpstream
 
-from gateway.testing.fake_upstream import FakeUpstream
 from tests.conftest import AUTH, chat_body
 from tests.gateway.support import error_of, free_port, start_demo, stop_process, wait_healthy
 

@@ -33,10 +33,10 @@ import httpx
 import openai
 import pytest
 import yaml
+from sluice_fakes.fake_content import TRICKY_TEXT
+from sluice_fakes.fake_state import RecordedRequest
+from sluice_fakes.fake_upstream import FakeUpstream
 
-from gateway.testing.fake_content import TRICKY_TEXT
-from gateway.testing.fake_state import RecordedRequest
-from gateway.testing.fake_upstream import FakeUpstream
 from tests.conftest import AUTH, DEMO_CONFIG, DEMO_KEY, chat_body
 from tests.gateway.support import (
     assert_badge_headers,

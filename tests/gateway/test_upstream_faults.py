@@ -22,10 +22,10 @@ from typing import Any
 import httpx
 import pytest
 import respx
+from sluice_fakes.fake_upstream import FakeUpstream
 
 from gateway.observability.audit import MemoryAuditSink
 from gateway.settings import Settings
-from gateway.testing.fake_upstream import FakeUpstream
 from gateway.upstream.litellm_adapter import load_litellm
 from tests.conftest import chat_body
 from tests.gateway.support import (

@@ -12,10 +12,10 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from sluice_fakes.fake_upstream import FakeUpstream
 
 from gateway.observability.audit import MemoryAuditSink
 from gateway.settings import Settings
-from gateway.testing.fake_upstream import FakeUpstream
 from tests.conftest import chat_body
 from tests.gateway.support import LITELLM_WARNINGS, bearer, build_app, key_hash, serving
 from tests.gateway.test_canary import Everything, attach_everywhere

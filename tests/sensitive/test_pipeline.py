@@ -13,9 +13,9 @@ from typing import Any
 
 import httpx
 import pytest
+from sluice_fakes.fake_upstream import FakeUpstream
 
 from gateway.observability.audit import MemoryAuditSink
-from gateway.testing.fake_upstream import FakeUpstream
 from tests.conftest import AUTH, LEGAL_KEY, chat_body
 from tests.gateway.support import LITELLM_WARNINGS, bearer, build_app, error_of, key_hash, serving, split_list
 

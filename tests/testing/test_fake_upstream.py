@@ -1,4 +1,4 @@
-"""Tests for the fake upstream server (gateway/testing/fake_upstream.py).
+"""Tests for the fake upstream server (fakes/sluice_fakes/fake_upstream.py).
 
 The acceptance tests drive the fake with litellm itself (OpenAI, hosted vLLM, Anthropic, Gemini;
 non-stream and stream) and with the official ``openai`` SDK; the rest cover fault directives,
@@ -25,11 +25,10 @@ import httpx
 import openai
 import pytest
 from openai.types.chat import ChatCompletionMessageParam
-
-from gateway.testing import fake_content
-from gateway.testing.fake_directives import DirectiveError, build_faults, parse_directives
-from gateway.testing.fake_faults import gzip_bomb
-from gateway.testing.fake_upstream import FakeUpstream
+from sluice_fakes import fake_content
+from sluice_fakes.fake_directives import DirectiveError, build_faults, parse_directives
+from sluice_fakes.fake_faults import gzip_bomb
+from sluice_fakes.fake_upstream import FakeUpstream
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LITELLM_ENV = {
@@ -770,7 +769,7 @@ async def test_no_record_mode() -> None:
 
 def test_module_entry_point() -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    command = [sys.executable, "-m", "gateway.testing.fake_upstream", "--port", "0", "--quiet"]
+    command = [sys.executable, "-m", "sluice_fakes.fake_upstream", "--port", "0", "--quiet"]
     with subprocess.Popen(
         command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     ) as proc:

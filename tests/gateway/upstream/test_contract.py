@@ -15,11 +15,11 @@ from typing import Any
 
 import httpx
 import pytest
+from sluice_fakes.fake_upstream import FakeUpstream
 
 from gateway.core.resilience import trips
 from gateway.observability.audit import MemoryAuditSink
 from gateway.settings import Settings
-from gateway.testing.fake_upstream import FakeUpstream
 from gateway.upstream.base import (
     UpstreamConnectError,
     UpstreamProtocolError,

@@ -9,8 +9,8 @@ from contextlib import asynccontextmanager
 
 import httpx
 import pytest
+from sluice_fakes.fake_upstream import FakeUpstream
 
-from gateway.testing.fake_upstream import FakeUpstream
 from gateway.upstream.transport import FastTransport
 
 BODY = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hello"}]}

@@ -4,7 +4,7 @@ What belongs here: the `FakeUpstream` server object (start/stop, ``async with``,
 request recording, per-request fault selection (control-API script < model name < body marker),
 the ``/_fake/*`` control API and the command-line entry point::
 
-    python -m gateway.testing.fake_upstream --host 127.0.0.1 --port 0 [--quiet] [--no-record]
+    python -m sluice_fakes.fake_upstream --host 127.0.0.1 --port 0 [--quiet] [--no-record]
 
 Wire formats live in `fake_wires`, fault execution in `fake_faults`, directive parsing in
 `fake_directives` and the HTTP/1.1 plumbing in `fake_http`.
@@ -27,19 +27,19 @@ from urllib.parse import parse_qs
 
 import orjson
 
-from gateway.testing import fake_wires
-from gateway.testing.fake_directives import (
+from sluice_fakes import fake_wires
+from sluice_fakes.fake_directives import (
     NO_FAULTS,
     DirectiveError,
     build_faults,
     directives_in_body,
     directives_in_model,
 )
-from gateway.testing.fake_faults import Builder, respond
-from gateway.testing.fake_http import Connection, HttpError, Request, response_head
-from gateway.testing.fake_reply import Call, Reply, error_reply, json_reply
-from gateway.testing.fake_state import Journal, RecordedRequest
-from gateway.testing.fake_thread import ThreadRunner
+from sluice_fakes.fake_faults import Builder, respond
+from sluice_fakes.fake_http import Connection, HttpError, Request, response_head
+from sluice_fakes.fake_reply import Call, Reply, error_reply, json_reply
+from sluice_fakes.fake_state import Journal, RecordedRequest
+from sluice_fakes.fake_thread import ThreadRunner
 
 __all__ = ["DEFAULT_MODELS", "FakeUpstream", "RecordedRequest", "main"]
 
@@ -346,7 +346,7 @@ def _encode(reply: Reply, *, close: bool) -> bytes:
 
 # -- command line ---------------------------------------------------------------------------------
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m gateway.testing.fake_upstream", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m sluice_fakes.fake_upstream", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9999, help="0 picks a free port")
     parser.add_argument("--quiet", action="store_true", help="print only the listening line")

@@ -14,8 +14,8 @@ from typing import Any, Final, Literal
 
 import orjson
 
-from gateway.testing.fake_directives import Faults
-from gateway.testing.fake_http import chunk, last_chunk
+from sluice_fakes.fake_directives import Faults
+from sluice_fakes.fake_http import chunk, last_chunk
 
 Wire = Literal["openai", "anthropic", "gemini"]
 JSON_TYPE: Final = "application/json"

@@ -12,7 +12,7 @@ import dataclasses
 import threading
 from typing import Any
 
-from gateway.testing.fake_directives import parse_directives
+from sluice_fakes.fake_directives import parse_directives
 
 
 @dataclasses.dataclass(slots=True)

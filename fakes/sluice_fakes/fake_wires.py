@@ -16,8 +16,8 @@ from urllib.parse import unquote
 
 import orjson
 
-from gateway.testing import fake_content as fc
-from gateway.testing.fake_reply import (
+from sluice_fakes import fake_content as fc
+from sluice_fakes.fake_reply import (
     OPENAI_DONE,
     SSE_TYPE,
     Call,

@@ -17,10 +17,10 @@ from typing import Final
 
 import orjson
 
-from gateway.testing import fake_content as fc
-from gateway.testing.fake_directives import NO_FAULTS, Faults
-from gateway.testing.fake_http import Connection, chunk, last_chunk, reason, response_head
-from gateway.testing.fake_reply import (
+from sluice_fakes import fake_content as fc
+from sluice_fakes.fake_directives import NO_FAULTS, Faults
+from sluice_fakes.fake_http import Connection, chunk, last_chunk, reason, response_head
+from sluice_fakes.fake_reply import (
     JSON_TYPE,
     SSE_TYPE,
     Call,
