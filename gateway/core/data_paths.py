@@ -1,0 +1,214 @@
+"""Data paths: which request features make a provider keep data or send it elsewhere (DESIGN.md).
+
+What belongs here: pure detection, one function per wire format, from the parsed JSON body only
+(no validation, no config, no I/O): `detect_chat` (OpenAI Chat Completions), `detect_responses`
+(OpenAI Responses), `detect_messages` (Anthropic Messages). Each returns `DataPaths`: the feature
+ids of DESIGN.md's table in `FeatureId` order, the MCP server hosts a request names (for the
+config's `tool_hosts`), and the client's own `store` (None when absent), so that the pipeline can
+send `store: false` where the policy limits retention. A shape detection does not understand is
+left to the wire model's validation; detection never raises. Judging the features against a
+deployment's facts is `policies.engine.evaluate(..., features=...)`.
+
+Detection errs towards seeing a feature: an unknown `prompt_cache_*` option or cache TTL counts as
+`extended_cache`, and an MCP tool without a URL names a host no config lists, so it is refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from policies.schema import FeatureId
+
+# Cache retention values that are the provider's default (not `extended_cache`).
+_DEFAULT_CACHE_RETENTION = frozenset({"in_memory", "in-memory"})
+_DEFAULT_CACHE_TTL = frozenset({"5m"})  # Anthropic's default ephemeral cache lifetime
+
+# Hosted tool types, by wire. OpenAI names versions with suffixes (`web_search_preview_2025_03_11`),
+# Anthropic with dates (`web_search_20250305`): matched by prefix.
+_OPENAI_WEB = ("web_search",)
+_OPENAI_CODE = ("file_search", "code_interpreter")
+_ANTHROPIC_WEB = ("web_search_", "web_fetch_")
+_ANTHROPIC_CODE = ("code_execution_",)
+# Gemini grounding and code execution, as litellm accepts them in Chat Completions tools.
+_GEMINI_WEB_KEYS = frozenset(
+    {
+        "googleSearch",
+        "google_search",
+        "googleSearchRetrieval",
+        "google_search_retrieval",
+        "urlContext",
+        "url_context",
+    }
+)
+_GEMINI_CODE_KEYS = frozenset({"codeExecution", "code_execution"})
+UNNAMED_MCP_HOST = "(no server_url)"
+
+
+@dataclass(frozen=True)
+class DataPaths:
+    """The data paths one request uses. `store`: the client's own `store` value (None: not set)."""
+
+    features: tuple[FeatureId, ...] = ()
+    mcp_hosts: tuple[str, ...] = ()
+    store: bool | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.features)
+
+    @property
+    def ids(self) -> list[str]:
+        return [f.value for f in self.features]
+
+
+NONE = DataPaths()
+
+
+def mcp_host(url: Any) -> str:
+    """The host an MCP server URL names, lowercased; `UNNAMED_MCP_HOST` when there is none."""
+    if not isinstance(url, str):
+        return UNNAMED_MCP_HOST
+    try:
+        host = urlsplit(url.strip()).hostname
+    except ValueError:
+        return UNNAMED_MCP_HOST
+    return host.rstrip(".").lower() if host else UNNAMED_MCP_HOST
+
+
+class _Found:
+    def __init__(self) -> None:
+        self.features: set[FeatureId] = set()
+        self.hosts: dict[str, None] = {}
+
+    def add(self, feature: FeatureId) -> None:
+        self.features.add(feature)
+
+    def mcp(self, url: Any, connector: Any = None) -> None:
+        self.features.add(FeatureId.REMOTE_MCP)
+        if url is None and isinstance(connector, str) and connector:
+            self.hosts.setdefault(f"connector:{connector[:128]}", None)
+        else:
+            self.hosts.setdefault(mcp_host(url), None)
+
+    def done(self, store: Any) -> DataPaths:
+        ordered = tuple(f for f in FeatureId if f in self.features)
+        return DataPaths(ordered, tuple(self.hosts), store if isinstance(store, bool) else None)
+
+
+def _dicts(value: Any) -> Iterator[dict[str, Any]]:
+    if isinstance(value, list):
+        yield from (item for item in value if isinstance(item, dict))
+
+
+def _prompt_cache(body: dict[str, Any], found: _Found) -> None:
+    """OpenAI's `prompt_cache_retention` beyond in-memory, or `prompt_cache_options` with a lifetime."""
+    retention = body.get("prompt_cache_retention")
+    if retention is not None and retention not in _DEFAULT_CACHE_RETENTION:
+        found.add(FeatureId.EXTENDED_CACHE)
+    options = body.get("prompt_cache_options")
+    if isinstance(options, dict):
+        ttl = options.get("ttl", options.get("retention"))
+        if ttl is not None and ttl not in _DEFAULT_CACHE_RETENTION:
+            found.add(FeatureId.EXTENDED_CACHE)
+    elif options is not None:
+        found.add(FeatureId.EXTENDED_CACHE)  # a shape we do not know: count it (fail closed)
+
+
+def _long_cache(block: dict[str, Any]) -> bool:
+    control = block.get("cache_control")
+    if not isinstance(control, dict):
+        return False
+    ttl = control.get("ttl")
+    return ttl is not None and ttl not in _DEFAULT_CACHE_TTL
+
+
+def _blocks(body: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Every place a `cache_control` may sit: the body, system blocks, tools, messages, their content
+    blocks, and the content of tool results inside them."""
+    yield body
+    yield from _dicts(body.get("system"))
+    yield from _dicts(body.get("tools"))
+    for message in _dicts(body.get("messages")):
+        yield message
+        for block in _dicts(message.get("content")):
+            yield block
+            yield from _dicts(block.get("content"))
+
+
+def _cache_ttl(blocks: Iterable[dict[str, Any]], found: _Found) -> None:
+    if any(map(_long_cache, blocks)):
+        found.add(FeatureId.EXTENDED_CACHE)
+
+
+def _openai_tool(tool: dict[str, Any], found: _Found) -> None:
+    kind = tool.get("type")
+    if isinstance(kind, str):
+        if kind == "mcp":
+            found.mcp(tool.get("server_url"), tool.get("connector_id"))
+        elif kind.startswith(_OPENAI_WEB):
+            found.add(FeatureId.SERVER_WEB_SEARCH)
+        elif kind.startswith(_OPENAI_CODE):
+            found.add(FeatureId.SERVER_CODE_EXECUTION)
+        elif kind.startswith(_ANTHROPIC_WEB):  # litellm passes Anthropic's hosted tools through
+            found.add(FeatureId.SERVER_WEB_SEARCH)
+        elif kind.startswith(_ANTHROPIC_CODE):
+            found.add(FeatureId.SERVER_CODE_EXECUTION)
+    if not _GEMINI_WEB_KEYS.isdisjoint(tool):
+        found.add(FeatureId.SERVER_WEB_SEARCH)
+    if not _GEMINI_CODE_KEYS.isdisjoint(tool):
+        found.add(FeatureId.SERVER_CODE_EXECUTION)
+
+
+def detect_chat(body: dict[str, Any]) -> DataPaths:
+    """OpenAI Chat Completions: `store: true`, `web_search_options`, hosted and MCP tools, prompt-cache
+    retention (`prompt_cache_retention`, `prompt_cache_options`, a `cache_control` TTL past 5m)."""
+    found = _Found()
+    if body.get("store") is True:
+        found.add(FeatureId.STORED_RESPONSE)
+    if body.get("web_search_options") is not None:
+        found.add(FeatureId.SERVER_WEB_SEARCH)
+    for tool in _dicts(body.get("tools")):
+        _openai_tool(tool, found)
+    _prompt_cache(body, found)
+    _cache_ttl(_blocks(body), found)
+    return found.done(body.get("store"))
+
+
+def detect_responses(body: dict[str, Any]) -> DataPaths:
+    """OpenAI Responses: storing is the default (`store` absent counts as true), `background: true`,
+    a `conversation` (its items are kept), hosted tools (web search, file search, code interpreter),
+    `mcp` tools with their `server_url`, prompt-cache retention."""
+    found = _Found()
+    store = body.get("store")
+    if store is not False or body.get("background") is True or body.get("conversation") is not None:
+        found.add(FeatureId.STORED_RESPONSE)
+    for tool in _dicts(body.get("tools")):
+        _openai_tool(tool, found)
+    _prompt_cache(body, found)
+    return found.done(store)
+
+
+def detect_messages(body: dict[str, Any]) -> DataPaths:
+    """Anthropic Messages: `mcp_servers` (and `mcp_toolset` tools), hosted `web_search_*`,
+    `web_fetch_*` and `code_execution_*` tools, and a `cache_control` TTL past 5m on any block."""
+    found = _Found()
+    for server in _dicts(body.get("mcp_servers")):
+        found.mcp(server.get("url"))
+    if body.get("mcp_servers") is not None and not isinstance(body.get("mcp_servers"), list):
+        found.mcp(None)
+    for tool in _dicts(body.get("tools")):
+        kind = tool.get("type")
+        if not isinstance(kind, str):
+            continue
+        if kind.startswith(_ANTHROPIC_WEB):
+            found.add(FeatureId.SERVER_WEB_SEARCH)
+        elif kind.startswith(_ANTHROPIC_CODE):
+            found.add(FeatureId.SERVER_CODE_EXECUTION)
+        elif kind == "mcp_toolset":
+            found.add(FeatureId.REMOTE_MCP)
+    if FeatureId.REMOTE_MCP in found.features and not found.hosts:
+        found.mcp(None)
+    _cache_ttl(_blocks(body), found)
+    return found.done(None)
