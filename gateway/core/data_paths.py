@@ -16,7 +16,7 @@ Detection errs towards seeing a feature: an unknown `prompt_cache_*` option or c
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -49,11 +49,16 @@ UNNAMED_MCP_HOST = "(no server_url)"
 
 @dataclass(frozen=True)
 class DataPaths:
-    """The data paths one request uses. `store`: the client's own `store` value (None: not set)."""
+    """The data paths one request uses. `store`: the client's own `store` value (None: not set).
+    `stored_by_default`: `stored_response` comes only from the wire's default (Responses without
+    `store`), so sending `store: false` removes it. `store_false`: Sluice sends `store: false`
+    (set by `limit_retention`, never by detection)."""
 
     features: tuple[FeatureId, ...] = ()
     mcp_hosts: tuple[str, ...] = ()
     store: bool | None = None
+    stored_by_default: bool = False
+    store_false: bool = False
 
     def __bool__(self) -> bool:
         return bool(self.features)
@@ -61,6 +66,16 @@ class DataPaths:
     @property
     def ids(self) -> list[str]:
         return [f.value for f in self.features]
+
+    def limit_retention(self) -> DataPaths:
+        """The paths once Sluice sends `store: false` because the policy limits retention: only when
+        the client did not choose `store` itself (an explicit `store: true` is judged, not changed)."""
+        if self.store is not None:
+            return self
+        features = self.features
+        if self.stored_by_default:
+            features = tuple(f for f in features if f is not FeatureId.STORED_RESPONSE)
+        return replace(self, features=features, stored_by_default=False, store_false=True)
 
 
 NONE = DataPaths()
@@ -92,9 +107,9 @@ class _Found:
         else:
             self.hosts.setdefault(mcp_host(url), None)
 
-    def done(self, store: Any) -> DataPaths:
+    def done(self, store: Any, *, by_default: bool = False) -> DataPaths:
         ordered = tuple(f for f in FeatureId if f in self.features)
-        return DataPaths(ordered, tuple(self.hosts), store if isinstance(store, bool) else None)
+        return DataPaths(ordered, tuple(self.hosts), store if isinstance(store, bool) else None, by_default)
 
 
 def _dicts(value: Any) -> Iterator[dict[str, Any]]:
@@ -182,12 +197,13 @@ def detect_responses(body: dict[str, Any]) -> DataPaths:
     `mcp` tools with their `server_url`, prompt-cache retention."""
     found = _Found()
     store = body.get("store")
-    if store is not False or body.get("background") is True or body.get("conversation") is not None:
+    kept = body.get("background") is True or body.get("conversation") is not None
+    if store is not False or kept:
         found.add(FeatureId.STORED_RESPONSE)
     for tool in _dicts(body.get("tools")):
         _openai_tool(tool, found)
     _prompt_cache(body, found)
-    return found.done(store)
+    return found.done(store, by_default=store is None and not kept)
 
 
 def detect_messages(body: dict[str, Any]) -> DataPaths:

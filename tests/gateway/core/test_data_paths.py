@@ -181,3 +181,20 @@ def test_messages_mcp_toolset_without_servers_is_an_unnamed_host() -> None:
 )
 def test_detection_never_raises_on_odd_shapes(detect: Any, body: dict[str, Any]) -> None:
     detect(body)
+
+
+def test_limit_retention_sends_store_false_only_when_the_client_did_not_choose() -> None:
+    chat = detect_chat({"messages": MSG}).limit_retention()
+    assert chat.store_false and chat.features == ()
+    explicit = detect_chat({"messages": MSG, "store": True}).limit_retention()
+    assert not explicit.store_false and explicit.features == (F.STORED_RESPONSE,)
+    assert not detect_chat({"messages": MSG, "store": False}).limit_retention().store_false
+
+
+def test_limit_retention_on_responses_removes_only_the_default_storing() -> None:
+    by_default = detect_responses({"input": "hi"})
+    assert by_default.features == (F.STORED_RESPONSE,)
+    limited = by_default.limit_retention()
+    assert limited.store_false and limited.features == ()
+    background = detect_responses({"input": "hi", "background": True}).limit_retention()
+    assert background.store_false and background.features == (F.STORED_RESPONSE,)
