@@ -120,8 +120,11 @@ CHAT_FIELDS = frozenset(
 )
 CHAT_DROPPED: frozenset[str] = frozenset()
 # Top-level objects OpenAI defines whose keys may also be litellm keyword names (`ttl`): there only
-# the steering names of `_is_forbidden` are refused, as in `metadata`.
+# the steering names of `_is_forbidden` are refused, as in `metadata`. The same for `cache_control`
+# at any depth (Anthropic's prompt caching, which litellm passes on; a TTL past 5 minutes is the
+# `extended_cache` data path).
 LENIENT = frozenset({"metadata", "prompt_cache_options"})
+LENIENT_ANYWHERE = "cache_control"
 MAX_METADATA = 16
 EMBEDDING_FIELDS = frozenset({"input", "encoding_format", "dimensions", "user"})
 EXTENSIONS = frozenset({"privacy", "provider"})
@@ -246,7 +249,9 @@ def _locate_forbidden(body: dict[str, Any], suspects: set[str]) -> str | None:
             children = (("*", child) for child in reversed(node))
         for segment, child in children:
             if isinstance(child, dict | list) and child and id(child) not in opaque:
-                metadata = in_metadata or (link is None and segment in LENIENT)
+                metadata = (
+                    in_metadata or (link is None and segment in LENIENT) or segment == LENIENT_ANYWHERE
+                )
                 stack.append((child, (link, segment), metadata))
     return None
 
