@@ -128,7 +128,9 @@ class Call:
             if privacy is not None:
                 privacy["sensitive"] = list(self.sensitive.tightened)
 
-    def event(self, decision: str, status: int, **fields: Any) -> AuditEvent:
+    def event(
+        self, decision: str, status: int, *, served_by: Deployment | None = None, **fields: Any
+    ) -> AuditEvent:
         return AuditEvent(
             request_id=self.request_id,
             time=datetime.now(UTC),
@@ -140,16 +142,16 @@ class Call:
             status=status,
             stream=self.parsed.stream,
             latency_ms=round((time.perf_counter() - self.started) * 1000, 3),
-            extra={**self.sensitive.ledger(), **self._paths_ledger()},
+            extra={**self.sensitive.ledger(), **self._paths_ledger(served_by)},
             **fields,
         )
 
-    def _paths_ledger(self) -> dict[str, Any]:
+    def _paths_ledger(self, dep: Deployment | None) -> dict[str, Any]:
         """The ledger's `extra` fields for data paths: feature ids, and whether Sluice sent `store: false`."""
         found: dict[str, Any] = {}
         if self.paths.features:
             found["features"] = self.paths.ids
-        if self.paths.store_false:
+        if dep is not None and sends_store_false(self.paths, dep):
             found["store_false"] = True
         return found
 
@@ -242,6 +244,7 @@ class ChatService:
             call.event(
                 plan.decision,
                 status,
+                served_by=dep,
                 served_model=plan.alias,
                 deployment=dep.id,
                 upstream_model=dep.config.model,
