@@ -279,3 +279,48 @@ async def test_prompt_cache_options_with_a_ttl_is_the_extended_cache_path_not_a_
     )
     await refused(call, "extended_cache")
     assert len(sluice.sent()) == 1
+
+
+# -- the fields, as OpenAI defines them -----------------------------------------------------------
+@pytest.mark.parametrize(
+    ("extra", "param"),
+    [
+        ({"store": "yes"}, "store"),
+        ({"metadata": {"a": 1}}, "metadata"),
+        ({"metadata": {f"k{i}": "v" for i in range(17)}}, "metadata"),
+        ({"metadata": "x"}, "metadata"),
+        ({"prompt_cache_retention": 24}, "prompt_cache_retention"),
+        ({"prompt_cache_options": "30m"}, "prompt_cache_options"),
+    ],
+)
+async def test_data_path_fields_are_validated(sluice: Sluice, extra: dict[str, Any], param: str) -> None:
+    response = await sluice.http.post(
+        "chat/completions",
+        json={"model": "gpt", "messages": USER, **extra},
+        headers={"authorization": f"Bearer {OPEN_KEY}"},
+    )
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["param"] == param
+    assert sluice.sent() == []
+
+
+async def test_steering_names_stay_refused_inside_lenient_objects(sluice: Sluice) -> None:
+    for extra in (
+        {"prompt_cache_options": {"api_base": "http://127.0.0.1:9/v1"}},
+        {
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [{"type": "text", "text": "x", "cache_control": {"api_key": "k"}}],
+                }
+            ]
+        },
+    ):
+        response = await sluice.http.post(
+            "chat/completions",
+            json={"model": "gpt", "messages": USER, **extra},
+            headers={"authorization": f"Bearer {OPEN_KEY}"},
+        )
+        assert response.status_code == 400, response.text
+        assert response.json()["error"]["code"] == "forbidden_parameter"
+    assert sluice.sent() == []
