@@ -324,3 +324,23 @@ async def test_steering_names_stay_refused_inside_lenient_objects(sluice: Sluice
         assert response.status_code == 400, response.text
         assert response.json()["error"]["code"] == "forbidden_parameter"
     assert sluice.sent() == []
+
+
+# -- the README's examples, against the demo config -----------------------------------------------
+async def test_the_readme_refusals_against_the_demo(
+    client: httpx.AsyncClient, fake: FakeUpstream, litellm_over_httpx: None
+) -> None:
+    sdk = AsyncOpenAI(base_url="http://sluice.test/v1", api_key="sk-sluice-demo", http_client=client)
+    hi: Any = [{"role": "user", "content": "hi"}]
+    block = {"privacy": {"on_violation": "block"}}
+    for model, extra, feature in [
+        ("claude-sonnet", {"store": True}, "stored_response"),
+        ("claude-sonnet", {"web_search_options": {}}, "server_web_search"),
+        ("claude-sonnet", {"tools": [mcp_tool(MCP_ATTACKER)]}, "remote_mcp"),
+        ("gpt-4o-mini", {"prompt_cache_retention": "24h"}, "extended_cache"),
+    ]:
+        call = sdk.chat.completions.create(model=model, messages=hi, extra_body={**extra, **block})
+        await refused(call, feature)
+    assert fake.requests == []
+    raw = await sdk.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=hi, store=True)
+    assert raw.headers["x-privacy-features"] == "stored_response"
