@@ -2,7 +2,9 @@
 
 What belongs here: pure detection, one function per wire format, from the parsed JSON body only
 (no validation, no config, no I/O): `detect_chat` (OpenAI Chat Completions), `detect_responses`
-(OpenAI Responses), `detect_messages` (Anthropic Messages). Each returns `DataPaths`: the feature
+(OpenAI Responses), `detect_messages` (Anthropic Messages). `keys`, optional: every key name in the
+body (the parser's survey, `JsonBody.keys`), which lets a body without `cache_control` skip the
+walk of its content blocks. Each returns `DataPaths`: the feature
 ids of DESIGN.md's table in `FeatureId` order, the MCP server hosts a request names (for the
 config's `tool_hosts`), and the client's own `store` (None when absent), so that the pipeline can
 send `store: false` where the policy limits retention. A shape detection does not understand is
@@ -15,9 +17,12 @@ Detection errs towards seeing a feature: an unknown `prompt_cache_*` option or c
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, replace
-from typing import Any
+from functools import partial
+from itertools import chain, repeat
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 from policies.schema import FeatureId
@@ -131,29 +136,42 @@ def _prompt_cache(body: dict[str, Any], found: _Found) -> None:
         found.add(FeatureId.EXTENDED_CACHE)  # a shape we do not know: count it (fail closed)
 
 
-def _long_cache(block: dict[str, Any]) -> bool:
-    control = block.get("cache_control")
+def _long_control(control: Any) -> bool:
     if not isinstance(control, dict):
         return False
     ttl = control.get("ttl")
     return ttl is not None and ttl not in _DEFAULT_CACHE_TTL
 
 
-def _blocks(body: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    """Every place a `cache_control` may sit: the body, system blocks, tools, messages, their content
-    blocks, and the content of tool results inside them."""
-    yield body
-    yield from _dicts(body.get("system"))
-    yield from _dicts(body.get("tools"))
-    for message in _dicts(body.get("messages")):
-        yield message
-        for block in _dicts(message.get("content")):
-            yield block
-            yield from _dicts(block.get("content"))
+_is_dict: Callable[[Any], bool] = partial(type.__instancecheck__, dict)
+_is_list: Callable[[Any], bool] = partial(type.__instancecheck__, list)
 
 
-def _cache_ttl(blocks: Iterable[dict[str, Any]], found: _Found) -> None:
-    if any(map(_long_cache, blocks)):
+def _dict_list(value: Any) -> list[dict[str, Any]]:
+    return list(filter(_is_dict, value)) if isinstance(value, list) else []
+
+
+def _has_long_cache(body: dict[str, Any]) -> bool:
+    """A `cache_control` with a TTL past the default on the body, a system block, a tool, a message,
+    a content block, or the content of a tool result. Looked up with C-level `map`s: a body of the
+    maximum size holds some 160,000 content parts."""
+    messages = _dict_list(body.get("messages"))
+    contents = cast("Iterable[list[Any]]", filter(_is_list, map(dict.get, messages, repeat("content"))))
+    parts: list[dict[str, Any]] = list(filter(_is_dict, chain.from_iterable(contents)))
+    inner = cast("Iterable[list[Any]]", filter(_is_list, map(dict.get, parts, repeat("content"))))
+    blocks = chain(
+        (body,),
+        _dict_list(body.get("system")),
+        _dict_list(body.get("tools")),
+        messages,
+        parts,
+        filter(_is_dict, chain.from_iterable(inner)),
+    )
+    return any(map(_long_control, filter(None, map(dict.get, blocks, repeat("cache_control")))))
+
+
+def _cache_ttl(body: dict[str, Any], keys: AbstractSet[str] | None, found: _Found) -> None:
+    if (keys is None or "cache_control" in keys) and _has_long_cache(body):
         found.add(FeatureId.EXTENDED_CACHE)
 
 
@@ -176,7 +194,7 @@ def _openai_tool(tool: dict[str, Any], found: _Found) -> None:
         found.add(FeatureId.SERVER_CODE_EXECUTION)
 
 
-def detect_chat(body: dict[str, Any]) -> DataPaths:
+def detect_chat(body: dict[str, Any], keys: AbstractSet[str] | None = None) -> DataPaths:
     """OpenAI Chat Completions: `store: true`, `web_search_options`, hosted and MCP tools, prompt-cache
     retention (`prompt_cache_retention`, `prompt_cache_options`, a `cache_control` TTL past 5m)."""
     found = _Found()
@@ -187,11 +205,11 @@ def detect_chat(body: dict[str, Any]) -> DataPaths:
     for tool in _dicts(body.get("tools")):
         _openai_tool(tool, found)
     _prompt_cache(body, found)
-    _cache_ttl(_blocks(body), found)
+    _cache_ttl(body, keys, found)
     return found.done(body.get("store"))
 
 
-def detect_responses(body: dict[str, Any]) -> DataPaths:
+def detect_responses(body: dict[str, Any], keys: AbstractSet[str] | None = None) -> DataPaths:
     """OpenAI Responses: storing is the default (`store` absent counts as true), `background: true`,
     a `conversation` (its items are kept), hosted tools (web search, file search, code interpreter),
     `mcp` tools with their `server_url`, prompt-cache retention."""
@@ -206,7 +224,7 @@ def detect_responses(body: dict[str, Any]) -> DataPaths:
     return found.done(store, by_default=store is None and not kept)
 
 
-def detect_messages(body: dict[str, Any]) -> DataPaths:
+def detect_messages(body: dict[str, Any], keys: AbstractSet[str] | None = None) -> DataPaths:
     """Anthropic Messages: `mcp_servers` (and `mcp_toolset` tools), hosted `web_search_*`,
     `web_fetch_*` and `code_execution_*` tools, and a `cache_control` TTL past 5m on any block."""
     found = _Found()
@@ -226,5 +244,5 @@ def detect_messages(body: dict[str, Any]) -> DataPaths:
             found.add(FeatureId.REMOTE_MCP)
     if FeatureId.REMOTE_MCP in found.features and not found.hosts:
         found.mcp(None)
-    _cache_ttl(_blocks(body), found)
+    _cache_ttl(body, keys, found)
     return found.done(None)

@@ -198,3 +198,11 @@ def test_limit_retention_on_responses_removes_only_the_default_storing() -> None
     assert limited.store_false and limited.features == ()
     background = detect_responses({"input": "hi", "background": True}).limit_retention()
     assert background.store_false and background.features == (F.STORED_RESPONSE,)
+
+
+def test_the_parsers_key_survey_spares_the_walk_only_when_no_block_has_cache_control() -> None:
+    part = {"type": "text", "text": "x", "cache_control": {"type": "ephemeral", "ttl": "1h"}}
+    body = {"messages": [{"role": "user", "content": [part]}]}
+    assert detect_chat(body, {"messages", "role", "content", "type", "text", "cache_control", "ttl"}).features
+    assert detect_messages(body, {"messages", "role", "content", "type", "text", "cache_control"}).features
+    assert not detect_chat({"messages": MSG}, {"messages", "role", "content"}).features
