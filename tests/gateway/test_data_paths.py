@@ -133,6 +133,17 @@ async def test_store_true_is_honoured_where_the_policy_allows_and_said(sluice: S
     assert event.extra["features"] == ["stored_response"] and event.status == 200
 
 
+async def test_a_stream_says_its_data_paths_in_the_headers_and_the_first_chunk(sluice: Sluice) -> None:
+    response = await sluice.sdk().chat.completions.with_raw_response.create(
+        model="gpt", messages=USER, store=True, stream=True
+    )
+    assert response.headers["x-privacy-features"] == "stored_response"
+    chunks = [chunk async for chunk in response.parse()]
+    assert chunks[0].model_extra is not None
+    assert chunks[0].model_extra["privacy"]["features"] == ["stored_response"]
+    assert sluice.sent()[0]["store"] is True
+
+
 async def test_no_feature_no_header_and_no_store_added_when_retention_is_not_limited(sluice: Sluice) -> None:
     raw = await sluice.sdk().chat.completions.with_raw_response.create(model="gpt", messages=USER)
     assert "x-privacy-features" not in raw.headers
