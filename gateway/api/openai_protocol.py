@@ -453,7 +453,8 @@ def parse_chat(parsed: JsonBody, *, policy_header: str | None) -> ParsedRequest:
     _check_data_fields(fields)
     if not stream:
         fields.pop("stream_options", None)
-    return ParsedRequest(model, stream, fields, _privacy_ask(body, policy_header), detect_chat(fields, parsed.keys))
+    paths = detect_chat(fields, parsed.keys)
+    return ParsedRequest(model, stream, fields, _privacy_ask(body, policy_header), paths)
 
 
 def _check_data_fields(fields: dict[str, Any]) -> None:

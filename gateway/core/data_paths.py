@@ -56,13 +56,15 @@ UNNAMED_MCP_HOST = "(no server_url)"
 class DataPaths:
     """The data paths one request uses. `store`: the client's own `store` value (None: not set).
     `stored_by_default`: `stored_response` comes only from the wire's default (Responses without
-    `store`), so sending `store: false` removes it. `store_false`: Sluice sends `store: false`
-    (set by `limit_retention`, never by detection)."""
+    `store`), so sending `store: false` removes it. `wire_stores`: the wire's default is to store
+    (Responses), so `store: false` goes to every upstream, not only to channels the catalog says
+    store. `store_false`: Sluice sends `store: false` (set by `limit_retention`, never by detection)."""
 
     features: tuple[FeatureId, ...] = ()
     mcp_hosts: tuple[str, ...] = ()
     store: bool | None = None
     stored_by_default: bool = False
+    wire_stores: bool = False
     store_false: bool = False
 
     def __bool__(self) -> bool:
@@ -112,9 +114,10 @@ class _Found:
         else:
             self.hosts.setdefault(mcp_host(url), None)
 
-    def done(self, store: Any, *, by_default: bool = False) -> DataPaths:
+    def done(self, store: Any, *, by_default: bool = False, wire_stores: bool = False) -> DataPaths:
         ordered = tuple(f for f in FeatureId if f in self.features)
-        return DataPaths(ordered, tuple(self.hosts), store if isinstance(store, bool) else None, by_default)
+        stored = store if isinstance(store, bool) else None
+        return DataPaths(ordered, tuple(self.hosts), stored, by_default, wire_stores)
 
 
 def _dicts(value: Any) -> Iterator[dict[str, Any]]:
@@ -221,7 +224,7 @@ def detect_responses(body: dict[str, Any], keys: AbstractSet[str] | None = None)
     for tool in _dicts(body.get("tools")):
         _openai_tool(tool, found)
     _prompt_cache(body, found)
-    return found.done(store, by_default=store is None and not kept)
+    return found.done(store, by_default=store is None and not kept, wire_stores=True)
 
 
 def detect_messages(body: dict[str, Any], keys: AbstractSet[str] | None = None) -> DataPaths:

@@ -39,14 +39,14 @@ def limits_retention(policy: PolicySet) -> bool:
     return any(not _RETENTION_LIMITS.isdisjoint(p.requires) for p in policy)
 
 
-def sends_store_false(paths: DataPaths, dep: Deployment, *, wire_stores_by_default: bool = False) -> bool:
+def sends_store_false(paths: DataPaths, dep: Deployment) -> bool:
     """Add `store: false` for `dep`? Where the policy limits retention and the client did not set
-    `store` (`paths.store_false`): on a wire that stores by default (the Responses API: pass
-    `wire_stores_by_default=True`) always; on Chat Completions only where the channel offers stored
-    responses (the catalog says so), since another OpenAI-compatible server may refuse the field."""
+    `store` (`paths.store_false`): on a wire that stores by default (Responses) always; on Chat
+    Completions only where the channel offers stored responses (the catalog says so), since another
+    OpenAI-compatible server may refuse a field it does not know."""
     if not paths.store_false:
         return False
-    if wire_stores_by_default:
+    if paths.wire_stores:
         return True
     stored = dep.facts.feature(FeatureId.STORED_RESPONSE)
     return stored.known and stored.offered

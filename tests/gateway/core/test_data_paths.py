@@ -206,3 +206,9 @@ def test_the_parsers_key_survey_spares_the_walk_only_when_no_block_has_cache_con
     assert detect_chat(body, {"messages", "role", "content", "type", "text", "cache_control", "ttl"}).features
     assert detect_messages(body, {"messages", "role", "content", "type", "text", "cache_control"}).features
     assert not detect_chat({"messages": MSG}, {"messages", "role", "content"}).features
+
+
+def test_only_the_responses_wire_stores_by_default() -> None:
+    assert detect_responses({"input": "hi", "store": False}).wire_stores
+    assert not detect_chat({"messages": MSG}).wire_stores
+    assert not detect_messages({"messages": MSG}).wire_stores
