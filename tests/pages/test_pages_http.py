@@ -143,7 +143,7 @@ async def test_report_with_a_bearer_key_counts_what_the_ledger_holds(web: httpx.
     for shown in ("<strong>1</strong> allowed", "<strong>1</strong> rerouted", "<strong>1</strong> blocked"):
         assert shown in page.text
     assert "Gemini API (free tier)" in page.text, "the blocked request's reason"
-    assert "<svg" in page.text and "class=\"s-blocked\"" in page.text
+    assert "<svg" in page.text and 'class="s-blocked"' in page.text
 
 
 async def test_no_page_shows_keys_key_hashes_or_prompts(web: httpx.AsyncClient) -> None:
