@@ -241,7 +241,7 @@ async def admin_report(request: Request, window: str = "24h") -> Response:
             providers=charts.bars(summary.providers),
             channels=charts.bars(summary.channels),
             keys=charts.bars(activity.keys),
-            blocked=charts.bars(activity.blocked_reasons, limit=8, width=charts.WIDTH, label_width=520),
+            blocked=charts.bars(activity.blocked_reasons, limit=8, width=1200, label_width=640),
             shares=[
                 charts.Share("no-training channels", summary.served_no_training, summary.served),
                 charts.Share(
