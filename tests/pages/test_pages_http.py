@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -12,6 +13,7 @@ import pytest
 from sluice_fakes.fake_upstream import FakeUpstream
 
 from gateway.app import create_app
+from gateway.pages import charts
 from gateway.pages.session import COOKIE, PageSessions
 from gateway.settings import Settings
 from tests.conftest import AUTH, DEMO_CONFIG, DEMO_KEY, chat_body
@@ -168,3 +170,24 @@ def test_a_session_expires_and_a_new_master_key_ends_every_session() -> None:
     now[0] += 61
     assert sessions.check(token) is None
     assert PageSessions(None, ttl_seconds=60).sign_in("") is None
+
+
+def test_sluice_pages_off_reads_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SLUICE_PAGES", "off")
+    assert Settings().pages is False
+    monkeypatch.delenv("SLUICE_PAGES")
+    assert Settings().pages is True
+
+
+def test_timeline_columns_stack_by_decision_up_to_the_busiest_step() -> None:
+    since = datetime(2026, 12, 1, tzinfo=UTC)
+    chart = charts.timeline(
+        [{"allowed": 2, "blocked": 2}, {}, {"rerouted": 1}], since=since, step=timedelta(hours=1)
+    )
+    first, empty, last = chart.columns
+    assert [s.series for s in first.segments] == ["allowed", "blocked"]
+    assert sum(s.height for s in first.segments) == pytest.approx(chart.plot_bottom - chart.plot_top)
+    assert first.segments[1].y == pytest.approx(chart.plot_top), "the busiest step reaches the top"
+    assert empty.segments == [] and last.total == 1 and last.start == since + timedelta(hours=2)
+    bars = charts.bars({"a": 1, "b": 4}, limit=1)
+    assert [b.label for b in bars.bars] == ["b"] and bars.rest == 1 and bars.rows == [("b", 4), ("a", 1)]
