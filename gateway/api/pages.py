@@ -208,10 +208,10 @@ async def _authorised(request: Request, pages: Pages) -> tuple[Session | None, S
 async def admin_report(request: Request, window: str = "24h") -> Response:
     pages = _pages(request)
     session, refused, bearer = await _authorised(request, pages)
-    if session is None and not bearer:
-        if refused is None:  # nothing offered: the page is the sign-in form
-            return _sign_in_page(pages, status=200, message=None)
-        return _sign_in_page(pages, status=refused.status, message="That key is not the master key.")
+    if refused is not None:  # a key in a header: a script, answered as the API answers (401, 403)
+        raise refused
+    if session is None and not bearer:  # nothing offered: the page is the sign-in form
+        return _sign_in_page(pages, status=200, message=None)
     if window not in WINDOWS:
         window = "24h"
     span, step = WINDOWS[window]
