@@ -180,7 +180,10 @@ async def _form(request: Request) -> dict[str, str]:
         body += chunk
         if len(body) > FORM_LIMIT:
             return {}
-    parsed = parse_qs(body.decode("utf-8", "replace"), max_num_fields=8)
+    try:
+        parsed = parse_qs(body.decode("utf-8", "replace"), max_num_fields=8)
+    except ValueError:  # more fields than any of our forms has
+        return {}
     return {name: values[0] for name, values in parsed.items() if values}
 
 

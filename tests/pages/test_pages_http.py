@@ -102,6 +102,8 @@ async def test_sign_in_sets_a_strict_httponly_cookie_and_logout_ends_it(web: htt
     form = await web.get("/admin/report")
     assert form.status_code == 200 and 'action="/admin/login"' in form.text and "Sign out" not in form.text
     assert (await _sign_in(web, "not-the-master-key-000")).status_code == 401
+    crowded = "&".join(f"f{i}=x" for i in range(20)) + f"&master_key={MASTER}"
+    assert (await _sign_in(web, crowded)).status_code == 401, "a form with too many fields is no sign-in"
     assert COOKIE not in web.cookies
     signed = await _sign_in(web)
     assert signed.status_code == 303 and signed.headers["location"] == "/admin/report"
