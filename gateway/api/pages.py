@@ -17,6 +17,7 @@ they check the key, or the session, themselves. A bearer master key works too (c
 from __future__ import annotations
 
 import hmac
+import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from importlib.resources import files
@@ -33,7 +34,9 @@ from gateway.pages import charts
 from gateway.pages.session import COOKIE, PageSessions, Session
 from gateway.pages.views import catalog_view, home_view
 from gateway.storage import report as ledger_report
+from gateway.storage.ledger import DB_ERRORS, describe
 
+log = logging.getLogger("sluice.pages")
 REPORT, LOGIN, LOGOUT = "/admin/report", "/admin/login", "/admin/logout"
 OWN_AUTH = frozenset({REPORT, LOGIN, LOGOUT})  # AdminGuard lets these through: they check for themselves
 FORM_LIMIT = 4096
@@ -230,11 +233,16 @@ async def admin_report(request: Request, window: str = "24h") -> Response:
         "window": window,
         "windows": list(WINDOWS),
     }
-    if storage is None:
-        context["summary"] = None
-    else:
-        summary = await ledger_report.report(storage.db, since=since, until=until)
-        activity = await ledger_report.activity(storage.db, since=since, until=until, step=step)
+    context["summary"] = None
+    context["unavailable"] = False
+    if storage is not None:
+        try:
+            summary = await ledger_report.report(storage.db, since=since, until=until)
+            activity = await ledger_report.activity(storage.db, since=since, until=until, step=step)
+        except DB_ERRORS as exc:
+            log.error("report page: the ledger database is unavailable: %s", describe(exc))
+            context["unavailable"] = True
+            return _html(pages.render("report.html", **context), status=503)
         context.update(
             summary=summary,
             since=since,
