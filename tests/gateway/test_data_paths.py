@@ -231,8 +231,14 @@ async def test_remote_mcp_to_an_unlisted_host_is_refused_before_any_call(sluice:
         error = await refused(call, "remote_mcp")
         assert "mcp.attacker.example" in error["message"]
         assert error["privacy"]["mcp_hosts"] == ["mcp.attacker.example"]
+    # One listed host does not carry an unlisted one along.
+    tools = [mcp_tool(MCP_INTERNAL), mcp_tool(MCP_ATTACKER)]
+    error = await refused(
+        sluice.sdk().chat.completions.create(model="claude", messages=USER, tools=tools), "remote_mcp"
+    )
+    assert error["privacy"]["mcp_hosts"] == ["mcp.attacker.example"]
     assert sluice.sent() == []
-    assert [e.error_code for e in sluice.audit.events] == ["feature_not_allowed"] * 2
+    assert [e.error_code for e in sluice.audit.events] == ["feature_not_allowed"] * 3
 
 
 async def test_remote_mcp_to_a_listed_host_whose_facts_comply_is_forwarded(sluice: Sluice) -> None:
