@@ -29,6 +29,7 @@ class Endpoint(StrEnum):
 
     CHAT = "chat"
     EMBEDDINGS = "embeddings"
+    RESPONSES = "responses"
 
 
 class DecisionKind(StrEnum):

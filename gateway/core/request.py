@@ -25,3 +25,8 @@ class ParsedRequest:
     stream: bool
     fields: dict[str, Any]
     ask: PrivacyAsk
+    # The upstream object this request continues (Responses' `previous_response_id`): only the
+    # deployment that produced it can serve the request (`gateway.core.continuations`).
+    continues: str | None = None
+    # The data paths the request uses (DESIGN.md "Data paths"), from the wire's detector.
+    features: tuple[str, ...] = ()
