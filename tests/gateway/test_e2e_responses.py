@@ -273,7 +273,7 @@ def test_blocked_model_is_permission_denied_with_privacy(gateway: Gateway) -> No
     ({"api_base": "https://evil.example"}, "api_base"),
     ({"input": [{"role": "user", "content": [{"type": "input_text", "text": "x", "base_url": "y"}]}]},
      "input[].content[].base_url"),
-    ({"tools": [{"type": "function", "name": "f", "custom_llm_provider": "x"}]}, "tools[].custom_llm_provider"),
+    ({"tools": [{"type": "function", "custom_llm_provider": "x"}]}, "tools[].custom_llm_provider"),
     ({"reasoning": {"effort": "low", "litellm_params": {}}}, "reasoning.litellm_params"),
 ])  # fmt: skip
 def test_steering_fields_are_refused_at_any_depth(
