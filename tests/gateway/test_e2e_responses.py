@@ -408,3 +408,13 @@ def test_codex_shaped_session(gateway: Gateway) -> None:
         "encrypted_content": ENCRYPTED,
     }
     assert sent["prompt_cache_key"] == "0199a0b2-codex-session"
+
+
+def test_the_sdk_stream_helper(gateway: Gateway) -> None:
+    """`client.responses.stream(...)`, as the README shows it: the SDK rebuilds the response from the
+    events, and the privacy object is on the first."""
+    with gateway.client().responses.stream(model=BRIDGED, input="Hello") as stream:
+        events = list(stream)
+        final = stream.get_final_response()
+    assert final.output_text == "Simulated reply from claude-sonnet-4-5."
+    assert (events[0].response.model_extra or {})["privacy"]["channel"] == "anthropic.api"
