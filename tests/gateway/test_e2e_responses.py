@@ -319,6 +319,31 @@ def test_broken_stream_ends_with_an_error_event(gateway: Gateway) -> None:
     assert isinstance(raised.value.body, dict) and raised.value.body["code"] == "upstream_unavailable"
 
 
+def test_a_stream_cut_before_it_completed_is_an_error(gateway: Gateway) -> None:
+    """The upstream closes before `response.completed`: the stream did not finish, and the client
+    is told so (an `error` event) rather than left with a silently short answer."""
+    kinds: list[str] = []
+    with (
+        pytest.raises(openai.APIError) as raised,
+        gateway.client().responses.create(
+            model=PASS_THROUGH, input="Hi [[fake:reset_after=6]]", stream=True
+        ) as stream,
+    ):
+        kinds.extend(event.type for event in stream)
+    assert isinstance(raised.value.body, dict) and raised.value.body["code"] == "upstream_unavailable"
+    assert kinds[0] == "response.created" and "response.completed" not in kinds
+
+
+def test_an_upstream_that_cannot_start_is_a_502(gateway: Gateway) -> None:
+    with pytest.raises(openai.InternalServerError) as raised:
+        gateway.client().responses.create(model=PASS_THROUGH, input="Hi [[fake:status=503]]")
+    error = raised.value
+    assert (error.status_code, error.code) == (502, "upstream_unavailable")
+    assert error.response.headers["x-privacy-channel"] == "openai.api"
+    row = ledger_row(gateway, error.response.headers["x-request-id"])
+    assert (row["endpoint"], row["status"]) == ("responses", 502)
+
+
 # -- a Codex-shaped session -------------------------------------------------------------------------
 CODEX_TOOLS: list[dict[str, Any]] = [
     {
