@@ -231,9 +231,14 @@ class ChatService:
             )
         return origin
 
-    def _remember(self, call: Call, dep: Deployment, response_id: str | None) -> None:
-        if response_id is not None and dep.keeps_responses:
-            self._continuations.remember(response_id, call.key.name, dep.id)
+    def _continuable(self, call: Call, dep: Deployment, response_id: str | None) -> str | None:
+        """The answer's id if a later request can continue it (the deployment keeps Responses state):
+        remembered here, and returned for the ledger record, where other replicas find it. An id
+        from litellm's bridge, which keeps nothing, is neither."""
+        if response_id is None or not dep.keeps_responses:
+            return None
+        self._continuations.remember(response_id, call.key.name, dep.id)
+        return response_id
 
     def _judge(self, call: Call) -> Plan:
         key = call.key
@@ -439,8 +444,7 @@ class ChatService:
         headers, privacy = self._router.disclose(plan, dep, call.request_id)
         call.mark(headers, privacy)
         wire.attach(result, privacy)
-        answer_id = wire.answer_id(result)
-        self._remember(call, dep, answer_id)
+        answer_id = self._continuable(call, dep, wire.answer_id(result))
         prompt, completion = _tokens(result.get("usage"))
         self._served(
             call, plan, dep, 200, attempt, answer_id, prompt_tokens=prompt, completion_tokens=completion
@@ -458,8 +462,7 @@ class ChatService:
         dep, attempt, opened = await self._first_success(call, plan, open_stream)
         headers, privacy = self._router.disclose(plan, dep, call.request_id)
         call.mark(headers, privacy)
-        answer_id = wire.first_id(opened.first)
-        self._remember(call, dep, answer_id)
+        answer_id = self._continuable(call, dep, wire.first_id(opened.first))
         body = self._relay(call, plan, dep, opened, privacy, attempt, answer_id)
         return RelayResponse(body, headers={**headers, **sse.HEADERS}, media_type=sse.MEDIA_TYPE)
 

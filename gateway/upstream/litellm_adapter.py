@@ -33,6 +33,7 @@ from gateway.upstream import sse
 from gateway.upstream.base import (
     UpstreamError,
     UpstreamProtocolError,
+    UpstreamRequestRejected,
     UpstreamStreamError,
     UpstreamTarget,
 )
@@ -330,16 +331,20 @@ class LiteLLMAdapter:
         An OpenAI-wire host reaches this adapter only when it has no `/responses`: the bridge then
         calls its chat API through the OpenAI SDK, on a client that does not follow redirects."""
         prefix = target.model.partition("/")[0]
-        client: Any
         if prefix == "azure":
-            client = self._handler(target, stream=stream)
-        elif prefix in ROUTES and ROUTES[prefix].openai_wire:
+            return _kwargs(target, body, self._handler(target, stream=stream))
+        if body.get("previous_response_id") is not None:
+            # The bridge keeps no conversations; litellm would look for one elsewhere (its proxy's
+            # store, or a provider's API): never. The pipeline pins such requests to deployments that
+            # keep them (`gateway.core.continuations`), so this guards a path that is not taken.
+            raise UpstreamRequestRejected("previous_response_id needs a deployment that keeps responses")
+        client: Any
+        if prefix in ROUTES and ROUTES[prefix].openai_wire:
             client = self._sdk_client(target, azure=False)
         else:
             client = self._client(target, stream=stream)
         kwargs = _kwargs(target, body, client)
-        if prefix != "azure":
-            kwargs["use_chat_completions_api"] = True
+        kwargs["use_chat_completions_api"] = True
         return kwargs
 
     async def chat(self, target: UpstreamTarget, body: dict[str, Any]) -> dict[str, Any]:

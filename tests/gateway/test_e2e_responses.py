@@ -15,7 +15,7 @@ import json
 import signal
 import sqlite3
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -56,9 +56,12 @@ class Gateway:
     base_url: str
     fake: FakeUpstream
     database: Path
+    clients: list[OpenAI] = field(default_factory=list)
 
     def client(self, key: str = DEMO_KEY) -> OpenAI:
-        return OpenAI(base_url=self.base_url, api_key=key, max_retries=0, timeout=60)
+        client = OpenAI(base_url=self.base_url, api_key=key, max_retries=0, timeout=60)
+        self.clients.append(client)  # closed at teardown: an unclosed socket is a ResourceWarning
+        return client
 
     def sent(self, path: str = "/v1/responses") -> list[RecordedRequest]:
         return [r for r in self.fake.requests if r.path.endswith(path)]
@@ -79,7 +82,10 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
                 f"{root}/v1/responses", json={"model": BRIDGED, "input": "warm up"}, headers=AUTH, timeout=120
             )
             assert warm.status_code == 200, warm.text
-            yield Gateway(f"{root}/v1", fake, tmp / "sluice.db")
+            gateway = Gateway(f"{root}/v1", fake, tmp / "sluice.db")
+            yield gateway
+            for client in gateway.clients:
+                client.close()
         finally:
             code = stop_process(proc)
     assert code in (0, -signal.SIGTERM), f"sluice demo exited with {code}: {log.read_text()[-3000:]}"
@@ -302,6 +308,30 @@ def test_bad_input_is_an_openai_shaped_400(gateway: Gateway, body: dict[str, Any
     assert response.status_code == 400, response.text
     assert response.json()["error"]["type"] == "invalid_request_error"
     assert response.json()["error"]["param"] == param
+
+
+def image_input(url: str) -> list[Any]:
+    parts = [{"type": "input_text", "text": "What is this?"}, {"type": "input_image", "image_url": url}]
+    return [{"role": "user", "content": parts}]
+
+
+def test_an_image_url_the_bridge_would_download_is_refused(gateway: Gateway) -> None:
+    """DESIGN.md invariant 2: litellm's bridge would fetch this URL from the gateway's host."""
+    before = len(gateway.fake.requests)
+    with pytest.raises(openai.BadRequestError) as raised:
+        gateway.client().responses.create(
+            model="gemini-flash", input=image_input("https://images.example/a.png")
+        )
+    assert "data: URL" in raised.value.message
+    assert len(gateway.fake.requests) == before
+
+
+def test_an_image_url_is_passed_through_for_the_provider_to_fetch(gateway: Gateway) -> None:
+    response = gateway.client().responses.create(
+        model=PASS_THROUGH, input=image_input("https://images.example/a.png")
+    )
+    assert response.output_text
+    assert gateway.sent()[-1].json["input"][0]["content"][1]["image_url"] == "https://images.example/a.png"
 
 
 def test_broken_stream_ends_with_an_error_event(gateway: Gateway) -> None:
