@@ -374,6 +374,24 @@ def test_an_upstream_that_cannot_start_is_a_502(gateway: Gateway) -> None:
     assert (row["endpoint"], row["status"]) == ("responses", 502)
 
 
+def test_a_client_that_leaves_mid_stream_cancels_the_upstream_call(gateway: Gateway) -> None:
+    """The client reads the first event and hangs up: Sluice closes its upstream call (the fake sees
+    its client leave before the stream ended) and the ledger records a cancelled stream."""
+    tag = f"leaving-{len(gateway.fake.requests)}"
+    with gateway.client().responses.with_streaming_response.create(
+        model=PASS_THROUGH, input=f"{tag} [[fake:chunk_delay_ms=200]]", stream=True
+    ) as raw:
+        next(iter(raw.parse()))
+        request_id = raw.headers["x-request-id"]
+    upstream = wait_until(
+        lambda: [r for r in gateway.sent() if tag in r.body.decode() and r.client_closed_at is not None],
+        "the upstream call to be closed",
+    )
+    assert not upstream[0].completed
+    row = wait_until(lambda: ledger_row(gateway, request_id)["client_cancelled"], "a cancelled record")
+    assert row == 1
+
+
 # -- a Codex-shaped session -------------------------------------------------------------------------
 CODEX_TOOLS: list[dict[str, Any]] = [
     {
