@@ -217,29 +217,6 @@ class ChatService:
         self._audit.record(call.event(DecisionKind.BLOCKED, error.status, error_code=error.code.value))
         raise error
 
-    async def _origin(self, call: Call) -> str | None:
-        """The deployment that produced the response this request continues; 400 when unknown."""
-        continues = call.parsed.continues
-        if continues is None:
-            return None
-        origin = await self._continuations.origin(continues, call.key.name)
-        if origin is None:
-            raise InvalidRequest(
-                "previous_response_id is not a response this key received through Sluice from a deployment"
-                " that keeps responses; send the conversation as input instead",
-                param="previous_response_id",
-            )
-        return origin
-
-    def _continuable(self, call: Call, dep: Deployment, response_id: str | None) -> str | None:
-        """The answer's id if a later request can continue it (the deployment keeps Responses state):
-        remembered here, and returned for the ledger record, where other replicas find it. An id
-        from litellm's bridge, which keeps nothing, is neither."""
-        if response_id is None or not dep.keeps_responses:
-            return None
-        self._continuations.remember(response_id, call.key.name, dep.id)
-        return response_id
-
     def _judge(self, call: Call) -> Plan:
         key = call.key
         if not key.may_use(call.parsed.model):
@@ -427,7 +404,9 @@ class ChatService:
         sensitive = await self.sensitive(endpoint, key, parsed)
         policy = self.effective_policy(key, parsed.ask, sensitive.policies)
         call = Call(endpoint, key, parsed, policy, request_id, started, sensitive)
-        origin = await self._origin(call)
+        origin = None
+        if parsed.continues is not None:  # previous_response_id: only where that response was made
+            origin = await self._continuations.require(parsed.continues, key.name)
         if parsed.stream:
             return await self.stream(call, origin)
         return await self.complete(call, origin)
@@ -444,7 +423,7 @@ class ChatService:
         headers, privacy = self._router.disclose(plan, dep, call.request_id)
         call.mark(headers, privacy)
         wire.attach(result, privacy)
-        answer_id = self._continuable(call, dep, wire.answer_id(result))
+        answer_id = self._continuations.keep(wire.answer_id(result), call.key.name, dep)
         prompt, completion = _tokens(result.get("usage"))
         self._served(
             call, plan, dep, 200, attempt, answer_id, prompt_tokens=prompt, completion_tokens=completion
@@ -462,7 +441,7 @@ class ChatService:
         dep, attempt, opened = await self._first_success(call, plan, open_stream)
         headers, privacy = self._router.disclose(plan, dep, call.request_id)
         call.mark(headers, privacy)
-        answer_id = self._continuable(call, dep, wire.first_id(opened.first))
+        answer_id = self._continuations.keep(wire.first_id(opened.first), call.key.name, dep)
         body = self._relay(call, plan, dep, opened, privacy, attempt, answer_id)
         return RelayResponse(body, headers={**headers, **sse.HEADERS}, media_type=sse.MEDIA_TYPE)
 
