@@ -30,6 +30,7 @@ class Endpoint(StrEnum):
 
     CHAT = "chat"
     EMBEDDINGS = "embeddings"
+    RESPONSES = "responses"
 
 
 class DecisionKind(StrEnum):

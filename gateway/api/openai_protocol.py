@@ -134,7 +134,8 @@ MESSAGE_KEYS = frozenset(
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 # Subtrees that are opaque JSON schemas (tool parameters, structured output): property names there
 # are the user's own and never reach a library as keyword arguments.
-SCHEMA_PATHS = (
+SchemaPaths = tuple[tuple[str, ...], ...]
+SCHEMA_PATHS: SchemaPaths = (
     ("tools", "*", "function", "parameters"),
     ("functions", "*", "parameters"),
     ("response_format", "json_schema", "schema"),
@@ -188,10 +189,10 @@ def _is_forbidden(key: str) -> bool:
     )
 
 
-def _schema_roots(body: dict[str, Any]) -> list[Any]:
-    """The values at `SCHEMA_PATHS` (a list in the body matches `*`)."""
+def _schema_roots(body: dict[str, Any], schema_paths: SchemaPaths = SCHEMA_PATHS) -> list[Any]:
+    """The values at `schema_paths` (a list in the body matches `*`)."""
     found: list[Any] = []
-    for pattern in SCHEMA_PATHS:
+    for pattern in schema_paths:
         nodes: list[Any] = [body]
         for segment in pattern:
             step: list[Any] = []
@@ -231,10 +232,12 @@ def _render(link: Link) -> str:
     return ".".join(reversed(segments)).replace(".*", "[]")
 
 
-def _locate_forbidden(body: dict[str, Any], suspects: set[str]) -> str | None:
+def _locate_forbidden(
+    body: dict[str, Any], suspects: set[str], schema_paths: SchemaPaths = SCHEMA_PATHS
+) -> str | None:
     """The first refused key, as `messages[].content[].api_base`, or None. Linear: an object is
     looked into only when it holds a suspect, and a path is a linked pair per step."""
-    opaque = {id(node) for node in _schema_roots(body) if isinstance(node, dict | list)}
+    opaque = {id(node) for node in _schema_roots(body, schema_paths) if isinstance(node, dict | list)}
     opaque |= {id(body[key]) for (key,) in SELF_CHECKED if isinstance(body.get(key), dict | list)}
     stack: list[tuple[Any, Link, bool]] = [(body, None, False)]
     while stack:
@@ -264,14 +267,15 @@ def _forbidden(param: str) -> InvalidRequest:
     )
 
 
-def refuse_forbidden(body: JsonBody) -> None:
-    """Refuse a steering key anywhere in the body (outside schema payloads; in `metadata`, only
-    the names of `_is_forbidden`). Linear in the body's size, whatever its shape: the keys come
-    from the parser's survey, and the body is walked only when one of them is suspect."""
+def refuse_forbidden(body: JsonBody, schema_paths: SchemaPaths = SCHEMA_PATHS) -> None:
+    """Refuse a steering key anywhere in the body (outside the schema payloads at `schema_paths`,
+    which differ per wire; in `metadata`, only the names of `_is_forbidden`). Linear in the body's
+    size, whatever its shape: the keys come from the parser's survey, and the body is walked only
+    when one of them is suspect."""
     suspects = _suspects(body.keys)
     if suspects:
         with collector_paused():  # a tuple per step (see `gateway.server.jsonbody.collector_paused`)
-            param = _locate_forbidden(body.value, suspects)
+            param = _locate_forbidden(body.value, suspects, schema_paths)
         if param is not None:
             raise _forbidden(param)
 
@@ -454,7 +458,7 @@ def parse_chat(parsed: JsonBody, *, policy_header: str | None) -> ParsedRequest:
     if not stream:
         fields.pop("stream_options", None)
     paths = detect_chat(fields, parsed.keys)
-    return ParsedRequest(model, stream, fields, _privacy_ask(body, policy_header), paths)
+    return ParsedRequest(model, stream, fields, _privacy_ask(body, policy_header), paths=paths)
 
 
 def _check_data_fields(fields: dict[str, Any]) -> None:
