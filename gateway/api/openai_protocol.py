@@ -15,6 +15,7 @@ from itertools import repeat
 from operator import is_
 from typing import Any
 
+from gateway.api.fields import Api, Disposition, SpecPaths, accepted, accepted_paths, nested_keys, top_level
 from gateway.core.request import ParsedRequest, PrivacyAsk
 from gateway.errors import InvalidRequest
 from gateway.names import ErrorCode, OnViolation
@@ -75,49 +76,18 @@ FORBIDDEN_KEYS = frozenset(
 )
 FORBIDDEN_PREFIXES = ("litellm_", "langfuse_", "langsmith_", "aws_", "vertex_", "azure_")
 FORBIDDEN_PARTS = ("callback",)
-# OpenAI Chat Completions fields passed upstream (after validation). `store` and `metadata` are
-# dropped on purpose: stored completions are provider-side retention.
-CHAT_FIELDS = frozenset(
-    {
-        "messages",
-        "frequency_penalty",
-        "logit_bias",
-        "logprobs",
-        "top_logprobs",
-        "max_tokens",
-        "max_completion_tokens",
-        "n",
-        "presence_penalty",
-        "response_format",
-        "seed",
-        "stop",
-        "stream",
-        "stream_options",
-        "temperature",
-        "top_p",
-        "tools",
-        "tool_choice",
-        "parallel_tool_calls",
-        "user",
-        "safety_identifier",  # OpenAI's successor of `user`: a stable id of the end user, for abuse checks
-        "prompt_cache_key",  # routes to a warm prompt cache; no retention beyond the default cache's
-        "functions",
-        "function_call",
-        "modalities",
-        "audio",
-        "prediction",
-        "reasoning_effort",
-        "service_tier",
-        "verbosity",
-        "web_search_options",
-    }
-)
+# The allowlists come from the field table (`gateway.api.fields`, published as docs/fields.md).
+# `store` and `metadata` are accepted but not sent: stored completions are provider-side retention
+# (the `stored_response` data path).
 CHAT_DROPPED = frozenset({"store", "metadata"})
-EMBEDDING_FIELDS = frozenset({"input", "encoding_format", "dimensions", "user"})
-EXTENSIONS = frozenset({"privacy", "provider"})
-MESSAGE_KEYS = frozenset(
-    {"role", "content", "name", "tool_calls", "tool_call_id", "function_call", "refusal", "audio"}
-)
+CHAT_FIELDS = accepted(Api.CHAT) - CHAT_DROPPED
+EMBEDDING_FIELDS = accepted(Api.EMBEDDINGS)
+EXTENSIONS = top_level(Api.CHAT, Disposition.EXTENSION)
+MESSAGE_KEYS = nested_keys(Api.CHAT, "messages[]")
+# Nested paths the specification defines: the forbidden-key walk never refuses a key there.
+CHAT_PATHS = accepted_paths(Api.CHAT)
+EMBEDDING_PATHS = accepted_paths(Api.EMBEDDINGS)
+NO_PATHS = SpecPaths(frozenset(), ())
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 # Subtrees that are opaque JSON schemas (tool parameters, structured output): property names there
 # are the user's own and never reach a library as keyword arguments.
@@ -218,9 +188,11 @@ def _render(link: Link) -> str:
     return ".".join(reversed(segments)).replace(".*", "[]")
 
 
-def _locate_forbidden(body: dict[str, Any], suspects: set[str]) -> str | None:
+def _locate_forbidden(body: dict[str, Any], suspects: set[str], spec_paths: SpecPaths) -> str | None:
     """The first refused key, as `messages[].content[].api_base`, or None. Linear: an object is
-    looked into only when it holds a suspect, and a path is a linked pair per step."""
+    looked into only when it holds a suspect, and a path is a linked pair per step. A key at a path
+    the specification defines (`spec_paths`: `prompt_cache_options.ttl`) is the provider's, whatever
+    its name."""
     opaque = {id(node) for node in _schema_roots(body) if isinstance(node, dict | list)}
     opaque |= {id(body[key]) for (key,) in SELF_CHECKED if isinstance(body.get(key), dict | list)}
     stack: list[tuple[Any, Link, bool]] = [(body, None, False)]
@@ -230,7 +202,9 @@ def _locate_forbidden(body: dict[str, Any], suspects: set[str]) -> str | None:
             if not suspects.isdisjoint(node):
                 for key in node:
                     if (key in LITELLM_ONLY and not in_metadata) or _is_forbidden(key):
-                        return _render((link, key))
+                        param = _render((link, key))
+                        if param not in spec_paths:
+                            return param
             children: Iterable[tuple[str, Any]] = reversed(node.items())
         else:
             children = (("*", child) for child in reversed(node))
@@ -249,14 +223,15 @@ def _forbidden(param: str) -> InvalidRequest:
     )
 
 
-def refuse_forbidden(body: JsonBody) -> None:
-    """Refuse a steering key anywhere in the body (outside schema payloads; in `metadata`, only
-    the names of `_is_forbidden`). Linear in the body's size, whatever its shape: the keys come
-    from the parser's survey, and the body is walked only when one of them is suspect."""
+def refuse_forbidden(body: JsonBody, spec_paths: SpecPaths = NO_PATHS) -> None:
+    """Refuse a steering key anywhere in the body (outside schema payloads and the paths the
+    specification defines; in `metadata`, only the names of `_is_forbidden`). Linear in the body's
+    size, whatever its shape: the keys come from the parser's survey, and the body is walked only
+    when one of them is suspect."""
     suspects = _suspects(body.keys)
     if suspects:
         with collector_paused():  # a tuple per step (see `gateway.server.jsonbody.collector_paused`)
-            param = _locate_forbidden(body.value, suspects)
+            param = _locate_forbidden(body.value, suspects, spec_paths)
         if param is not None:
             raise _forbidden(param)
 
@@ -421,7 +396,7 @@ def parse_chat(parsed: JsonBody, *, policy_header: str | None) -> ParsedRequest:
         raise bad("missing required field: messages", param="messages", code=ErrorCode.MISSING_FIELD)
     fields = _split(body, CHAT_FIELDS, CHAT_DROPPED)
     _check_lists(fields)
-    refuse_forbidden(parsed)
+    refuse_forbidden(parsed, CHAT_PATHS)
     _check_messages(fields["messages"])
     for name in NUMBER_BOUNDS.keys() & fields.keys():
         _check_number(name, fields[name])
@@ -429,7 +404,7 @@ def parse_chat(parsed: JsonBody, *, policy_header: str | None) -> ParsedRequest:
     stream = fields.get("stream", False)
     if not isinstance(stream, bool):
         raise bad("stream must be a boolean", param="stream")
-    for name in ("response_format", "stream_options"):
+    for name in ("response_format", "stream_options", "moderation", "prompt_cache_options"):
         if fields.get(name) is not None and not isinstance(fields[name], dict):
             raise bad(f"{name} must be an object", param=name)
     for name in ("user", "safety_identifier", "prompt_cache_key"):
@@ -447,7 +422,7 @@ def parse_embeddings(parsed: JsonBody, *, policy_header: str | None) -> ParsedRe
     if "input" not in body:
         raise bad("missing required field: input", param="input", code=ErrorCode.MISSING_FIELD)
     fields = _split(body, EMBEDDING_FIELDS)
-    refuse_forbidden(parsed)
+    refuse_forbidden(parsed, EMBEDDING_PATHS)
     _check_input(fields["input"])
     if fields.get("encoding_format") not in (None, "float", "base64"):
         raise bad("encoding_format must be 'float' or 'base64'", param="encoding_format")
