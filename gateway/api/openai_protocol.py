@@ -401,7 +401,9 @@ def parse_chat(parsed: JsonBody, *, policy_header: str | None) -> ParsedRequest:
     for name in NUMBER_BOUNDS.keys() & fields.keys():
         _check_number(name, fields[name])
     _check_stop(fields.get("stop"))
-    stream = fields.get("stream", False)
+    stream = fields.get("stream")
+    if stream is None:  # the specification's `nullable`: null is the default, false
+        stream = False
     if not isinstance(stream, bool):
         raise bad("stream must be a boolean", param="stream")
     for name in ("response_format", "stream_options", "moderation", "prompt_cache_options"):

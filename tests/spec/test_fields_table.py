@@ -21,14 +21,14 @@ def test_docs_fields_md_is_current() -> None:
 
 
 def test_the_chat_allowlist_is_the_table() -> None:
-    assert openai_protocol.CHAT_FIELDS | openai_protocol.CHAT_DROPPED == accepted(Api.CHAT)
-    assert openai_protocol.CHAT_DROPPED <= top_level(Api.CHAT, Disposition.DATA_PATH)
-    assert openai_protocol.MESSAGE_KEYS == nested_keys(Api.CHAT, "messages[]")
-    assert openai_protocol.EXTENSIONS == top_level(Api.CHAT, Disposition.EXTENSION)
+    assert accepted(Api.CHAT) == openai_protocol.CHAT_FIELDS | openai_protocol.CHAT_DROPPED
+    assert top_level(Api.CHAT, Disposition.DATA_PATH) >= openai_protocol.CHAT_DROPPED
+    assert nested_keys(Api.CHAT, "messages[]") == openai_protocol.MESSAGE_KEYS
+    assert top_level(Api.CHAT, Disposition.EXTENSION) == openai_protocol.EXTENSIONS
 
 
 def test_the_embeddings_allowlist_is_the_table() -> None:
-    assert openai_protocol.EMBEDDING_FIELDS == accepted(Api.EMBEDDINGS)
+    assert accepted(Api.EMBEDDINGS) == openai_protocol.EMBEDDING_FIELDS
 
 
 def test_a_refused_field_is_never_accepted() -> None:
