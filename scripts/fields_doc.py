@@ -78,6 +78,13 @@ def render() -> str:
         "accepted at exactly the paths listed here. `[]` is every item of an array; `**.` is any depth.",
         "A field no specification defines is refused with 400 `unrecognized request argument`.",
         "",
+        "\"Passed\" means sent as is to a deployment on the same wire (OpenAI, Azure OpenAI, vLLM and",
+        "other OpenAI-compatible servers for Chat Completions). To a deployment reached through",
+        "translation (litellm: Anthropic, Gemini, ...), a field the provider has no equivalent for is",
+        "dropped, as litellm's `drop_params` does (`logit_bias` to Anthropic, for one); that includes",
+        "the OpenAI fields litellm does not know yet (`moderation`, `prompt_cache_options`), which it",
+        "would otherwise put into the provider's body as unknown keys.",
+        "",
     ]
     for api, (title, endpoint, file, schemas) in TITLES.items():
         table = TABLES[api]

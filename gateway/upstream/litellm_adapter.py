@@ -124,6 +124,17 @@ def _kwargs(target: UpstreamTarget, body: dict[str, Any], client: Any) -> dict[s
     return kwargs
 
 
+def _translatable(litellm: ModuleType, body: dict[str, Any]) -> dict[str, Any]:
+    """The body without the OpenAI fields litellm does not know (`moderation`,
+    `prompt_cache_options`): litellm would put those into the provider's body as provider-specific
+    keys, which Anthropic and Gemini refuse as unknown, where `drop_params` drops a known field
+    the provider lacks. Sluice drops them the same way (docs/fields.md)."""
+    known = frozenset(litellm.OPENAI_CHAT_COMPLETION_PARAMS) | {"messages"}
+    if known.issuperset(body):
+        return body
+    return {key: value for key, value in body.items() if key in known}
+
+
 def _dump(obj: Any) -> dict[str, Any]:
     if isinstance(obj, dict):
         return obj
@@ -289,7 +300,7 @@ class LiteLLMAdapter:
         call = Call(marked=client is not None)
         token = CURRENT_CALL.set(call)
         try:
-            response = await litellm.acompletion(**_kwargs(target, body, client))
+            response = await litellm.acompletion(**_kwargs(target, _translatable(litellm, body), client))
         except Exception as exc:  # every litellm failure becomes a sanitised UpstreamError
             raise map_error(litellm, exc, sent=call.sent) from None
         finally:
@@ -300,7 +311,7 @@ class LiteLLMAdapter:
         litellm = await self._litellm()
         refuse_fetched_media(target.model.partition("/")[0], body)
         client = self._client(target, stream=True)
-        kwargs = _kwargs(target, body, client)
+        kwargs = _kwargs(target, _translatable(litellm, body), client)
         kwargs["stream"] = True
         call = Call(marked=client is not None)
         token = CURRENT_CALL.set(call)

@@ -9,6 +9,7 @@ with `prompt_cache_options.ttl`) or `unrecognized request argument` for a field 
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -130,3 +131,22 @@ async def test_prompt_cache_options_ttl_reaches_the_upstream(
     sent = fake.requests[-1].json
     assert sent["prompt_cache_options"] == {"ttl": "1h"}
     assert sent["moderation"] == {"model": "omni-moderation-latest"}
+
+
+@pytest.mark.parametrize("model", ["claude-sonnet", "gemini-flash"])
+async def test_fields_litellm_does_not_know_are_dropped_in_translation(
+    client: httpx.AsyncClient, fake: FakeUpstream, model: str
+) -> None:
+    """`moderation` and `prompt_cache_options` are OpenAI's; litellm does not know them and would
+    put them into an Anthropic or Gemini body as unknown keys (a 400 there). Translated, they are
+    dropped like every field a provider lacks; spec-valid requests are answered."""
+    body = {
+        "model": model,
+        "messages": [{"role": "user", "content": "hello"}],
+        "moderation": {"model": "omni-moderation-latest"},
+        "prompt_cache_options": {"ttl": "1h"},
+    }
+    response = await client.post("/v1/chat/completions", json=body, headers=AUTH)
+    assert response.status_code == 200, response.text
+    sent = fake.requests[-1].json
+    assert "moderation" not in json.dumps(sent) and "prompt_cache_options" not in json.dumps(sent)
