@@ -125,7 +125,8 @@ async def check(http: httpx.AsyncClient, target: Target, body: dict[str, Any]) -
             )
         return outcome
     if body.get("stream") is True and target.stream_response is not None:
-        for line in response.text.splitlines():
+        # SSE lines end at \n (or \r\n) only: `splitlines` would also split at U+2028 inside a string
+        for line in response.text.replace("\r\n", "\n").split("\n"):
             if line.startswith("data: ") and line != "data: [DONE]":
                 chunk = json.loads(line[len("data: ") :])
                 if "error" in chunk:
