@@ -84,12 +84,12 @@ def _documented(api: str, error: dict[str, Any]) -> str | None:
     return None
 
 
-def _errors(schema_name: str, value: Any) -> list[str]:
+def response_errors(schema_name: str, value: Any) -> list[str]:
     found = sorted(validator(response_schema(schema_name)).iter_errors(value), key=lambda e: list(e.path))
     return [f"{'.'.join(map(str, e.path)) or '<root>'}: {e.message[:160]}" for e in found[:3]]
 
 
-def _known_quirks(body: dict[str, Any], answer: Any) -> Any:
+def known_quirks(body: dict[str, Any], answer: Any) -> Any:
     """Where the specification's response schema is wrong, the answer as the schema would have it.
     Embeddings with `encoding_format: base64` are a base64 string of little-endian float32s, which
     the schema (an array of numbers only) does not allow: decoded, they must be that array."""
@@ -132,8 +132,8 @@ async def check(http: httpx.AsyncClient, target: Target, body: dict[str, Any]) -
                 if "error" in chunk:
                     outcome.problems.append(f"stream error: {chunk['error']}")
                 else:
-                    outcome.problems += _errors(target.stream_response, _without_privacy(chunk))
+                    outcome.problems += response_errors(target.stream_response, _without_privacy(chunk))
     elif target.response is not None:
-        answer = _known_quirks(body, _without_privacy(response.json()))
-        outcome.problems += _errors(target.response, answer)
+        answer = known_quirks(body, _without_privacy(response.json()))
+        outcome.problems += response_errors(target.response, answer)
     return outcome

@@ -9,6 +9,9 @@ that is not documented, and every answer valid against the specification's respo
 
 from __future__ import annotations
 
+import base64
+import copy
+import struct
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -21,7 +24,7 @@ from gateway.app import create_app
 from gateway.observability.audit import MemoryAuditSink
 from gateway.settings import Settings
 from tests.gateway.support import LITELLM_WARNINGS
-from tests.spec.conformance import CHAT, EMBEDDINGS, check
+from tests.spec.conformance import CHAT, EMBEDDINGS, response_errors, known_quirks, check
 
 pytestmark = list(LITELLM_WARNINGS)
 
@@ -63,3 +66,36 @@ async def test_embedding_requests_from_the_specification(
 ) -> None:
     outcome = await check(client, EMBEDDINGS, body)
     assert not outcome.problems, (outcome.problems, body)
+
+
+def test_the_response_check_is_not_vacuous() -> None:
+    """The schemas the answers are held to reject a wrong answer, and the one quirk that is
+    allowed (base64 embeddings) is checked as what it decodes to."""
+    good = {
+        "id": "c1",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "m",
+        "choices": [
+            {
+                "index": 0,
+                "finish_reason": "stop",
+                "logprobs": None,
+                "message": {"role": "assistant", "content": "hi", "refusal": None},
+            }
+        ],
+    }
+    assert response_errors("chat", good) == []
+    assert response_errors("chat", {**good, "choices": [{"index": 0}]})
+    assert response_errors("chat", {**good, "object": "text_completion"})
+    packed = base64.b64encode(struct.pack("<2f", 0.5, 1)).decode()
+    embedding = {
+        "object": "list",
+        "model": "m",
+        "usage": {"prompt_tokens": 1, "total_tokens": 1},
+        "data": [{"object": "embedding", "index": 0, "embedding": packed}],
+    }
+    assert response_errors("embeddings", copy.deepcopy(embedding))  # the schema alone refuses base64
+    assert response_errors("embeddings", known_quirks({"encoding_format": "base64"}, copy.deepcopy(embedding))) == []
+    decoded = known_quirks({"encoding_format": "base64"}, copy.deepcopy(embedding))
+    assert decoded["data"][0]["embedding"] == [0.5, 1]
