@@ -59,7 +59,7 @@ def draw(target: Target, count: int, seed_value: int) -> list[dict[str, Any]]:
 
 async def run(targets: list[Target], count: int, seed_value: int, samples: int) -> dict[str, Any]:
     started = time.perf_counter()
-    bodies = {target.api: draw(target, count, seed_value) for target in targets}
+    bodies = {target.key: draw(target, count, seed_value) for target in targets}
     generated = time.perf_counter()
     summary: dict[str, Any] = {"seed": seed_value}
     with tempfile.TemporaryDirectory() as tmp:
@@ -84,7 +84,7 @@ async def run(targets: list[Target], count: int, seed_value: int, samples: int) 
                         failing: list[dict[str, Any]] = []
                         fields: Counter[str] = Counter()
                         streams = 0
-                        for body in bodies[target.api]:
+                        for body in bodies[target.key]:
                             fields.update(body.keys())
                             streams += body.get("stream") is True
                             outcome = await check(http, target, body)
@@ -96,10 +96,10 @@ async def run(targets: list[Target], count: int, seed_value: int, samples: int) 
                             if outcome.problems and len(failing) < samples:
                                 failing.append({"problems": outcome.problems, "body": body})
                         digest = hashlib.sha256(
-                            json.dumps(bodies[target.api], sort_keys=True).encode()
+                            json.dumps(bodies[target.key], sort_keys=True).encode()
                         ).hexdigest()[:16]
-                        summary[target.api] = {
-                            "requests": len(bodies[target.api]),
+                        summary[target.key] = {
+                            "requests": len(bodies[target.key]),
                             "draw_digest": digest,
                             "streams": streams,
                             "distinct_top_level_fields": len(fields),
@@ -126,7 +126,7 @@ def main() -> int:
     targets = [TARGETS[name] for name in (args.api or sorted(TARGETS))]
     summary = asyncio.run(run(targets, args.count, args.seed, args.samples))
     print(json.dumps(summary, indent=2, default=str))
-    return 1 if any(summary[t.api]["problems"] for t in targets) else 0
+    return 1 if any(summary[t.key]["problems"] for t in targets) else 0
 
 
 if __name__ == "__main__":

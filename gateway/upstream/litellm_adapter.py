@@ -135,6 +135,26 @@ def _translatable(litellm: ModuleType, body: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in body.items() if key in known}
 
 
+def _with_required_nulls(data: dict[str, Any], *, chunk: bool) -> dict[str, Any]:
+    """A translated completion or chunk with the fields OpenAI's schema requires even when null
+    (`_dump` leaves out every None): a choice's `logprobs`, a message's `content` and `refusal`,
+    a chunk choice's `finish_reason` and `delta`. Strict clients validate these."""
+    choices = data.get("choices")
+    for choice in choices if isinstance(choices, list) else ():
+        if not isinstance(choice, dict):
+            continue
+        if chunk:
+            choice.setdefault("delta", {})
+            choice.setdefault("finish_reason", None)
+            continue
+        choice.setdefault("logprobs", None)
+        message = choice.get("message")
+        if isinstance(message, dict):
+            message.setdefault("content", None)
+            message.setdefault("refusal", None)
+    return data
+
+
 def _dump(obj: Any) -> dict[str, Any]:
     if isinstance(obj, dict):
         return obj
@@ -170,7 +190,7 @@ class LiteLLMStream:
                     break
                 except TimeoutError:
                     raise UpstreamStreamError("the upstream stream stalled") from None
-                data = _dump(chunk)
+                data = _with_required_nulls(_dump(chunk), chunk=True)
                 if isinstance(data.get("usage"), dict):
                     self.usage = data["usage"]
                 yield sse.frame(orjson.dumps(data))
@@ -305,7 +325,7 @@ class LiteLLMAdapter:
             raise map_error(litellm, exc, sent=call.sent) from None
         finally:
             CURRENT_CALL.reset(token)
-        return _dump(response)
+        return _with_required_nulls(_dump(response), chunk=False)
 
     async def chat_stream(self, target: UpstreamTarget, body: dict[str, Any]) -> LiteLLMStream:
         litellm = await self._litellm()
@@ -318,7 +338,7 @@ class LiteLLMAdapter:
         try:
             response = await litellm.acompletion(**kwargs)
             iterator = aiter(response)
-            first = _dump(await anext(iterator))
+            first = _with_required_nulls(_dump(await anext(iterator)), chunk=True)
         except StopAsyncIteration:
             raise UpstreamProtocolError("the upstream stream ended before its first chunk") from None
         except Exception as exc:  # see chat()

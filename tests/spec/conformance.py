@@ -35,6 +35,11 @@ class Target:
     response: str | None = None  # a key of the vendored file's `responses`
     stream_response: str | None = None
     headers: tuple[tuple[str, str], ...] = tuple(AUTH.items())
+    name: str | None = None  # when one API has several targets
+
+    @property
+    def key(self) -> str:
+        return self.name or self.api
 
     def requests(self) -> Strategy:
         return valid(request_schema(self.api), overrides={"model": st.sampled_from(self.models)})
@@ -42,7 +47,16 @@ class Target:
 
 CHAT = Target("chat", "/v1/chat/completions", ("gpt-4o-mini",), "chat", "chat_stream")
 EMBEDDINGS = Target("embeddings", "/v1/embeddings", ("text-embedding-3-small",), "embeddings")
-TARGETS = {target.api: target for target in (CHAT, EMBEDDINGS)}
+# The same Chat Completions requests to deployments reached through translation (litellm).
+CHAT_TRANSLATED = Target(
+    "chat",
+    "/v1/chat/completions",
+    ("claude-sonnet", "gemini-flash"),
+    "chat",
+    "chat_stream",
+    name="chat_translated",
+)
+TARGETS = {target.key: target for target in (CHAT, EMBEDDINGS, CHAT_TRANSLATED)}
 
 # Spec-valid requests Sluice refuses on purpose: (api, error code, the start of the message) -> why.
 # Each is in docs/reliability.md ("Conformance with the specifications").
@@ -57,6 +71,11 @@ DOCUMENTED_REFUSALS: dict[tuple[str, str, str], str] = {
     ),
     ("chat", "invalid_value", "max_completion_tokens must be between"): (
         "`max_completion_tokens` below 1 or above 10,000,000: as `max_tokens`"
+    ),
+    ("chat", "invalid_value", "the request cannot be translated"): (
+        "translated deployments only (litellm: Anthropic, Gemini): a shape the provider cannot carry, "
+        "which litellm or the provider refuses (no user turn, an empty text or image part, an order of "
+        "messages the provider forbids); the same request to an OpenAI-wire deployment is answered"
     ),
     ("embeddings", "invalid_value", "dimensions must be between"): (
         "`dimensions` above 65,536: the specification sets no maximum; Sluice bounds the work a "

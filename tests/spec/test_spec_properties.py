@@ -24,7 +24,7 @@ from gateway.app import create_app
 from gateway.observability.audit import MemoryAuditSink
 from gateway.settings import Settings
 from tests.gateway.support import LITELLM_WARNINGS
-from tests.spec.conformance import CHAT, EMBEDDINGS, check, known_quirks, response_errors
+from tests.spec.conformance import CHAT, CHAT_TRANSLATED, EMBEDDINGS, check, known_quirks, response_errors
 
 pytestmark = list(LITELLM_WARNINGS)
 
@@ -99,3 +99,15 @@ def test_the_response_check_is_not_vacuous() -> None:
     decoded = known_quirks({"encoding_format": "base64"}, copy.deepcopy(embedding))
     assert response_errors("embeddings", decoded) == []
     assert decoded["data"][0]["embedding"] == [0.5, 1]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_translated_answers_keep_the_fields_openai_requires(
+    client: httpx.AsyncClient, fake: FakeUpstream, stream: bool
+) -> None:
+    """Through litellm, a completion's `logprobs`, `content` and `refusal` (and a chunk's
+    `finish_reason`) are null rather than missing: the specification requires them."""
+    for model in CHAT_TRANSLATED.models:
+        body = {"model": model, "messages": [{"role": "user", "content": "hello"}], "stream": stream}
+        outcome = await check(client, CHAT_TRANSLATED, body)
+        assert outcome.status == 200 and not outcome.problems, (model, outcome)
