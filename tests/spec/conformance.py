@@ -16,15 +16,20 @@ from __future__ import annotations
 import base64
 import json
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 from hypothesis import strategies as st
+from pydantic import TypeAdapter, ValidationError
 
-from tests.conftest import AUTH
+from tests.conftest import AUTH, DEMO_KEY
 from tests.spec.specs import request_schema, response_schema
 from tests.spec.strategies import Strategy, valid, validator
+
+# An answer's check: the problems found in one body or stream event (none: valid).
+Validate = Callable[[Any], list[str]]
 
 
 @dataclass(frozen=True)
@@ -32,8 +37,9 @@ class Target:
     api: str  # a key of tests.spec.specs.APIS
     path: str
     models: tuple[str, ...]
-    response: str | None = None  # a key of the vendored file's `responses`
-    stream_response: str | None = None
+    # a key of openai.json's `responses`, or a check (`sdk_model` for Anthropic's answers)
+    response: str | Validate | None = None
+    stream_response: str | Validate | None = None
     headers: tuple[tuple[str, str], ...] = tuple(AUTH.items())
     name: str | None = None  # when one API has several targets
 
@@ -57,6 +63,47 @@ CHAT_TRANSLATED = Target(
     name="chat_translated",
 )
 TARGETS = {target.key: target for target in (CHAT, EMBEDDINGS, CHAT_TRANSLATED)}
+
+
+def sdk_model(kind: Any) -> Validate:
+    """A check by the anthropic SDK's own response types (`anthropic.types.Message`,
+    `RawMessageStreamEvent`): the Messages API publishes no schema file, its SDK is the spec."""
+    adapter: TypeAdapter[Any] = TypeAdapter(kind)
+
+    def validate(value: Any) -> list[str]:
+        try:
+            adapter.validate_python(value)
+        except ValidationError as exc:
+            return [f"{'.'.join(map(str, e['loc'])) or '<root>'}: {e['msg']}" for e in exc.errors()[:3]]
+        return []
+
+    return validate
+
+
+def anthropic_targets() -> dict[str, Target]:
+    """The Messages and Responses targets, for when those endpoints are on the branch: add them to
+    `TARGETS` (and a test in tests/spec/test_spec_properties.py) then."""
+    from anthropic.types import Message, RawMessageStreamEvent
+
+    anthropic_auth = (("x-api-key", DEMO_KEY), ("anthropic-version", "2023-06-01"))
+    return {
+        "messages": Target(
+            "messages",
+            "/v1/messages",
+            ("claude-sonnet",),
+            sdk_model(Message),
+            sdk_model(RawMessageStreamEvent),
+            headers=anthropic_auth,
+        ),
+        "responses": Target("responses", "/v1/responses", ("gpt-4o-mini",), "responses"),
+    }
+
+
+def _check_of(spec: str | Validate) -> Validate:
+    if isinstance(spec, str):
+        return lambda value: response_errors(spec, value)
+    return spec
+
 
 # Spec-valid requests Sluice refuses on purpose: (api, error code, the start of the message) -> why.
 # Each is in docs/reliability.md ("Conformance with the specifications").
@@ -144,6 +191,7 @@ async def check(http: httpx.AsyncClient, target: Target, body: dict[str, Any]) -
             )
         return outcome
     if body.get("stream") is True and target.stream_response is not None:
+        check_event = _check_of(target.stream_response)
         # SSE lines end at \n (or \r\n) only: `splitlines` would also split at U+2028 inside a string
         for line in response.text.replace("\r\n", "\n").split("\n"):
             if line.startswith("data: ") and line != "data: [DONE]":
@@ -151,8 +199,8 @@ async def check(http: httpx.AsyncClient, target: Target, body: dict[str, Any]) -
                 if "error" in chunk:
                     outcome.problems.append(f"stream error: {chunk['error']}")
                 else:
-                    outcome.problems += response_errors(target.stream_response, _without_privacy(chunk))
+                    outcome.problems += check_event(_without_privacy(chunk))
     elif target.response is not None:
         answer = known_quirks(body, _without_privacy(response.json()))
-        outcome.problems += response_errors(target.response, answer)
+        outcome.problems += _check_of(target.response)(answer)
     return outcome

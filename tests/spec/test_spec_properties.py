@@ -24,7 +24,15 @@ from gateway.app import create_app
 from gateway.observability.audit import MemoryAuditSink
 from gateway.settings import Settings
 from tests.gateway.support import LITELLM_WARNINGS
-from tests.spec.conformance import CHAT, CHAT_TRANSLATED, EMBEDDINGS, check, known_quirks, response_errors
+from tests.spec.conformance import (
+    CHAT,
+    CHAT_TRANSLATED,
+    EMBEDDINGS,
+    anthropic_targets,
+    check,
+    known_quirks,
+    response_errors,
+)
 
 pytestmark = list(LITELLM_WARNINGS)
 
@@ -111,3 +119,22 @@ async def test_translated_answers_keep_the_fields_openai_requires(
         body = {"model": model, "messages": [{"role": "user", "content": "hello"}], "stream": stream}
         outcome = await check(client, CHAT_TRANSLATED, body)
         assert outcome.status == 200 and not outcome.problems, (model, outcome)
+
+
+def test_the_anthropic_answer_check_is_not_vacuous() -> None:
+    """The check ready for /v1/messages (`anthropic_targets`) holds answers to the SDK's types."""
+    target = anthropic_targets()["messages"]
+    assert callable(target.response)
+    good = {
+        "id": "msg_1",
+        "type": "message",
+        "role": "assistant",
+        "model": "claude-sonnet-4-5",
+        "content": [{"type": "text", "text": "hi"}],
+        "stop_reason": "end_turn",
+        "stop_sequence": None,
+        "usage": {"input_tokens": 1, "output_tokens": 1},
+    }
+    assert target.response(good) == []
+    assert target.response({**good, "content": [{"type": "text"}]})
+    assert target.response({k: v for k, v in good.items() if k != "usage"})
