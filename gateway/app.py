@@ -20,6 +20,7 @@ from datetime import date
 from typing import TypedDict, Unpack
 
 from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
 
 from gateway.api.admin import AdminGuard
 from gateway.api.routes import add_routes
@@ -136,7 +137,10 @@ def build_services(
         retry_budget_ratio=settings.retry_budget_ratio,
     )
     # GET /metrics: counted from each audit event on its way to the ledger; the rest read when scraped.
-    request_metrics = RequestMetrics(models=router.models, deployments=[d.id for d in all_deployments])
+    # This app's own registry: never prometheus_client's global one.
+    request_metrics = RequestMetrics(
+        models=router.models, deployments=[d.id for d in all_deployments], registry=CollectorRegistry()
+    )
     in_flight = InFlight()
     body_budget = BodyBudget(settings.max_inflight_body_bytes)
     gateway_metrics = GatewayMetrics(

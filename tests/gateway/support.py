@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -302,19 +302,6 @@ def wait_healthy(proc: subprocess.Popen[str], root: str, log: Path) -> None:
             pass
         time.sleep(0.1)
     raise AssertionError(f"sluice demo never became healthy: {log.read_text()[-3000:]}")
-
-
-def wait_until(condition: Callable[[], Any], what: str, *, timeout: float = 30.0) -> Any:
-    """Poll `condition` every 20 ms until it returns something truthy, and return that; the bound is
-    a safety net for a loaded machine, never a measurement."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(0.02)
 
 
 def free_port() -> int:

@@ -39,8 +39,8 @@ from tests.gateway.support import (
     start_demo,
     stop_process,
     wait_healthy,
-    wait_until,
 )
+from tests.helpers import wait_until
 
 CHAT = "/v1/chat/completions"
 EMBEDDINGS = "/v1/embeddings"
