@@ -139,6 +139,8 @@ class RelayStream:
         raw = self._raw
         try:
             if self._rest:
+                if b'"usage"' in self._rest:  # a short answer may come in the first event's read
+                    self.usage = _usage_from(self._rest) or self.usage
                 cut = _error_event_at(self._rest)
                 if cut >= 0:
                     if cut:
