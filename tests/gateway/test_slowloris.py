@@ -153,7 +153,7 @@ def test_the_next_request_on_a_keep_alive_connection_has_a_header_deadline_too(s
 
 
 def test_a_response_outlasting_every_deadline_is_not_cut(server: Server) -> None:
-    """The deadlines cover receiving a request only: a 3 s stream outlives header + body backstop."""
+    """The deadlines cover receiving a request only: a 3 s stream outlives both deadlines."""
     body = chat_body(content="[[fake:chunks=20,chunk_delay_ms=150]]", stream=True)
     with (
         httpx.Client(base_url=server.root, headers=AUTH, timeout=BOUND) as http,
@@ -208,7 +208,7 @@ def test_a_body_trickling_in_gets_408_before_any_upstream_call(server: Server) -
 
 
 def test_the_rest_of_a_body_after_an_early_answer_cannot_keep_the_connection(server: Server) -> None:
-    """A 401 goes out before the body is read; the rest of the body then has the backstop deadline."""
+    """A 401 goes out before the body is read; the rest of the body is cut at the body deadline."""
     with connect(server) as sock:
         sock.sendall(_body_head(100_000).replace(b"Authorization", b"X-Not-Authorization"))
         assert read_response(sock).status_code == 401
