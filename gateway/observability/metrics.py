@@ -23,7 +23,7 @@ import contextlib
 import logging
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -62,6 +62,23 @@ class LabelSet:
 
     def __call__(self, value: str | None) -> str:
         return str(value) if value is not None and value in self.values else OTHER
+
+
+class Children:
+    """A labelled metric's children, each looked up once per label set: prometheus_client's
+    `labels()` checks the values and takes a lock on every call (about 1.5 µs), and the request path
+    calls it several times per request. The label sets are fixed (above), so the cache is bounded;
+    two threads filling it at once get the same child (`labels()` returns one per label set)."""
+
+    def __init__(self, metric: Counter | Histogram) -> None:
+        self.metric = metric
+        self._children: dict[tuple[str, ...], Any] = {}
+
+    def __call__(self, *values: str) -> Any:
+        child = self._children.get(values)
+        if child is None:
+            child = self._children.setdefault(values, self.metric.labels(*values))
+        return child
 
 
 def status_class(status: int) -> str:
@@ -139,23 +156,37 @@ class RequestMetrics:
             registry=self.registry,
         )
 
+        self._children = {
+            metric: Children(metric)
+            for metric in (
+                self.requests,
+                self.errors,
+                self.cancelled,
+                self.attempts,
+                self.served,
+                self.tokens,
+            )
+        }
+        self._latency = Children(self.latency)
+
     def observe(self, event: AuditEvent) -> None:
         endpoint, model = self.endpoint(event.endpoint), self.model(event.requested_model)
         served, status = self.model(event.served_model), status_class(event.status)
-        self.requests.labels(endpoint, model, self.decision(event.decision), status).inc()
+        child = self._children
+        child[self.requests](endpoint, model, self.decision(event.decision), status).inc()
         if event.error_code is not None:
-            self.errors.labels(endpoint, self.code(event.error_code)).inc()
+            child[self.errors](endpoint, self.code(event.error_code)).inc()
         if event.client_cancelled:
-            self.cancelled.labels(endpoint, model).inc()
+            child[self.cancelled](endpoint, model).inc()
         if event.attempts > 0:
-            self.attempts.labels(endpoint, model).inc(event.attempts)
+            child[self.attempts](endpoint, model).inc(event.attempts)
         if event.deployment is not None:
-            self.served.labels(self.deployment(event.deployment), status).inc()
+            child[self.served](self.deployment(event.deployment), status).inc()
             stream = "true" if event.stream else "false"
-            self.latency.labels(endpoint, served, stream).observe(max(event.latency_ms, 0.0) / 1000)
+            self._latency(endpoint, served, stream).observe(max(event.latency_ms, 0.0) / 1000)
         for kind, count in (("prompt", event.prompt_tokens), ("completion", event.completion_tokens)):
             if count is not None and count > 0:
-                self.tokens.labels(served, kind).inc(count)
+                child[self.tokens](served, kind).inc(count)
 
     def render(self) -> str:
         """This object's registry in the text format (the whole app's, in an app)."""
@@ -219,9 +250,10 @@ class HttpResponses:
             ("route", "code"),
             registry=registry,
         )
+        self._children = Children(self.counter)
 
     def observe(self, path: str, status: int) -> None:
-        self.counter.labels(route_group(path), str(status) if 100 <= status < 600 else OTHER).inc()
+        self._children(route_group(path), str(status) if 100 <= status < 600 else OTHER).inc()
 
 
 # -- the event loop -------------------------------------------------------------------------------

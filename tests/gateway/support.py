@@ -326,6 +326,53 @@ def stop_process(proc: subprocess.Popen[str], *, timeout: float = 20.0) -> int:
 
 
 # -- respx ----------------------------------------------------------------------------------------
+# Upstream keys the respx tests put in the environment (the `respx_keys` fixture), and deployments
+# at the providers' real hosts that read them: the config snippets every respx module shares.
+RESPX_KEYS = {
+    "RESPX_OPENAI_KEY": "sk-upstream-openai-A1b2",
+    "RESPX_ANTHROPIC_KEY": "sk-ant-upstream-C3d4",
+    "RESPX_GEMINI_KEY": "gemini-upstream-E5f6",
+    "RESPX_DEEPSEEK_KEY": "sk-upstream-deepseek-G7h8",
+    "RESPX_PERPLEXITY_KEY": "pplx-upstream-I9j0",
+    "RESPX_AZURE_KEY": "azure-upstream-S2d4",
+}
+DEPLOYMENTS = {
+    "openai": (
+        "{provider: openai, channel: openai.api, model: openai/gpt-4o-mini, api_key_env: RESPX_OPENAI_KEY}"
+    ),
+    "openai_eu": (
+        "{provider: openai, channel: openai.api, model: openai/gpt-4o-mini, api_key_env: RESPX_OPENAI_KEY, "
+        "api_base: 'https://eu.api.openai.com/v1'}"
+    ),
+    "anthropic": (
+        "{provider: anthropic, channel: anthropic.api, model: anthropic/claude-sonnet-4-5, "
+        "api_key_env: RESPX_ANTHROPIC_KEY}"
+    ),
+    # Compliant only with the operator's `paid_tier` attestation in the config.
+    "gemini_paid": (
+        "{provider: google, channel: google.gemini_api_paid, model: gemini/gemini-2.5-flash, "
+        "api_key_env: RESPX_GEMINI_KEY}"
+    ),
+    # Not compliant under no-training-only (whether DeepSeek's API trains is unknown).
+    "deepseek": (
+        "{provider: deepseek, channel: deepseek.api, model: deepseek/deepseek-chat, "
+        "api_key_env: RESPX_DEEPSEEK_KEY}"
+    ),
+    "perplexity": (
+        "{provider: perplexity, channel: perplexity.api, model: perplexity/sonar, "
+        "api_key_env: RESPX_PERPLEXITY_KEY}"
+    ),
+    "azure": (
+        "{provider: microsoft, channel: microsoft.azure_openai, model: azure/gpt-4o-mini, "
+        "api_base: 'https://contoso.openai.azure.com', api_version: '2024-10-21', "
+        "api_key_env: RESPX_AZURE_KEY}"
+    ),
+}
+GEMINI_PAID_ATTESTATION = (
+    '{provider: google, channel: google.gemini_api_paid, fact: paid_tier, evidence: "billing account on"}'
+)
+
+
 @contextmanager
 def mocked_internet(**kwargs: Any) -> Iterator[respx.MockRouter]:
     """respx over every httpx client, whatever its transport (Sluice's pass-through runs on its own

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import re
 import socket
 import time
@@ -48,6 +47,7 @@ from tests.gateway.support import (
     anthropic_message,
     bearer,
     build_app,
+    demo_env,
     error_of,
     free_port,
     gemini_response,
@@ -105,12 +105,7 @@ class Server:
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     tmp = tmp_path_factory.mktemp("auth-routes")
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLUICE_", "LITELLM"))}
-    env |= {
-        "SLUICE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp / 'sluice.db'}",
-        "SLUICE_AUDIT_SPOOL": str(tmp / "audit.spool"),
-        "SLUICE_MASTER_KEY": MASTER_KEY,
-    }
+    env = demo_env(tmp, master_key=MASTER_KEY)
     log = tmp / "demo.log"
     with FakeUpstream.in_thread() as fake, log.open("w") as sink:
         proc = start_demo(port, sink, env=env, upstream=fake.url)

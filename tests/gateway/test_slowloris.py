@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import select
 import socket
 import time
@@ -26,7 +25,7 @@ import pytest
 from sluice_fakes.fake_upstream import FakeUpstream
 
 from tests.conftest import AUTH, chat_body
-from tests.gateway.support import error_of, free_port, start_demo, stop_process, wait_healthy
+from tests.gateway.support import demo_env, error_of, free_port, start_demo, stop_process, wait_healthy
 
 pytestmark = pytest.mark.e2e
 
@@ -48,12 +47,7 @@ class Server:
 def running_demo(tmp: Path, **settings: str) -> Iterator[Server]:
     port = free_port()
     root = f"http://127.0.0.1:{port}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLUICE_", "LITELLM"))}
-    env |= {
-        "SLUICE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp / 'sluice.db'}",
-        "SLUICE_AUDIT_SPOOL": str(tmp / "audit.spool"),
-        **{f"SLUICE_{name.upper()}": value for name, value in settings.items()},
-    }
+    env = demo_env(tmp, **settings)
     log = tmp / "demo.log"
     with FakeUpstream.in_thread() as fake, log.open("w") as sink:
         proc = start_demo(port, sink, env=env, upstream=fake.url)
