@@ -155,18 +155,8 @@ class RequestMetrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
-
-        self._children = {
-            metric: Children(metric)
-            for metric in (
-                self.requests,
-                self.errors,
-                self.cancelled,
-                self.attempts,
-                self.served,
-                self.tokens,
-            )
-        }
+        counters = (self.requests, self.errors, self.cancelled, self.attempts, self.served, self.tokens)
+        self._children = {metric: Children(metric) for metric in counters}
         self._latency = Children(self.latency)
 
     def observe(self, event: AuditEvent) -> None:

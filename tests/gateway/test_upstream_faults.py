@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import resource
 import socket
-import time
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -365,12 +364,11 @@ async def test_u1_connect_timeout_on_a_real_socket_fails_over_at_the_connect_dea
     must start at the connect deadline, on litellm's path too (it flattens the call's timeout)."""
     settings = Settings(allow_simulate=True, fake_upstream_url=blackhole, connect_timeout=0.5)
     async with serving(build_app(fake_config(fake.url, timeout=10), settings=settings, audit=audit)) as http:
-        started = time.monotonic()
-        response = await ask(http, model, stream=stream)
-        elapsed = time.monotonic() - started
+        # A bound, not a measurement: failing over only at the deployment's timeout (10 s) fails here.
+        async with asyncio.timeout(FAILOVER_BOUND):
+            response = await ask(http, model, stream=stream)
     assert response.status_code == 200, response.text
     assert response.headers["X-Privacy-Channel"] == "self_hosted.vllm"
-    assert elapsed < 5, f"failover took {elapsed:.1f} s"
     assert [r.json["model"] for r in fake.requests] == [LOCAL_MODEL]
     [event] = audit.events
     assert (event.attempts, event.deployment) == (2, f"{model}#1")
@@ -378,6 +376,7 @@ async def test_u1_connect_timeout_on_a_real_socket_fails_over_at_the_connect_dea
 
 # == U2: no answer by the read deadline: 504 at the deadline, one request, no failover ==============
 DEADLINE = 0.5
+FAILOVER_BOUND = 5.0  # seconds: between the connect deadline (0.5 s) and the deployment's timeout (10 s)
 
 
 @pytest.mark.parametrize("stream", [False, True])
@@ -390,13 +389,11 @@ async def test_u2_read_timeout_is_504_at_the_deadline_without_failover(
     settings = Settings(allow_simulate=True, fake_upstream_url=fake.url)
     config = fake_config(fake.url, timeout=DEADLINE)
     async with serving(build_app(config, settings=settings, audit=audit)) as http:
-        started = time.monotonic()
         response = await ask(http, model, fault("delay_ms=3000"), stream=stream)
-        elapsed = time.monotonic() - started
+    # The deadline ended it, not the fake: Sluice hung up before the fake's head was due.
     assert_upstream_failure(response, "upstream_timeout")
-    assert DEADLINE <= elapsed < DEADLINE + 2, f"504 after {elapsed:.2f} s"
     assert_one_request_to(fake, model, stream=stream)
-    await hung_up_early(fake)  # at the deadline, rather than waiting on
+    await hung_up_early(fake)
     [event] = audit.events
     assert (event.status, event.attempts, event.error_code) == (504, 1, "upstream_timeout")
 
