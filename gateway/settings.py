@@ -56,7 +56,7 @@ class Settings(BaseSettings):
     connect_timeout: float = Field(default=5.0, gt=0)
     # The pass-through's connections to one upstream host (gateway/upstream/transport.py).
     upstream_max_connections_per_host: int = Field(
-        default=256, ge=1, description="open connections to one upstream host, busy and idle"
+        default=1024, ge=1, description="open connections to one upstream host, busy and idle"
     )
     read_timeout: float = Field(default=120.0, gt=0, description="whole non-stream call / first stream byte")
     stream_idle_timeout: float = Field(default=60.0, gt=0, description="longest gap between stream chunks")

@@ -39,7 +39,9 @@ from gateway.upstream.limits import MAX_HEADER_BYTES, AnswerRefused
 
 Origin = tuple[str, str, int]
 MAX_IDLE_PER_ORIGIN = 256
-MAX_CONNECTIONS_PER_HOST = 256  # the default of SLUICE_UPSTREAM_MAX_CONNECTIONS_PER_HOST
+# The default of SLUICE_UPSTREAM_MAX_CONNECTIONS_PER_HOST: SLUICE_MAX_CONCURRENCY's, so that by default
+# every request in flight can have its connection (lower it to spare a small self-hosted server).
+MAX_CONNECTIONS_PER_HOST = 1024
 PAUSE_ABOVE = 1024 * 1024  # buffered body bytes before we stop reading from the socket
 
 
