@@ -32,6 +32,7 @@ TABLE: dict[type[SluiceError], tuple[int, ErrorType, ErrorCode]] = {
     errors.MasterKeyRequired: (403, ErrorType.PERMISSION, ErrorCode.MASTER_KEY_REQUIRED),
     errors.ClientKeyRequired: (403, ErrorType.PERMISSION, ErrorCode.CLIENT_KEY_REQUIRED),
     errors.PolicyViolation: (403, ErrorType.PRIVACY, ErrorCode.NO_COMPLIANT_DEPLOYMENT),
+    errors.FeatureNotAllowed: (403, ErrorType.PRIVACY, ErrorCode.FEATURE_NOT_ALLOWED),
     errors.ModelNotFound: (404, ErrorType.INVALID_REQUEST, ErrorCode.MODEL_NOT_FOUND),
     errors.NotFound: (404, ErrorType.INVALID_REQUEST, ErrorCode.NOT_FOUND),
     errors.MethodNotAllowed: (405, ErrorType.INVALID_REQUEST, ErrorCode.METHOD_NOT_ALLOWED),

@@ -28,11 +28,9 @@ def refused(code: ErrorCode, param: str | None, **body: Any) -> InvalidRequest:
 
 
 def test_a_chat_request_keeps_only_openai_fields() -> None:
-    request = chat(
-        model="gpt-4o-mini", messages=MESSAGES, temperature=0.5, store=True, metadata={"a": "b"}, privacy={}
-    )
+    request = chat(model="gpt-4o-mini", messages=MESSAGES, temperature=0.5, privacy={}, provider={})
     assert (request.model, request.stream) == ("gpt-4o-mini", False)
-    assert request.fields == {"messages": MESSAGES, "temperature": 0.5}  # store/metadata dropped
+    assert request.fields == {"messages": MESSAGES, "temperature": 0.5}  # model and extensions apart
     assert set(request.fields) <= CHAT_FIELDS
     assert request.ask == PrivacyAsk()
 
