@@ -41,6 +41,7 @@ from gateway.server.key_slots import KeySlots
 from gateway.settings import Settings
 from gateway.storage.ledger import LedgerSink
 from gateway.storage.runtime import Storage, require_writable_spool
+from gateway.upstream.anthropic_wire import AnthropicWireAdapter
 from gateway.upstream.litellm_adapter import LiteLLMAdapter
 from gateway.upstream.openai_wire import OpenAIWireAdapter
 from policies.catalog import Catalog, load_catalog
@@ -63,10 +64,13 @@ def prepare(
 
 
 def _adapters(deployments: Sequence[Deployment]) -> Adapters:
-    translated: LiteLLMAdapter | None = None
-    if any(not d.openai_wire for d in deployments):
-        translated = LiteLLMAdapter()  # litellm itself is imported in the background (preload)
-    return Adapters(direct=OpenAIWireAdapter(), translated=translated)
+    # litellm itself is imported in the background (preload) when a chat needs it, else on first use.
+    return Adapters(
+        direct=OpenAIWireAdapter(),
+        translated=LiteLLMAdapter(),
+        anthropic=AnthropicWireAdapter(),
+        preload=any(not d.openai_wire for d in deployments),
+    )
 
 
 def _clock(today: date | None) -> Callable[[], date]:
@@ -196,7 +200,7 @@ def _lifespan(services: Services) -> Callable[[FastAPI], AbstractAsyncContextMan
         # (full collections of ~1M litellm objects paused requests for 0.5 s in the baseline).
         gc.collect()
         gc.freeze()
-        if adapters.translated is not None:
+        if adapters.preload:
             adapters.translated.preload()
         lag.start()
         try:

@@ -71,6 +71,7 @@ FORBIDDEN_KEYS = frozenset(
         "posthog_api_url",
         "turn_off_message_logging",
         "hf_model_name",
+        "fallback_credit_token",  # Anthropic (beta): a credential of another account's credit
     }
 )
 FORBIDDEN_PREFIXES = ("litellm_", "langfuse_", "langsmith_", "aws_", "vertex_", "azure_")
@@ -175,10 +176,10 @@ def _is_forbidden(key: str) -> bool:
     )
 
 
-def _schema_roots(body: dict[str, Any]) -> list[Any]:
-    """The values at `SCHEMA_PATHS` (a list in the body matches `*`)."""
+def _schema_roots(body: dict[str, Any], schema_paths: tuple[tuple[str, ...], ...]) -> list[Any]:
+    """The values at `schema_paths` (a list in the body matches `*`)."""
     found: list[Any] = []
-    for pattern in SCHEMA_PATHS:
+    for pattern in schema_paths:
         nodes: list[Any] = [body]
         for segment in pattern:
             step: list[Any] = []
@@ -194,20 +195,20 @@ def _schema_roots(body: dict[str, Any]) -> list[Any]:
     return found
 
 
-def _suspects(keys: AbstractSet[str]) -> set[str]:
+def _suspects(keys: AbstractSet[str], litellm_only: frozenset[str] = LITELLM_ONLY) -> set[str]:
     """The keys among `keys` (distinct) that are refused somewhere. A first look in C clears almost
     every body: set operations, and substring searches over all the keys joined by line breaks and
     lowered at once (a key with a line break in it can only raise a false alarm); only a body it
     flags pays a Python check per distinct key (400,000 keys: 90 ms, was 180 ms lowering each)."""
     joined = ("\n" + "\n".join(keys) + "\n").lower()
     if (
-        keys.isdisjoint(LITELLM_ONLY)
+        keys.isdisjoint(litellm_only)
         and not any(f"\n{prefix}" in joined for prefix in FORBIDDEN_PREFIXES)
         and not any(part in joined for part in FORBIDDEN_PARTS)
         and FORBIDDEN_KEYS.isdisjoint(joined.split("\n"))
     ):
         return set()
-    return {key for key in keys if key in LITELLM_ONLY or _is_forbidden(key)}
+    return {key for key in keys if key in litellm_only or _is_forbidden(key)}
 
 
 def _render(link: Link) -> str:
@@ -218,10 +219,15 @@ def _render(link: Link) -> str:
     return ".".join(reversed(segments)).replace(".*", "[]")
 
 
-def _locate_forbidden(body: dict[str, Any], suspects: set[str]) -> str | None:
+def _locate_forbidden(
+    body: dict[str, Any],
+    suspects: set[str],
+    schema_paths: tuple[tuple[str, ...], ...] = SCHEMA_PATHS,
+    litellm_only: frozenset[str] = LITELLM_ONLY,
+) -> str | None:
     """The first refused key, as `messages[].content[].api_base`, or None. Linear: an object is
     looked into only when it holds a suspect, and a path is a linked pair per step."""
-    opaque = {id(node) for node in _schema_roots(body) if isinstance(node, dict | list)}
+    opaque = {id(node) for node in _schema_roots(body, schema_paths) if isinstance(node, dict | list)}
     opaque |= {id(body[key]) for (key,) in SELF_CHECKED if isinstance(body.get(key), dict | list)}
     stack: list[tuple[Any, Link, bool]] = [(body, None, False)]
     while stack:
@@ -229,7 +235,7 @@ def _locate_forbidden(body: dict[str, Any], suspects: set[str]) -> str | None:
         if isinstance(node, dict):
             if not suspects.isdisjoint(node):
                 for key in node:
-                    if (key in LITELLM_ONLY and not in_metadata) or _is_forbidden(key):
+                    if (key in litellm_only and not in_metadata) or _is_forbidden(key):
                         return _render((link, key))
             children: Iterable[tuple[str, Any]] = reversed(node.items())
         else:
@@ -249,23 +255,30 @@ def _forbidden(param: str) -> InvalidRequest:
     )
 
 
-def refuse_forbidden(body: JsonBody) -> None:
+def refuse_forbidden(
+    body: JsonBody,
+    *,
+    schema_paths: tuple[tuple[str, ...], ...] = SCHEMA_PATHS,
+    litellm_only: frozenset[str] = LITELLM_ONLY,
+) -> None:
     """Refuse a steering key anywhere in the body (outside schema payloads; in `metadata`, only
     the names of `_is_forbidden`). Linear in the body's size, whatever its shape: the keys come
-    from the parser's survey, and the body is walked only when one of them is suspect."""
-    suspects = _suspects(body.keys)
+    from the parser's survey, and the body is walked only when one of them is suspect. Another
+    wire passes its own opaque paths and the litellm names that are its own fields
+    (`gateway/api/messages.py`)."""
+    suspects = _suspects(body.keys, litellm_only)
     if suspects:
         with collector_paused():  # a tuple per step (see `gateway.server.jsonbody.collector_paused`)
-            param = _locate_forbidden(body.value, suspects)
+            param = _locate_forbidden(body.value, suspects, schema_paths, litellm_only)
         if param is not None:
             raise _forbidden(param)
 
 
-def _refuse_top_level(body: dict[str, Any]) -> None:
+def _refuse_top_level(body: dict[str, Any], litellm_only: frozenset[str] = LITELLM_ONLY) -> None:
     """The top-level keys only: a steering field is named as such, before it counts as unknown."""
-    if _suspects(body.keys()):
+    if _suspects(body.keys(), litellm_only):
         for key in body:
-            if key in LITELLM_ONLY or _is_forbidden(key):
+            if key in litellm_only or _is_forbidden(key):
                 raise _forbidden(key)
 
 

@@ -1,14 +1,17 @@
-"""The chat and embeddings service: policy, routing, failover, badges and one audit record per request.
+"""The pipeline of every API: policy, routing, failover, badges and one audit record per request.
 
 What belongs here: the request flow of DESIGN.md ("One request, end to end") from a parsed body
 and an authenticated key to a response. Each API's handler (`gateway.api.chat`,
-`gateway.api.embeddings`) calls `run`; it calls the policy router (pure), the adapters (I/O) and the audit
-sink. Failover moves only among compliant deployments, only
-before the first byte reached the client, and only on answers that say the provider did not start
-the work (connect errors, 429, 503, 529; see `gateway/upstream/base.py`). It skips deployments whose
-circuit is open or that asked to wait (Retry-After), and stops when the retry budget is spent
-(all three in `gateway/core/resilience.py`). A request the translation or the provider refuses as
-invalid is the client's 400 and counts against none of them (`client_fault` in the upstream errors).
+`gateway.api.embeddings`, `gateway.api.messages`) calls `run`; what differs between the APIs (how
+a request reaches a deployment, where the privacy object rides, how a broken stream ends) is an
+`Exchange`: `ChatExchange` for chat and embeddings, the API's own for the others. It calls the
+policy router (pure), the adapters (I/O, through the exchange) and the audit sink. Failover
+moves only among compliant deployments, only before the first byte reached the client, and only
+on answers that say the provider did not start the work (connect errors, 429, 503, 529; see
+`gateway/upstream/base.py`). It skips deployments whose circuit is open or that asked to wait
+(Retry-After), and stops when the retry budget is spent (all three in
+`gateway/core/resilience.py`). A request the translation or the provider refuses as invalid is
+the client's 400 and counts against none of them (`client_fault` in the upstream errors).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import anyio
 import orjson
@@ -98,6 +101,53 @@ def _tokens(usage: Any) -> tuple[int | None, int | None]:
         return None, None
     prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
     return (prompt if isinstance(prompt, int) else None, completion if isinstance(completion, int) else None)
+
+
+class Exchange(Protocol):
+    """What differs between the APIs of one pipeline: how a request reaches a deployment, and how
+    its answer carries the privacy object and its token counts."""
+
+    async def complete(self, dep: Deployment, parsed: ParsedRequest) -> dict[str, Any]:
+        """One answer (a non-stream call); raise UpstreamError before anything is sent."""
+
+    async def open(self, dep: Deployment, parsed: ParsedRequest) -> ChatStream:
+        """A stream opened up to its first event; raise UpstreamError before anything is sent."""
+
+    def first_frame(self, first: dict[str, Any], privacy: dict[str, Any]) -> bytes:
+        """The stream's first event, framed, with `privacy` on it."""
+
+    def broken_frame(self, error: SluiceError) -> bytes:
+        """The last event of a stream that broke after it started: the error, framed."""
+
+    def tokens(self, usage: Any) -> tuple[int | None, int | None]:
+        """Prompt and completion tokens of an answer's (or a stream's) usage, for the ledger."""
+
+
+class ChatExchange:
+    """OpenAI Chat Completions and Embeddings: the adapter of each deployment, `privacy` at the top
+    level of the answer and of the first chunk, and a broken stream ended by an error and `[DONE]`."""
+
+    def __init__(self, adapter_for: Callable[[Deployment], Adapter], endpoint: Endpoint) -> None:
+        self._adapter_for = adapter_for
+        self._endpoint = endpoint
+
+    async def complete(self, dep: Deployment, parsed: ParsedRequest) -> dict[str, Any]:
+        adapter = self._adapter_for(dep)
+        if self._endpoint is Endpoint.EMBEDDINGS:
+            return await adapter.embeddings(dep.target, parsed.fields)
+        return await adapter.chat(dep.target, parsed.fields)
+
+    async def open(self, dep: Deployment, parsed: ParsedRequest) -> ChatStream:
+        return await self._adapter_for(dep).chat_stream(dep.target, parsed.fields)
+
+    def first_frame(self, first: dict[str, Any], privacy: dict[str, Any]) -> bytes:
+        return sse.frame(orjson.dumps({**first, "privacy": privacy}))
+
+    def broken_frame(self, error: SluiceError) -> bytes:
+        return sse.frame(orjson.dumps(error.body())) + sse.DONE
+
+    def tokens(self, usage: Any) -> tuple[int | None, int | None]:
+        return _tokens(usage)
 
 
 @dataclass(frozen=True)
@@ -354,51 +404,58 @@ class ChatService:
         raise self._unavailable(call, plan)
 
     async def run(
-        self, endpoint: Endpoint, key: KeyRecord, parsed: ParsedRequest, *, request_id: str, started: float
+        self,
+        endpoint: Endpoint,
+        key: KeyRecord,
+        parsed: ParsedRequest,
+        *,
+        request_id: str,
+        started: float,
+        exchange: Exchange | None = None,
     ) -> Response:
         """The pipeline from a parsed request on: content-aware tightening, the effective policy, the
-        plan, the call with failover (one answer, or a stream), badges, and the ledger record."""
+        plan, the call with failover (one answer, or a stream), badges, and the ledger record.
+        `exchange`: how the API's requests reach a deployment (default: chat or embeddings)."""
         sensitive = await self.sensitive(endpoint, key, parsed)
         policy = self.effective_policy(key, parsed.ask, sensitive.policies)
+        exchange = exchange or ChatExchange(self._adapter_for, endpoint)
         call = Call(endpoint, key, parsed, policy, request_id, started, sensitive)
         if parsed.stream:
-            return await self.stream(call)
-        return await self.complete(call)
+            return await self.stream(call, exchange)
+        return await self.complete(call, exchange)
 
-    async def complete(self, call: Call) -> Response:
-        """A non-stream chat completion or embeddings call, with failover among compliant deployments."""
+    async def complete(self, call: Call, exchange: Exchange) -> Response:
+        """A non-stream call, with failover among compliant deployments."""
         plan = self._plan(call)
 
         async def call_upstream(dep: Deployment) -> dict[str, Any]:
-            adapter = self._adapter_for(dep)
-            if call.endpoint is Endpoint.EMBEDDINGS:
-                return await adapter.embeddings(dep.target, call.parsed.fields)
-            return await adapter.chat(dep.target, call.parsed.fields)
+            return await exchange.complete(dep, call.parsed)
 
         dep, attempt, result = await self._first_success(call, plan, call_upstream)
         headers, privacy = self._router.disclose(plan, dep, call.request_id)
         call.mark(headers, privacy)
         result["privacy"] = privacy
-        prompt, completion = _tokens(result.get("usage"))
+        prompt, completion = exchange.tokens(result.get("usage"))
         self._served(call, plan, dep, 200, attempt, prompt_tokens=prompt, completion_tokens=completion)
         return Response(orjson.dumps(result), headers=headers, media_type="application/json")
 
-    async def stream(self, call: Call) -> Response:
-        """A streamed chat completion: failover until the first chunk arrives, then commit to one upstream."""
+    async def stream(self, call: Call, exchange: Exchange) -> Response:
+        """A stream: failover until the first event arrives, then commit to one upstream."""
         plan = self._plan(call)
 
         async def open_stream(dep: Deployment) -> ChatStream:
-            return await self._adapter_for(dep).chat_stream(dep.target, call.parsed.fields)
+            return await exchange.open(dep, call.parsed)
 
         dep, attempt, opened = await self._first_success(call, plan, open_stream)
         headers, privacy = self._router.disclose(plan, dep, call.request_id)
         call.mark(headers, privacy)
-        body = self._relay(call, plan, dep, opened, privacy, attempt)
+        body = self._relay(call, exchange, plan, dep, opened, privacy, attempt)
         return RelayResponse(body, headers={**headers, **sse.HEADERS}, media_type=sse.MEDIA_TYPE)
 
     async def _relay(
         self,
         call: Call,
+        exchange: Exchange,
         plan: Plan,
         dep: Deployment,
         opened: ChatStream,
@@ -407,8 +464,7 @@ class ChatService:
     ) -> AsyncIterator[bytes]:
         status, cancelled, error_code = 200, False, None
         try:
-            first = {**opened.first, "privacy": privacy}
-            yield sse.frame(orjson.dumps(first))
+            yield exchange.first_frame(opened.first, privacy)
             try:
                 async for chunk in opened:
                     yield chunk
@@ -417,14 +473,14 @@ class ChatService:
                 status, error_code = broke.status, broke.code.value
                 why = exc.cause or exc.message
                 log.warning("%s stream from %s at %s broke: %s", call.request_id, dep.id, dep.host, why)
-                yield sse.frame(orjson.dumps(broke.body())) + sse.DONE
+                yield exchange.broken_frame(broke)
         except (asyncio.CancelledError, GeneratorExit):
             cancelled = True
             raise
         finally:
             # Record first: a cancelled task is cancelled again at its next await (anyio), so the
             # close below is shielded and the ledger entry must not wait for it.
-            prompt, completion = _tokens(opened.usage)
+            prompt, completion = exchange.tokens(opened.usage)
             self._served(
                 call,
                 plan,

@@ -25,3 +25,9 @@ class ParsedRequest:
     stream: bool
     fields: dict[str, Any]
     ask: PrivacyAsk
+    # Data paths the request uses (DESIGN.md "Data paths"): feature ids, filled by each API's parse
+    # step (`gateway/core/data_paths.py` judges them); empty until that step exists for the API.
+    features: tuple[str, ...] = ()
+    # Request headers an upstream on the same wire needs (Anthropic's `anthropic-version` and
+    # `anthropic-beta`), validated by the API's parse step; never credentials or hosts.
+    wire_headers: tuple[tuple[str, str], ...] = ()

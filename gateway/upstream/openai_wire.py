@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
@@ -123,7 +123,15 @@ class RelayStream:
         first: dict[str, Any],
         rest: bytes,
         idle: float,
+        *,
+        end_mark: bytes = DONE_MARK,
+        error_at: Callable[[bytes], int] = _error_event_at,
     ) -> None:
+        """`end_mark`: what the last bytes of a finished stream hold; `error_at`: where an in-band
+        error event starts in a chunk (-1: none). The OpenAI wire's by default; the Anthropic wire
+        passes its own (`gateway/upstream/anthropic_wire.py`)."""
+        self._end_mark = end_mark
+        self._error_at = error_at
         self.first = first
         self._raw = raw
         self.usage: dict[str, Any] | None = (
@@ -139,7 +147,7 @@ class RelayStream:
         raw = self._raw
         try:
             if self._rest:
-                cut = _error_event_at(self._rest)
+                cut = self._error_at(self._rest)
                 if cut >= 0:
                     if cut:
                         yield self._rest[:cut]
@@ -159,7 +167,7 @@ class RelayStream:
                     raise UpstreamStreamError("the upstream sent an over-long stream line")
                 if b'"usage"' in chunk:
                     self.usage = _usage_from(chunk) or self.usage
-                cut = _error_event_at(chunk)
+                cut = self._error_at(chunk)
                 if cut >= 0:
                     if cut:
                         yield chunk[:cut]
@@ -170,7 +178,7 @@ class RelayStream:
             raise UpstreamStreamError(f"the upstream stream broke ({type(exc).__name__})") from None
         finally:
             await self._response.aclose()
-        if DONE_MARK not in tail:
+        if self._end_mark not in tail:
             raise UpstreamStreamError("the upstream closed the stream before it finished")
 
     async def aclose(self) -> None:
@@ -209,12 +217,7 @@ async def _first_event(raw: AsyncIterator[bytes], deadline: float) -> tuple[dict
 
 class OpenAIWireAdapter:
     def __init__(self) -> None:
-        self._client = httpx.AsyncClient(
-            transport=CappedTransport(FastTransport()),
-            follow_redirects=False,
-            trust_env=False,
-            timeout=httpx.Timeout(120.0, connect=5.0),
-        )
+        self._client = new_client()
 
     def _request(self, target: UpstreamTarget, path: str, body: dict[str, Any], read: float) -> httpx.Request:
         headers = {"content-type": "application/json", "accept": "application/json"}
@@ -230,37 +233,13 @@ class OpenAIWireAdapter:
         )
 
     async def _send(self, request: httpx.Request) -> httpx.Response:
-        try:
-            response = await self._client.send(request, stream=True)
-        except httpx.HTTPError as exc:
-            raise _transport_error(exc) from None
-        if response.status_code != 200:
-            try:
-                raw = await _read_capped(response, MAX_ERROR_BYTES)
-            except (UpstreamError, httpx.HTTPError):
-                raw = b""
-            finally:
-                await response.aclose()
-            if 300 <= response.status_code < 400:
-                raise UpstreamProtocolError(
-                    f"the upstream redirected (HTTP {response.status_code}); not followed"
-                )
-            raise UpstreamStatusError(
-                response.status_code, code=_error_code(raw), retry_after=retry_after(response.headers)
-            )
-        return response
+        return await send_checked(self._client, request)
 
     async def _call(
         self, target: UpstreamTarget, path: str, body: dict[str, Any], required: str
     ) -> dict[str, Any]:
         response = await self._send(self._request(target, path, body, target.timeout))
-        try:
-            raw = await _read_capped(response, MAX_BODY_BYTES)
-        except httpx.HTTPError as exc:
-            raise _transport_error(exc) from None
-        finally:
-            await response.aclose()
-        return _parse_object(raw, required)
+        return _parse_object(await read_answer(response), required)
 
     async def chat(self, target: UpstreamTarget, body: dict[str, Any]) -> dict[str, Any]:
         return await self._call(target, "/chat/completions", body, "choices")
@@ -270,22 +249,74 @@ class OpenAIWireAdapter:
 
     async def chat_stream(self, target: UpstreamTarget, body: dict[str, Any]) -> RelayStream:
         response = await self._send(self._request(target, "/chat/completions", body, target.timeout))
-        try:
-            if "text/event-stream" not in response.headers.get("content-type", ""):
-                raise UpstreamProtocolError("the upstream did not answer with an event stream")
-            raw = response.aiter_bytes()  # decoded; also works on a response already read (mocks)
-            first, rest = await _first_event(raw, target.timeout)
-        except TimeoutError:
-            await response.aclose()
-            no_chunk = "the upstream sent no first chunk in time"
-            raise UpstreamTimeout(no_chunk, cause=Cause.READ_TIMEOUT) from None
-        except httpx.HTTPError as exc:
-            await response.aclose()
-            raise _transport_error(exc) from None
-        except BaseException:  # an UpstreamError, or cancelled (the client left before the first chunk)
-            await response.aclose()
-            raise
+        raw, first, rest = await open_events(response, target)
         return RelayStream(response, raw, first, rest, target.idle_timeout)
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+
+def new_client() -> httpx.AsyncClient:
+    """The pass-through's pooled client: Sluice's transport under the caps, no redirects, no proxies
+    from the environment."""
+    return httpx.AsyncClient(
+        transport=CappedTransport(FastTransport()),
+        follow_redirects=False,
+        trust_env=False,
+        timeout=httpx.Timeout(120.0, connect=5.0),
+    )
+
+
+async def send_checked(client: httpx.AsyncClient, request: httpx.Request) -> httpx.Response:
+    """Send `request`; a 200's response is returned unread, anything else raised as an UpstreamError."""
+    try:
+        response = await client.send(request, stream=True)
+    except httpx.HTTPError as exc:
+        raise _transport_error(exc) from None
+    if response.status_code != 200:
+        try:
+            raw = await _read_capped(response, MAX_ERROR_BYTES)
+        except (UpstreamError, httpx.HTTPError):
+            raw = b""
+        finally:
+            await response.aclose()
+        if 300 <= response.status_code < 400:
+            raise UpstreamProtocolError(
+                f"the upstream redirected (HTTP {response.status_code}); not followed"
+            )
+        raise UpstreamStatusError(
+            response.status_code, code=_error_code(raw), retry_after=retry_after(response.headers)
+        )
+    return response
+
+
+async def read_answer(response: httpx.Response) -> bytes:
+    """A non-stream answer's body, within the cap."""
+    try:
+        return await _read_capped(response, MAX_BODY_BYTES)
+    except httpx.HTTPError as exc:
+        raise _transport_error(exc) from None
+    finally:
+        await response.aclose()
+
+
+async def open_events(
+    response: httpx.Response, target: UpstreamTarget
+) -> tuple[AsyncIterator[bytes], dict[str, Any], bytes]:
+    """An event stream's raw chunks, its first event (parsed) and what followed it in the same read."""
+    try:
+        if "text/event-stream" not in response.headers.get("content-type", ""):
+            raise UpstreamProtocolError("the upstream did not answer with an event stream")
+        raw = response.aiter_bytes()  # decoded; also works on a response already read (mocks)
+        first, rest = await _first_event(raw, target.timeout)
+    except TimeoutError:
+        await response.aclose()
+        no_chunk = "the upstream sent no first chunk in time"
+        raise UpstreamTimeout(no_chunk, cause=Cause.READ_TIMEOUT) from None
+    except httpx.HTTPError as exc:
+        await response.aclose()
+        raise _transport_error(exc) from None
+    except BaseException:  # an UpstreamError, or cancelled (the client left before the first chunk)
+        await response.aclose()
+        raise
+    return raw, first, rest

@@ -1,0 +1,99 @@
+"""How the Messages API reaches a deployment: the pipeline's `Exchange` for `POST /v1/messages`
+and `POST /v1/messages/count_tokens`.
+
+What belongs here: the choice per deployment (DESIGN.md "Three APIs, one policy"): an
+Anthropic-wire deployment (`anthropic/...` models: `anthropic.api`) gets the request as it is
+(`gateway/upstream/anthropic_wire.py`); every other deployment gets it translated to a chat
+(`gateway/upstream/litellm_adapter.py` `MessagesTranslation`) and sent through that deployment's
+chat adapter, its answer translated back. And where the privacy object rides: the top level of
+the message, and the `message` of the stream's `message_start`; a stream that breaks ends with
+an Anthropic `error` event. A token count of a non-Anthropic deployment is litellm's local
+estimate (no upstream call), marked `"estimate": true`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from gateway.core.deployments import Deployment
+from gateway.core.request import ParsedRequest
+from gateway.errors import SluiceError, anthropic_body
+from gateway.upstream import sse
+from gateway.upstream.anthropic_wire import AnthropicWireAdapter
+from gateway.upstream.base import Adapter, ChatStream, UpstreamRequestRejected
+from gateway.upstream.litellm_adapter import MessagesTranslation
+
+ANTHROPIC_PREFIX = "anthropic"
+
+
+def anthropic_wire(dep: Deployment) -> bool:
+    """Does `dep` speak the Messages API itself? (litellm's `anthropic/` prefix: Anthropic's API.)"""
+    return dep.config.prefix == ANTHROPIC_PREFIX
+
+
+def anthropic_tokens(usage: Any) -> tuple[int | None, int | None]:
+    if not isinstance(usage, dict):
+        return None, None
+    prompt, completion = usage.get("input_tokens"), usage.get("output_tokens")
+    return (prompt if isinstance(prompt, int) else None, completion if isinstance(completion, int) else None)
+
+
+class MessagesExchange:
+    def __init__(
+        self,
+        *,
+        anthropic: AnthropicWireAdapter,
+        chat_for: Callable[[Deployment], Adapter],
+        translation: MessagesTranslation,
+    ) -> None:
+        self._anthropic = anthropic
+        self._chat_for = chat_for
+        self._translation = translation
+
+    async def complete(self, dep: Deployment, parsed: ParsedRequest) -> dict[str, Any]:
+        if anthropic_wire(dep):
+            return await self._anthropic.messages(dep.target, parsed.fields, parsed.wire_headers)
+        chat, mapping = await self._translation.request(dep.target, parsed.fields)
+        result = await self._chat_for(dep).chat(dep.target, chat)
+        return await self._translation.response(result, mapping)
+
+    async def open(self, dep: Deployment, parsed: ParsedRequest) -> ChatStream:
+        if anthropic_wire(dep):
+            return await self._anthropic.messages_stream(dep.target, parsed.fields, parsed.wire_headers)
+        chat, mapping = await self._translation.request(dep.target, {**parsed.fields, "stream": True})
+        opened = await self._chat_for(dep).chat_stream(dep.target, chat)
+        return await self._translation.stream(opened, mapping, dep.config.upstream_model)
+
+    def first_frame(self, first: dict[str, Any], privacy: dict[str, Any]) -> bytes:
+        message = first.get("message")
+        message = {**message, "privacy": privacy} if isinstance(message, dict) else {"privacy": privacy}
+        return sse.event("message_start", orjson.dumps({**first, "message": message}))
+
+    def broken_frame(self, error: SluiceError) -> bytes:
+        return sse.event("error", orjson.dumps(anthropic_body(error)))
+
+    def tokens(self, usage: Any) -> tuple[int | None, int | None]:
+        return anthropic_tokens(usage)
+
+
+class CountTokensExchange(MessagesExchange):
+    """`POST /v1/messages/count_tokens`: Anthropic counts for its own deployments; for the others,
+    litellm's tokenizer estimates locally (the prompt leaves nothing, but the decision and the
+    ledger record are the same as a message's)."""
+
+    async def complete(self, dep: Deployment, parsed: ParsedRequest) -> dict[str, Any]:
+        if anthropic_wire(dep):
+            return await self._anthropic.count_tokens(dep.target, parsed.fields, parsed.wire_headers)
+        return {
+            "input_tokens": await self._translation.count_tokens(dep.target, parsed.fields),
+            "estimate": True,
+        }
+
+    async def open(self, dep: Deployment, parsed: ParsedRequest) -> ChatStream:
+        raise UpstreamRequestRejected("count_tokens does not stream")
+
+    def tokens(self, usage: Any) -> tuple[int | None, int | None]:
+        return None, None
