@@ -55,6 +55,17 @@ ROWS: tuple[Row, ...] = (
     ),
     Row("translation (Anthropic wire), non-stream, c=64, throughput", "tr_c64", _rps, "req/s"),
     Row("translation (Anthropic wire), stream, c=64, throughput", "trst_c64", _rps, "req/s"),
+    Row("Messages pass-through, non-stream, c=1, latency p50", "msg_c1", _stat("total_ms", "p50"), "ms"),
+    Row("Messages pass-through, non-stream, c=1, latency p99", "msg_c1", _stat("total_ms", "p99"), "ms"),
+    Row("Messages pass-through, non-stream, c=64, throughput", "msg_c64", _rps, "req/s"),
+    Row(
+        "Messages pass-through, stream, c=1, time to first token p50",
+        "msgst_c1",
+        _stat("first_ms", "p50"),
+        "ms",
+    ),
+    Row("Messages pass-through, stream, c=1, whole stream p50", "msgst_c1", _stat("total_ms", "p50"), "ms"),
+    Row("Messages pass-through, stream, c=64, throughput", "msgst_c64", _rps, "req/s"),
 )
 
 

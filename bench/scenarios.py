@@ -1,7 +1,8 @@
 """The benchmark's scenarios and the request each target gets in each of them.
 
 What belongs here: which scenarios exist (non-stream and stream on the OpenAI-wire pass-through,
-the Anthropic-wire translation path; c=1 latency, c=64 throughput), and, for each target
+the Anthropic-wire translation path, the Messages API's pass-through to an Anthropic-wire
+upstream; c=1 latency, c=64 throughput), and, for each target
 (the fake upstream itself, Sluice, LiteLLM Proxy), the URL, body, headers and the marker a
 complete answer contains. Nothing here starts processes or sends traffic.
 """
@@ -21,6 +22,7 @@ MAX_TOKENS = 64
 
 Wire = Literal["openai", "anthropic"]
 Kind = Literal["latency", "throughput"]
+Api = Literal["chat", "messages"]  # the API the client calls: Chat Completions, or Anthropic's Messages
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,7 @@ class Scenario:
     wire: Wire  # the upstream wire: openai = pass-through, anthropic = litellm translation
     stream: bool
     concurrency: int
+    api: Api = "chat"
 
     @property
     def metric(self) -> str:
@@ -48,6 +51,24 @@ SCENARIOS: tuple[Scenario, ...] = (
         "tr_c64", "translation (Anthropic wire), non-stream, c=64", "throughput", "anthropic", False, 64
     ),
     Scenario("trst_c64", "translation (Anthropic wire), stream, c=64", "throughput", "anthropic", True, 64),
+    Scenario(
+        "msg_c1", "Messages pass-through, non-stream, c=1", "latency", "anthropic", False, 1, "messages"
+    ),
+    Scenario(
+        "msg_c64", "Messages pass-through, non-stream, c=64", "throughput", "anthropic", False, 64, "messages"
+    ),
+    Scenario(
+        "msgst_c1",
+        "Messages pass-through, stream, c=1, time to first token",
+        "latency",
+        "anthropic",
+        True,
+        1,
+        "messages",
+    ),
+    Scenario(
+        "msgst_c64", "Messages pass-through, stream, c=64", "throughput", "anthropic", True, 64, "messages"
+    ),
 )
 BY_ID = {s.id: s for s in SCENARIOS}
 
@@ -63,10 +84,18 @@ class RequestSpec:
 
 def request_for(target: str, base_url: str, scenario: Scenario) -> RequestSpec:
     """What `target` (listening at `base_url`) is sent in `scenario`."""
+    headers: tuple[str, ...]
     messages = [{"role": "user", "content": PROMPT}]
-    if target == DIRECT and scenario.wire == "anthropic":
+    if scenario.api == "messages":  # `POST /v1/messages` on every target, as the anthropic SDK sends it
+        model = "claude-sonnet-4-5" if target == DIRECT else "bench-anthropic"
+        key = {DIRECT: "sk-fake-upstream", SLUICE: SLUICE_KEY, LITELLM: LITELLM_KEY}[target]
+        body = {"model": model, "max_tokens": MAX_TOKENS, "messages": messages}
+        headers = (f"x-api-key: {key}", "anthropic-version: 2023-06-01")
+        url = f"{base_url}/v1/messages"
+        marker = "message_stop" if scenario.stream else '"content"'
+    elif target == DIRECT and scenario.wire == "anthropic":
         body = {"model": "claude-sonnet-4-5", "max_tokens": MAX_TOKENS, "messages": messages}
-        headers: tuple[str, ...] = ("x-api-key: sk-fake-upstream", "anthropic-version: 2023-06-01")
+        headers = ("x-api-key: sk-fake-upstream", "anthropic-version: 2023-06-01")
         url = f"{base_url}/v1/messages"
         marker = "message_stop" if scenario.stream else '"content"'
     else:
