@@ -19,7 +19,15 @@ from anthropic import Anthropic, AsyncAnthropic
 from sluice_fakes.fake_upstream import FakeUpstream, RecordedRequest
 
 from tests.conftest import DEMO_KEY
-from tests.gateway.support import demo_env, free_port, split_list, start_demo, stop_process, wait_healthy
+from tests.gateway.support import (
+    demo_env,
+    free_port,
+    split_list,
+    start_demo,
+    stop_process,
+    wait_healthy,
+    wait_until,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -166,6 +174,18 @@ def test_stream_headers_come_before_the_body(demo: Demo) -> None:
         assert response.headers["content-type"].startswith("text/event-stream")
         body = b"".join(response.iter_bytes())
     assert body.rstrip().endswith(b'{"type":"message_stop"}')
+
+
+def test_a_client_that_leaves_mid_stream_stops_the_upstream_call(demo: Demo) -> None:
+    slow: Any = [{"role": "user", "content": "Hello [[fake:chunks=200,chunk_delay_ms=50]]"}]
+    with demo.client().messages.stream(model="claude-sonnet", max_tokens=64, messages=slow) as stream:
+        first = next(iter(stream))
+        assert first.type == "message_start"
+    # Leaving the block closed the connection: Sluice must cut the upstream call, not read it to the end.
+    sent = wait_until(
+        lambda: [r for r in demo.messages_sent() if r.client_closed_at is not None], "upstream cut"
+    )
+    assert sent[-1].client_closed_early
 
 
 # -- count_tokens -------------------------------------------------------------------------------

@@ -208,6 +208,8 @@ async def test_bad_input_in_anthropics_envelope(http: httpx.AsyncClient, fake: F
         "/v1/messages", json=body(), headers={"x-api-key": KEY, "anthropic-beta": "ok-1, x\x7fy"}
     )
     anthropic_error(bad_beta, 400, "invalid_value")
+    tools = [{"name": f"t{i}", "input_schema": {"type": "object"}} for i in range(513)]
+    anthropic_error(await ask(http, body(tools=tools)), 400, "invalid_value")
     too_large = await ask(http, body("x" * (80 * 1024)))
     anthropic_error(too_large, 413, "request_too_large")
     unauthenticated = await http.post("/v1/messages", json=body())
