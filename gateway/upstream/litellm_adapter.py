@@ -402,6 +402,14 @@ def _chat_chunks(litellm: ModuleType, opened: ChatStream) -> AsyncIterator[Any]:
     return chunks()
 
 
+def _supports_reasoning(litellm: ModuleType, model: str) -> bool:
+    """Does litellm's (offline) model map say `model` reasons? Unknown models: no."""
+    try:
+        return bool(litellm.supports_reasoning(model=model))
+    except Exception:  # litellm raises for models it does not know; unknown means no
+        return False
+
+
 class TranslatedMessages:
     """A chat stream translated to Anthropic's events: `first` is `message_start` (parsed, so the
     privacy object can ride on it); iterating yields the rest, framed. An error event the
@@ -461,7 +469,7 @@ class MessagesTranslation:
         self, target: UpstreamTarget, body: dict[str, Any]
     ) -> tuple[dict[str, Any], dict[str, str]]:
         """The chat body for `body` (allowlisted Messages fields), and the tool names it shortened."""
-        await self._adapter._litellm()
+        litellm = await self._adapter._litellm()
         from litellm.llms.anthropic.messages.adapters.handler import ANTHROPIC_ADAPTER
 
         kwargs = {k: v for k, v in body.items() if k != "stream"}
@@ -477,6 +485,14 @@ class MessagesTranslation:
         if translated is None:
             raise UpstreamRequestRejected("the request cannot be translated for this deployment")
         chat = {k: v for k, v in dict(translated).items() if k in TRANSLATED_CHAT_FIELDS and v is not None}
+        if _supports_reasoning(litellm, target.model):
+            # OpenAI's reasoning models refuse `max_tokens`; every OpenAI-wire model takes this one.
+            if "max_tokens" in chat:
+                chat["max_completion_tokens"] = chat.pop("max_tokens")
+        else:
+            # `thinking` becomes `reasoning_effort`, which a model without reasoning refuses (400); the
+            # OpenAI-wire pass-through would send it as it is (litellm's own calls drop it themselves).
+            chat.pop("reasoning_effort", None)
         if body.get("stream"):
             chat["stream"] = True
             chat["stream_options"] = {"include_usage": True}

@@ -21,7 +21,13 @@ from sluice_fakes.fake_upstream import FakeUpstream
 from gateway.errors import ANTHROPIC_TYPES, PolicyViolation, RequestTooLarge, UpstreamFailure, anthropic_body
 from gateway.observability.audit import MemoryAuditSink
 from gateway.settings import Settings
-from gateway.upstream.litellm_adapter import load_litellm
+from gateway.upstream.base import UpstreamTarget
+from gateway.upstream.litellm_adapter import (
+    TRANSLATED_CHAT_FIELDS,
+    LiteLLMAdapter,
+    MessagesTranslation,
+    load_litellm,
+)
 from tests.gateway.support import LITELLM_WARNINGS, build_app, key_hash, serving
 
 pytestmark = list(LITELLM_WARNINGS)
@@ -297,3 +303,24 @@ async def test_count_tokens_is_one_decision_and_one_record(
     assert [r.path for r in fake.requests] == ["/v1/messages/count_tokens"]
     [event] = audit.events
     assert event.endpoint == "count_tokens"
+
+
+@pytest.mark.parametrize(
+    ("model", "reasoning"),
+    [
+        ("openai/gpt-4o-mini", False),
+        ("hosted_vllm/meta-llama/Llama-3.1-8B-Instruct", False),
+        ("openai/o3-mini", True),
+    ],
+)
+async def test_thinking_reaches_only_models_that_reason(model: str, reasoning: bool) -> None:
+    """`thinking` translates to `reasoning_effort`, which a model without reasoning refuses: the
+    OpenAI-wire pass-through would send it as it is, so the translation drops it there."""
+    adapter = LiteLLMAdapter()
+    target = UpstreamTarget(model=model, upstream_model=model.partition("/")[2], api_base=None)
+    thinking = {"type": "enabled", "budget_tokens": 2048}
+    chat, _ = await MessagesTranslation(adapter).request(target, body(thinking=thinking))
+    assert ("reasoning_effort" in chat) is reasoning
+    assert chat["max_completion_tokens" if reasoning else "max_tokens"] == 64
+    assert set(chat) <= TRANSLATED_CHAT_FIELDS
+    await adapter.aclose()
