@@ -264,6 +264,19 @@ async def test_tool_inputs_and_cache_ttl_are_the_users_own_json(
             "messages": [
                 {
                     "role": "user",
+                    "content": [
+                        {
+                            "type": "document",
+                            "source": {"type": "text", "media_type": "text/plain", "data": AWS_EXAMPLE},
+                        }
+                    ],
+                }
+            ]
+        },
+        {
+            "messages": [
+                {
+                    "role": "user",
                     "content": [{"type": "tool_result", "tool_use_id": "t", "content": AWS_EXAMPLE}],
                 }
             ]

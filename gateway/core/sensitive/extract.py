@@ -69,8 +69,9 @@ def embedding_texts(fields: Mapping[str, Any]) -> Iterator[str]:
 
 
 def _anthropic_blocks(content: Any, depth: int = 0) -> Iterator[str]:
-    """Anthropic content: a string, or blocks: `text` and `thinking` text, a `tool_use`'s name and
-    input (every string in it), a `tool_result`'s content (a string or blocks, once nested)."""
+    """Anthropic content: a string, or blocks: `text` and `thinking` text, a text document's data,
+    a `tool_use`'s name and input (every string in it), a `tool_result`'s content (a string or
+    blocks, once nested). Images and PDFs (base64) are not text."""
     if isinstance(content, str):
         yield content
         return
@@ -79,6 +80,11 @@ def _anthropic_blocks(content: Any, depth: int = 0) -> Iterator[str]:
             continue
         yield from _strings(block.get("text"))
         yield from _strings(block.get("thinking"))
+        source = block.get("source")
+        if isinstance(source, dict) and source.get("type") in ("text", "content"):  # a document's text
+            yield from _strings(source.get("data"))
+            if depth == 0:
+                yield from _anthropic_blocks(source.get("content"), depth + 1)
         if "input" in block:  # tool_use, server_tool_use, mcp_tool_use
             yield from _strings(block.get("name"))
             yield from _json_strings(block.get("input"))
