@@ -337,3 +337,20 @@ async def test_thinking_reaches_only_models_that_reason(model: str, reasoning: b
     assert chat["max_completion_tokens" if reasoning else "max_tokens"] == 64
     assert set(chat) <= TRANSLATED_CHAT_FIELDS
     await adapter.aclose()
+
+
+async def test_a_broken_translated_stream_ends_with_an_anthropic_error_event(
+    http: httpx.AsyncClient, audit: MemoryAuditSink, fake: FakeUpstream
+) -> None:
+    # The secret sends the request to the self-hosted deployment (translated); the marker breaks its stream.
+    response = await ask(http, body(f"{AWS_EXAMPLE} [[fake:error_after=3,leak]]", stream=True))
+    found = events(response.text)
+    assert found[0][0] == "message_start"
+    assert found[0][1]["message"]["privacy"]["channel"] == "self_hosted.vllm"
+    name, data = found[-1]
+    assert name == "error" and data["error"]["code"] == "upstream_unavailable"
+    assert "message_stop" not in [n for n, _ in found]
+    assert AWS_EXAMPLE not in response.text and "sk-simulated" not in response.text
+    assert [r.path for r in fake.requests] == ["/v1/chat/completions"]
+    [event] = audit.events
+    assert event.status == 502
