@@ -32,6 +32,7 @@ from gateway.api.openai_protocol import (
     bad,
     refuse_forbidden,
 )
+from gateway.core.data_paths import detect_messages
 from gateway.core.messages_exchange import CountTokensExchange, MessagesExchange
 from gateway.core.request import ParsedRequest
 from gateway.names import Endpoint, ErrorCode
@@ -41,7 +42,7 @@ from gateway.upstream.litellm_adapter import MessagesTranslation
 
 # Anthropic Messages fields passed upstream (after validation); the beta ones too, since the
 # anthropic SDK sends them (`client.beta.messages`). Feature fields that move data (`mcp_servers`,
-# server tools, `container`, 1-hour cache) are judged by the data-path step (`features`).
+# server tools, 1-hour cache) are detected here and judged by the pipeline (`ParsedRequest.paths`).
 MESSAGES_FIELDS: Final = frozenset(
     {
         "messages",
@@ -191,15 +192,6 @@ def wire_headers(headers: Headers) -> tuple[tuple[str, str], ...]:
     return tuple(found)
 
 
-def _features(body: dict[str, Any]) -> tuple[str, ...]:
-    """The data paths the request uses (DESIGN.md "Data paths"). The one call site of the data-path
-    step for this API: `gateway.core.data_paths.detect_messages(body)` belongs here (its helper's
-    work: `mcp_servers`, web search / fetch and code execution tools, `cache_control.ttl` of 1h);
-    until it lands, no feature is detected."""
-    del body
-    return ()
-
-
 def _parse(
     parsed: JsonBody, *, allowed: frozenset[str], count: bool, policy_header: str, headers: Headers
 ) -> ParsedRequest:
@@ -223,7 +215,9 @@ def _parse(
         stream,
         fields,
         _privacy_ask(body, policy_header),
-        features=_features(body),
+        # The data paths (DESIGN.md "Data paths": `mcp_servers`, hosted web and code tools, a 1-hour
+        # cache), judged by the pipeline against each deployment's feature facts.
+        paths=detect_messages(fields, parsed.keys),
         wire_headers=wire_headers(headers),
     )
 

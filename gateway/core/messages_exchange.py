@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 
 from gateway.core.deployments import Deployment
-from gateway.core.request import ParsedRequest
+from gateway.core.pipeline import Call
 from gateway.errors import SluiceError, anthropic_body
 from gateway.upstream import sse
 from gateway.upstream.anthropic_wire import AnthropicWireAdapter
@@ -53,17 +53,30 @@ class MessagesExchange:
         self._chat_for = chat_for
         self._translation = translation
 
-    async def complete(self, dep: Deployment, parsed: ParsedRequest) -> dict[str, Any]:
+    async def _chat(
+        self, dep: Deployment, call: Call, *, stream: bool
+    ) -> tuple[dict[str, Any], dict[str, str]]:
+        """The translated chat body for `dep`, with `store: false` where the data paths ask for it
+        (Anthropic's own API has no `store`: the pass-through sends the fields as they are)."""
+        fields = {**call.parsed.fields, "stream": True} if stream else call.parsed.fields
+        chat, mapping = await self._translation.request(dep.target, fields)
+        if call.fields_for(dep).get("store") is False:
+            chat["store"] = False
+        return chat, mapping
+
+    async def complete(self, dep: Deployment, call: Call) -> dict[str, Any]:
+        parsed = call.parsed
         if anthropic_wire(dep):
             return await self._anthropic.messages(dep.target, parsed.fields, parsed.wire_headers)
-        chat, mapping = await self._translation.request(dep.target, parsed.fields)
+        chat, mapping = await self._chat(dep, call, stream=False)
         result = await self._chat_for(dep).chat(dep.target, chat)
         return await self._translation.response(result, mapping)
 
-    async def open(self, dep: Deployment, parsed: ParsedRequest) -> ChatStream:
+    async def open(self, dep: Deployment, call: Call) -> ChatStream:
+        parsed = call.parsed
         if anthropic_wire(dep):
             return await self._anthropic.messages_stream(dep.target, parsed.fields, parsed.wire_headers)
-        chat, mapping = await self._translation.request(dep.target, {**parsed.fields, "stream": True})
+        chat, mapping = await self._chat(dep, call, stream=True)
         opened = await self._chat_for(dep).chat_stream(dep.target, chat)
         return await self._translation.stream(opened, mapping, dep.config.upstream_model)
 
@@ -84,7 +97,8 @@ class CountTokensExchange(MessagesExchange):
     litellm's tokenizer estimates locally (the prompt leaves nothing, but the decision and the
     ledger record are the same as a message's)."""
 
-    async def complete(self, dep: Deployment, parsed: ParsedRequest) -> dict[str, Any]:
+    async def complete(self, dep: Deployment, call: Call) -> dict[str, Any]:
+        parsed = call.parsed
         if anthropic_wire(dep):
             return await self._anthropic.count_tokens(dep.target, parsed.fields, parsed.wire_headers)
         return {
@@ -92,7 +106,7 @@ class CountTokensExchange(MessagesExchange):
             "estimate": True,
         }
 
-    async def open(self, dep: Deployment, parsed: ParsedRequest) -> ChatStream:
+    async def open(self, dep: Deployment, call: Call) -> ChatStream:
         raise UpstreamRequestRejected("count_tokens does not stream")
 
     def tokens(self, usage: Any) -> tuple[int | None, int | None]:

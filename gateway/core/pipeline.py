@@ -30,12 +30,13 @@ from starlette.responses import Response
 
 from gateway.config import Config
 from gateway.core.auth import KeyRecord
+from gateway.core.data_paths import NONE, DataPaths
 from gateway.core.deployments import Deployment
 from gateway.core.misses import closest_models
 from gateway.core.request import ParsedRequest, PrivacyAsk
 from gateway.core.resilience import Resilience, trips
 from gateway.core.retry_after import rate_limited_headers, unavailable_headers
-from gateway.core.routing import Plan, PolicyRouter, PolicySet
+from gateway.core.routing import Plan, PolicyRouter, PolicySet, limits_retention, sends_store_false
 from gateway.core.sensitive.detectors import WINDOW
 from gateway.core.sensitive.rules import NOTHING, Outcome
 from gateway.errors import (
@@ -107,10 +108,11 @@ class Exchange(Protocol):
     """What differs between the APIs of one pipeline: how a request reaches a deployment, and how
     its answer carries the privacy object and its token counts."""
 
-    async def complete(self, dep: Deployment, parsed: ParsedRequest) -> dict[str, Any]:
-        """One answer (a non-stream call); raise UpstreamError before anything is sent."""
+    async def complete(self, dep: Deployment, call: Call) -> dict[str, Any]:
+        """One answer (a non-stream call); raise UpstreamError before anything is sent. The fields
+        for `dep` are `call.fields_for(dep)` (`store: false` where the data paths ask for it)."""
 
-    async def open(self, dep: Deployment, parsed: ParsedRequest) -> ChatStream:
+    async def open(self, dep: Deployment, call: Call) -> ChatStream:
         """A stream opened up to its first event; raise UpstreamError before anything is sent."""
 
     def first_frame(self, first: dict[str, Any], privacy: dict[str, Any]) -> bytes:
@@ -131,14 +133,14 @@ class ChatExchange:
         self._adapter_for = adapter_for
         self._endpoint = endpoint
 
-    async def complete(self, dep: Deployment, parsed: ParsedRequest) -> dict[str, Any]:
+    async def complete(self, dep: Deployment, call: Call) -> dict[str, Any]:
         adapter = self._adapter_for(dep)
         if self._endpoint is Endpoint.EMBEDDINGS:
-            return await adapter.embeddings(dep.target, parsed.fields)
-        return await adapter.chat(dep.target, parsed.fields)
+            return await adapter.embeddings(dep.target, call.parsed.fields)
+        return await adapter.chat(dep.target, call.fields_for(dep))
 
-    async def open(self, dep: Deployment, parsed: ParsedRequest) -> ChatStream:
-        return await self._adapter_for(dep).chat_stream(dep.target, parsed.fields)
+    async def open(self, dep: Deployment, call: Call) -> ChatStream:
+        return await self._adapter_for(dep).chat_stream(dep.target, call.fields_for(dep))
 
     def first_frame(self, first: dict[str, Any], privacy: dict[str, Any]) -> bytes:
         return sse.frame(orjson.dumps({**first, "privacy": privacy}))
@@ -161,6 +163,14 @@ class Call:
     request_id: str
     started: float
     sensitive: Outcome = NOTHING  # what content-aware tightening found (detector ids only)
+    paths: DataPaths = NONE  # the data paths the request uses, once the policy is known
+
+    def fields_for(self, dep: Deployment) -> dict[str, Any]:
+        """The upstream fields for `dep`: with `store: false` where the policy limits retention, the
+        client did not set `store`, and the channel stores responses (`sends_store_false`)."""
+        if sends_store_false(self.paths, dep):
+            return {**self.parsed.fields, "store": False}
+        return self.parsed.fields
 
     def mark(self, headers: dict[str, str], privacy: dict[str, Any] | None = None) -> None:
         """Say which detectors tightened the policy: `X-Privacy-Sensitive` and `privacy.sensitive`."""
@@ -169,7 +179,9 @@ class Call:
             if privacy is not None:
                 privacy["sensitive"] = list(self.sensitive.tightened)
 
-    def event(self, decision: str, status: int, **fields: Any) -> AuditEvent:
+    def event(
+        self, decision: str, status: int, *, served_by: Deployment | None = None, **fields: Any
+    ) -> AuditEvent:
         return AuditEvent(
             request_id=self.request_id,
             time=datetime.now(UTC),
@@ -181,9 +193,18 @@ class Call:
             status=status,
             stream=self.parsed.stream,
             latency_ms=round((time.perf_counter() - self.started) * 1000, 3),
-            extra=self.sensitive.ledger(),
+            extra={**self.sensitive.ledger(), **self._paths_ledger(served_by)},
             **fields,
         )
+
+    def _paths_ledger(self, dep: Deployment | None) -> dict[str, Any]:
+        """The ledger's `extra` fields for data paths: feature ids, and whether Sluice sent `store: false`."""
+        found: dict[str, Any] = {}
+        if self.paths.features:
+            found["features"] = self.paths.ids
+        if dep is not None and sends_store_false(self.paths, dep):
+            found["store_false"] = True
+        return found
 
 
 class ChatService:
@@ -245,6 +266,7 @@ class ChatService:
                 call.policy,
                 reroute=self._reroute(key, call.parsed.ask),
                 may_use=key.may_use,
+                paths=call.paths,
             )
         except (PolicyViolation, UpstreamFailure) as exc:
             # Blocked by policy, or allowed with every compliant deployment unavailable (no key).
@@ -273,6 +295,7 @@ class ChatService:
             call.event(
                 plan.decision,
                 status,
+                served_by=dep,
                 served_model=plan.alias,
                 deployment=dep.id,
                 upstream_model=dep.config.model,
@@ -418,8 +441,9 @@ class ChatService:
         `exchange`: how the API's requests reach a deployment (default: chat or embeddings)."""
         sensitive = await self.sensitive(endpoint, key, parsed)
         policy = self.effective_policy(key, parsed.ask, sensitive.policies)
+        paths = parsed.paths.limit_retention() if limits_retention(policy) else parsed.paths
+        call = Call(endpoint, key, parsed, policy, request_id, started, sensitive, paths)
         exchange = exchange or ChatExchange(self._adapter_for, endpoint)
-        call = Call(endpoint, key, parsed, policy, request_id, started, sensitive)
         if parsed.stream:
             return await self.stream(call, exchange)
         return await self.complete(call, exchange)
@@ -429,7 +453,7 @@ class ChatService:
         plan = self._plan(call)
 
         async def call_upstream(dep: Deployment) -> dict[str, Any]:
-            return await exchange.complete(dep, call.parsed)
+            return await exchange.complete(dep, call)
 
         dep, attempt, result = await self._first_success(call, plan, call_upstream)
         headers, privacy = self._router.disclose(plan, dep, call.request_id)
@@ -444,7 +468,7 @@ class ChatService:
         plan = self._plan(call)
 
         async def open_stream(dep: Deployment) -> ChatStream:
-            return await exchange.open(dep, call.parsed)
+            return await exchange.open(dep, call)
 
         dep, attempt, opened = await self._first_success(call, plan, open_stream)
         headers, privacy = self._router.disclose(plan, dep, call.request_id)

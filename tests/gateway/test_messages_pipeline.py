@@ -354,3 +354,18 @@ async def test_a_broken_translated_stream_ends_with_an_anthropic_error_event(
     assert [r.path for r in fake.requests] == ["/v1/chat/completions"]
     [event] = audit.events
     assert event.status == 502
+
+
+async def test_a_data_path_no_deployment_may_serve_is_refused_in_anthropics_envelope(
+    http: httpx.AsyncClient, audit: MemoryAuditSink, fake: FakeUpstream
+) -> None:
+    """`mcp_servers` naming a host the config does not list (`tool_hosts`): the provider would
+    connect to it, so no deployment may serve the request and nothing is sent."""
+    servers = [{"type": "url", "url": "https://mcp.attacker.example/sse", "name": "x"}]
+    response = await ask(http, body(mcp_servers=servers))
+    error = anthropic_error(response, 403, "feature_not_allowed")
+    assert "remote_mcp" in str(error["privacy"])
+    assert response.headers["x-privacy-decision"] == "blocked"
+    assert fake.requests == []
+    [event] = audit.events
+    assert event.decision == "blocked"
