@@ -287,11 +287,11 @@ def pid_of(run: Run, target: str) -> int:
 def warm_up(run: Run, target: str) -> None:
     """Every request kind at low concurrency, for `warmup` seconds or `warmup_requests` requests,
     whichever comes first (the first litellm call in a process takes about half a second)."""
-    seen: set[tuple[str, str, bool]] = set()
+    seen: set[tuple[str, bool, str]] = set()
     for scenario in run.options.scenarios:
-        if (scenario.api, scenario.wire, scenario.stream) in seen:
+        if (scenario.wire, scenario.stream, scenario.api) in seen:
             continue
-        seen.add((scenario.api, scenario.wire, scenario.stream))
+        seen.add((scenario.wire, scenario.stream, scenario.api))
         spec = request_for(target, base_url(run, target), scenario)
         result = drivers.run_loadgen(
             "throughput",

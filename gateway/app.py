@@ -26,6 +26,7 @@ from gateway.api.pages import Pages
 from gateway.api.routes import add_routes
 from gateway.config import Config, ConfigError, check, check_file
 from gateway.core.auth import Authenticator, KeyRecord, KeyStore, StaticKeyStore, config_keys
+from gateway.core.continuations import Continuations
 from gateway.core.deployments import Deployment, build_deployments
 from gateway.core.misses import served
 from gateway.core.pipeline import ChatService
@@ -40,6 +41,7 @@ from gateway.server.bodybudget import BodyBudget
 from gateway.server.edge import EdgeGuard
 from gateway.server.key_slots import KeySlots
 from gateway.settings import Settings
+from gateway.storage.continuations import origin_finder
 from gateway.storage.ledger import LedgerSink
 from gateway.storage.runtime import Storage, require_writable_spool
 from gateway.upstream.anthropic_wire import AnthropicWireAdapter
@@ -65,12 +67,13 @@ def prepare(
 
 
 def _adapters(deployments: Sequence[Deployment]) -> Adapters:
-    # litellm itself is imported in the background (preload) when a chat needs it, else on first use.
+    # litellm is imported in the background (preload) when a deployment needs it for chat or Responses
+    # (also an OpenAI-wire host without a Responses API), else on first use (a translated message).
     return Adapters(
         direct=OpenAIWireAdapter(),
         translated=LiteLLMAdapter(),
         anthropic=AnthropicWireAdapter(),
-        preload=any(not d.openai_wire for d in deployments),
+        preload=any(not (d.openai_wire and d.responses_wire) for d in deployments),
     )
 
 
@@ -162,6 +165,8 @@ def build_services(
         adapter_for=adapters.adapter_for,
         audit=MetricsSink(audit, request_metrics),
         resilience=resilience,
+        # previous_response_id: this process's answers, then the ledger's (other replicas, restarts).
+        continuations=Continuations(lookup=origin_finder(storage.db) if storage is not None else None),
     )
     _foresee(router, config, table)
     return Services(

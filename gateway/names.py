@@ -30,6 +30,7 @@ class Endpoint(StrEnum):
 
     CHAT = "chat"
     EMBEDDINGS = "embeddings"
+    RESPONSES = "responses"
     MESSAGES = "messages"  # Anthropic's Messages API
     COUNT_TOKENS = "count_tokens"  # Anthropic's `POST /v1/messages/count_tokens`
 

@@ -1,8 +1,8 @@
 """`POST /v1/messages` and `POST /v1/messages/count_tokens`: Anthropic's Messages API, through the pipeline.
 
 What belongs here: the routes' handlers (admit the request, parse it, run it through the pipeline
-with the Messages exchange, `gateway/core/messages_exchange.py`) and the wire model of a Messages
-request: the fields passed on (an allowlist; unknown top-level fields refused), steering fields
+with the API's own upstream call, `gateway/core/messages_exchange.py`) and the wire model of a
+Messages request: the fields passed on (an allowlist; unknown top-level fields refused), steering fields
 refused at any depth (outside tool input schemas and tool-call inputs, which are the user's own
 JSON), the lists that set an upstream's work counted, numbers bounded, the `anthropic-version` and
 `anthropic-beta` headers checked, and Sluice's own extensions (`privacy`, OpenRouter's `provider`,
@@ -252,7 +252,7 @@ async def create(inbound: Inbound) -> Response:
         parsed,
         request_id=inbound.request_id,
         started=inbound.started,
-        exchange=_exchange(inbound, MessagesExchange),
+        upstream=_exchange(inbound, MessagesExchange),
     )
 
 
@@ -267,5 +267,5 @@ async def count_tokens(inbound: Inbound) -> Response:
         parsed,
         request_id=inbound.request_id,
         started=inbound.started,
-        exchange=_exchange(inbound, CountTokensExchange),
+        upstream=_exchange(inbound, CountTokensExchange),
     )

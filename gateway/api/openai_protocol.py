@@ -135,7 +135,8 @@ MESSAGE_KEYS = frozenset(
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 # Subtrees that are opaque JSON schemas (tool parameters, structured output): property names there
 # are the user's own and never reach a library as keyword arguments.
-SCHEMA_PATHS = (
+SchemaPaths = tuple[tuple[str, ...], ...]
+SCHEMA_PATHS: SchemaPaths = (
     ("tools", "*", "function", "parameters"),
     ("functions", "*", "parameters"),
     ("response_format", "json_schema", "schema"),
@@ -189,7 +190,7 @@ def _is_forbidden(key: str) -> bool:
     )
 
 
-def _schema_roots(body: dict[str, Any], schema_paths: tuple[tuple[str, ...], ...]) -> list[Any]:
+def _schema_roots(body: dict[str, Any], schema_paths: SchemaPaths = SCHEMA_PATHS) -> list[Any]:
     """The values at `schema_paths` (a list in the body matches `*`)."""
     found: list[Any] = []
     for pattern in schema_paths:
@@ -235,7 +236,7 @@ def _render(link: Link) -> str:
 def _locate_forbidden(
     body: dict[str, Any],
     suspects: set[str],
-    schema_paths: tuple[tuple[str, ...], ...] = SCHEMA_PATHS,
+    schema_paths: SchemaPaths = SCHEMA_PATHS,
     litellm_only: frozenset[str] = LITELLM_ONLY,
 ) -> str | None:
     """The first refused key, as `messages[].content[].api_base`, or None. Linear: an object is
@@ -271,16 +272,13 @@ def _forbidden(param: str) -> InvalidRequest:
 
 
 def refuse_forbidden(
-    body: JsonBody,
-    *,
-    schema_paths: tuple[tuple[str, ...], ...] = SCHEMA_PATHS,
-    litellm_only: frozenset[str] = LITELLM_ONLY,
+    body: JsonBody, schema_paths: SchemaPaths = SCHEMA_PATHS, *, litellm_only: frozenset[str] = LITELLM_ONLY
 ) -> None:
-    """Refuse a steering key anywhere in the body (outside schema payloads; in `metadata`, only
-    the names of `_is_forbidden`). Linear in the body's size, whatever its shape: the keys come
-    from the parser's survey, and the body is walked only when one of them is suspect. Another
-    wire passes its own opaque paths and the litellm names that are its own fields
-    (`gateway/api/messages.py`)."""
+    """Refuse a steering key anywhere in the body (outside the schema payloads at `schema_paths`,
+    which differ per wire; in `metadata`, only the names of `_is_forbidden`). Linear in the body's
+    size, whatever its shape: the keys come from the parser's survey, and the body is walked only
+    when one of them is suspect. `litellm_only`: the litellm names refused, less a wire's own
+    fields (`gateway/api/messages.py`: Anthropic's `cache_control.ttl`)."""
     suspects = _suspects(body.keys, litellm_only)
     if suspects:
         with collector_paused():  # a tuple per step (see `gateway.server.jsonbody.collector_paused`)
@@ -467,7 +465,7 @@ def parse_chat(parsed: JsonBody, *, policy_header: str | None) -> ParsedRequest:
     if not stream:
         fields.pop("stream_options", None)
     paths = detect_chat(fields, parsed.keys)
-    return ParsedRequest(model, stream, fields, _privacy_ask(body, policy_header), paths)
+    return ParsedRequest(model, stream, fields, _privacy_ask(body, policy_header), paths=paths)
 
 
 def _check_data_fields(fields: dict[str, Any]) -> None:

@@ -1,9 +1,9 @@
 """Every endpoint Sluice serves, by URL: the one route table of the app.
 
-What belongs here: the table only, in the order the app matches it (and a 404 lists the public
-paths in). The pipeline routes (chat, embeddings, messages) are Starlette routes run inside the edge's guards
-(`gateway.server.edge.Guarded`: the in-flight cap, the body deadline, the request's claims); the
-others are FastAPI routes whose handlers reach the services through dependencies. Each handler
+What belongs here: the table only, in the order the app matches it (and a 404 lists the public paths
+in). The pipeline routes (chat, embeddings, responses, messages) are Starlette routes run inside the
+edge's guards (`gateway.server.edge.Guarded`: the in-flight cap, the body deadline, the request's
+claims); the others are FastAPI routes whose handlers reach the services through dependencies. Each handler
 lives in its API's module; the admin routes are also guarded by `gateway.api.admin.AdminGuard`,
 before routing. The transparency pages come last (the API paths are matched first), and only when
 they are on (`SLUICE_PAGES`).
@@ -17,7 +17,7 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.routing import Route
 
-from gateway.api import admin, chat, embeddings, health, messages, metrics, models, pages, privacy
+from gateway.api import admin, chat, embeddings, health, messages, metrics, models, pages, privacy, responses
 from gateway.errors import render, render_anthropic
 from gateway.server.edge import Guarded, Handler, Renderer
 
@@ -25,6 +25,7 @@ from gateway.server.edge import Guarded, Handler, Renderer
 PIPELINE: tuple[tuple[str, Handler, Renderer], ...] = (
     ("/v1/chat/completions", chat.completions, render),
     ("/v1/embeddings", embeddings.create, render),
+    ("/v1/responses", responses.create, render),
     ("/v1/messages", messages.create, render_anthropic),
     ("/v1/messages/count_tokens", messages.count_tokens, render_anthropic),
 )

@@ -1,14 +1,13 @@
-"""How the Messages API reaches a deployment: the pipeline's `Exchange` for `POST /v1/messages`
+"""How the Messages API reaches a deployment: the pipeline's `Upstream` for `POST /v1/messages`
 and `POST /v1/messages/count_tokens`.
 
-What belongs here: the choice per deployment (DESIGN.md "Three APIs, one policy"): an
-Anthropic-wire deployment (`anthropic/...` models: `anthropic.api`) gets the request as it is
-(`gateway/upstream/anthropic_wire.py`); every other deployment gets it translated to a chat
-(`gateway/upstream/litellm_adapter.py` `MessagesTranslation`) and sent through that deployment's
-chat adapter, its answer translated back. And where the privacy object rides: the top level of
-the message, and the `message` of the stream's `message_start`; a stream that breaks ends with
-an Anthropic `error` event. A token count of a non-Anthropic deployment is litellm's local
-estimate (no upstream call), marked `"estimate": true`.
+What belongs here: the choice per deployment (DESIGN.md "Three APIs, one policy"): an Anthropic-wire
+deployment (`anthropic/...` models: `anthropic.api`) gets the request as it is, with the client's
+checked `anthropic-*` headers (`gateway/upstream/anthropic_wire.py`); every other deployment gets
+it translated to a chat (`gateway/upstream/litellm_adapter.py` `MessagesTranslation`) and sent
+through that deployment's chat adapter, its answer translated back. Where the privacy object rides
+and how a broken stream ends is the endpoint's `Wire` (`gateway.core.wires`). A token count of a
+non-Anthropic deployment is litellm's local estimate (no upstream call), marked `"estimate": true`.
 """
 
 from __future__ import annotations
@@ -16,12 +15,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import orjson
-
 from gateway.core.deployments import Deployment
 from gateway.core.pipeline import Call
-from gateway.errors import SluiceError, anthropic_body
-from gateway.upstream import sse
 from gateway.upstream.anthropic_wire import AnthropicWireAdapter
 from gateway.upstream.base import Adapter, ChatStream, UpstreamRequestRejected
 from gateway.upstream.litellm_adapter import MessagesTranslation
@@ -32,13 +27,6 @@ ANTHROPIC_PREFIX = "anthropic"
 def anthropic_wire(dep: Deployment) -> bool:
     """Does `dep` speak the Messages API itself? (litellm's `anthropic/` prefix: Anthropic's API.)"""
     return dep.config.prefix == ANTHROPIC_PREFIX
-
-
-def anthropic_tokens(usage: Any) -> tuple[int | None, int | None]:
-    if not isinstance(usage, dict):
-        return None, None
-    prompt, completion = usage.get("input_tokens"), usage.get("output_tokens")
-    return (prompt if isinstance(prompt, int) else None, completion if isinstance(completion, int) else None)
 
 
 class MessagesExchange:
@@ -80,17 +68,6 @@ class MessagesExchange:
         opened = await self._chat_for(dep).chat_stream(dep.target, chat)
         return await self._translation.stream(opened, mapping, dep.config.upstream_model)
 
-    def first_frame(self, first: dict[str, Any], privacy: dict[str, Any]) -> bytes:
-        message = first.get("message")
-        message = {**message, "privacy": privacy} if isinstance(message, dict) else {"privacy": privacy}
-        return sse.event("message_start", orjson.dumps({**first, "message": message}))
-
-    def broken_frame(self, error: SluiceError) -> bytes:
-        return sse.event("error", orjson.dumps(anthropic_body(error)))
-
-    def tokens(self, usage: Any) -> tuple[int | None, int | None]:
-        return anthropic_tokens(usage)
-
 
 class CountTokensExchange(MessagesExchange):
     """`POST /v1/messages/count_tokens`: Anthropic counts for its own deployments; for the others,
@@ -108,6 +85,3 @@ class CountTokensExchange(MessagesExchange):
 
     async def open(self, dep: Deployment, call: Call) -> ChatStream:
         raise UpstreamRequestRejected("count_tokens does not stream")
-
-    def tokens(self, usage: Any) -> tuple[int | None, int | None]:
-        return None, None

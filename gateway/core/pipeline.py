@@ -1,17 +1,17 @@
 """The pipeline of every API: policy, routing, failover, badges and one audit record per request.
 
-What belongs here: the request flow of DESIGN.md ("One request, end to end") from a parsed body
-and an authenticated key to a response. Each API's handler (`gateway.api.chat`,
-`gateway.api.embeddings`, `gateway.api.messages`) calls `run`; what differs between the APIs (how
-a request reaches a deployment, where the privacy object rides, how a broken stream ends) is an
-`Exchange`: `ChatExchange` for chat and embeddings, the API's own for the others. It calls the
-policy router (pure), the adapters (I/O, through the exchange) and the audit sink. Failover
-moves only among compliant deployments, only before the first byte reached the client, and only
-on answers that say the provider did not start the work (connect errors, 429, 503, 529; see
-`gateway/upstream/base.py`). It skips deployments whose circuit is open or that asked to wait
-(Retry-After), and stops when the retry budget is spent (all three in
-`gateway/core/resilience.py`). A request the translation or the provider refuses as invalid is
-the client's 400 and counts against none of them (`client_fault` in the upstream errors).
+What belongs here: the request flow of DESIGN.md ("One request, end to end") from a parsed body and
+an authenticated key to a response. Each API's handler (`gateway.api.chat`,
+`gateway.api.embeddings`, `gateway.api.responses`) calls `run`; it calls the policy router (pure),
+the adapters (I/O) and the audit sink. What differs between wire formats (which adapter call, where
+`privacy` rides, how a broken stream ends) is the endpoint's `Wire` (`gateway.core.wires`). A
+request that continues an upstream response (`previous_response_id`) is pinned to the deployment
+that produced it (`gateway.core.continuations`). Failover moves only among compliant deployments,
+only before the first byte reached the client, and only on answers that say the provider did not
+start the work (connect errors, 429, 503, 529; see `gateway/upstream/base.py`). It skips deployments
+whose circuit is open or that asked to wait (Retry-After), and stops when the retry budget is spent
+(all three in `gateway/core/resilience.py`). A request the translation or the provider refuses as
+invalid is the client's 400 and counts against none of them (`client_fault` in the upstream errors).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
@@ -30,6 +30,7 @@ from starlette.responses import Response
 
 from gateway.config import Config
 from gateway.core.auth import KeyRecord
+from gateway.core.continuations import Continuations
 from gateway.core.data_paths import NONE, DataPaths
 from gateway.core.deployments import Deployment
 from gateway.core.misses import closest_models
@@ -39,6 +40,7 @@ from gateway.core.retry_after import rate_limited_headers, unavailable_headers
 from gateway.core.routing import Plan, PolicyRouter, PolicySet, limits_retention, sends_store_false
 from gateway.core.sensitive.detectors import WINDOW
 from gateway.core.sensitive.rules import NOTHING, Outcome
+from gateway.core.wires import WIRES, Wire
 from gateway.errors import (
     InvalidRequest,
     ModelNotAllowed,
@@ -98,58 +100,12 @@ def _log_failure(call: Call, dep: Deployment, exc: UpstreamError, then: str) -> 
 
 
 def _tokens(usage: Any) -> tuple[int | None, int | None]:
+    """Prompt and completion tokens: OpenAI Chat's names, else the Responses (and Anthropic) names."""
     if not isinstance(usage, dict):
         return None, None
-    prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+    prompt = usage.get("prompt_tokens", usage.get("input_tokens"))
+    completion = usage.get("completion_tokens", usage.get("output_tokens"))
     return (prompt if isinstance(prompt, int) else None, completion if isinstance(completion, int) else None)
-
-
-class Exchange(Protocol):
-    """What differs between the APIs of one pipeline: how a request reaches a deployment, and how
-    its answer carries the privacy object and its token counts."""
-
-    async def complete(self, dep: Deployment, call: Call) -> dict[str, Any]:
-        """One answer (a non-stream call); raise UpstreamError before anything is sent. The fields
-        for `dep` are `call.fields_for(dep)` (`store: false` where the data paths ask for it)."""
-
-    async def open(self, dep: Deployment, call: Call) -> ChatStream:
-        """A stream opened up to its first event; raise UpstreamError before anything is sent."""
-
-    def first_frame(self, first: dict[str, Any], privacy: dict[str, Any]) -> bytes:
-        """The stream's first event, framed, with `privacy` on it."""
-
-    def broken_frame(self, error: SluiceError) -> bytes:
-        """The last event of a stream that broke after it started: the error, framed."""
-
-    def tokens(self, usage: Any) -> tuple[int | None, int | None]:
-        """Prompt and completion tokens of an answer's (or a stream's) usage, for the ledger."""
-
-
-class ChatExchange:
-    """OpenAI Chat Completions and Embeddings: the adapter of each deployment, `privacy` at the top
-    level of the answer and of the first chunk, and a broken stream ended by an error and `[DONE]`."""
-
-    def __init__(self, adapter_for: Callable[[Deployment], Adapter], endpoint: Endpoint) -> None:
-        self._adapter_for = adapter_for
-        self._endpoint = endpoint
-
-    async def complete(self, dep: Deployment, call: Call) -> dict[str, Any]:
-        adapter = self._adapter_for(dep)
-        if self._endpoint is Endpoint.EMBEDDINGS:
-            return await adapter.embeddings(dep.target, call.parsed.fields)
-        return await adapter.chat(dep.target, call.fields_for(dep))
-
-    async def open(self, dep: Deployment, call: Call) -> ChatStream:
-        return await self._adapter_for(dep).chat_stream(dep.target, call.fields_for(dep))
-
-    def first_frame(self, first: dict[str, Any], privacy: dict[str, Any]) -> bytes:
-        return sse.frame(orjson.dumps({**first, "privacy": privacy}))
-
-    def broken_frame(self, error: SluiceError) -> bytes:
-        return sse.frame(orjson.dumps(error.body())) + sse.DONE
-
-    def tokens(self, usage: Any) -> tuple[int | None, int | None]:
-        return _tokens(usage)
 
 
 @dataclass(frozen=True)
@@ -179,9 +135,22 @@ class Call:
             if privacy is not None:
                 privacy["sensitive"] = list(self.sensitive.tightened)
 
+    @property
+    def wire(self) -> Wire:
+        return WIRES[self.endpoint]
+
     def event(
-        self, decision: str, status: int, *, served_by: Deployment | None = None, **fields: Any
+        self,
+        decision: str,
+        status: int,
+        response_id: str | None = None,
+        *,
+        served_by: Deployment | None = None,
+        **fields: Any,
     ) -> AuditEvent:
+        extra = {**self.sensitive.ledger(), **self._paths_ledger(served_by)}
+        if response_id is not None:  # an upstream id, for `previous_response_id` (metadata only)
+            extra["response_id"] = response_id[:256]
         return AuditEvent(
             request_id=self.request_id,
             time=datetime.now(UTC),
@@ -193,7 +162,7 @@ class Call:
             status=status,
             stream=self.parsed.stream,
             latency_ms=round((time.perf_counter() - self.started) * 1000, 3),
-            extra={**self.sensitive.ledger(), **self._paths_ledger(served_by)},
+            extra=extra,
             **fields,
         )
 
@@ -207,6 +176,17 @@ class Call:
         return found
 
 
+class Upstream(Protocol):
+    """An API's own upstream call, where the endpoint's `Wire` cannot make it from the deployment's
+    adapter alone (`gateway.core.messages_exchange`). The fields for `dep` are `call.fields_for(dep)`."""
+
+    async def complete(self, dep: Deployment, call: Call) -> dict[str, Any]:
+        """One answer; raise UpstreamError before anything is sent."""
+
+    async def open(self, dep: Deployment, call: Call) -> ChatStream:
+        """A stream opened up to its first event; raise UpstreamError before anything is sent."""
+
+
 class ChatService:
     def __init__(
         self,
@@ -214,9 +194,10 @@ class ChatService:
         config: Config,
         router: PolicyRouter,
         policies: dict[str, Policy],
-        adapter_for: Callable[[Deployment], Adapter],
+        adapter_for: Callable[[Deployment, Endpoint], Adapter],
         audit: AuditSink,
         resilience: Resilience | None = None,
+        continuations: Continuations | None = None,
     ) -> None:
         self._config = config
         self._router = router
@@ -224,6 +205,7 @@ class ChatService:
         self._adapter_for = adapter_for
         self._audit = audit
         self._resilience = resilience or Resilience()
+        self._continuations = continuations or Continuations()
         self._tightening = config.tightening()
 
     async def sensitive(self, endpoint: Endpoint, key: KeyRecord, parsed: ParsedRequest) -> Outcome:
@@ -253,7 +235,26 @@ class ChatService:
         on_violation = key.on_violation or self._config.server.on_violation
         return on_violation is OnViolation.REROUTE and not ask.block
 
-    def _plan(self, call: Call) -> Plan:
+    def _plan(self, call: Call, origin: str | None = None) -> Plan:
+        """The compliant deployments to try, in order; with `origin` (the deployment that produced
+        the response the request continues), that one only, or a 400 when it is not among them."""
+        plan = self._judge(call)
+        if origin is None:
+            return plan
+        pinned = tuple(d for d in plan.candidates if d.id == origin)
+        if pinned:
+            return replace(plan, candidates=pinned)
+        error = InvalidRequest(
+            "previous_response_id was answered by a deployment this request may not use (another model,"
+            " or one its policy does not allow); send the conversation as input instead",
+            param="previous_response_id",
+        )
+        error.headers[Header.REQUEST_ID] = call.request_id
+        call.mark(error.headers)
+        self._audit.record(call.event(DecisionKind.BLOCKED, error.status, error_code=error.code.value))
+        raise error
+
+    def _judge(self, call: Call) -> Plan:
         key = call.key
         if not key.may_use(call.parsed.model):
             hint = closest_models(call.parsed.model, filter(key.may_use, self._router.models))
@@ -289,12 +290,20 @@ class ChatService:
             raise
 
     def _served(
-        self, call: Call, plan: Plan, dep: Deployment, status: int, attempts: int, **fields: Any
+        self,
+        call: Call,
+        plan: Plan,
+        dep: Deployment,
+        status: int,
+        attempts: int,
+        response_id: str | None = None,
+        **fields: Any,
     ) -> None:
         self._audit.record(
             call.event(
                 plan.decision,
                 status,
+                response_id,
                 served_by=dep,
                 served_model=plan.alias,
                 deployment=dep.id,
@@ -434,61 +443,78 @@ class ChatService:
         *,
         request_id: str,
         started: float,
-        exchange: Exchange | None = None,
+        upstream: Upstream | None = None,
     ) -> Response:
         """The pipeline from a parsed request on: content-aware tightening, the effective policy, the
         plan, the call with failover (one answer, or a stream), badges, and the ledger record.
-        `exchange`: how the API's requests reach a deployment (default: chat or embeddings)."""
+        `upstream`: the API's own upstream call (default: the endpoint's `Wire` on the adapter)."""
         sensitive = await self.sensitive(endpoint, key, parsed)
         policy = self.effective_policy(key, parsed.ask, sensitive.policies)
         paths = parsed.paths.limit_retention() if limits_retention(policy) else parsed.paths
         call = Call(endpoint, key, parsed, policy, request_id, started, sensitive, paths)
-        exchange = exchange or ChatExchange(self._adapter_for, endpoint)
+        origin = None
+        if parsed.continues is not None:  # previous_response_id: only where that response was made
+            origin = await self._continuations.require(parsed.continues, key.name)
         if parsed.stream:
-            return await self.stream(call, exchange)
-        return await self.complete(call, exchange)
+            return await self.stream(call, origin, upstream)
+        return await self.complete(call, origin, upstream)
 
-    async def complete(self, call: Call, exchange: Exchange) -> Response:
-        """A non-stream call, with failover among compliant deployments."""
-        plan = self._plan(call)
+    async def complete(
+        self, call: Call, origin: str | None = None, upstream: Upstream | None = None
+    ) -> Response:
+        """A non-stream answer (chat, embeddings, responses), with failover among compliant deployments."""
+        plan = self._plan(call, origin)
+        wire = call.wire
 
         async def call_upstream(dep: Deployment) -> dict[str, Any]:
-            return await exchange.complete(dep, call)
+            if upstream is not None:
+                return await upstream.complete(dep, call)
+            return await wire.call(self._adapter_for(dep, call.endpoint), dep.target, call.fields_for(dep))
 
         dep, attempt, result = await self._first_success(call, plan, call_upstream)
         headers, privacy = self._router.disclose(plan, dep, call.request_id)
         call.mark(headers, privacy)
-        result["privacy"] = privacy
-        prompt, completion = exchange.tokens(result.get("usage"))
-        self._served(call, plan, dep, 200, attempt, prompt_tokens=prompt, completion_tokens=completion)
+        wire.attach(result, privacy)
+        answer_id = self._continuations.keep(wire.answer_id(result), call.key.name, dep)
+        prompt, completion = _tokens(result.get("usage"))
+        self._served(
+            call, plan, dep, 200, attempt, answer_id, prompt_tokens=prompt, completion_tokens=completion
+        )
         return Response(orjson.dumps(result), headers=headers, media_type="application/json")
 
-    async def stream(self, call: Call, exchange: Exchange) -> Response:
-        """A stream: failover until the first event arrives, then commit to one upstream."""
-        plan = self._plan(call)
+    async def stream(
+        self, call: Call, origin: str | None = None, upstream: Upstream | None = None
+    ) -> Response:
+        """A streamed answer: failover until the first chunk arrives, then commit to one upstream."""
+        plan = self._plan(call, origin)
+        wire = call.wire
 
         async def open_stream(dep: Deployment) -> ChatStream:
-            return await exchange.open(dep, call)
+            if upstream is not None:
+                return await upstream.open(dep, call)
+            return await wire.open(self._adapter_for(dep, call.endpoint), dep.target, call.fields_for(dep))
 
         dep, attempt, opened = await self._first_success(call, plan, open_stream)
         headers, privacy = self._router.disclose(plan, dep, call.request_id)
         call.mark(headers, privacy)
-        body = self._relay(call, exchange, plan, dep, opened, privacy, attempt)
+        answer_id = self._continuations.keep(wire.first_id(opened.first), call.key.name, dep)
+        body = self._relay(call, plan, dep, opened, privacy, attempt, answer_id)
         return RelayResponse(body, headers={**headers, **sse.HEADERS}, media_type=sse.MEDIA_TYPE)
 
     async def _relay(
         self,
         call: Call,
-        exchange: Exchange,
         plan: Plan,
         dep: Deployment,
         opened: ChatStream,
         privacy: dict[str, Any],
         attempts: int,
+        response_id: str | None = None,
     ) -> AsyncIterator[bytes]:
         status, cancelled, error_code = 200, False, None
+        wire = call.wire
         try:
-            yield exchange.first_frame(opened.first, privacy)
+            yield wire.opening(opened.first, privacy)
             try:
                 async for chunk in opened:
                     yield chunk
@@ -497,20 +523,21 @@ class ChatService:
                 status, error_code = broke.status, broke.code.value
                 why = exc.cause or exc.message
                 log.warning("%s stream from %s at %s broke: %s", call.request_id, dep.id, dep.host, why)
-                yield exchange.broken_frame(broke)
+                yield wire.broken(broke)
         except (asyncio.CancelledError, GeneratorExit):
             cancelled = True
             raise
         finally:
             # Record first: a cancelled task is cancelled again at its next await (anyio), so the
             # close below is shielded and the ledger entry must not wait for it.
-            prompt, completion = exchange.tokens(opened.usage)
+            prompt, completion = _tokens(opened.usage)
             self._served(
                 call,
                 plan,
                 dep,
                 status,
                 attempts,
+                response_id,
                 prompt_tokens=prompt,
                 completion_tokens=completion,
                 client_cancelled=cancelled,

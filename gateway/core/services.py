@@ -17,6 +17,7 @@ from gateway.config import Config
 from gateway.core.auth import Authenticator
 from gateway.core.pipeline import ChatService
 from gateway.core.routing import PolicyRouter
+from gateway.names import Endpoint
 from gateway.observability.audit import AuditSink
 from gateway.observability.metrics import GatewayMetrics, InFlight
 from gateway.server.bodybudget import BodyBudget
@@ -46,8 +47,10 @@ class Adapters:
     anthropic: AnthropicWireAdapter
     preload: bool  # a deployment needs litellm for chat: import it in the background at start-up
 
-    def adapter_for(self, dep: Deployment) -> Adapter:
-        if dep.openai_wire:
+    def adapter_for(self, dep: Deployment, endpoint: Endpoint = Endpoint.CHAT) -> Adapter:
+        """The pass-through where the deployment speaks the endpoint's wire, else litellm."""
+        direct = dep.responses_wire if endpoint is Endpoint.RESPONSES else dep.openai_wire
+        if direct:
             return self.direct
         return self.translated
 

@@ -5,8 +5,9 @@ What belongs here: sending an allowlisted Messages body to `{api_base}/v1/messag
 `anthropic-version` / `anthropic-beta` headers, and relaying a stream's bytes as the upstream
 framed them (only `message_start` is parsed, so the privacy object can ride on its `message`).
 The transport, the caps, the error mapping and the relay are the OpenAI wire's
-(`gateway/upstream/openai_wire.py`); only the paths, headers, the end mark (`message_stop`) and
-the in-band error event (`event: error`) are Anthropic's.
+(`gateway/upstream/openai_wire.py`); only the paths, the headers and the stream's shape
+(`MESSAGES_STREAM`: it ends with `message_stop`, an in-band error is an `event: error`) are
+Anthropic's.
 """
 
 from __future__ import annotations
@@ -19,22 +20,22 @@ import httpx
 import orjson
 
 from gateway.upstream.base import UpstreamProtocolError, UpstreamTarget
-from gateway.upstream.openai_wire import RelayStream, new_client, open_events, read_answer, send_checked
+from gateway.upstream.openai_wire import (
+    RelayStream,
+    StreamShape,
+    new_client,
+    open_events,
+    read_answer,
+    send_checked,
+)
 
 DEFAULT_VERSION: Final = "2023-06-01"
-END_MARK: Final = b"message_stop"
-# An in-band error event (`event: error`): its message is the upstream's, so it is never relayed.
-ERROR_EVENT: Final = re.compile(rb"(?:^|\n)event: ?error\r?\n")
-
-
-def error_event_at(chunk: bytes) -> int:
-    """Where an in-band error event starts in `chunk` (-1: none)."""
-    if b"error" not in chunk:
-        return -1
-    found = ERROR_EVENT.search(chunk)
-    if found is None:
-        return -1
-    return found.start() + 1 if chunk[found.start() : found.start() + 1] == b"\n" else found.start()
+# An in-band error event (`event: error`, or an error typed in its data): its message is the
+# upstream's, so it is never relayed.
+ERROR_EVENT: Final = re.compile(rb'(?:^|\n)(?:event: ?error\r?\n|data: ?\{\s*"type"\s*:\s*"error")')
+MESSAGES_STREAM: Final = StreamShape(
+    "/messages", ERROR_EVENT, final_marks=(b'message_stop"',), required="content"
+)
 
 
 def messages_url(api_base: str | None, path: str) -> str:
@@ -59,7 +60,7 @@ class AnthropicRelay(RelayStream):
         start = message.get("usage") if isinstance(message, dict) else None
         self._start: dict[str, Any] = dict(start) if isinstance(start, dict) else {}
         self._delta: dict[str, Any] = {}
-        super().__init__(response, raw, first, rest, idle, end_mark=END_MARK, error_at=error_event_at)
+        super().__init__(response, raw, first, rest, idle, MESSAGES_STREAM)
 
     @property
     def usage(self) -> dict[str, Any] | None:
@@ -137,7 +138,7 @@ class AnthropicWireAdapter:
     ) -> AnthropicRelay:
         request = self._request(target, "/messages", {**body, "stream": True}, wire_headers)
         response = await send_checked(self._client, request)
-        raw, first, rest = await open_events(response, target)
+        raw, first, rest = await open_events(response, target, MESSAGES_STREAM)
         if first.get("type") != "message_start":
             await response.aclose()
             raise UpstreamProtocolError("the upstream stream did not begin with message_start")

@@ -1,8 +1,8 @@
 """Server-sent events as the OpenAI and Anthropic wires frame them, defined once.
 
-What belongs here: framing one event (`frame`; `event`, a named one as Anthropic sends them),
-the `[DONE]` mark that ends a stream (`DONE_DATA`,
-the payload; `DONE`, the framed event), and the media type and headers of a relayed stream.
+What belongs here: framing one event (`frame`; `typed`, with an `event:` line, as the Responses API
+and Anthropic's Messages API name each event), the `[DONE]` mark that ends a Chat Completions stream
+(`DONE_DATA`, the payload; `DONE`, the framed event), and the media type and headers of a relayed stream.
 Reading an upstream's events is each wire's own (`openai_wire`, `limits`).
 """
 
@@ -25,8 +25,8 @@ def frame(data: bytes) -> bytes:
     return b"data: " + data + b"\n\n"
 
 
-def event(name: str, data: bytes) -> bytes:
-    """One event named `name` (Anthropic's wire: `event: message_start`) carrying `data`."""
+def typed(name: str, data: bytes) -> bytes:
+    """One event named `name` (the Responses API's `response.created`, ...) carrying `data`."""
     return b"event: " + name.encode() + b"\ndata: " + data + b"\n\n"
 
 
