@@ -18,9 +18,9 @@ from typing import Any, Final
 from starlette.datastructures import Headers
 from starlette.responses import Response
 
+from gateway.api.fields import Api, accepted, accepted_paths
 from gateway.api.intake import admit, policy_header
 from gateway.api.openai_protocol import (
-    LITELLM_ONLY,
     MAX_MESSAGES,
     MAX_STOP,
     MAX_TOOLS,
@@ -40,34 +40,15 @@ from gateway.server.edge import Inbound
 from gateway.server.jsonbody import JsonBody
 from gateway.upstream.litellm_adapter import MessagesTranslation
 
-# Anthropic Messages fields passed upstream (after validation); the beta ones too, since the
-# anthropic SDK sends them (`client.beta.messages`). Feature fields that move data (`mcp_servers`,
-# server tools, 1-hour cache) are detected here and judged by the pipeline (`ParsedRequest.paths`).
-MESSAGES_FIELDS: Final = frozenset(
-    {
-        "messages",
-        "max_tokens",
-        "system",
-        "metadata",
-        "stop_sequences",
-        "stream",
-        "temperature",
-        "top_k",
-        "top_p",
-        "tools",
-        "tool_choice",
-        "thinking",
-        "service_tier",
-        "container",
-        "mcp_servers",
-        "context_management",
-        "output_config",
-        "output_format",
-        "cache_control",
-        "inference_geo",
-        "speed",
-    }
-)
+# Anthropic Messages fields passed upstream (after validation): the specification's table
+# (`gateway.api.fields`, docs/fields.md; `inference_geo` is refused there), `stream`, and the beta
+# fields the anthropic SDK sends (`client.beta.messages`). Fields that move data (`mcp_servers`,
+# hosted tools, a 1-hour cache, `container`) are detected here and judged by the pipeline
+# (`ParsedRequest.paths`).
+BETA_FIELDS: Final = frozenset({"mcp_servers", "context_management", "output_format", "speed"})
+MESSAGES_FIELDS: Final = accepted(Api.MESSAGES) | BETA_FIELDS | {"stream"}
+# Nested paths the specification defines (`cache_control.ttl`): never refused by the walk.
+MESSAGES_PATHS: Final = accepted_paths(Api.MESSAGES)
 COUNT_TOKENS_FIELDS: Final = frozenset(
     {
         "messages",
@@ -92,9 +73,6 @@ SCHEMA_PATHS: Final = (
     ("output_config", "format", "schema"),
     ("messages", "*", "content", "*", "input"),
 )
-# `ttl` is litellm's cache keyword and Anthropic's `cache_control.ttl`: never a keyword here, since
-# the top level is an allowlist and nothing below it becomes a library argument.
-LITELLM_ONLY_HERE: Final = LITELLM_ONLY - {"ttl"}
 NUMBER_BOUNDS: Final[dict[str, tuple[float, float]]] = {
     "temperature": (0, 1),
     "top_p": (0, 1),
@@ -197,7 +175,7 @@ def _parse(
 ) -> ParsedRequest:
     body = parsed.value
     # The top level first: a body with an unknown field is refused before anything walks it.
-    _refuse_top_level(body, LITELLM_ONLY_HERE)
+    _refuse_top_level(body)
     model = _model(body)
     required = ("messages",) if count else ("messages", "max_tokens")
     for name in required:
@@ -205,7 +183,7 @@ def _parse(
             raise bad(f"missing required field: {name}", param=name, code=ErrorCode.MISSING_FIELD)
     fields = _split(body, allowed)
     _check_fields(fields)
-    refuse_forbidden(parsed, schema_paths=SCHEMA_PATHS, litellm_only=LITELLM_ONLY_HERE)
+    refuse_forbidden(parsed, MESSAGES_PATHS, SCHEMA_PATHS)
     _check_messages(fields["messages"])
     stream = fields.get("stream", False)
     if not isinstance(stream, bool):

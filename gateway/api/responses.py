@@ -20,6 +20,7 @@ from typing import Any
 
 from starlette.responses import Response
 
+from gateway.api.fields import Api, accepted_paths
 from gateway.api.intake import admit, policy_header
 from gateway.api.openai_protocol import (
     EXTENSIONS,
@@ -186,7 +187,7 @@ def parse_responses(parsed: JsonBody, *, policy_header: str | None) -> ParsedReq
         raise bad("missing required field: input", param="input", code=ErrorCode.MISSING_FIELD)
     fields = _split(body)
     _check_tools(fields.get("tools"))
-    refuse_forbidden(parsed, SCHEMA_PATHS)
+    refuse_forbidden(parsed, accepted_paths(Api.RESPONSES), SCHEMA_PATHS)
     if "input" in fields:
         _check_input(fields["input"])
     _check_fields(fields)

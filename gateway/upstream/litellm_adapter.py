@@ -138,6 +138,38 @@ def _kwargs(target: UpstreamTarget, body: dict[str, Any], client: Any) -> dict[s
     return kwargs
 
 
+def _translatable(litellm: ModuleType, body: dict[str, Any]) -> dict[str, Any]:
+    """The body without the OpenAI fields litellm does not know (`moderation`,
+    `prompt_cache_options`): litellm would put those into the provider's body as provider-specific
+    keys, which Anthropic and Gemini refuse as unknown, where `drop_params` drops a known field
+    the provider lacks. Sluice drops them the same way (docs/fields.md). `metadata` stays: litellm
+    maps its `user_id` to Anthropic's `metadata.user_id`."""
+    known = frozenset(litellm.OPENAI_CHAT_COMPLETION_PARAMS) | {"messages", "metadata"}
+    if known.issuperset(body):
+        return body
+    return {key: value for key, value in body.items() if key in known}
+
+
+def _with_required_nulls(data: dict[str, Any], *, chunk: bool) -> dict[str, Any]:
+    """A translated completion or chunk with the fields OpenAI's schema requires even when null
+    (`_dump` leaves out every None): a choice's `logprobs`, a message's `content` and `refusal`,
+    a chunk choice's `finish_reason` and `delta`. Strict clients validate these."""
+    choices = data.get("choices")
+    for choice in choices if isinstance(choices, list) else ():
+        if not isinstance(choice, dict):
+            continue
+        if chunk:
+            choice.setdefault("delta", {})
+            choice.setdefault("finish_reason", None)
+            continue
+        choice.setdefault("logprobs", None)
+        message = choice.get("message")
+        if isinstance(message, dict):
+            message.setdefault("content", None)
+            message.setdefault("refusal", None)
+    return data
+
+
 def _dump(obj: Any, *, json: bool = False) -> dict[str, Any]:
     """litellm's answer as a dict; `json`: enums as their values (Responses events' `type`)."""
     if isinstance(obj, dict):
@@ -203,7 +235,7 @@ class LiteLLMStream:
                     break
                 except TimeoutError:
                     raise UpstreamStreamError("the upstream stream stalled") from None
-                data = _dump(chunk, json=self._json)
+                data = _with_required_nulls(_dump(chunk, json=self._json), chunk=True)
                 self.usage = self._usage(data) or self.usage
                 yield self._frame(data)
         except UpstreamError:
@@ -363,25 +395,25 @@ class LiteLLMAdapter:
         call = Call(marked=client is not None)
         token = CURRENT_CALL.set(call)
         try:
-            response = await litellm.acompletion(**_kwargs(target, body, client))
+            response = await litellm.acompletion(**_kwargs(target, _translatable(litellm, body), client))
         except Exception as exc:  # every litellm failure becomes a sanitised UpstreamError
             raise map_error(litellm, exc, sent=call.sent) from None
         finally:
             CURRENT_CALL.reset(token)
-        return _dump(response)
+        return _with_required_nulls(_dump(response), chunk=False)
 
     async def chat_stream(self, target: UpstreamTarget, body: dict[str, Any]) -> LiteLLMStream:
         litellm = await self._litellm()
         refuse_fetched_media(target.model.partition("/")[0], body)
         client = self._client(target, stream=True)
-        kwargs = _kwargs(target, body, client)
+        kwargs = _kwargs(target, _translatable(litellm, body), client)
         kwargs["stream"] = True
         call = Call(marked=client is not None)
         token = CURRENT_CALL.set(call)
         try:
             response = await litellm.acompletion(**kwargs)
             iterator = aiter(response)
-            first = _dump(await anext(iterator))
+            first = _with_required_nulls(_dump(await anext(iterator)), chunk=True)
         except StopAsyncIteration:
             raise UpstreamProtocolError("the upstream stream ended before its first chunk") from None
         except Exception as exc:  # see chat()

@@ -75,6 +75,9 @@ UPSTREAM_CHAT_FIELDS = frozenset(
         "user",
         "safety_identifier",
         "prompt_cache_key",
+        "prompt_cache_options",
+        "prompt_cache_retention",
+        "moderation",
         "functions",
         "function_call",
         "modalities",
@@ -86,8 +89,6 @@ UPSTREAM_CHAT_FIELDS = frozenset(
         "web_search_options",
         "store",
         "metadata",
-        "prompt_cache_retention",
-        "prompt_cache_options",
     }
 )
 
