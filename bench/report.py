@@ -424,6 +424,9 @@ def render(results: dict[str, Any]) -> str:
         *main_table(results),
         "",
         *spread_notes(results),
+        "The pass-through's HTTP client against httpx and aiohttp: bench/TRANSPORTS.md "
+        "(`bench/transports.py`, run on its own).",
+        "",
         "## Targets",
         "",
         *targets_section(results),

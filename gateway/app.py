@@ -20,6 +20,7 @@ from datetime import date
 from typing import TypedDict, Unpack
 
 from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
 
 from gateway.api.admin import AdminGuard
 from gateway.api.pages import Pages
@@ -66,13 +67,14 @@ def prepare(
     return catalog, config
 
 
-def _adapters(deployments: Sequence[Deployment]) -> Adapters:
+def _adapters(deployments: Sequence[Deployment], settings: Settings) -> Adapters:
     # litellm is imported in the background (preload) when a deployment needs it for chat or Responses
     # (also an OpenAI-wire host without a Responses API), else on first use (a translated message).
+    per_host = settings.upstream_max_connections_per_host
     return Adapters(
-        direct=OpenAIWireAdapter(),
+        direct=OpenAIWireAdapter(max_connections_per_host=per_host),
         translated=LiteLLMAdapter(),
-        anthropic=AnthropicWireAdapter(),
+        anthropic=AnthropicWireAdapter(max_connections_per_host=per_host),
         preload=any(not (d.openai_wire and d.responses_wire) for d in deployments),
     )
 
@@ -127,7 +129,7 @@ def build_services(
     router = PolicyRouter(config, deployments, clock=clock)
     table = config.policy_table()
     all_deployments = router.all_deployments()
-    adapters = _adapters(all_deployments)
+    adapters = _adapters(all_deployments, settings)
     secrets = [d.target.api_key for d in all_deployments if d.target.api_key]
     if settings.master_key is not None:
         secrets.append(settings.master_key.get_secret_value())
@@ -144,7 +146,10 @@ def build_services(
         retry_budget_ratio=settings.retry_budget_ratio,
     )
     # GET /metrics: counted from each audit event on its way to the ledger; the rest read when scraped.
-    request_metrics = RequestMetrics(models=router.models, deployments=[d.id for d in all_deployments])
+    # This app's own registry: never prometheus_client's global one.
+    request_metrics = RequestMetrics(
+        models=router.models, deployments=[d.id for d in all_deployments], registry=CollectorRegistry()
+    )
     in_flight = InFlight()
     body_budget = BodyBudget(settings.max_inflight_body_bytes)
     gateway_metrics = GatewayMetrics(

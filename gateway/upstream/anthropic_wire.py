@@ -28,6 +28,7 @@ from gateway.upstream.openai_wire import (
     read_answer,
     send_checked,
 )
+from gateway.upstream.transport import MAX_CONNECTIONS_PER_HOST
 
 DEFAULT_VERSION: Final = "2023-06-01"
 # An in-band error event (`event: error`, or an error typed in its data): its message is the
@@ -72,8 +73,8 @@ class AnthropicRelay(RelayStream):
 
 
 class AnthropicWireAdapter:
-    def __init__(self) -> None:
-        self._client = new_client()
+    def __init__(self, *, max_connections_per_host: int = MAX_CONNECTIONS_PER_HOST) -> None:
+        self._client = new_client(max_connections_per_host=max_connections_per_host)
 
     def _request(
         self,

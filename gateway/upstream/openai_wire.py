@@ -35,7 +35,7 @@ from gateway.upstream.base import (
 from gateway.upstream.causes import Cause, classify
 from gateway.upstream.error_codes import OTHER, known_code
 from gateway.upstream.limits import MAX_BODY_BYTES, MAX_LINE_BYTES, AnswerRefused, CappedTransport
-from gateway.upstream.transport import FastTransport
+from gateway.upstream.transport import MAX_CONNECTIONS_PER_HOST, FastTransport
 
 MAX_ERROR_BYTES = 64 * 1024
 DONE_MARK = b"data: " + sse.DONE_DATA
@@ -268,8 +268,8 @@ async def _first_event(
 
 
 class OpenAIWireAdapter:
-    def __init__(self) -> None:
-        self._client = new_client()
+    def __init__(self, *, max_connections_per_host: int = MAX_CONNECTIONS_PER_HOST) -> None:
+        self._client = new_client(max_connections_per_host=max_connections_per_host)
 
     def _request(self, target: UpstreamTarget, path: str, body: dict[str, Any], read: float) -> httpx.Request:
         headers = {"content-type": "application/json", "accept": "application/json"}
@@ -320,11 +320,11 @@ class OpenAIWireAdapter:
 # -- shared with the Anthropic wire's pass-through (`gateway/upstream/anthropic_wire.py`) ----------
 
 
-def new_client() -> httpx.AsyncClient:
+def new_client(*, max_connections_per_host: int = MAX_CONNECTIONS_PER_HOST) -> httpx.AsyncClient:
     """The pass-through's pooled client: Sluice's transport under the caps, no redirects, no proxies
     from the environment."""
     return httpx.AsyncClient(
-        transport=CappedTransport(FastTransport()),
+        transport=CappedTransport(FastTransport(max_connections_per_host=max_connections_per_host)),
         follow_redirects=False,
         trust_env=False,
         timeout=httpx.Timeout(120.0, connect=5.0),

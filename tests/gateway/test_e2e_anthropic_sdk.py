@@ -19,15 +19,8 @@ from anthropic import Anthropic, AsyncAnthropic
 from sluice_fakes.fake_upstream import FakeUpstream, RecordedRequest
 
 from tests.conftest import DEMO_KEY
-from tests.gateway.support import (
-    demo_env,
-    free_port,
-    split_list,
-    start_demo,
-    stop_process,
-    wait_healthy,
-    wait_until,
-)
+from tests.gateway.support import demo_env, free_port, split_list, start_demo, stop_process, wait_healthy
+from tests.helpers import wait_until
 
 pytestmark = pytest.mark.e2e
 

@@ -35,8 +35,8 @@ from tests.gateway.support import (
     start_demo,
     stop_process,
     wait_healthy,
-    wait_until,
 )
+from tests.helpers import wait_until
 
 pytestmark = pytest.mark.e2e
 
