@@ -175,8 +175,14 @@ RESPONSES: dict[str, Field] = {
     "user": _STRING_ID,
     "context_management": _ANY,
     "store": data_path("stored_response", when="`store: true`, or absent (stored by default)"),
-    "background": data_path("stored_response", when="`background: true` (stored to be polled)"),
-    "conversation": data_path("stored_response", when="present: its items are kept at the provider"),
+    "background": refused(
+        "`true` only (`false` is accepted): the answer is stored at the provider to be fetched later with "
+        "`GET /v1/responses/{id}`, which Sluice does not serve"
+    ),
+    "conversation": refused(
+        "a conversation object kept at one provider, which Sluice cannot route to a deployment; "
+        "send `previous_response_id` or the whole input"
+    ),
     "metadata": data_path("stored_response", when="kept with the stored response"),
     "prompt_cache_retention": data_path("extended_cache", when="`24h`"),
     "prompt_cache_options": data_path("extended_cache", when="`ttl` beyond the provider's default"),

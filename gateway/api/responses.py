@@ -9,9 +9,10 @@ pipeline pins the request to the deployment that produced it), and the data path
 uses (`gateway.core.data_paths.detect_responses`; storing is this API's default). The route is
 declared in `gateway.api.routes`.
 
-Not accepted: `conversation` (a conversation object kept at the provider, which Sluice cannot
-route) and `background: true` (its answer is fetched later with `GET /v1/responses/{id}`, which
-Sluice does not serve). `metadata` is dropped, as on chat: it is kept with a stored response.
+Not accepted (refused in the field table, with these reasons): `conversation` (a conversation object
+kept at the provider, which Sluice cannot route) and `background: true` (its answer is fetched later
+with `GET /v1/responses/{id}`, which Sluice does not serve). `metadata` is passed with `store`, as on
+chat: it is kept with a stored response, which the policy judges (`stored_response`).
 """
 
 from __future__ import annotations
@@ -20,13 +21,14 @@ from typing import Any
 
 from starlette.responses import Response
 
-from gateway.api.fields import Api, accepted_paths
+from gateway.api.fields import Api, accepted, accepted_paths
 from gateway.api.intake import admit, policy_header
 from gateway.api.openai_protocol import (
     EXTENSIONS,
     MAX_MESSAGES,
     MAX_TOOLS,
     SchemaPaths,
+    _check_data_fields,
     _model,
     _privacy_ask,
     _refuse_top_level,
@@ -40,37 +42,12 @@ from gateway.names import Endpoint, ErrorCode
 from gateway.server.edge import Inbound
 from gateway.server.jsonbody import JsonBody
 
-# OpenAI Responses request fields passed upstream (after validation). `store` is passed as the
-# client sent it (on this API the provider's default is to store); the data-path rules decide it.
-RESPONSES_FIELDS = frozenset(
-    {
-        "input",
-        "instructions",
-        "previous_response_id",
-        "include",
-        "max_output_tokens",
-        "max_tool_calls",
-        "parallel_tool_calls",
-        "prompt",
-        "prompt_cache_key",
-        "prompt_cache_retention",
-        "reasoning",
-        "safety_identifier",
-        "service_tier",
-        "store",
-        "stream",
-        "stream_options",
-        "temperature",
-        "text",
-        "tool_choice",
-        "tools",
-        "top_logprobs",
-        "top_p",
-        "truncation",
-        "user",
-    }
-)
-RESPONSES_DROPPED = frozenset({"metadata"})
+# OpenAI Responses request fields passed upstream (after validation): the specification's table
+# (`gateway.api.fields`, docs/fields.md), where `conversation` and `background` are refused with their
+# reasons. `store` is passed as the client sent it (on this API the provider's default is to store),
+# `metadata` with it; the data-path rules decide both.
+RESPONSES_FIELDS = accepted(Api.RESPONSES)
+RESPONSES_PATHS = accepted_paths(Api.RESPONSES)
 NOT_ROUTABLE = {
     "conversation": "conversation objects are kept at one provider; send previous_response_id or the input",
 }
@@ -125,7 +102,8 @@ def _check_fields(fields: dict[str, Any]) -> None:
     for name in ("stream", "store", "parallel_tool_calls"):
         if fields.get(name) is not None and not isinstance(fields[name], bool):
             raise bad(f"{name} must be a boolean", param=name)
-    for name in ("reasoning", "text", "stream_options", "prompt"):
+    _check_data_fields(fields)
+    for name in ("reasoning", "text", "stream_options", "prompt", "moderation"):
         if fields.get(name) is not None and not isinstance(fields[name], dict):
             raise bad(f"{name} must be an object", param=name)
     include = fields.get("include")
@@ -135,6 +113,14 @@ def _check_fields(fields: dict[str, Any]) -> None:
         or not all(isinstance(v, str) for v in include)
     ):
         raise bad(f"include must be an array of at most {MAX_INCLUDE} strings", param="include")
+    management = fields.get("context_management")
+    if management is not None and (
+        not isinstance(management, list) or len(management) > MAX_TOOLS or not _typed_parts(management)
+    ):
+        raise bad(
+            f"context_management must be an array of at most {MAX_TOOLS} objects with a type",
+            param="context_management",
+        )
 
 
 def _check_number(name: str, value: Any) -> None:
@@ -163,7 +149,7 @@ def _split(body: dict[str, Any]) -> dict[str, Any]:
     for key, value in body.items():
         if key in RESPONSES_FIELDS:
             fields[key] = value
-        elif key == "model" or key in EXTENSIONS or key in RESPONSES_DROPPED:
+        elif key == "model" or key in EXTENSIONS:
             continue
         elif key in NOT_ROUTABLE:
             raise bad(f"{key} is not supported: {NOT_ROUTABLE[key]}", param=key)
@@ -187,7 +173,7 @@ def parse_responses(parsed: JsonBody, *, policy_header: str | None) -> ParsedReq
         raise bad("missing required field: input", param="input", code=ErrorCode.MISSING_FIELD)
     fields = _split(body)
     _check_tools(fields.get("tools"))
-    refuse_forbidden(parsed, accepted_paths(Api.RESPONSES), SCHEMA_PATHS)
+    refuse_forbidden(parsed, RESPONSES_PATHS, SCHEMA_PATHS)
     if "input" in fields:
         _check_input(fields["input"])
     _check_fields(fields)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from gateway.api import openai_protocol
-from gateway.api.fields import Api, Disposition, accepted, nested_keys, top_level
+from gateway.api import messages, openai_protocol, responses
+from gateway.api.fields import Api, Disposition, accepted, accepted_paths, nested_keys, top_level
 from tests.gateway.support import REPO_ROOT
 
 
@@ -34,3 +34,19 @@ def test_the_embeddings_allowlist_is_the_table() -> None:
 def test_a_refused_field_is_never_accepted() -> None:
     for api in Api:
         assert not accepted(api) & top_level(api, Disposition.REFUSED)
+
+
+def test_the_responses_allowlist_is_the_table() -> None:
+    assert accepted(Api.RESPONSES) == responses.RESPONSES_FIELDS
+    assert accepted_paths(Api.RESPONSES) == responses.RESPONSES_PATHS
+    assert top_level(Api.RESPONSES, Disposition.REFUSED) == {"background", "conversation"}
+
+
+def test_the_messages_allowlist_is_the_table() -> None:
+    """The table's fields, plus `stream` (the SDK's streaming variant) and the beta fields the
+    anthropic SDK's `client.beta.messages` sends; never a field the table refuses."""
+    assert messages.MESSAGES_FIELDS - accepted(Api.MESSAGES) == messages.BETA_FIELDS | {"stream"}
+    assert accepted(Api.MESSAGES) <= messages.MESSAGES_FIELDS
+    assert not messages.MESSAGES_FIELDS & top_level(Api.MESSAGES, Disposition.REFUSED)
+    assert messages.COUNT_TOKENS_FIELDS <= messages.MESSAGES_FIELDS
+    assert accepted_paths(Api.MESSAGES) == messages.MESSAGES_PATHS

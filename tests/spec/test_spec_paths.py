@@ -1,7 +1,8 @@
 """The forbidden-key walk never refuses a property path the specification defines.
 
-Every property path of the vendored Chat Completions and Embeddings request schemas is sent to the
-demo app (in front of the fake upstream), nested as the path says, inside an otherwise valid body.
+Every property path of the vendored Chat Completions, Embeddings, Responses and Messages request
+schemas is sent to the demo app (in front of the fake upstream), nested as the path says, inside an
+otherwise valid body.
 Its leaf value need not be valid (a 400 for a bad value is fine): what may never come back is
 `forbidden_parameter` (the walk mistook a provider's field for a steering keyword, as it once did
 with `prompt_cache_options.ttl`) or `unrecognized request argument` for a field the table accepts.
@@ -21,7 +22,7 @@ from gateway.api.fields import Api, Disposition, top_level
 from gateway.app import create_app
 from gateway.observability.audit import MemoryAuditSink
 from gateway.settings import Settings
-from tests.conftest import AUTH
+from tests.conftest import AUTH, DEMO_KEY
 from tests.gateway.support import LITELLM_WARNINGS
 from tests.spec.specs import property_paths
 
@@ -33,8 +34,16 @@ BASES: dict[str, tuple[str, dict[str, Any]]] = {
         {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hello"}]},
     ),
     "embeddings": ("/v1/embeddings", {"model": "text-embedding-3-small", "input": "hello"}),
+    "responses": ("/v1/responses", {"model": "gpt-4o-mini", "input": "hello"}),
+    "messages": (
+        "/v1/messages",
+        {"model": "claude-sonnet", "max_tokens": 16, "messages": [{"role": "user", "content": "hello"}]},
+    ),
 }
-API = {"chat": Api.CHAT, "embeddings": Api.EMBEDDINGS}
+API = {"chat": Api.CHAT, "embeddings": Api.EMBEDDINGS, "responses": Api.RESPONSES, "messages": Api.MESSAGES}
+HEADERS = {
+    "messages": {"x-api-key": DEMO_KEY, "anthropic-version": "2023-06-01"},
+}
 
 
 def nest(path: str, leaf: Any) -> tuple[str, Any]:
@@ -55,6 +64,9 @@ def body_with(api: str, path: str) -> dict[str, Any]:
     top, value = nest(path, "x")
     if top == "messages" and isinstance(value, list) and value and isinstance(value[0], dict):
         value = [{"role": "user", "content": "hello", **value[0]}]
+    elif top in ("tools", "input", "context_management") and isinstance(value, list) and value:
+        # an item with a type, so that the count and shape checks let the walk reach the leaf
+        value = [{"type": "function", **value[0]}] if isinstance(value[0], dict) else value
     body[top] = value
     return body
 
@@ -78,11 +90,11 @@ async def test_no_spec_path_is_refused_as_forbidden(
     client: httpx.AsyncClient, fake: FakeUpstream, api: str
 ) -> None:
     paths = sorted(property_paths(api))
-    assert len(paths) >= (100 if api == "chat" else 5)
+    assert len(paths) >= (5 if api == "embeddings" else 100)
     refused_fields = top_level(API[api], Disposition.REFUSED)
     wrong: list[tuple[str, int, str]] = []
     for path in paths:
-        response = await client.post(BASES[api][0], json=body_with(api, path), headers=AUTH)
+        response = await client.post(BASES[api][0], json=body_with(api, path), headers=HEADERS.get(api, AUTH))
         assert response.status_code < 500, (path, response.text)
         if response.status_code == 400:
             error = response.json()["error"]
@@ -164,3 +176,39 @@ async def test_fields_litellm_does_not_know_are_dropped_in_translation(
     assert response.status_code == 200, response.text
     sent = fake.requests[-1].json
     assert "moderation" not in json.dumps(sent) and "prompt_cache_options" not in json.dumps(sent)
+
+
+async def test_responses_fields_the_table_accepts_reach_the_upstream(
+    client: httpx.AsyncClient, fake: FakeUpstream
+) -> None:
+    """`moderation`, `context_management` and `prompt_cache_options` were once refused as unrecognized
+    on /v1/responses, and `metadata` dropped silently: the table accepts them, so they are sent."""
+    extra = {
+        "moderation": {"model": "omni-moderation-latest"},
+        "context_management": [{"type": "compaction", "compact_threshold": 2000}],
+        "prompt_cache_options": {"mode": "implicit"},
+        "metadata": {"ticket": "t-1"},
+    }
+    response = await client.post("/v1/responses", json={**BASES["responses"][1], **extra}, headers=AUTH)
+    assert response.status_code == 200, response.text
+    sent = fake.requests[-1].json
+    assert {key: sent.get(key) for key in extra} == extra
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "says"),
+    [
+        ("background", True, "background responses are not supported"),
+        ("conversation", "conv_1", "conversation is not supported"),
+    ],
+)
+async def test_responses_refusals_are_the_tables(
+    client: httpx.AsyncClient, fake: FakeUpstream, field: str, value: Any, says: str
+) -> None:
+    """The two fields the Responses table refuses are refused with their reason, not as unknown."""
+    assert field in top_level(Api.RESPONSES, Disposition.REFUSED)
+    body = {**BASES["responses"][1], field: value}
+    response = await client.post("/v1/responses", json=body, headers=AUTH)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["message"].startswith(says)
+    assert fake.requests == []
