@@ -43,6 +43,7 @@ OPENAI_RESPONSES = (
     "CreateChatCompletionStreamResponse",
     "CreateEmbeddingResponse",
     "Response",
+    "ResponseStreamEvent",
 )
 # Keywords that document a schema without constraining it: dropped to keep the copy small.
 DOC_KEYWORDS = frozenset({"description", "title", "example", "examples", "deprecated", "externalDocs"})
@@ -111,6 +112,7 @@ def extract_openai(document: dict[str, Any], *, commit: str, date: str) -> dict[
             "chat_stream": "CreateChatCompletionStreamResponse",
             "embeddings": "CreateEmbeddingResponse",
             "responses": "Response",
+            "responses_stream": "ResponseStreamEvent",
         },
         "$defs": dict(sorted(defs.items())),
     }
@@ -144,7 +146,9 @@ class _TypedDictSchemas:
         if origin is typing.IO or hint is typing.IO or origin is os.PathLike or hint is os.PathLike:
             return {"type": "string"}  # a file the SDK sends base64-encoded
         if isinstance(hint, type) and hasattr(hint, "model_fields"):
-            return {"type": "object"}  # a response model echoed back; its param twin is described
+            # a response model echoed back (its param twin is described): on the wire, an object
+            # with its `type` discriminator
+            return _model_shape(hint)
         if origin is typing.Literal:
             return {"enum": list(args)}
         if origin in (typing.Union, types.UnionType):
@@ -166,14 +170,38 @@ class _TypedDictSchemas:
             for field, hint in hints.items():
                 wire = _alias(hint) or field
                 properties[wire] = self.of(hint)
-            required = sorted(
-                _alias(hints[field]) or field for field in getattr(cls, "__required_keys__", ())
-            )
+            required = sorted(_alias(hints[field]) or field for field in _required_keys(cls, hints))
             schema: dict[str, Any] = {"type": "object", "properties": properties}
             if required:
                 schema["required"] = required
             self.defs[name] = schema
         return {"$ref": f"#/$defs/{name}"}
+
+
+def _model_shape(model: Any) -> dict[str, Any]:
+    field = model.model_fields.get("type")
+    kinds = typing.get_args(field.annotation) if field is not None else ()
+    if field is None or typing.get_origin(field.annotation) is not typing.Literal:
+        return {"type": "object"}
+    return {"type": "object", "properties": {"type": {"enum": list(kinds)}}, "required": ["type"]}
+
+
+def _required_keys(cls: Any, hints: dict[str, Any]) -> set[str]:
+    """The keys a TypedDict requires. The SDK's modules use `from __future__ import annotations`, so
+    its classes' `__required_keys__` miss `Required[...]` (empty for `total=False`): read the markers
+    from the resolved hints, and totality for the rest."""
+    required = set(getattr(cls, "__required_keys__", ()))
+    for field, hint in hints.items():
+        origin = typing.get_origin(hint)
+        if origin is typing.Annotated:
+            origin = typing.get_origin(typing.get_args(hint)[0])
+        if origin is typing.Required:
+            required.add(field)
+        elif origin is typing.NotRequired:
+            required.discard(field)
+        elif getattr(cls, "__total__", True):
+            required.add(field)
+    return required
 
 
 def _alias(hint: Any) -> str | None:

@@ -99,7 +99,7 @@ def _reply(
     output_tokens = len(pieces) if tool is None else 5
     usage = {
         "input_tokens": prompt,
-        "input_tokens_details": {"cached_tokens": 0},
+        "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
         "output_tokens": output_tokens,
         "output_tokens_details": {"reasoning_tokens": 0 if reasoning is None else 3},
         "total_tokens": prompt + output_tokens,
@@ -111,7 +111,7 @@ def _reply(
             item["encrypted_content"] = reasoning
         output.append(item)
     if tool is None:
-        part = {"type": "output_text", "text": text or "", "annotations": []}
+        part = {"type": "output_text", "text": text or "", "annotations": [], "logprobs": []}
         output.append(
             {
                 "id": "msg_fake",
@@ -184,17 +184,26 @@ def _frames(
         frames.append(_event("response.output_item.added", len(frames), output_index=index, item=opened))
         where = {"item_id": item["id"], "output_index": index}
         if item["type"] == "message":
-            empty = {"type": "output_text", "text": "", "annotations": []}
+            empty = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
             frames.append(
                 _event("response.content_part.added", len(frames), **where, content_index=0, part=empty)
             )
             for piece in pieces:
                 frames.append(
-                    _event("response.output_text.delta", len(frames), **where, content_index=0, delta=piece)
+                    _event(
+                        "response.output_text.delta",
+                        len(frames),
+                        **where,
+                        content_index=0,
+                        delta=piece,
+                        logprobs=[],
+                    )
                 )
             text = item["content"][0]["text"]
             frames.append(
-                _event("response.output_text.done", len(frames), **where, content_index=0, text=text)
+                _event(
+                    "response.output_text.done", len(frames), **where, content_index=0, text=text, logprobs=[]
+                )
             )
             part = item["content"][0]
             frames.append(

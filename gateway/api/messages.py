@@ -30,6 +30,7 @@ from gateway.api.openai_protocol import (
     _split,
     _typed_parts,
     bad,
+    bound_text,
     refuse_forbidden,
 )
 from gateway.core.data_paths import detect_messages
@@ -64,7 +65,9 @@ COUNT_TOKENS_FIELDS: Final = frozenset(
     }
 )
 MESSAGE_KEYS: Final = frozenset({"role", "content"})
-ROLES: Final = frozenset({"user", "assistant"})
+# `system` turns mid-conversation are in the anthropic SDK's `MessageParam` (litellm's translation
+# carries them as system messages)
+ROLES: Final = frozenset({"user", "assistant", "system"})
 # Opaque JSON of the user's own: tool input schemas, output schemas, and the inputs of tool calls
 # (a shell tool's `{"command": ..., "timeout": 120000}` is an argument, not a keyword of anyone's).
 SCHEMA_PATHS: Final = (
@@ -92,7 +95,7 @@ def _check_number(name: str, value: Any) -> None:
         raise bad(f"{name} must be an integer", param=name)
     low, high = NUMBER_BOUNDS[name]
     if not low <= value <= high:
-        raise bad(f"{name} must be between {low:g} and {high:g}", param=name)
+        raise bad(f"{name} must be between {bound_text(low)} and {bound_text(high)}", param=name)
 
 
 def _check_messages(messages: Any) -> None:
@@ -105,7 +108,7 @@ def _check_messages(messages: Any) -> None:
         if not isinstance(message, dict):
             raise bad(f"{where} must be an object", param=where)
         if message.get("role") not in ROLES:
-            raise bad(f"{where}.role must be 'user' or 'assistant'", param=f"{where}.role")
+            raise bad(f"{where}.role must be 'user', 'assistant' or 'system'", param=f"{where}.role")
         extra = set(message) - MESSAGE_KEYS
         if extra:
             name = sorted(extra)[0]

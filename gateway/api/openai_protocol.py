@@ -269,6 +269,11 @@ def _check_lists(body: dict[str, Any]) -> None:
             raise bad(f"{name} must be an array of at most {MAX_TOOLS} entries", param=name)
 
 
+def bound_text(value: float) -> str:
+    """A bound as a client reads it: `10000000`, not `1e+07`; `0.5` as it is."""
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
 def _check_number(name: str, value: Any) -> None:
     if value is None:
         return
@@ -278,7 +283,7 @@ def _check_number(name: str, value: Any) -> None:
         raise bad(f"{name} must be an integer", param=name)
     low, high = NUMBER_BOUNDS[name]
     if not low <= value <= high:
-        raise bad(f"{name} must be between {low:g} and {high:g}", param=name)
+        raise bad(f"{name} must be between {bound_text(low)} and {bound_text(high)}", param=name)
 
 
 def _check_messages(messages: Any) -> None:

@@ -34,6 +34,7 @@ from gateway.api.openai_protocol import (
     _refuse_top_level,
     _typed_parts,
     bad,
+    bound_text,
     refuse_forbidden,
 )
 from gateway.core.data_paths import detect_responses
@@ -75,8 +76,9 @@ def _check_input(value: Any) -> None:
         raise bad(f"input takes at most {MAX_MESSAGES} items", param="input")
     for i, item in enumerate(value):
         where = f"input[{i}]"
-        if not isinstance(item, dict) or not ("type" in item or "role" in item):
-            raise bad(f"{where} must be an object with a type (or a role)", param=where)
+        # an item reference (`{"id": ...}`) may leave out its type (`item_reference`)
+        if not isinstance(item, dict) or not ("type" in item or "role" in item or "id" in item):
+            raise bad(f"{where} must be an object with a type (or a role, or an item id)", param=where)
         content = item.get("content")
         if content is not None and not isinstance(content, str | list):
             raise bad(f"{where}.content must be a string or an array of parts", param=f"{where}.content")
@@ -132,7 +134,7 @@ def _check_number(name: str, value: Any) -> None:
         raise bad(f"{name} must be an integer", param=name)
     low, high = BOUNDS[name]
     if not low <= value <= high:
-        raise bad(f"{name} must be between {low:g} and {high:g}", param=name)
+        raise bad(f"{name} must be between {bound_text(low)} and {bound_text(high)}", param=name)
 
 
 def _continues(fields: dict[str, Any]) -> str | None:
@@ -152,7 +154,8 @@ def _split(body: dict[str, Any]) -> dict[str, Any]:
         elif key == "model" or key in EXTENSIONS:
             continue
         elif key in NOT_ROUTABLE:
-            raise bad(f"{key} is not supported: {NOT_ROUTABLE[key]}", param=key)
+            if value is not None:  # `null` is the specification's "none"
+                raise bad(f"{key} is not supported: {NOT_ROUTABLE[key]}", param=key)
         elif key == "background":
             if value not in (None, False):
                 raise bad(

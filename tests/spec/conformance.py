@@ -7,8 +7,9 @@ what is wrong with the answer: a 5xx; a 4xx that is not a documented refusal; a 
 stream chunk) the specification's response schema rejects. Used by `tests/spec/test_spec_properties.py`
 (a small seeded slice) and `scripts/spec_conformance.py` (the full run, docs/reliability.md).
 
-To add `/v1/responses` or `/v1/messages`: a `Target` with its request schema (`tests/spec/specs.py`
-`APIS`), path, models and response schema names.
+A new API is a `Target`: its request schema (`tests/spec/specs.py` `APIS`), path, models and the
+checks of its answers (response schema names in openai.json, or `sdk_model` of the anthropic SDK's
+types for the Messages API, which publishes no schema file).
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+from anthropic.types import Message, RawMessageStreamEvent
 from hypothesis import strategies as st
+from jsonschema.exceptions import best_match
 from pydantic import TypeAdapter, ValidationError
 
 from tests.conftest import AUTH, DEMO_KEY
@@ -42,13 +45,24 @@ class Target:
     stream_response: str | Validate | None = None
     headers: tuple[tuple[str, str], ...] = tuple(AUTH.items())
     name: str | None = None  # when one API has several targets
+    # Drawing: top-level fields always drawn (Sluice needs them), never drawn (not body fields), and
+    # narrower spec-valid ranges (the provider's documented ones, where the schema has none)
+    required: tuple[str, ...] = ()
+    omit: tuple[str, ...] = ()
+    ranges: tuple[tuple[str, Strategy], ...] = ()
+    extras: tuple[tuple[str, Strategy], ...] = ()  # optional fields beside the schema's (`stream`)
 
     @property
     def key(self) -> str:
         return self.name or self.api
 
     def requests(self) -> Strategy:
-        return valid(request_schema(self.api), overrides={"model": st.sampled_from(self.models)})
+        overrides = {"model": st.sampled_from(self.models), **dict(self.ranges)}
+        drawn = valid(request_schema(self.api), overrides=overrides, required=self.required, omit=self.omit)
+        if not self.extras:
+            return drawn
+        extra = st.fixed_dictionaries({}, optional=dict(self.extras))
+        return st.tuples(drawn, extra).map(lambda pair: {**pair[0], **pair[1]})
 
 
 CHAT = Target("chat", "/v1/chat/completions", ("gpt-4o-mini",), "chat", "chat_stream")
@@ -62,7 +76,6 @@ CHAT_TRANSLATED = Target(
     "chat_stream",
     name="chat_translated",
 )
-TARGETS = {target.key: target for target in (CHAT, EMBEDDINGS, CHAT_TRANSLATED)}
 
 
 def sdk_model(kind: Any) -> Validate:
@@ -80,23 +93,41 @@ def sdk_model(kind: Any) -> Validate:
     return validate
 
 
-def anthropic_targets() -> dict[str, Target]:
-    """The Messages and Responses targets, for when those endpoints are on the branch: add them to
-    `TARGETS` (and a test in tests/spec/test_spec_properties.py) then."""
-    from anthropic.types import Message, RawMessageStreamEvent
-
-    anthropic_auth = (("x-api-key", DEMO_KEY), ("anthropic-version", "2023-06-01"))
-    return {
-        "messages": Target(
-            "messages",
-            "/v1/messages",
-            ("claude-sonnet",),
-            sdk_model(Message),
-            sdk_model(RawMessageStreamEvent),
-            headers=anthropic_auth,
-        ),
-        "responses": Target("responses", "/v1/responses", ("gpt-4o-mini",), "responses"),
-    }
+# `model` is optional in the specification (a stored `prompt` may name one); Sluice routes by it, so
+# it is always drawn. `input` is optional too (a `prompt` or `previous_response_id` may stand in),
+# but a request without any is refused: drawn always, or most draws test that refusal only.
+RESPONSES = Target(
+    "responses",
+    "/v1/responses",
+    ("gpt-4o-mini",),
+    "responses",
+    "responses_stream",
+    required=("model", "input"),
+)
+# The anthropic SDK's types are bare `float`/`int` where Anthropic's API reference states ranges
+# (`temperature` and `top_p` in [0, 1], `top_k` and `max_tokens` at least 1): drawn within them, and
+# the refusals outside them documented. `anthropic-user-profile-id` is a header the SDK declares
+# among the body's parameters (a quirk of the SDK-derived schema): not drawn as a body field;
+# `inference_geo` is refused (the field table, a documented refusal): not drawn either, or half the
+# draws test that refusal only. `stream` is in the SDK's streaming variant of the parameters (the
+# vendored schema is the base both share): drawn beside it.
+MESSAGES = Target(
+    "messages",
+    "/v1/messages",
+    ("claude-sonnet",),
+    sdk_model(Message),
+    sdk_model(RawMessageStreamEvent),
+    headers=(("x-api-key", DEMO_KEY), ("anthropic-version", "2023-06-01")),
+    omit=("anthropic-user-profile-id", "inference_geo"),
+    extras=(("stream", st.booleans()),),
+    ranges=(
+        ("temperature", st.floats(0, 1)),
+        ("top_p", st.floats(0, 1)),
+        ("top_k", st.integers(1, 500)),
+        ("max_tokens", st.integers(1, 8192)),
+    ),
+)
+TARGETS = {target.key: target for target in (CHAT, EMBEDDINGS, CHAT_TRANSLATED, RESPONSES, MESSAGES)}
 
 
 def _check_of(spec: str | Validate) -> Validate:
@@ -132,6 +163,53 @@ DOCUMENTED_REFUSALS: dict[tuple[str, str, str], str] = {
         )
         for api in ("chat", "responses", "messages")
     },
+    ("responses", "missing_field", "missing required field: model"): (
+        "no `model`: the specification makes it optional (a stored `prompt` may name one); Sluice "
+        "chooses a deployment by it"
+    ),
+    ("responses", "missing_field", "missing required field: input"): (
+        "none of `input`, `prompt` and `previous_response_id`: the specification makes each optional, "
+        "but a response needs something to answer (OpenAI refuses such a request too)"
+    ),
+    ("responses", "invalid_value", "background responses are not supported"): (
+        "`background: true` (refused in the field table): the answer is fetched later with "
+        "`GET /v1/responses/{id}`, which Sluice does not serve"
+    ),
+    ("responses", "invalid_value", "conversation is not supported"): (
+        "`conversation` (refused in the field table): a conversation object kept at one provider, "
+        "which Sluice cannot route"
+    ),
+    ("responses", "invalid_value", "max_tool_calls must be between"): (
+        "`max_tool_calls` below 1 or above 10,000: the specification sets no bounds; Sluice bounds the "
+        "work a request asks for"
+    ),
+    ("responses", "invalid_value", "max_output_tokens must be between"): (
+        "`max_output_tokens` above 10,000,000: as chat's `max_tokens`"
+    ),
+    ("responses", "invalid_value", "previous_response_id is not a response"): (
+        "a `previous_response_id` Sluice did not see this key receive (from a deployment that keeps "
+        "responses): Sluice sends a continuation only to the deployment that holds the response"
+    ),
+    ("responses", "invalid_value", "previous_response_id must be a response id"): (
+        "an empty `previous_response_id`, or one past 256 characters: no response Sluice knows"
+    ),
+    ("messages", "invalid_value", "unrecognized request argument: 'inference_geo'"): (
+        "`inference_geo` (refused in the field table): it chooses where the provider processes the "
+        "data; Sluice judges residency by the deployment's facts"
+    ),
+    ("messages", "invalid_value", "messages must be a non-empty array"): (
+        "an empty `messages`: the SDK's type allows it, Anthropic's API refuses it (at least one message)"
+    ),
+    ("messages", "invalid_value", "the request cannot be translated"): (
+        "translated deployments only: as on chat"
+    ),
+    **{
+        (api, "feature_not_allowed", "remote_mcp: the MCP server host"): (
+            "an MCP tool whose server host is not one of the config's `tool_hosts` (DESIGN.md \"Data "
+            "paths\", `remote_mcp`): the provider would send request data to a host nobody vetted"
+        )
+        for api in ("responses", "messages")
+    },
     ("embeddings", "invalid_value", "dimensions must be between"): (
         "`dimensions` above 65,536: the specification sets no maximum; Sluice bounds the work a "
         "request asks for (OpenAI's largest embedding model has 3,072 dimensions)"
@@ -160,7 +238,9 @@ def _documented(api: str, error: dict[str, Any]) -> str | None:
 
 def response_errors(schema_name: str, value: Any) -> list[str]:
     found = sorted(validator(response_schema(schema_name)).iter_errors(value), key=lambda e: list(e.path))
-    return [f"{'.'.join(map(str, e.path)) or '<root>'}: {e.message[:160]}" for e in found[:3]]
+    # in an `anyOf` (an output item, a stream event), the branch that matched best says what is wrong
+    found = [best_match(e.context) or e if e.context else e for e in found]
+    return [f"{'.'.join(map(str, e.absolute_path)) or '<root>'}: {e.message[:160]}" for e in found[:3]]
 
 
 def known_quirks(body: dict[str, Any], answer: Any) -> Any:
@@ -174,6 +254,24 @@ def known_quirks(body: dict[str, Any], answer: Any) -> Any:
                 raw = base64.b64decode(item["embedding"], validate=True)
                 item["embedding"] = list(struct.unpack(f"<{len(raw) // 4}f", raw))
     return answer
+
+
+def stream_quirks(event: Any) -> Any:
+    """Where the specification's stream event schema is wrong, the event as the schema would have it.
+    `response.created`, `response.in_progress` and `response.queued` carry the response so far with
+    `usage: null` (as OpenAI's API reference shows them), which `Response.usage` does not allow.
+    Anthropic's `ping` event (in its streaming documentation) is not in the SDK's
+    `RawMessageStreamEvent` union (the SDK skips it): None, not checked."""
+    if event == {"type": "ping"}:
+        return None
+    if isinstance(event, dict) and event.get("type") in _UNFINISHED:
+        response = event.get("response")
+        if isinstance(response, dict) and "usage" in response and response["usage"] is None:
+            event = {**event, "response": {k: v for k, v in response.items() if k != "usage"}}
+    return event
+
+
+_UNFINISHED = frozenset({"response.created", "response.in_progress", "response.queued"})
 
 
 def _without_privacy(value: Any) -> Any:
@@ -204,10 +302,12 @@ async def check(http: httpx.AsyncClient, target: Target, body: dict[str, Any]) -
         for line in response.text.replace("\r\n", "\n").split("\n"):
             if line.startswith("data: ") and line != "data: [DONE]":
                 chunk = json.loads(line[len("data: ") :])
-                if "error" in chunk:
-                    outcome.problems.append(f"stream error: {chunk['error']}")
+                if "error" in chunk or chunk.get("type") in ("error", "response.failed"):
+                    # an error event is valid in every stream schema, and still a failed request
+                    outcome.problems.append(f"stream error: {str(chunk)[:200]}")
                 else:
-                    outcome.problems += check_event(_without_privacy(chunk))
+                    event = stream_quirks(_without_privacy(chunk))
+                    outcome.problems += [] if event is None else check_event(event)
     elif target.response is not None:
         answer = known_quirks(body, _without_privacy(response.json()))
         outcome.problems += _check_of(target.response)(answer)

@@ -17,7 +17,7 @@ Schema ignores: `nullable_as_null` rewrites it as a `null` alternative, for draw
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 import jsonschema
@@ -59,9 +59,17 @@ def validator(schema: dict[str, Any]) -> jsonschema.Draft202012Validator:
 
 
 class _Builder:
-    def __init__(self, defs: Mapping[str, Any], overrides: Mapping[str, Strategy]) -> None:
+    def __init__(
+        self,
+        defs: Mapping[str, Any],
+        overrides: Mapping[str, Strategy],
+        required: Collection[str] = (),
+        omit: Collection[str] = (),
+    ) -> None:
         self.defs = defs
         self.overrides = overrides  # top-level property -> strategy (the model alias, for one)
+        self.required = frozenset(required)  # top-level properties always drawn
+        self.omit = frozenset(omit)  # top-level properties never drawn
         self.cache: dict[tuple[str, int], Strategy] = {}
 
     def ref(self, name: str, depth: int) -> Strategy:
@@ -139,6 +147,9 @@ class _Builder:
                 st.text(min_size=1, max_size=8), values, max_size=2 if depth < MAX_DEPTH else 0
             )
         top = depth == 0
+        if top:
+            required |= self.required
+            properties = {name: sub for name, sub in properties.items() if name not in self.omit}
         strategies = {
             name: self.overrides[name] if top and name in self.overrides else self.build(sub, depth + 1)
             for name, sub in properties.items()
@@ -152,11 +163,15 @@ def valid(
     schema: dict[str, Any],
     *,
     overrides: Mapping[str, Strategy] | None = None,
+    required: Collection[str] = (),
+    omit: Collection[str] = (),
     keep: Callable[[Any], bool] = bool,
 ) -> Strategy:
     """Values valid against `schema` (`{"$defs": ..., "$ref": ...}`), `overrides` replacing top-level
-    properties' strategies (they must stay valid), `keep` filtering further."""
+    properties' strategies (they must stay valid), `required` top-level properties always drawn
+    (besides the schema's own `required`, which always are), `omit` ones never drawn, `keep`
+    filtering further."""
     fixed = nullable_as_null(schema)
     check = jsonschema.Draft202012Validator(fixed)
-    builder = _Builder(fixed["$defs"], overrides or {})
+    builder = _Builder(fixed["$defs"], overrides or {}, required, omit)
     return builder.build(fixed, 0).filter(lambda value: check.is_valid(value) and keep(value))

@@ -212,3 +212,47 @@ async def test_responses_refusals_are_the_tables(
     assert response.status_code == 400, response.text
     assert response.json()["error"]["message"].startswith(says)
     assert fake.requests == []
+
+
+@pytest.mark.parametrize(
+    ("extra", "input_value"),
+    [
+        ({"conversation": None, "background": None}, "hello"),  # `null` is the specification's "none"
+        ({}, [{"id": "msg_1"}, {"role": "user", "content": "hello"}]),  # an item reference without type
+    ],
+)
+async def test_spec_valid_responses_the_property_run_found_refused_are_answered(
+    client: httpx.AsyncClient, fake: FakeUpstream, extra: dict[str, Any], input_value: Any
+) -> None:
+    body = {**BASES["responses"][1], **extra, "input": input_value}
+    response = await client.post("/v1/responses", json=body, headers=AUTH)
+    assert response.status_code == 200, response.text
+    sent = fake.requests[-1].json
+    assert sent["input"] == input_value and "conversation" not in sent
+
+
+async def test_a_system_turn_in_messages_is_accepted(client: httpx.AsyncClient, fake: FakeUpstream) -> None:
+    """The anthropic SDK's `MessageParam.role` includes `system` (tests/spec/anthropic.json)."""
+    turns = [{"role": "user", "content": "hello"}, {"role": "system", "content": "be brief"}]
+    body = {**BASES["messages"][1], "messages": turns}
+    response = await client.post("/v1/messages", json=body, headers=HEADERS["messages"])
+    assert response.status_code == 200, response.text
+    assert fake.requests[-1].json["messages"] == turns
+
+
+@pytest.mark.parametrize(
+    ("api", "field", "says"),
+    [
+        ("messages", "max_tokens", "max_tokens must be between 1 and 10000000"),
+        ("responses", "max_output_tokens", "max_output_tokens must be between 1 and 10000000"),
+        ("chat", "max_tokens", "max_tokens must be between 1 and 10000000"),
+    ],
+)
+async def test_bounds_are_written_as_numbers_a_client_reads(
+    client: httpx.AsyncClient, fake: FakeUpstream, api: str, field: str, says: str
+) -> None:
+    """Not `1e+07`."""
+    body = {**BASES[api][1], field: 10_000_001}
+    response = await client.post(BASES[api][0], json=body, headers=HEADERS.get(api, AUTH))
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["message"] == says

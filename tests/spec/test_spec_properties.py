@@ -1,8 +1,8 @@
 """Property-based requests from the published specifications against the demo (a seeded slice).
 
-Hypothesis draws Chat Completions and Embeddings requests that use only fields the vendored
-specification defines, with spec-valid values (positive mode, `tests/spec/strategies.py`), and sends
-each to the demo app in front of the fake upstream (`tests/spec/conformance.py`): no 5xx, no refusal
+Hypothesis draws Chat Completions, Embeddings, Responses and Messages requests that use only fields
+the vendored specifications define, with spec-valid values (positive mode, `tests/spec/strategies.py`),
+and sends each to the demo app in front of the fake upstream (`tests/spec/conformance.py`): no 5xx, no refusal
 that is not documented, and every answer valid against the specification's response schema.
 `scripts/spec_conformance.py` runs the same at scale (docs/reliability.md).
 """
@@ -28,7 +28,8 @@ from tests.spec.conformance import (
     CHAT,
     CHAT_TRANSLATED,
     EMBEDDINGS,
-    anthropic_targets,
+    MESSAGES,
+    RESPONSES,
     check,
     known_quirks,
     response_errors,
@@ -74,6 +75,33 @@ async def test_embedding_requests_from_the_specification(
 ) -> None:
     outcome = await check(client, EMBEDDINGS, body)
     assert not outcome.problems, (outcome.problems, body)
+
+
+@SLICE
+@given(body=RESPONSES.requests())
+async def test_responses_requests_from_the_specification(
+    client: httpx.AsyncClient, fake: FakeUpstream, body: dict[str, Any]
+) -> None:
+    outcome = await check(client, RESPONSES, body)
+    assert not outcome.problems, (outcome.problems, body)
+
+
+@SLICE
+@given(body=MESSAGES.requests())
+async def test_messages_requests_from_the_specification(
+    client: httpx.AsyncClient, fake: FakeUpstream, body: dict[str, Any]
+) -> None:
+    outcome = await check(client, MESSAGES, body)
+    assert not outcome.problems, (outcome.problems, body)
+
+
+@settings(derandomize=True, database=None, max_examples=20, suppress_health_check=list(HealthCheck))
+@given(body=MESSAGES.requests())
+def test_messages_requests_carry_the_required_fields(body: dict[str, Any]) -> None:
+    """The anthropic SDK marks `model`, `messages` and `max_tokens` `Required` (the vendored schema's
+    `required`, scripts/refresh_spec.py): every drawn request has them, or the slice tests only 400s."""
+    assert {"model", "messages", "max_tokens"} <= body.keys()
+    assert body["model"] in MESSAGES.models
 
 
 def test_the_response_check_is_not_vacuous() -> None:
@@ -122,8 +150,8 @@ async def test_translated_answers_keep_the_fields_openai_requires(
 
 
 def test_the_anthropic_answer_check_is_not_vacuous() -> None:
-    """The check ready for /v1/messages (`anthropic_targets`) holds answers to the SDK's types."""
-    target = anthropic_targets()["messages"]
+    """The /v1/messages target holds answers to the anthropic SDK's types."""
+    target = MESSAGES
     assert callable(target.response)
     good = {
         "id": "msg_1",
