@@ -215,7 +215,13 @@ def _frames(
                 _event("response.function_call_arguments.delta", len(frames), **where, delta=arguments)
             )
             frames.append(
-                _event("response.function_call_arguments.done", len(frames), **where, arguments=arguments)
+                _event(
+                    "response.function_call_arguments.done",
+                    len(frames),
+                    **where,
+                    name=item["name"],
+                    arguments=arguments,
+                )
             )
         frames.append(_event("response.output_item.done", len(frames), output_index=index, item=item))
     frames.append(_event("response.completed", len(frames), response=done))

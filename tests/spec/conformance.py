@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import jsonschema
 from anthropic.types import Message, RawMessageStreamEvent
 from hypothesis import strategies as st
 from jsonschema.exceptions import best_match
@@ -238,9 +239,20 @@ def _documented(api: str, error: dict[str, Any]) -> str | None:
 
 def response_errors(schema_name: str, value: Any) -> list[str]:
     found = sorted(validator(response_schema(schema_name)).iter_errors(value), key=lambda e: list(e.path))
-    # in an `anyOf` (an output item, a stream event), the branch that matched best says what is wrong
-    found = [best_match(e.context) or e if e.context else e for e in found]
+    # in an `anyOf` (an output item, a stream event), the branch of the value's `type` says what is
+    # wrong (else the one that matched best)
+    found = [_branch_error(e) for e in found]
     return [f"{'.'.join(map(str, e.absolute_path)) or '<root>'}: {e.message[:160]}" for e in found[:3]]
+
+
+def _branch_error(error: jsonschema.ValidationError) -> jsonschema.ValidationError:
+    if not error.context:
+        return error
+    branches: dict[Any, list[jsonschema.ValidationError]] = {}
+    for sub in error.context:
+        branches.setdefault(sub.relative_schema_path[0], []).append(sub)
+    typed = [subs for subs in branches.values() if not any(list(s.relative_path) == ["type"] for s in subs)]
+    return (best_match(typed[0]) if len(typed) == 1 else best_match(error.context)) or error
 
 
 def known_quirks(body: dict[str, Any], answer: Any) -> Any:

@@ -33,6 +33,7 @@ from tests.spec.conformance import (
     check,
     known_quirks,
     response_errors,
+    stream_quirks,
 )
 
 pytestmark = list(LITELLM_WARNINGS)
@@ -166,3 +167,43 @@ def test_the_anthropic_answer_check_is_not_vacuous() -> None:
     assert target.response(good) == []
     assert target.response({**good, "content": [{"type": "text"}]})
     assert target.response({k: v for k, v in good.items() if k != "usage"})
+
+
+def test_the_responses_stream_check_is_not_vacuous() -> None:
+    """A Responses stream event is held to the branch of its `type` (the fake once left out the
+    `name` of `response.function_call_arguments.done`); the one quirk allowed is `usage: null` on a
+    response still in progress, and Anthropic's `ping` is not checked."""
+    done = {
+        "type": "response.function_call_arguments.done",
+        "sequence_number": 6,
+        "item_id": "fc_1",
+        "output_index": 0,
+        "arguments": "{}",
+    }
+    assert response_errors("responses_stream", done) == ["<root>: 'name' is a required property"]
+    assert response_errors("responses_stream", {**done, "name": "f"}) == []
+    created = {
+        "type": "response.created",
+        "sequence_number": 0,
+        "response": {
+            "id": "resp_1",
+            "object": "response",
+            "created_at": 1,
+            "status": "in_progress",
+            "error": None,
+            "incomplete_details": None,
+            "instructions": None,
+            "model": "m",
+            "output": [],
+            "parallel_tool_calls": True,
+            "tool_choice": "auto",
+            "tools": [],
+            "metadata": {},
+            "temperature": 1.0,
+            "top_p": 1.0,
+            "usage": None,
+        },
+    }
+    assert response_errors("responses_stream", created)
+    assert response_errors("responses_stream", stream_quirks(created)) == []
+    assert stream_quirks({"type": "ping"}) is None
