@@ -62,10 +62,11 @@ def prepare(
     return catalog, config
 
 
-def _adapters(deployments: Sequence[Deployment]) -> Adapters:
+def _adapters(deployments: Sequence[Deployment], settings: Settings) -> Adapters:
     translated: LiteLLMAdapter | None = None
     if any(not d.openai_wire for d in deployments):
-        translated = LiteLLMAdapter()  # litellm itself is imported in the background (preload)
+        # litellm itself is imported in the background (preload)
+        translated = LiteLLMAdapter(transform=settings.translation == "auto")
     return Adapters(direct=OpenAIWireAdapter(), translated=translated)
 
 
@@ -119,7 +120,7 @@ def build_services(
     router = PolicyRouter(config, deployments, clock=clock)
     table = config.policy_table()
     all_deployments = router.all_deployments()
-    adapters = _adapters(all_deployments)
+    adapters = _adapters(all_deployments, settings)
     secrets = [d.target.api_key for d in all_deployments if d.target.api_key]
     if settings.master_key is not None:
         secrets.append(settings.master_key.get_secret_value())

@@ -62,6 +62,13 @@ class Settings(BaseSettings):
     metrics_public: bool = Field(default=False, description="GET /metrics without the master key")
     allow_simulate: bool = Field(default=False, description="set by `sluice demo` only")
     fake_upstream_url: str | None = Field(default=None, description="where simulated deployments go (demo)")
+    # How translated deployments are called (gateway/upstream/litellm_transform.py): `auto` drives
+    # litellm's provider transformations over Sluice's transport where they are usable (Anthropic,
+    # Gemini, Vertex Gemini, Mistral, Cohere) and `litellm.acompletion` elsewhere; `litellm` sends
+    # every translated call through `litellm.acompletion` (the slower path, kept as a switch back).
+    translation: Literal["auto", "litellm"] = Field(
+        default="auto", description="auto: transformations on Sluice's transport; litellm: acompletion"
+    )
     audit_spool: Path = Path("sluice-audit.spool")
     # Database keys are cached (gateway/storage/key_cache.py); these bound it when changes may be missed.
     key_cache_fallback_ttl: float = Field(

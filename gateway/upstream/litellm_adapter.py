@@ -28,6 +28,7 @@ import orjson
 
 from gateway.upstream import sse
 from gateway.upstream.base import (
+    ChatStream,
     UpstreamError,
     UpstreamProtocolError,
     UpstreamStreamError,
@@ -35,6 +36,13 @@ from gateway.upstream.base import (
 )
 from gateway.upstream.limits import CappedTransport
 from gateway.upstream.litellm_errors import CURRENT_CALL, Call, MarkSent, map_error
+from gateway.upstream.litellm_transform import (
+    NotHere,
+    Transformer,
+    open_stream,
+    path_for,
+    translate_call,
+)
 from gateway.upstream.media import refuse_fetched_media
 
 # Set before litellm is imported; forced, so a stray shell variable cannot turn downloads back on.
@@ -184,7 +192,12 @@ class LiteLLMAdapter:
     translated call that arrives earlier waits for the import to finish.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, transform: bool = True) -> None:
+        """`transform`: drive litellm's provider transformations over Sluice's transport for the
+        providers `gateway/upstream/litellm_transform.py` covers (`path_for`); False sends every
+        call through `litellm.acompletion`."""
+        self._use_transform = transform
+        self._transformer: Transformer | None = None
         self._module: ModuleType | None = None
         self._tls: ssl.SSLContext | bool = True
         self._handlers: dict[tuple[bool, float, float], Any] = {}
@@ -205,6 +218,8 @@ class LiteLLMAdapter:
         for name in LAZY_IMPORTS:
             with contextlib.suppress(ImportError):
                 importlib.import_module(name)
+        if self._use_transform:
+            self._transformer = Transformer(module)
         self._module = module
         # litellm's ~1M objects live as long as the process: keep them out of the cyclic GC's way
         # (full collections of them paused requests for half a second in the baseline).
@@ -282,9 +297,17 @@ class LiteLLMAdapter:
             self._sdk_clients[key] = found
         return found
 
+    def path(self, target: UpstreamTarget) -> str:
+        """Which path calls to `target` take: `transform` or `acompletion`."""
+        return path_for(target.model) if self._use_transform else "acompletion"
+
     async def chat(self, target: UpstreamTarget, body: dict[str, Any]) -> dict[str, Any]:
         litellm = await self._litellm()
         refuse_fetched_media(target.model.partition("/")[0], body)
+        if self._transformer is not None and path_for(target.model) == "transform":
+            with contextlib.suppress(NotHere):
+                prepared = await translate_call(self._transformer, litellm, target, body, stream=False)
+                return await self._transformer.complete(target, prepared)
         client = self._client(target)
         call = Call(marked=client is not None)
         token = CURRENT_CALL.set(call)
@@ -296,9 +319,17 @@ class LiteLLMAdapter:
             CURRENT_CALL.reset(token)
         return _dump(response)
 
-    async def chat_stream(self, target: UpstreamTarget, body: dict[str, Any]) -> LiteLLMStream:
+    async def chat_stream(
+        self, target: UpstreamTarget, body: dict[str, Any]
+    ) -> ChatStream:
         litellm = await self._litellm()
         refuse_fetched_media(target.model.partition("/")[0], body)
+        if self._transformer is not None and path_for(target.model) == "transform":
+            with contextlib.suppress(NotHere):
+                prepared = await translate_call(self._transformer, litellm, target, body, stream=True)
+                options = body.get("stream_options")
+                usage = isinstance(options, dict) and options.get("include_usage") is True
+                return await open_stream(self._transformer, litellm, target, prepared, usage)
         client = self._client(target, stream=True)
         kwargs = _kwargs(target, body, client)
         kwargs["stream"] = True
@@ -336,6 +367,8 @@ class LiteLLMAdapter:
                 await self._loading
         if self._module is None:
             return
+        if self._transformer is not None:
+            await self._transformer.aclose()
         for handler in self._handlers.values():
             await handler.close()
         for transport in self._transports:
