@@ -519,10 +519,10 @@ class Transformer:
             raise UpstreamProtocolError("the upstream answer could not be read")
         return dumped
 
-    def iterator(self, prepared: Prepared, response: httpx.Response) -> AsyncIterator[Any]:
+    def iterator(self, prepared: Prepared, response: httpx.Response, gaps: Gaps) -> AsyncIterator[Any]:
         from litellm.llms.custom_httpx.sse_lines import aiter_sse_lines
 
-        lines = aiter_sse_lines(response.aiter_text())
+        lines = aiter_sse_lines(gaps.bound(response.aiter_text()))
         if prepared.recipe == "anthropic":
             from litellm.llms.anthropic.chat.handler import ModelResponseIterator
             from litellm.llms.anthropic.chat.transformation import (
@@ -569,6 +569,32 @@ class Transformer:
         if found is None:
             raise UpstreamProtocolError("no stream parser for this provider")
         return aiter(found)
+
+
+class Gaps:
+    """The stream's deadlines, kept on the reads from the wire (where time passes), not on each of the
+    parser's items (three per Anthropic event): the first read may take the call's timeout, each
+    later gap the idle timeout (`SLUICE_STREAM_IDLE_TIMEOUT`). One timer per network read."""
+
+    def __init__(self, first: float, idle: float) -> None:
+        self.limit = first
+        self.idle = idle
+
+    async def bound(self, source: AsyncIterator[str]) -> AsyncIterator[str]:
+        while True:
+            try:
+                async with asyncio.timeout(self.limit):
+                    text = await anext(source)
+            except StopAsyncIteration:
+                return
+            except TimeoutError:
+                raise _Stalled from None
+            yield text
+
+
+class _Stalled(UpstreamStreamError):
+    def __init__(self) -> None:
+        super().__init__("the upstream stream stalled", cause=Cause.READ_TIMEOUT)
 
 
 class NotHere(Exception):
@@ -687,7 +713,6 @@ class TransformStream:
         chunks: AsyncIterator[Any],
         shaper: Shaper,
         first: dict[str, Any],
-        idle: float,
     ) -> None:
         self.first = first
         self.usage: dict[str, Any] | None = shaper.usage
@@ -695,19 +720,16 @@ class TransformStream:
         self._response = response
         self._chunks = chunks
         self._shaper = shaper
-        self._idle = idle
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         shaper = self._shaper
         try:
+            chunks = self._chunks
             while True:
                 try:
-                    async with asyncio.timeout(self._idle):
-                        chunk = await anext(self._chunks)
+                    chunk = await anext(chunks)
                 except StopAsyncIteration:
                     break
-                except TimeoutError:
-                    raise UpstreamStreamError("the upstream stream stalled") from None
                 shaped = shaper.shape(chunk)
                 self.usage = shaper.usage
                 if shaped is not None:
@@ -738,18 +760,19 @@ async def open_stream(
     happen until then)."""
     response = await transformer.send(target, prepared, stream=True)
     shaper = Shaper(include_usage)
+    gaps = Gaps(target.timeout, target.idle_timeout)
     try:
-        chunks = transformer.iterator(prepared, response)
-        async with asyncio.timeout(target.timeout):
-            while True:
-                try:
-                    chunk = await anext(chunks)
-                except StopAsyncIteration:
-                    raise UpstreamProtocolError("the upstream stream ended before its first chunk") from None
-                first = shaper.shape(chunk)
-                if first is not None:
-                    break
-    except TimeoutError:
+        chunks = transformer.iterator(prepared, response, gaps)
+        while True:
+            try:
+                chunk = await anext(chunks)
+            except StopAsyncIteration:
+                raise UpstreamProtocolError("the upstream stream ended before its first chunk") from None
+            first = shaper.shape(chunk)
+            if first is not None:
+                gaps.limit = gaps.idle
+                break
+    except _Stalled:
         await response.aclose()
         raise UpstreamTimeout("the upstream sent no first chunk in time", cause=Cause.READ_TIMEOUT) from None
     except httpx.HTTPError as exc:
@@ -764,7 +787,7 @@ async def open_stream(
     except BaseException:  # cancelled: the client left before the first chunk
         await response.aclose()
         raise
-    return TransformStream(litellm, response, chunks, shaper, first, target.idle_timeout)
+    return TransformStream(litellm, response, chunks, shaper, first)
 
 
 async def translate_call(
