@@ -55,7 +55,24 @@ ROWS: tuple[Row, ...] = (
     ),
     Row("translation (Anthropic wire), non-stream, c=64, throughput", "tr_c64", _rps, "req/s"),
     Row("translation (Anthropic wire), stream, c=64, throughput", "trst_c64", _rps, "req/s"),
+    Row("stream (1,000 chunks), c=1, whole stream p50", "long_c1", _stat("total_ms", "p50"), "ms"),
+    Row(
+        "translation (Anthropic wire), stream (1,000 chunks), c=1, whole stream p50",
+        "trlong_c1",
+        _stat("total_ms", "p50"),
+        "ms",
+    ),
 )
+# The long streams' added cost per chunk: (gateway - direct) whole-stream p50 over 1,000 chunks, in
+# µs (the request's own fixed cost is in it too: a few µs per chunk at most).
+PER_CHUNK_ROWS = (
+    ("pass-through stream, added cost per chunk", "stream (1,000 chunks), c=1, whole stream p50"),
+    (
+        "translated stream, added cost per chunk",
+        "translation (Anthropic wire), stream (1,000 chunks), c=1, whole stream p50",
+    ),
+)
+LONG_CHUNKS = 1000
 
 
 def median(values: Sequence[float]) -> float | None:
@@ -142,6 +159,13 @@ def main_table(results: dict[str, Any]) -> list[str]:
                 fmt_diff(s, d, unit),
             ]
         )
+    by = {r.label: r for r in ROWS}
+    for label, source in PER_CHUNK_ROWS:
+        d, s, x = (value(results, "main", by[source], t) for t in (DIRECT, SLUICE, LITELLM))
+        if d is None or (s is None and x is None):
+            continue
+        s_us, x_us = (None if v is None else (v - d) * 1000 / LONG_CHUNKS for v in (s, x))
+        rows.append([f"{label} (µs)", "-", fmt(s_us, "µs"), fmt(x_us, "µs"), fmt_ratio(s_us, x_us), "-"])
     for label, name, unit in (
         ("start-up to ready", "startup_s", "s"),
         ("RSS idle", "rss_idle_mb", "MB"),
@@ -218,6 +242,17 @@ def verdicts(results: dict[str, Any]) -> list[Verdict]:
         "translation stream c=64 req/s >= 3x LiteLLM Proxy",
         True,
     )
+    long_row = by["translation (Anthropic wire), stream (1,000 chunks), c=1, whole stream p50"]
+    got = _added(results, long_row)
+    per_chunk = None if got is None else got * 1000 / LONG_CHUNKS
+    found.append(
+        Verdict(
+            "translated stream added cost per chunk <= 50 µs (1,000 chunks, c=1)",
+            "-" if per_chunk is None else f"{per_chunk:.1f} µs",
+            None if per_chunk is None else per_chunk <= 50,
+            per_chunk is not None and abs(per_chunk - 50) <= 5,
+        )
+    )
     for name, text in (
         ("rss_load_mb", "RSS after load <= half of LiteLLM Proxy's"),
         ("startup_s", "start-up <= half of LiteLLM Proxy's"),
@@ -254,7 +289,7 @@ def details_section(results: dict[str, Any], phase: str, targets: Sequence[str])
                 vals = [float(c["rps"]) for c in cells]
                 unit = "req/s"
             else:
-                key = "first_ms" if scenario.stream else "total_ms"
+                key = "first_ms" if scenario.metric == "first" else "total_ms"
                 vals = [float(c[key]["p50"]) for c in cells if c.get(key)]
                 unit = "ms p50"
             cpu = median([c["cpu_ms_per_request"] for c in cells if c.get("cpu_ms_per_request") is not None])

@@ -41,7 +41,7 @@ if __package__ in (None, ""):  # run as `python bench/run.py`: make `bench` impo
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import drivers, procs, report
-from bench.scenarios import DIRECT, LITELLM, SCENARIOS, SLUICE, Scenario, request_for
+from bench.scenarios import BY_ID, DIRECT, LITELLM, SCENARIOS, SLUICE, Scenario, request_for
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -79,6 +79,7 @@ class Options:
     scenarios: tuple[Scenario, ...]
     litellm_specs: tuple[str, ...]
     workdir: Path
+    translation: str = "auto"  # SLUICE_TRANSLATION of the Sluice under test
 
 
 @dataclass
@@ -244,6 +245,7 @@ def start_gateway(run: Run, target: str, workers: int, cpus: str | None, tag: st
     if target == SLUICE:
         command = sluice_command(run.upstream.url, port, workers)
         env = procs.clean_env(("SLUICE_", "LITELLM_"))
+        env["SLUICE_TRANSLATION"] = run.options.translation
     else:
         command = litellm_command(port, workers)
         env = procs.clean_env(("SLUICE_", "LITELLM_"))
@@ -373,7 +375,7 @@ def measure(run: Run, target: str, scenario: Scenario, repeat: int, phase: str) 
 def describe(result: dict[str, Any]) -> str:
     if result["mode"] == "throughput":
         return f"{result['rps']:.0f} req/s, {result['errors']} errors"
-    key = "first_ms" if result["scenario"].startswith("st") else "total_ms"
+    key = "first_ms" if BY_ID[result["scenario"]].metric == "first" else "total_ms"
     stats = result[key]
     return f"p50 {stats.get('p50', float('nan')):.3f} ms, p99 {stats.get('p99', float('nan')):.3f} ms"
 
@@ -478,6 +480,7 @@ def benchmark(options: Options) -> dict[str, Any]:
                 "gateway_cpus": run.layout.gateway,
                 "client_cpus": run.layout.client,
                 "skip_litellm": options.skip_litellm,
+                "sluice_translation": options.translation,
                 "scenarios": [s.id for s in options.scenarios],
                 "workdir": str(options.workdir),
             },
@@ -511,6 +514,13 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     parser.add_argument("--max-requests", type=int, default=1_000_000, help="request budget per cell")
     parser.add_argument("--litellm-spec", action="append", help="pip requirement(s) for bench/.venv")
     parser.add_argument("--workdir", type=Path, help="logs and scratch files (default: a new temp dir)")
+    parser.add_argument(
+        "--translation",
+        choices=("auto", "litellm"),
+        default="auto",
+        help="Sluice's translation path (SLUICE_TRANSLATION): auto = litellm's transformations on\n"
+        "Sluice's transport; litellm = litellm.acompletion (the path before issue 15)",
+    )
     args = parser.parse_args(argv)
     quick = args.quick
     chosen = SCENARIOS
@@ -539,6 +549,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         scenarios=chosen,
         litellm_specs=tuple(args.litellm_spec or LITELLM_SPECS),
         workdir=workdir.resolve(),
+        translation=args.translation,
     )
 
 

@@ -1,7 +1,8 @@
 """The benchmark's scenarios and the request each target gets in each of them.
 
 What belongs here: which scenarios exist (non-stream and stream on the OpenAI-wire pass-through,
-the Anthropic-wire translation path; c=1 latency, c=64 throughput), and, for each target
+the Anthropic-wire translation path; c=1 latency, c=64 throughput; 1,000-chunk streams at c=1 for
+the added cost per chunk), and, for each target
 (the fake upstream itself, Sluice, LiteLLM Proxy), the URL, body, headers and the marker a
 complete answer contains. Nothing here starts processes or sends traffic.
 """
@@ -31,11 +32,13 @@ class Scenario:
     wire: Wire  # the upstream wire: openai = pass-through, anthropic = litellm translation
     stream: bool
     concurrency: int
+    chunks: int = 20  # stream content frames the fake upstream sends (its `chunks=` directive)
 
     @property
     def metric(self) -> str:
-        """For latency scenarios: `first` (time to first SSE data line) or `total`."""
-        return "first" if self.stream else "total"
+        """For latency scenarios: `first` (time to first SSE data line) or `total` (a long stream's
+        whole duration: its added cost per chunk)."""
+        return "first" if self.stream and self.chunks == 20 else "total"
 
 
 SCENARIOS: tuple[Scenario, ...] = (
@@ -48,7 +51,18 @@ SCENARIOS: tuple[Scenario, ...] = (
         "tr_c64", "translation (Anthropic wire), non-stream, c=64", "throughput", "anthropic", False, 64
     ),
     Scenario("trst_c64", "translation (Anthropic wire), stream, c=64", "throughput", "anthropic", True, 64),
+    Scenario("long_c1", "stream (1,000 chunks), c=1, whole stream", "latency", "openai", True, 1, 1000),
+    Scenario(
+        "trlong_c1",
+        "translation (Anthropic wire), stream (1,000 chunks), c=1, whole stream",
+        "latency",
+        "anthropic",
+        True,
+        1,
+        1000,
+    ),
 )
+LONG_CHUNKS = 1000
 BY_ID = {s.id: s for s in SCENARIOS}
 
 
@@ -63,7 +77,9 @@ class RequestSpec:
 
 def request_for(target: str, base_url: str, scenario: Scenario) -> RequestSpec:
     """What `target` (listening at `base_url`) is sent in `scenario`."""
-    messages = [{"role": "user", "content": PROMPT}]
+    # A body marker reaches the fake upstream through every gateway (it is part of the prompt).
+    prompt = PROMPT if scenario.chunks == 20 else f"{PROMPT} [[fake:chunks={scenario.chunks}]]"
+    messages = [{"role": "user", "content": prompt}]
     if target == DIRECT and scenario.wire == "anthropic":
         body = {"model": "claude-sonnet-4-5", "max_tokens": MAX_TOKENS, "messages": messages}
         headers: tuple[str, ...] = ("x-api-key: sk-fake-upstream", "anthropic-version: 2023-06-01")

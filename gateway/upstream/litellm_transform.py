@@ -523,6 +523,8 @@ class Transformer:
         from litellm.llms.custom_httpx.sse_lines import aiter_sse_lines
 
         lines = aiter_sse_lines(gaps.bound(response.aiter_text()))
+        if prepared.recipe in ("anthropic", "gemini"):  # SSE wires (Cohere's v1 stream is JSON lines)
+            lines = _data_lines(lines)
         if prepared.recipe == "anthropic":
             from litellm.llms.anthropic.chat.handler import ModelResponseIterator
             from litellm.llms.anthropic.chat.transformation import (
@@ -569,6 +571,14 @@ class Transformer:
         if found is None:
             raise UpstreamProtocolError("no stream parser for this provider")
         return aiter(found)
+
+
+async def _data_lines(lines: AsyncIterator[str]) -> AsyncIterator[str]:
+    """Only an SSE stream's `data:` lines: the parsers turn every other line (`event:`, blanks,
+    comments) into an empty chunk, two of three lines on Anthropic's wire."""
+    async for line in lines:
+        if line.startswith("data:"):
+            yield line
 
 
 class Gaps:
