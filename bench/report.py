@@ -97,6 +97,18 @@ def errors(results: dict[str, Any], phase: str, scenario: str, target: str) -> i
     return sum(int(c.get("errors", 0)) for c in cells) if cells else None
 
 
+def cpu_per_chunk(results: dict[str, Any], scenario: str, target: str) -> float | None:
+    """The gateway's CPU per chunk of a long stream, in µs (its CPU per request over the chunks; the
+    request's own fixed cost, a few ms, is in it). Unlike wall time, a busy machine hardly moves it."""
+    found = [
+        float(c["cpu_ms_per_request"])
+        for c in cells_of(results, "main", scenario, target)
+        if c.get("cpu_ms_per_request") is not None
+    ]
+    per_request = median(found)
+    return None if per_request is None else per_request * 1000 / LONG_CHUNKS
+
+
 def fact(results: dict[str, Any], target: str, name: str) -> float | None:
     return median(results["facts"].get(target, {}).get(name, []))
 
@@ -165,7 +177,20 @@ def main_table(results: dict[str, Any]) -> list[str]:
         if d is None or (s is None and x is None):
             continue
         s_us, x_us = (None if v is None else (v - d) * 1000 / LONG_CHUNKS for v in (s, x))
-        rows.append([f"{label} (µs)", "-", fmt(s_us, "µs"), fmt(x_us, "µs"), fmt_ratio(s_us, x_us), "-"])
+        rows.append(
+            [f"{label}, wall (µs)", "-", fmt(s_us, "µs"), fmt(x_us, "µs"), fmt_ratio(s_us, x_us), "-"]
+        )
+        s_cpu, x_cpu = (cpu_per_chunk(results, by[source].scenario, t) for t in (SLUICE, LITELLM))
+        rows.append(
+            [
+                f"{label}, gateway CPU (µs)",
+                "-",
+                fmt(s_cpu, "µs"),
+                fmt(x_cpu, "µs"),
+                fmt_ratio(s_cpu, x_cpu),
+                "-",
+            ]
+        )
     for label, name, unit in (
         ("start-up to ready", "startup_s", "s"),
         ("RSS idle", "rss_idle_mb", "MB"),
@@ -242,12 +267,10 @@ def verdicts(results: dict[str, Any]) -> list[Verdict]:
         "translation stream c=64 req/s >= 3x LiteLLM Proxy",
         True,
     )
-    long_row = by["translation (Anthropic wire), stream (1,000 chunks), c=1, whole stream p50"]
-    got = _added(results, long_row)
-    per_chunk = None if got is None else got * 1000 / LONG_CHUNKS
+    per_chunk = cpu_per_chunk(results, "trlong_c1", SLUICE)
     found.append(
         Verdict(
-            "translated stream added cost per chunk <= 50 µs (1,000 chunks, c=1)",
+            "translated stream cost per chunk <= 50 µs (gateway CPU, 1,000 chunks, c=1)",
             "-" if per_chunk is None else f"{per_chunk:.1f} µs",
             None if per_chunk is None else per_chunk <= 50,
             per_chunk is not None and abs(per_chunk - 50) <= 5,

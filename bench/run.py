@@ -295,14 +295,17 @@ def warm_up(run: Run, target: str) -> None:
             continue
         seen.add((scenario.wire, scenario.stream))
         spec = request_for(target, base_url(run, target), scenario)
-        result = drivers.run_loadgen(
-            "throughput",
-            spec,
-            concurrency=WARMUP_CONCURRENCY,
-            duration=run.options.warmup,
-            max_requests=run.options.warmup_requests,
-            cpus=run.layout.client,
-        )
+        for _ in range(5):  # litellm loads in the background: on a busy machine that outlasts one round
+            result = drivers.run_loadgen(
+                "throughput",
+                spec,
+                concurrency=WARMUP_CONCURRENCY,
+                duration=run.options.warmup,
+                max_requests=run.options.warmup_requests,
+                cpus=run.layout.client,
+            )
+            if result["requests"]:
+                break
         if result["requests"] == 0:
             raise SystemExit(
                 f"bench: {target} answered no {scenario.title} request during warm-up; "
