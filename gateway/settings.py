@@ -60,6 +60,11 @@ class Settings(BaseSettings):
     breaker_cooldown: float = Field(default=30.0, gt=0, description="first open period, doubling to 300 s")
     retry_budget_ratio: float = Field(default=0.2, ge=0, le=1, description="retries per request, 10 s window")
     metrics_public: bool = Field(default=False, description="GET /metrics without the master key")
+    # The transparency pages (gateway/api/pages.py): GET /, /catalog and /admin/report; `off` removes them.
+    pages: bool = Field(default=True, description="serve the transparency pages (SLUICE_PAGES=off: not)")
+    pages_session_hours: float = Field(
+        default=8.0, gt=0, le=168, description="how long a browser sign-in to /admin/report lasts"
+    )
     allow_simulate: bool = Field(default=False, description="set by `sluice demo` only")
     fake_upstream_url: str | None = Field(default=None, description="where simulated deployments go (demo)")
     # How translated deployments are called (gateway/upstream/litellm_transform.py): `auto` drives

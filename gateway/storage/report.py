@@ -6,15 +6,19 @@ decision, provider, channel and badge; the share of served requests whose channe
 `no-training` or `training-opt-in` badge, the two that pass `no-training-only` (served = sent to a
 deployment, whatever the upstream answered); every blocked request with its reasons; and how many
 requests each sensitive-content detector tightened (`sensitive`) or, in report mode, would have
-tightened (`sensitive_report`), from the ledger's `extra`, which holds detector ids only.
+tightened (`sensitive_report`), and the data paths requests used (`features`), from the ledger's
+`extra`, which holds ids only. `activity()` adds what the report page draws (`gateway/api/pages.py`):
+requests per time step by decision, requests per key, the share served by zero-retention channels,
+and blocked requests by reason.
 """
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, func, select
@@ -26,6 +30,8 @@ from gateway.storage.db import Database, audit_events, audit_writers
 # The badges of channels that pass `no-training-only`: never trained on, or only if the account opts in
 # (the catalog's `opt_in`; an attested opt-in turns the badge into a training one).
 NOT_TRAINED = frozenset({"no-training", "training-opt-in"})
+# The badges of channels that keep nothing: zero data retention by the provider, or the operator's own host.
+ZERO_RETENTION = frozenset({"zdr", "self-hosted"})
 TAIL_COLUMNS = (
     "time",
     "key_name",
@@ -90,6 +96,7 @@ class Report:
     blocked: list[BlockedRequest] = field(default_factory=list)
     sensitive: dict[str, int] = field(default_factory=dict)
     sensitive_report: dict[str, int] = field(default_factory=dict)
+    features: dict[str, int] = field(default_factory=dict)  # requests per data path (`extra.features`)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -104,20 +111,21 @@ async def _grouped(conn: Any, column: Any, where: Sequence[ColumnElement[bool]])
     }
 
 
-async def _sensitive(
-    conn: Any, where: Sequence[ColumnElement[bool]]
-) -> tuple[dict[str, int], dict[str, int]]:
-    """Requests per detector id: tightened (`extra.sensitive`) and reported only (`extra.sensitive_report`).
-    Counted here rather than in SQL: JSON functions differ between SQLite and PostgreSQL."""
-    tightened: Counter[str] = Counter()
-    reported: Counter[str] = Counter()
+_EXTRA_LISTS = ("sensitive", "sensitive_report", "features")
+
+
+async def _extra_lists(conn: Any, where: Sequence[ColumnElement[bool]]) -> dict[str, dict[str, int]]:
+    """Requests per id of each list in `extra`: detector ids tightened (`sensitive`) and reported
+    only (`sensitive_report`), data paths used (`features`). Counted here rather than in SQL: JSON
+    functions differ between SQLite and PostgreSQL."""
+    counters: dict[str, Counter[str]] = {name: Counter() for name in _EXTRA_LISTS}
     async for row in await conn.stream(select(audit_events.c.extra).where(*where)):
         extra = row.extra if isinstance(row.extra, dict) else {}
-        for counter, name in ((tightened, "sensitive"), (reported, "sensitive_report")):
+        for name, counter in counters.items():
             ids = extra.get(name)
             if isinstance(ids, list):
                 counter.update(str(i) for i in ids)
-    return dict(tightened.most_common()), dict(reported.most_common())
+    return {name: dict(counter.most_common()) for name, counter in counters.items()}
 
 
 async def report(
@@ -162,11 +170,61 @@ async def report(
                     reasons=list(row.reasons),
                 )
             )
-        result.sensitive, result.sensitive_report = await _sensitive(conn, where)
+        lists = await _extra_lists(conn, where)
+        result.sensitive, result.sensitive_report = lists["sensitive"], lists["sensitive_report"]
+        result.features = lists["features"]
     result.badges = dict(badges.most_common())
     result.served_without_no_training = dict(elsewhere.most_common())
     if result.served:
         result.no_training_share = round(result.served_no_training / result.served, 6)
+    return result
+
+
+@dataclass
+class Activity:
+    """The ledger between `since` and `until`, for pictures: `steps[i]` counts decisions in the
+    `i`-th step of `step` from `since`; `keys` requests per key name; `served_zero_retention` the
+    served requests whose channel keeps nothing; `blocked_reasons` blocked requests per reason."""
+
+    since: datetime
+    until: datetime
+    step: timedelta
+    steps: list[dict[str, int]] = field(default_factory=list)
+    keys: dict[str, int] = field(default_factory=dict)
+    served_zero_retention: int = 0
+    blocked_reasons: dict[str, int] = field(default_factory=dict)
+
+
+async def activity(db: Database, *, since: datetime, until: datetime, step: timedelta) -> Activity:
+    """One pass over the window's records (time, decision, key, badges, reasons; never content).
+    Time steps are counted here rather than in SQL: date arithmetic differs between SQLite and PostgreSQL."""
+    await db.ensure_schema()
+    since, until = utc(since), utc(until)
+    count = max(1, math.ceil((until - since) / step))
+    result = Activity(since, until, step, steps=[{} for _ in range(count)])
+    keys: Counter[str] = Counter()
+    reasons: Counter[str] = Counter()
+    columns = (
+        audit_events.c.time,
+        audit_events.c.decision,
+        audit_events.c.key_name,
+        audit_events.c.badges,
+        audit_events.c.provider,
+        audit_events.c.reasons,
+    )
+    query = select(*columns).where(*_filters(since, until, None))
+    async with db.engine.connect() as conn:
+        async for row in await conn.stream(query):
+            index = min(count - 1, int((utc(row.time) - since) / step))
+            bucket = result.steps[index]
+            bucket[row.decision] = bucket.get(row.decision, 0) + 1
+            keys[row.key_name] += 1
+            if row.provider is not None and ZERO_RETENTION.intersection(row.badges):
+                result.served_zero_retention += 1
+            if row.decision == DecisionKind.BLOCKED.value:
+                reasons.update(set(row.reasons) or {"-"})
+    result.keys = dict(keys.most_common())
+    result.blocked_reasons = dict(reasons.most_common())
     return result
 
 
