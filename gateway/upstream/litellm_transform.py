@@ -35,6 +35,7 @@ import orjson
 
 from gateway.upstream import sse
 from gateway.upstream.base import (
+    UpstreamConnectError,
     UpstreamError,
     UpstreamProtocolError,
     UpstreamStatusError,
@@ -79,6 +80,11 @@ DEFAULT_BASES: dict[str, str] = {
     "cohere_chat": "https://api.cohere.com/v2/chat",
     "cohere": "https://api.cohere.com/v2/chat",
 }
+
+
+# Body fields that are not provider parameters: the messages, the stream flag (set per call), and
+# `metadata`, which `litellm.acompletion` keeps as its own logging metadata and never sends.
+NOT_PARAMS = frozenset({"messages", "stream", "metadata"})
 
 
 def path_for(model: str) -> Path:
@@ -187,7 +193,8 @@ class Transformer:
                 model_info=None,
             )
         )
-        params = {name: value for name, value in body.items() if name not in ("messages", "stream")}
+        # `metadata` is litellm's own logging metadata in `litellm.acompletion`, never sent upstream.
+        params = {name: value for name, value in body.items() if name not in NOT_PARAMS}
         optional = self._get_optional_params(
             model=model,
             custom_llm_provider=provider,
@@ -300,9 +307,15 @@ class Transformer:
         vertex = self._vertex
         optional = copy.deepcopy(optional)
         optional.pop("stream", None)
-        auth, project = await vertex._ensure_access_token_async(
-            credentials=None, project_id=target.vertex_project, custom_llm_provider=provider
-        )
+        try:  # Google's credential chain (google-auth, its own token endpoint); nothing of the request
+            auth, project = await vertex._ensure_access_token_async(
+                credentials=None, project_id=target.vertex_project, custom_llm_provider=provider
+            )
+        except Exception as exc:  # the deployment's setup, never the client's request: fail over
+            why = type(exc).__name__
+            raise UpstreamConnectError(
+                f"no Vertex AI credentials ({why})", cause=f"credentials: {why}"
+            ) from None
         auth, url = vertex._get_token_and_url(
             model=model,
             gemini_api_key=target.api_key,

@@ -38,7 +38,15 @@ from gateway.upstream.base import (
 )
 from gateway.upstream.litellm_adapter import LiteLLMAdapter
 from gateway.upstream.litellm_transform import FALLBACK_REASONS, path_for
-from tests.gateway.support import LITELLM_WARNINGS, bearer, build_app, error_of, key_hash, serving
+from tests.gateway.support import (
+    LITELLM_WARNINGS,
+    bearer,
+    build_app,
+    error_of,
+    key_hash,
+    mocked_internet,
+    serving,
+)
 
 pytestmark = list(LITELLM_WARNINGS)
 
@@ -465,3 +473,53 @@ def test_which_path_each_provider_takes() -> None:
         model="anthropic/claude-sonnet-4-5", upstream_model="claude-sonnet-4-5", api_base=None
     )
     assert off.path(target) == "acompletion" and LiteLLMAdapter().path(target) == "transform"
+
+
+COHERE_URL = "https://api.cohere.com/v2/chat"
+COHERE_CONFIG = f"""
+server: {{default_policy: no-training-only, on_violation: block}}
+models:
+  - name: command
+    deployments:
+      - {{provider: cohere, channel: cohere.api, model: cohere_chat/command-r-plus,
+         api_key_env: CONTRACT_COHERE_KEY}}
+attestations:
+  - {{provider: cohere, channel: cohere.api, fact: paid_tier, evidence: "contract test"}}
+  - {{provider: cohere, channel: cohere.api, fact: training_opted_out, evidence: "contract test"}}
+keys:
+  - {{name: other, key_hash: "{key_hash(OTHER_KEY)}"}}
+"""
+
+
+@pytest.mark.parametrize("path", ["auto", "litellm"], ids=["transform", "acompletion"])
+async def test_cohere_at_the_http_seam(
+    path: str, monkeypatch: pytest.MonkeyPatch, litellm_over_httpx: None
+) -> None:
+    """Cohere (no fake upstream speaks its wire): the same answers through both paths, respx at the
+    HTTP seam, the provider key sent and the canary only where it belongs. (Its stream is not
+    covered here.)"""
+    monkeypatch.setenv("CONTRACT_COHERE_KEY", "co-contract-key")
+    reply = {
+        "id": "r1",
+        "finish_reason": "COMPLETE",
+        "message": {"role": "assistant", "content": [{"type": "text", "text": "Hello there"}]},
+        "usage": {"tokens": {"input_tokens": 4, "output_tokens": 2}},
+    }
+    settings = Settings(translation=path)
+    with mocked_internet() as mock:
+        route = mock.post(COHERE_URL)
+        route.mock(return_value=httpx.Response(200, json=reply))
+        async with serving(build_app(COHERE_CONFIG, settings=settings, audit=MemoryAuditSink())) as http:
+            response = await chat(http, "command", OTHER_KEY, messages=PLAIN)
+            assert response.status_code == 200, response.text[:300]
+            [choice] = response.json()["choices"]
+            assert choice["message"]["content"] == "Hello there" and choice["finish_reason"] == "stop"
+            sent = route.calls.last.request
+            assert sent.headers["authorization"] == "Bearer co-contract-key"
+            assert orjson.loads(sent.content)["messages"] == [{"role": "user", "content": CANARY}]
+
+            route.mock(
+                return_value=httpx.Response(429, json={"message": CANARY}, headers={"retry-after": "5"})
+            )
+            error = error_of(await chat(http, "command", OTHER_KEY, messages=PLAIN), 429, "rate_limited")
+            assert CANARY not in str(error)
