@@ -157,9 +157,13 @@ async def serves_others(http: httpx.AsyncClient, fake: FakeUpstream, model: str)
 
 
 def assert_client_error(response: httpx.Response, what: str) -> None:
-    """A refusal is a 400 in the envelope that names no content; an accepted shape is a 200."""
-    assert response.status_code in (200, 400), (what, response.status_code, response.text[:300])
+    """A refusal is a 400 in the envelope that names no content; an accepted shape is a 200. A data
+    path the policy does not allow (a remote MCP server, the provider's web search: `core/data_paths.py`)
+    is refused before routing, a 403 `feature_not_allowed` that reaches no deployment."""
+    assert response.status_code in (200, 400, 403), (what, response.status_code, response.text[:300])
     assert CANARY not in response.text or response.status_code == 200, what
+    if response.status_code == 403:
+        assert error_of(response, 403, "feature_not_allowed")["type"] == "privacy_policy_violation"
     if response.status_code == 400:
         error = error_of(response, 400)
         assert error["type"] == "invalid_request_error", error
