@@ -35,6 +35,7 @@ import orjson
 
 from gateway.upstream import sse
 from gateway.upstream.base import (
+    QUOTA_MARKERS,
     UpstreamConnectError,
     UpstreamError,
     UpstreamProtocolError,
@@ -493,8 +494,13 @@ class Transformer:
                 raise UpstreamProtocolError(
                     f"the upstream redirected (HTTP {response.status_code}); not followed"
                 )
+            code = _error_code(raw)
+            if response.status_code == 429 and any(m.encode() in raw.lower() for m in QUOTA_MARKERS):
+                # As `litellm_errors.map_error` reads litellm's message: a yes/no, nothing of it kept
+                # (Gemini says "quota" only in its message, with status RESOURCE_EXHAUSTED).
+                code = "insufficient_quota"
             raise UpstreamStatusError(
-                response.status_code, code=_error_code(raw), retry_after=retry_after(response.headers)
+                response.status_code, code=code, retry_after=retry_after(response.headers)
             )
         return response
 

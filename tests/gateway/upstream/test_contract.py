@@ -527,3 +527,37 @@ async def test_cohere_at_the_http_seam(
             )
             error = error_of(await chat(http, "command", OTHER_KEY, messages=PLAIN), 429, "rate_limited")
             assert CANARY not in str(error)
+
+
+GEMINI_CONFIG = f"""
+server: {{default_policy: no-training-only, on_violation: block}}
+models:
+  - name: gemini
+    deployments:
+      - {{provider: google, channel: google.gemini_api_paid, model: gemini/gemini-2.5-flash,
+         api_key_env: CONTRACT_GEMINI_KEY}}
+attestations:
+  - {{provider: google, channel: google.gemini_api_paid, fact: paid_tier, evidence: "contract test"}}
+keys:
+  - {{name: other, key_hash: "{key_hash(OTHER_KEY)}"}}
+"""
+
+
+@pytest.mark.parametrize("path", ["auto", "litellm"], ids=["transform", "acompletion"])
+async def test_out_of_quota_is_not_retried_on_either_path(
+    path: str, monkeypatch: pytest.MonkeyPatch, litellm_over_httpx: None
+) -> None:
+    """Gemini says "quota" only in its message (status RESOURCE_EXHAUSTED): both paths read the marker
+    as a yes/no and answer the quota refusal, which waiting will not clear."""
+    monkeypatch.setenv("CONTRACT_GEMINI_KEY", "gm-contract-key")
+    body = {"error": {"code": 429, "status": "RESOURCE_EXHAUSTED", "message": f"Quota exceeded {CANARY}"}}
+    with mocked_internet() as mock:
+        mock.post(url__startswith="https://generativelanguage.googleapis.com/").mock(
+            return_value=httpx.Response(429, json=body)
+        )
+        settings = Settings(translation=path)
+        async with serving(build_app(GEMINI_CONFIG, settings=settings, audit=MemoryAuditSink())) as http:
+            for stream in (False, True):
+                response = await chat(http, "gemini", OTHER_KEY, messages=PLAIN, stream=stream)
+                error = error_of(response, 429)
+                assert "quota" in error["message"] and CANARY not in response.text
