@@ -84,7 +84,8 @@ DEFAULT_BASES: dict[str, str] = {
 
 
 # Body fields that are not provider parameters: the messages, the stream flag (set per call), and
-# `metadata`, which `litellm.acompletion` keeps as its own logging metadata and never sends.
+# `metadata`, which `litellm.acompletion` keeps in its litellm_params, where a provider's
+# transformation reads what it sends (Anthropic: `metadata.user_id`).
 NOT_PARAMS = frozenset({"messages", "stream", "metadata"})
 
 
@@ -194,7 +195,6 @@ class Transformer:
                 model_info=None,
             )
         )
-        # `metadata` is litellm's own logging metadata in `litellm.acompletion`, never sent upstream.
         params = {name: value for name, value in body.items() if name not in NOT_PARAMS}
         optional = self._get_optional_params(
             model=model,
@@ -206,6 +206,7 @@ class Transformer:
             **params,
         )
         litellm_params = self._get_litellm_params(
+            metadata=body.get("metadata"),
             api_key=target.api_key,
             api_base=target.api_base,
             custom_llm_provider=provider,
