@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from gateway.core.limits import Limiter
 from gateway.core.pipeline import CLIENT_CLOSED
 from gateway.core.resilience import BreakerState
 from gateway.names import DecisionKind, Endpoint, ErrorCode
@@ -326,6 +327,7 @@ class GatewayMetrics:
         loop_lag: LoopLag | None = None,
         proc: Path = Path("/proc/self"),
         body_budget: BodyBudgetView | None = None,
+        limiter: Limiter | None = None,
     ) -> None:
         self.requests = requests
         self.in_flight = in_flight
@@ -339,6 +341,7 @@ class GatewayMetrics:
         self.http = HttpResponses()
         self.proc = proc
         self.body_budget = body_budget
+        self.limiter = limiter
 
     def _gateway(self) -> list[Family]:
         in_flight = Gauge("sluice_requests_in_flight", "Chat and embeddings requests in flight now.")
@@ -398,8 +401,36 @@ class GatewayMetrics:
             records.inc(outcome, amount=count)
         return [ready, backlog, records]
 
+    def _limits(self) -> list[Family]:
+        if self.limiter is None:
+            return []
+        status, _ = self.limiter.state.status()
+        up = Gauge(
+            "sluice_shared_state_up",
+            "1 while limits, breakers and holds are shared through Redis; 0 while Redis is away "
+            "(per-process fallback) or not configured.",
+        )
+        up.set(value=1 if status == "ok" else 0)
+        refused = Counter(
+            "sluice_rate_limited_total",
+            "Requests refused by a key's limit (429 rate_limited), by limit.",
+            ("limit",),
+        )
+        for limit, count in self.limiter.refused.items():
+            refused.inc(limit, amount=count)
+        families: list[Family] = [up, refused]
+        losses = getattr(self.limiter.state, "failures", None)
+        if isinstance(losses, int):
+            lost = Counter(
+                "sluice_shared_state_lost_total", "Times Redis stopped answering (and the gateway fell back)."
+            )
+            lost.inc(amount=losses)
+            families.append(lost)
+        return families
+
     def render(self) -> str:
-        families = [self.http.counter, *self._gateway(), *self._audit(), *loop_families(self.loop_lag)]
+        families = [self.http.counter, *self._gateway(), *self._audit(), *self._limits()]
+        families += loop_families(self.loop_lag)
         if self.keys is not None:
             families += self.keys.families()
         families += process_families(self.proc)
