@@ -24,6 +24,7 @@ from gateway.observability.audit import MemoryAuditSink
 from gateway.settings import Settings
 from gateway.upstream.sse import UsageFilter
 from tests.conftest import AUTH, DEMO_CONFIG, DEMO_KEY, chat_body, port_open, require_service
+from tests.storage.conftest import wait_for
 
 REDIS = ("127.0.0.1", 6379)
 LIMIT_HEADERS = (
@@ -160,8 +161,7 @@ async def test_max_concurrency_per_key(demo_settings: Settings, fake: FakeUpstre
         slow = asyncio.create_task(
             http.post("/v1/chat/completions", json=chat_body(content="[[fake:delay_ms=3000]]"), headers=AUTH)
         )
-        while not fake.requests:  # the slow one holds the key's only slot (at the upstream)
-            await asyncio.sleep(0.01)
+        await wait_for(lambda: fake.requests, "the slow request to hold the key's only slot")
         second = await http.post("/v1/chat/completions", json=chat_body(), headers=AUTH)
         assert second.status_code == 429 and "in flight" in second.json()["error"]["message"]
         assert (await slow).status_code == 200
@@ -231,10 +231,7 @@ async def test_a_retry_after_hold_reaches_the_other_app(
             "/v1/chat/completions", json=chat_body(content="[[fake:status=429,retry_after=30]]"), headers=AUTH
         )
         assert held.status_code == 429
-        deadline = asyncio.get_running_loop().time() + 10
-        while rb.holds.remaining(dep) == 0:
-            assert asyncio.get_running_loop().time() < deadline, "the hold never reached app b"
-            await asyncio.sleep(0.01)
+        await wait_for(lambda: rb.holds.remaining(dep) > 0, "the hold to reach app b")
         calls = len(fake.requests)
         skipped = await b.post("/v1/chat/completions", json=chat_body(), headers=AUTH)
         assert skipped.status_code == 429 and len(fake.requests) == calls  # no call made
