@@ -177,6 +177,7 @@ def build_services(
         keys=storage.keys if storage is not None and storage.keys in key_stores else None,
         body_budget=body_budget,
         limiter=limiter,
+        holds=resilience.holds,
     )
     chat_service = ChatService(
         config=config,

@@ -278,6 +278,10 @@ class BreakerView(Protocol):
     def state(self, key: str) -> BreakerState: ...
 
 
+class HoldsView(Protocol):
+    def remaining(self, key: str) -> float: ...
+
+
 class FamilySource(Protocol):
     """Something that adds its own families at scrape time (the key cache)."""
 
@@ -328,6 +332,7 @@ class GatewayMetrics:
         proc: Path = Path("/proc/self"),
         body_budget: BodyBudgetView | None = None,
         limiter: Limiter | None = None,
+        holds: HoldsView | None = None,
     ) -> None:
         self.requests = requests
         self.in_flight = in_flight
@@ -342,6 +347,7 @@ class GatewayMetrics:
         self.proc = proc
         self.body_budget = body_budget
         self.limiter = limiter
+        self.holds = holds
 
     def _gateway(self) -> list[Family]:
         in_flight = Gauge("sluice_requests_in_flight", "Chat and embeddings requests in flight now.")
@@ -363,7 +369,14 @@ class GatewayMetrics:
             current = self.breaker.state(dep.id)
             for state in BreakerState:
                 breaker.set(dep.id, state.value, value=1 if state is current else 0)
-        return [in_flight, limit, *self._bodies(), available, breaker]
+        held = Gauge(
+            "sluice_deployment_hold_seconds",
+            "Seconds before the deployment may be called again (it answered with Retry-After); 0: now.",
+            ("deployment",),
+        )
+        for dep in self.deployments:
+            held.set(dep.id, value=round(self.holds.remaining(dep.id), 3) if self.holds is not None else 0)
+        return [in_flight, limit, *self._bodies(), available, breaker, held]
 
     def _bodies(self) -> list[Family]:
         if self.body_budget is None:
