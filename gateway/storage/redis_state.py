@@ -3,7 +3,9 @@
 What belongs here: `RedisState`, the Redis implementation of `gateway.core.limits.SharedState`, and
 its Lua scripts. Each limit check is one script (`ADMIT`: prune, count, decide, record, in one atomic
 step, so two replicas can never both take the last request of a window); ending a request is one
-more (`FINISH`: count the reported tokens, release the concurrency lease). Circuit openings, closings
+more (`FINISH`: count the reported tokens, release the concurrency lease), only for a key with `tpm`
+or `max_concurrency`. A key without limits makes no Redis call: its requests reach the shared retry
+budget in one batch a second. Circuit openings, closings
 and Retry-After holds are written as keys that expire with them and published on one channel: every
 replica applies them to its own breaker and holds (`gateway.core.resilience`), so the hot path reads
 them from memory; a replica that (re)connects loads the keys first.
@@ -159,6 +161,7 @@ class RedisState:
         self._retry = self._client.register_script(RETRY)
         self._event = self._client.register_script(EVENT)
         self.up = False
+        self._unsent_requests = 0  # requests of keys without limits, not yet added to the shared budget
         self.failures = 0  # times Redis was lost (for /metrics)
         self._detail = "not connected yet"
         self._lost = asyncio.Event()
@@ -189,6 +192,9 @@ class RedisState:
     async def admit(self, key: str, limits: KeyLimits, lease: str) -> Verdict:
         if not self.up:
             return self.local.admit_now(key, limits, lease)
+        if not limits.active:  # nothing to check: counted for the retry budget in the next batch
+            self._unsent_requests += 1
+            return Verdict(True)
         now_ms = int(time.time() * 1000)
         p = self._prefix
         keys = [f"{p}:rpm:{key}", f"{p}:tpm:{key}", f"{p}:leases:{key}", f"{p}:budget:req:{now_ms // 1000}"]
@@ -318,17 +324,33 @@ class RedisState:
                     log.warning("shared state: Redis at %s is back; limits shared again", self.display_url)
                 self.up, self._detail = True, "Redis"
             self._settled.set()
+            loop = asyncio.get_running_loop()
+            beat = loop.time()
             while not self._lost.is_set():
                 message = await pubsub.get_message(timeout=PROBE_INTERVAL)
                 if message is not None and message.get("type") == "message":
                     self._apply(message["data"])
-                elif message is None:
-                    await self._call(self._client.ping())
+                if loop.time() - beat >= PROBE_INTERVAL:
+                    beat = loop.time()
+                    await self._heartbeat()
         finally:
             with contextlib.suppress(*ERRORS):
                 await self._call(pubsub.aclose())  # type: ignore[no-untyped-call]
             with contextlib.suppress(*ERRORS):
                 await self._call(listener.aclose())
+
+    async def _heartbeat(self) -> None:
+        """Once a second: Redis still answers, and the retry budget learns the requests of keys
+        without limits (batched: they cost no call of their own)."""
+        count, self._unsent_requests = self._unsent_requests, 0
+        if not count:
+            await self._call(self._client.ping())
+            return
+        key = f"{self._prefix}:budget:req:{int(time.time())}"
+        async with self._client.pipeline(transaction=False) as pipe:
+            pipe.incrby(key, count)
+            pipe.expire(key, int(self._resilience.budget.window) + 2)
+            await self._call(pipe.execute())
 
     async def _supervise(self) -> None:
         while True:
