@@ -41,11 +41,8 @@ from bench.scenarios import BY_ID, SLUICE, request_for
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "bench" / "sluice-bench.yaml"
-HIGH = {
-    "SLUICE_KEY_RPM": "1000000000",
-    "SLUICE_KEY_TPM": "1000000000000",
-    "SLUICE_KEY_MAX_CONCURRENCY": "100000",
-}
+RPM = {"SLUICE_KEY_RPM": "1000000000"}
+HIGH = {**RPM, "SLUICE_KEY_TPM": "1000000000000", "SLUICE_KEY_MAX_CONCURRENCY": "100000"}
 
 
 @contextlib.contextmanager
