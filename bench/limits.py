@@ -12,7 +12,9 @@ release), each per process and with SLUICE_REDIS_URL (one Lua script per check, 
 with tpm or max_concurrency; a scratch key prefix, deleted afterwards). Each repetition runs non-stream c=1
 latency (p50, p99; bench/loadgen.py) and c=64 throughput (wrk when installed) on each gateway,
 the order rotated per repetition. Prints a Markdown table (medians over repetitions) to paste into
-bench/RESULTS.md. A measurement, not a test.
+bench/RESULTS.md. `--script-only`: just the check's round trip from the gateway's Redis client (the
+ADMIT script, 3,000 calls in a row, no gateway), which a loaded machine disturbs less. A measurement,
+not a test.
 """
 
 from __future__ import annotations
@@ -115,13 +117,49 @@ async def _flush(url: str, prefix: str) -> None:
         await client.aclose()
 
 
+async def _script_latency(url: str, prefix: str, calls: int = 3000) -> dict[str, float]:
+    from gateway.storage.redis_state import ADMIT
+
+    client = aioredis.Redis.from_url(url)
+    admit = client.register_script(ADMIT)
+    took: list[float] = []
+    try:
+        for i in range(calls):
+            now = int(time.time() * 1000)
+            keys = [
+                f"{prefix}:rpm:k",
+                f"{prefix}:tpm:k",
+                f"{prefix}:leases:k",
+                f"{prefix}:budget:req:{now // 1000}",
+            ]
+            started = time.perf_counter()
+            await admit(keys=keys, args=[now, 10**9, 10**12, 0, f"l{i}", 600_000, 60, 12])
+            took.append((time.perf_counter() - started) * 1000)
+    finally:
+        await client.aclose()
+    took.sort()
+    return {"p50": took[len(took) // 2], "p99": took[int(len(took) * 0.99)]}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
     parser.add_argument("--no-pin", action="store_true")
+    parser.add_argument("--script-only", action="store_true")
     args = parser.parse_args()
+    if args.script_only:
+        prefix = f"sluice-bench-{secrets.token_hex(4)}"
+        try:
+            found = asyncio.run(_script_latency(args.redis, prefix))
+        finally:
+            asyncio.run(_flush(args.redis, prefix))
+        print(
+            f"ADMIT round trip (rpm + tpm), 3,000 in a row: p50 {found['p50']:.3f} ms, "
+            f"p99 {found['p99']:.3f} ms; load average {os.getloadavg()[0]:.2f}"
+        )
+        return 0
     args.workdir = Path(tempfile.mkdtemp(prefix="bench-limits-"))
     gateway_cpus, client = layout(not args.no_pin)
     prefix = f"sluice-bench-{secrets.token_hex(4)}"

@@ -96,9 +96,10 @@ async def redis_proxy() -> AsyncIterator[TcpProxy]:
         await proxy.stop()
 
 
-def spawn(name: str, env: dict[str, str], workdir: Path) -> Replica:
+def spawn(name: str, env: dict[str, str], workdir: Path, workers: int) -> Replica:
     port, log = free_port(), workdir / f"{name}.log"
     command = [sys.executable, "-m", "gateway.cli.main", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    command += ["--workers", str(workers)]
     with log.open("wb") as out:
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     return Replica(name, f"http://127.0.0.1:{port}", process, log)
@@ -106,9 +107,10 @@ def spawn(name: str, env: dict[str, str], workdir: Path) -> Replica:
 
 @contextlib.asynccontextmanager
 async def replicas(
-    n: int, *, fake: FakeUpstream, pg_url: str, redis_url: str, prefix: str, workdir: Path
+    workers: list[int], *, fake: FakeUpstream, pg_url: str, redis_url: str, prefix: str, workdir: Path
 ) -> AsyncIterator[list[Replica]]:
-    """`n` real `sluice serve` processes on one config, database and Redis; ready when yielded."""
+    """Real `sluice serve` processes (`workers[i]` uvicorn workers for the i-th) on one config,
+    database and Redis; ready when yielded."""
     config_path = workdir / "sluice.yaml"
     config_path.write_text(config(fake.url))
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLUICE_")} | {
@@ -124,9 +126,9 @@ async def replicas(
     }
     started: list[Replica] = []
     try:
-        for i in range(n):
+        for i, count in enumerate(workers):
             started.append(
-                spawn(f"r{i}", env | {"SLUICE_AUDIT_SPOOL": str(workdir / f"r{i}.spool")}, workdir)
+                spawn(f"r{i}", env | {"SLUICE_AUDIT_SPOOL": str(workdir / f"r{i}.spool")}, workdir, count)
             )
         async with httpx.AsyncClient(timeout=5) as http:
             for replica in started:
@@ -183,15 +185,22 @@ async def cluster(
 ) -> AsyncIterator[list[Replica]]:
     url = f"redis://127.0.0.1:{redis_proxy.port}/0"
     async with replicas(
-        3, fake=fake, pg_url=pg_url, redis_url=url, prefix=redis_prefix, workdir=tmp_path
+        [1, 1, 1], fake=fake, pg_url=pg_url, redis_url=url, prefix=redis_prefix, workdir=tmp_path
     ) as started:
         yield started
 
 
 async def test_limits_hold_across_replicas(
-    cluster: list[Replica], fake: FakeUpstream, pg_url: str, redis_prefix: str
+    fake: FakeUpstream, pg_url: str, redis_prefix: str, redis_proxy: TcpProxy, tmp_path: Path
 ) -> None:
-    async with httpx.AsyncClient(timeout=30) as http:
+    # The first replica runs two workers (`sluice serve --workers 2`): four processes share the limits.
+    url = f"redis://127.0.0.1:{redis_proxy.port}/0"
+    async with (
+        replicas(
+            [2, 1, 1], fake=fake, pg_url=pg_url, redis_url=url, prefix=redis_prefix, workdir=tmp_path
+        ) as cluster,
+        httpx.AsyncClient(timeout=30) as http,
+    ):
         # rpm 10: twenty requests at once, spread over the three replicas: exactly ten get through.
         answers = await asyncio.gather(*(chat(http, cluster[i % 3], "rpm") for i in range(20)))
         codes = [a.status_code for a in answers]
