@@ -22,6 +22,7 @@ from typing import TypedDict, Unpack
 from fastapi import FastAPI
 
 from gateway.api.admin import AdminGuard
+from gateway.api.pages import Pages
 from gateway.api.routes import add_routes
 from gateway.config import Config, ConfigError, check, check_file
 from gateway.core.auth import Authenticator, KeyRecord, KeyStore, StaticKeyStore, config_keys
@@ -272,7 +273,8 @@ def build_app(services: Services) -> FastAPI:
     app.add_middleware(EdgeGuard, services=services)
     app.state.sluice = services
     app.state.storage = services.key_storage
-    add_routes(app)
+    app.state.pages = Pages(services) if services.settings.pages else None
+    add_routes(app, pages=services.settings.pages)
     install_handlers(app, endpoints=served(app.routes))
     return app
 

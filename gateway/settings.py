@@ -71,6 +71,11 @@ class Settings(BaseSettings):
         default=600.0, gt=0, description="a concurrency slot left by a vanished process frees after this"
     )
     metrics_public: bool = Field(default=False, description="GET /metrics without the master key")
+    # The transparency pages (gateway/api/pages.py): GET /, /catalog and /admin/report; `off` removes them.
+    pages: bool = Field(default=True, description="serve the transparency pages (SLUICE_PAGES=off: not)")
+    pages_session_hours: float = Field(
+        default=8.0, gt=0, le=168, description="how long a browser sign-in to /admin/report lasts"
+    )
     allow_simulate: bool = Field(default=False, description="set by `sluice demo` only")
     fake_upstream_url: str | None = Field(default=None, description="where simulated deployments go (demo)")
     audit_spool: Path = Path("sluice-audit.spool")

@@ -22,6 +22,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.api.openai_protocol import parse_json
+from gateway.api.pages import OWN_AUTH
 from gateway.core.limits import KeyLimits
 from gateway.core.services import Services, ServicesDep
 from gateway.errors import InvalidRequest, KeyStoreUnavailable, NameTaken, NotFound, SluiceError, render
@@ -52,14 +53,17 @@ def _is_admin(path: str) -> bool:
 
 
 class AdminGuard:
-    """ASGI middleware: a `/admin` request without the master key is answered before routing."""
+    """ASGI middleware: a `/admin` request without the master key is answered before routing.
+    The report page and its sign-in (`gateway.api.pages.OWN_AUTH`, when the pages are on) check the
+    master key or a browser session themselves."""
 
     def __init__(self, app: ASGIApp, *, services: Services) -> None:
         self.app = app
         self.services = services
+        self.own_auth = OWN_AUTH if services.settings.pages else frozenset()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and _is_admin(scope["path"]):
+        if scope["type"] == "http" and _is_admin(scope["path"]) and scope["path"] not in self.own_auth:
             request = Request(scope)
             request_id = new_request_id(request)
             try:

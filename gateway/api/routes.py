@@ -5,7 +5,8 @@ paths in). The pipeline routes (chat, embeddings) are Starlette routes run insid
 (`gateway.server.edge.Guarded`: the in-flight cap, the body deadline, the request's claims); the
 others are FastAPI routes whose handlers reach the services through dependencies. Each handler
 lives in its API's module; the admin routes are also guarded by `gateway.api.admin.AdminGuard`,
-before routing.
+before routing. The transparency pages come last (the API paths are matched first), and only when
+they are on (`SLUICE_PAGES`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.routing import Route
 
-from gateway.api import admin, chat, embeddings, health, metrics, models, privacy
+from gateway.api import admin, chat, embeddings, health, metrics, models, pages, privacy
 from gateway.server.edge import Guarded, Handler
 
 PIPELINE: tuple[tuple[str, Handler], ...] = (
@@ -36,11 +37,20 @@ API: tuple[tuple[str, str, Callable[..., Any]], ...] = (
     ("DELETE", "/admin/keys/{name}", admin.delete_key),
     ("PATCH", "/admin/keys/{name}", admin.patch_key),
 )
+PAGES: tuple[tuple[str, str, Callable[..., Any]], ...] = (
+    ("GET", "/", pages.home),
+    ("GET", "/catalog", pages.catalog),
+    ("GET", "/static/sluice.css", pages.asset),
+    ("GET", "/static/sluice.js", pages.asset),
+    ("GET", pages.REPORT, pages.admin_report),
+    ("POST", pages.LOGIN, pages.admin_login),
+    ("POST", pages.LOGOUT, pages.admin_logout),
+)
 
 
-def add_routes(app: FastAPI) -> None:
+def add_routes(app: FastAPI, *, pages: bool) -> None:
     """Add the table to `app`, in its order (the app's own route list: nothing included lazily)."""
     for path, handler in PIPELINE:
         app.router.routes.append(Route(path, Guarded(handler), methods=["POST"]))
-    for method, path, endpoint in API:
+    for method, path, endpoint in (*API, *(PAGES if pages else ())):
         app.add_api_route(path, endpoint, methods=[method], response_model=None)

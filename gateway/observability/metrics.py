@@ -177,6 +177,9 @@ ROUTE_GROUPS = (
     ("/metrics", "metrics"),
     ("/healthz", "health"),
     ("/readyz", "health"),
+    ("/catalog", "pages"),
+    ("/static", "pages"),
+    ("/", "pages"),  # the home page only: `path.startswith("//")` matches nothing served
 )
 
 

@@ -7,14 +7,17 @@ decision, provider, channel and badge; the share of served requests whose channe
 deployment, whatever the upstream answered); every blocked request with its reasons; and how many
 requests each sensitive-content detector tightened (`sensitive`) or, in report mode, would have
 tightened (`sensitive_report`), from the ledger's `extra`, which holds detector ids only.
+`activity()` adds what the report page draws (`gateway/api/pages.py`): requests per time step by
+decision, requests per key, the share served by zero-retention channels, and blocked requests by reason.
 """
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, func, select
@@ -26,6 +29,8 @@ from gateway.storage.db import Database, audit_events, audit_writers
 # The badges of channels that pass `no-training-only`: never trained on, or only if the account opts in
 # (the catalog's `opt_in`; an attested opt-in turns the badge into a training one).
 NOT_TRAINED = frozenset({"no-training", "training-opt-in"})
+# The badges of channels that keep nothing: zero data retention by the provider, or the operator's own host.
+ZERO_RETENTION = frozenset({"zdr", "self-hosted"})
 TAIL_COLUMNS = (
     "time",
     "key_name",
@@ -167,6 +172,54 @@ async def report(
     result.served_without_no_training = dict(elsewhere.most_common())
     if result.served:
         result.no_training_share = round(result.served_no_training / result.served, 6)
+    return result
+
+
+@dataclass
+class Activity:
+    """The ledger between `since` and `until`, for pictures: `steps[i]` counts decisions in the
+    `i`-th step of `step` from `since`; `keys` requests per key name; `served_zero_retention` the
+    served requests whose channel keeps nothing; `blocked_reasons` blocked requests per reason."""
+
+    since: datetime
+    until: datetime
+    step: timedelta
+    steps: list[dict[str, int]] = field(default_factory=list)
+    keys: dict[str, int] = field(default_factory=dict)
+    served_zero_retention: int = 0
+    blocked_reasons: dict[str, int] = field(default_factory=dict)
+
+
+async def activity(db: Database, *, since: datetime, until: datetime, step: timedelta) -> Activity:
+    """One pass over the window's records (time, decision, key, badges, reasons; never content).
+    Time steps are counted here rather than in SQL: date arithmetic differs between SQLite and PostgreSQL."""
+    await db.ensure_schema()
+    since, until = utc(since), utc(until)
+    count = max(1, math.ceil((until - since) / step))
+    result = Activity(since, until, step, steps=[{} for _ in range(count)])
+    keys: Counter[str] = Counter()
+    reasons: Counter[str] = Counter()
+    columns = (
+        audit_events.c.time,
+        audit_events.c.decision,
+        audit_events.c.key_name,
+        audit_events.c.badges,
+        audit_events.c.provider,
+        audit_events.c.reasons,
+    )
+    query = select(*columns).where(*_filters(since, until, None))
+    async with db.engine.connect() as conn:
+        async for row in await conn.stream(query):
+            index = min(count - 1, int((utc(row.time) - since) / step))
+            bucket = result.steps[index]
+            bucket[row.decision] = bucket.get(row.decision, 0) + 1
+            keys[row.key_name] += 1
+            if row.provider is not None and ZERO_RETENTION.intersection(row.badges):
+                result.served_zero_retention += 1
+            if row.decision == DecisionKind.BLOCKED.value:
+                reasons.update(set(row.reasons) or {"-"})
+    result.keys = dict(keys.most_common())
+    result.blocked_reasons = dict(reasons.most_common())
     return result
 
 

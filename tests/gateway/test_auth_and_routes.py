@@ -551,6 +551,11 @@ PUBLIC = {
     ("GET", "/v1/privacy/catalog"),
     ("GET", "/v1/privacy/policies"),
 }
+# The transparency pages (gateway/api/pages.py): public, read-only pages; and the report with its
+# sign-in, which check the master key (in a header, or a browser session from the sign-in form) themselves.
+PAGES = {("GET", "/"), ("GET", "/catalog"), ("GET", "/static/sluice.css"), ("GET", "/static/sluice.js")}
+SIGN_IN = {("POST", "/admin/login"), ("POST", "/admin/logout")}
+REPORT = ("GET", "/admin/report")
 MASTER_ONLY_PREFIXES = ("/admin/", "/metrics")
 # Endpoints of the kinds behind incidents 5, 9 and 10: none may exist.
 FORBIDDEN_ROUTE = re.compile(r"config|callback|debug|reload|eval|exec|plugin|proxy|spend|team|user", re.I)
@@ -581,7 +586,7 @@ async def test_a6_every_route_is_public_by_allowlist_or_needs_a_key(
 ) -> None:
     app = create_app(demo_with_master(demo_settings, metrics_public=metrics_public), audit=MemoryAuditSink())
     routes = inventory(app)
-    public = PUBLIC | ({("GET", "/metrics")} if metrics_public else set())
+    public = PUBLIC | PAGES | ({("GET", "/metrics")} if metrics_public else set())
     assert public <= routes, public - routes  # the allowlist names real routes
     assert {("POST", CHAT), ("GET", "/v1/models"), ("GET", "/admin/keys")} <= routes  # the walk sees them
     assert not [path for _, path in routes if FORBIDDEN_ROUTE.search(path)]
@@ -591,11 +596,15 @@ async def test_a6_every_route_is_public_by_allowlist_or_needs_a_key(
             body = chat_body() if method in ("POST", "PUT", "PATCH") else None
             for headers in ({}, bearer("sk-not-a-key-000000")):
                 response = await http.request(method, url, json=body, headers=headers)
-                if (method, path) in public:
+                if (method, path) in SIGN_IN or ((method, path) == REPORT and not headers):
+                    # the sign-in form, or a refusal: never the report, never a session
+                    assert response.status_code in (200, 401, 403), (method, path, response.status_code)
+                    assert "Requests over time" not in response.text and "set-cookie" not in response.headers
+                elif (method, path) in public:
                     assert response.status_code == 200, (method, path, response.status_code)
                 else:
                     error_of(response, 401, "invalid_api_key")
-            if path.startswith(MASTER_ONLY_PREFIXES) and (method, path) not in public:
+            if path.startswith(MASTER_ONLY_PREFIXES) and (method, path) not in public | SIGN_IN:
                 refused = await http.request(method, url, json=body, headers=AUTH)
                 error_of(refused, 403, "master_key_required")
                 allowed = await http.request(method, url, json=body, headers=MASTER)
