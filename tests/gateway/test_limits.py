@@ -236,3 +236,79 @@ async def test_a_retry_after_hold_reaches_the_other_app(
         skipped = await b.post("/v1/chat/completions", json=chat_body(), headers=AUTH)
         assert skipped.status_code == 429 and len(fake.requests) == calls  # no call made
         assert 25 <= int(skipped.headers["retry-after"]) <= 30
+
+
+class StallingProxy:
+    """A loopback relay to Redis that can stop passing bytes (a Redis that answers slowly, or never)
+    while keeping every connection open."""
+
+    def __init__(self) -> None:
+        self.flowing = asyncio.Event()
+        self.flowing.set()
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> int:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        port: int = self._server.sockets[0].getsockname()[1]
+        return port
+
+    async def stop(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(*REDIS)
+        for source, sink in ((reader, up_writer), (up_reader, writer)):
+            task = asyncio.create_task(self._pipe(source, sink))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _pipe(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+        try:
+            while data := await source.read(65536):
+                await self.flowing.wait()
+                sink.write(data)
+                await sink.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            sink.transport.abort()
+
+
+async def test_a_redis_that_stops_answering_costs_a_request_at_most_the_timeout(
+    demo_settings: Settings, flush_prefix: str
+) -> None:
+    proxy = StallingProxy()
+    port = await proxy.start()
+    shared = settings_with(
+        demo_settings,
+        key_rpm=100,
+        redis_url=f"redis://127.0.0.1:{port}/0",
+        redis_prefix=flush_prefix,
+        redis_timeout=0.2,
+        metrics_public=True,
+    )
+    try:
+        async with app_client(shared) as http:
+            assert (await http.get("/readyz")).json()["shared_state"]["status"] == "ok"
+            proxy.flowing.clear()  # Redis still connected, but no answer comes back
+            answers = [
+                await http.post("/v1/chat/completions", json=chat_body(), headers=AUTH) for _ in range(3)
+            ]
+            assert [a.status_code for a in answers] == [200, 200, 200]
+            ready = await http.get("/readyz")
+            assert ready.status_code == 200 and ready.json()["shared_state"]["status"] == "degraded"
+            metrics = (await http.get("/metrics")).text
+            assert "sluice_shared_state_up 0" in metrics
+            proxy.flowing.set()
+
+            async def shared_again() -> bool:
+                return (await http.get("/readyz")).json()["shared_state"]["status"] == "ok"
+
+            await wait_for(shared_again, "Redis to be used again")
+    finally:
+        await proxy.stop()
