@@ -30,7 +30,8 @@ from policies.catalog import Catalog, host_allowed
 from policies.facts import Attestation, attestation_problem
 from policies.hosts import public_owner, self_hosted_problem
 from policies.policy import Policy, Requirement, UnknownPolicyError, policy_table, resolve
-from policies.schema import AttestationFact, Kind
+from policies.schema import AttestationFact, HumanReview, Kind, Region, TrainingDefault
+from policies.tool_hosts import ToolHost
 
 
 class ConfigError(ValueError):
@@ -165,6 +166,30 @@ class PolicyConfig(Strict):
         )
 
 
+class ToolHostConfig(Strict):
+    """`tool_hosts[]`: an MCP server host a request may name (`remote_mcp`), with the operator's facts
+    about it (an attestation: shown as such; unset facts are unknown, which fails closed)."""
+
+    host: str = Field(pattern=r"^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$")
+    evidence: str = Field(min_length=3)
+    training: TrainingDefault = TrainingDefault.UNKNOWN
+    retention_days: int | None = Field(default=None, ge=0)
+    human_review: HumanReview = HumanReview.UNKNOWN
+    regions: list[Region] = Field(default_factory=list)
+    operator_owned: bool = False
+
+    def to_domain(self) -> ToolHost:
+        return ToolHost(
+            host=self.host,
+            evidence=self.evidence,
+            training=self.training,
+            retention_days=self.retention_days,
+            human_review=self.human_review,
+            regions=frozenset(self.regions),
+            operator_owned=self.operator_owned,
+        )
+
+
 class Config(Strict):
     server: ServerConfig = ServerConfig()
     policies: list[PolicyConfig] = Field(default_factory=list)
@@ -172,6 +197,7 @@ class Config(Strict):
     attestations: list[AttestationConfig] = Field(default_factory=list)
     keys: list[KeyConfig] = Field(default_factory=list)
     sensitive: SensitiveConfig = SensitiveConfig()
+    tool_hosts: list[ToolHostConfig] = Field(default_factory=list)
     demo: Literal[True] | None = None
 
     def model(self, name: str) -> ModelConfig | None:
@@ -190,6 +216,10 @@ class Config(Strict):
 
     def policy_table(self) -> dict[str, Policy]:
         return policy_table(p.to_domain() for p in self.policies)
+
+    def tool_host_table(self) -> dict[str, ToolHost]:
+        """The MCP server hosts requests may name, by host (`check()` refuses duplicates)."""
+        return {h.host: h.to_domain() for h in self.tool_hosts}
 
 
 def _yaml_problem(origin: str, exc: yaml.YAMLError) -> str:
@@ -318,6 +348,7 @@ def salvage(raw: object) -> Config | None:
         attestations=[a for a in _each(AttestationConfig, _list(raw, "attestations")) if a],
         keys=[k for k in map(_salvage_key, _list(raw, "keys")) if k],
         sensitive=_valid_part(SensitiveConfig, raw.get("sensitive") or {}) or SensitiveConfig(),
+        tool_hosts=[t for t in _each(ToolHostConfig, _list(raw, "tool_hosts")) if t],
         demo=True if raw.get("demo") is True else None,
     )
 
@@ -483,6 +514,9 @@ def check(config: Config, catalog: Catalog, *, allow_simulate: bool = False) -> 
             if (owner := public_owner(host, catalog.public_hosts())) is not None:
                 problems.append(f"{where}: host {host} is an official host of {owner}; never the operator's")
     problems += _check_sensitive(config, policies_ok)
+    hosts = [t.host for t in config.tool_hosts]
+    for dup in sorted({h for h in hosts if hosts.count(h) > 1}):
+        problems.append(f"tool_hosts: {dup!r} is listed twice")
     key_names = [k.name for k in config.keys]
     for key in config.keys:
         policies_ok(f"keys.{key.name}.policy", key.policy)

@@ -14,6 +14,7 @@ ever FastAPI's `{"detail": ...}`, a 422, or a traceback. Messages never echo req
      ├── MasterKeyRequired (403)   master_key_required (an admin or metrics route, another key)
      ├── ClientKeyRequired (403)   client_key_required (a model route, the master key)
      ├── PolicyViolation (403)     no_compliant_deployment (carries error.privacy)
+ │    └── FeatureNotAllowed (403) feature_not_allowed (a data path; error.privacy.feature names it)
      ├── ModelNotFound (404)       model_not_found
      ├── NotFound (404)            not_found
      ├── MethodNotAllowed (405)    method_not_allowed
@@ -123,6 +124,13 @@ class PolicyViolation(SluiceError):
     status = 403
     type = ErrorType.PRIVACY
     code = ErrorCode.NO_COMPLIANT_DEPLOYMENT
+
+
+class FeatureNotAllowed(PolicyViolation):
+    """A request feature (DESIGN.md, Data paths) that no compliant deployment can serve;
+    `error.privacy.feature` names it."""
+
+    code = ErrorCode.FEATURE_NOT_ALLOWED
 
 
 class ModelNotFound(SluiceError):

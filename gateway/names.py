@@ -21,6 +21,7 @@ class Header(StrEnum):
     AS_OF = "X-Privacy-As-Of"
     SIMULATED = "X-Privacy-Simulated"
     SENSITIVE = "X-Privacy-Sensitive"  # detector ids whose rules tightened the policy (never matched text)
+    FEATURES = "X-Privacy-Features"  # the data paths a request used (DESIGN.md, Data paths)
     REQUEST_ID = "X-Request-Id"
     # A key's limits (DESIGN.md "Several replicas"): OpenAI's names, so its clients read them.
     RATELIMIT_LIMIT_REQUESTS = "x-ratelimit-limit-requests"
@@ -68,6 +69,7 @@ class ErrorCode(StrEnum):
     UNKNOWN_POLICY = "unknown_policy"
     INVALID_API_KEY = "invalid_api_key"
     NO_COMPLIANT_DEPLOYMENT = "no_compliant_deployment"
+    FEATURE_NOT_ALLOWED = "feature_not_allowed"
     MODEL_NOT_ALLOWED = "model_not_allowed"
     MASTER_KEY_REQUIRED = "master_key_required"
     CLIENT_KEY_REQUIRED = "client_key_required"

@@ -17,6 +17,7 @@ from policies.facts import STALE_AFTER, EffectiveFacts, Fact
 from policies.features import check_feature
 from policies.policy import Policy, Requirement
 from policies.schema import FeatureId, HumanReview, Kind, Region, TrainingDefault
+from policies.tool_hosts import ToolHost, check_tool_host
 
 
 @dataclass(frozen=True)
@@ -222,21 +223,31 @@ def evaluate(
     *,
     today: date | None = None,
     features: Iterable[FeatureId] = (),
+    tool_hosts: Iterable[ToolHost] = (),
 ) -> Decision:
     """Every requirement of every policy against one deployment's effective facts, on `today`
-    (default: the day the facts carry), and against each request feature the request uses."""
+    (default: the day the facts carry), and against each request feature the request uses.
+    `tool_hosts`: the operator's facts for the MCP servers a `remote_mcp` request names (the caller
+    refuses hosts it does not list); each is judged under every requirement too."""
     if today is not None:
         facts = facts.on(today)
     chosen = tuple(policies)
     used = tuple(sorted(set(features)))
+    hosts = tuple(tool_hosts) if FeatureId.REMOTE_MCP in used else ()
     checks = []
     for policy in chosen:
         for requirement in policy.requires:
             out = CHECKS[requirement](facts, policy)
             checks.append(Check(policy.name, requirement, out.passed, out.reason, out.sources, out.attested))
             for feature in used:
-                passed, reason, src = check_feature(facts, requirement, feature, policy.max_retention_days)
+                vetted = feature is FeatureId.REMOTE_MCP and bool(hosts)
+                passed, reason, src = check_feature(
+                    facts, requirement, feature, policy.max_retention_days, vetted=vetted
+                )
                 checks.append(Check(policy.name, requirement, passed, reason, src, False, feature))
+            for host in hosts:
+                passed, reason = check_tool_host(host, requirement, policy.max_retention_days)
+                checks.append(Check(policy.name, requirement, passed, reason, (), True, FeatureId.REMOTE_MCP))
     return Decision(
         channel_id=facts.channel.id,
         model=facts.model,

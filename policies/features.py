@@ -40,9 +40,16 @@ def _retention_text(feature: FeatureFact) -> str:
 
 
 def check_feature(
-    facts: EffectiveFacts, requirement: Requirement, feature_id: FeatureId, max_days: int | None = None
+    facts: EffectiveFacts,
+    requirement: Requirement,
+    feature_id: FeatureId,
+    max_days: int | None = None,
+    *,
+    vetted: bool = False,
 ) -> tuple[bool, str, tuple[str, ...]]:
-    """(passed, reason, sources) for one feature of a request under one requirement."""
+    """(passed, reason, sources) for one feature of a request under one requirement. `vetted`: the
+    third party is one the operator lists with its own facts (`remote_mcp` to a tool host), judged
+    by `policies.tool_hosts` beside this check instead of failing as outside the catalog."""
     name = facts.channel.name
     feature = facts.feature(feature_id)
     src = feature.retention.src
@@ -66,7 +73,12 @@ def check_feature(
         return out(False, "not offered on this channel")
     if facts.is_unreliable(feature.retention):
         return out(False, "facts are low-confidence and stale; treated as unknown")
-    if feature.third_party is not False:
+    retention_limit = requirement in (Requirement.ZERO_RETENTION, Requirement.MAX_RETENTION_DAYS)
+    if vetted and feature.third_party is not False and not retention_limit:
+        return out(True, "the third party is a listed tool host, judged by its own facts")
+    # A listed host's retention is judged by its own facts; what the provider keeps for the
+    # feature (often not covered by a zero-data-retention agreement) is judged below.
+    if feature.third_party is not False and not vetted:
         who = "sends data to a third party" if feature.third_party else "may send data to a third party"
         return out(False, f"{who} {_THIRD_PARTY[requirement]} is outside the catalog")
     if requirement is Requirement.SELF_HOSTED:

@@ -15,6 +15,7 @@ from itertools import repeat
 from operator import is_
 from typing import Any
 
+from gateway.core.data_paths import detect_chat
 from gateway.core.request import ParsedRequest, PrivacyAsk
 from gateway.errors import InvalidRequest
 from gateway.names import ErrorCode, OnViolation
@@ -75,8 +76,9 @@ FORBIDDEN_KEYS = frozenset(
 )
 FORBIDDEN_PREFIXES = ("litellm_", "langfuse_", "langsmith_", "aws_", "vertex_", "azure_")
 FORBIDDEN_PARTS = ("callback",)
-# OpenAI Chat Completions fields passed upstream (after validation). `store` and `metadata` are
-# dropped on purpose: stored completions are provider-side retention.
+# OpenAI Chat Completions fields passed upstream (after validation). Those that move data (`store`,
+# `web_search_options`, `prompt_cache_retention`, `prompt_cache_options`, hosted and MCP tools) are
+# data paths (`gateway.core.data_paths`): judged by the policy, never dropped silently.
 CHAT_FIELDS = frozenset(
     {
         "messages",
@@ -110,9 +112,20 @@ CHAT_FIELDS = frozenset(
         "service_tier",
         "verbosity",
         "web_search_options",
+        "store",  # stored_response when true; Sluice adds `store: false` where the policy limits retention
+        "metadata",  # kept with a stored completion; up to 16 string pairs
+        "prompt_cache_retention",  # extended_cache beyond in-memory
+        "prompt_cache_options",  # extended_cache when it sets a lifetime
     }
 )
-CHAT_DROPPED = frozenset({"store", "metadata"})
+CHAT_DROPPED: frozenset[str] = frozenset()
+# Top-level objects OpenAI defines whose keys may also be litellm keyword names (`ttl`): there only
+# the steering names of `_is_forbidden` are refused, as in `metadata`. The same for `cache_control`
+# at any depth (Anthropic's prompt caching, which litellm passes on; a TTL past 5 minutes is the
+# `extended_cache` data path).
+LENIENT = frozenset({"metadata", "prompt_cache_options"})
+LENIENT_ANYWHERE = "cache_control"
+MAX_METADATA = 16
 EMBEDDING_FIELDS = frozenset({"input", "encoding_format", "dimensions", "user"})
 EXTENSIONS = frozenset({"privacy", "provider"})
 MESSAGE_KEYS = frozenset(
@@ -236,7 +249,9 @@ def _locate_forbidden(body: dict[str, Any], suspects: set[str]) -> str | None:
             children = (("*", child) for child in reversed(node))
         for segment, child in children:
             if isinstance(child, dict | list) and child and id(child) not in opaque:
-                metadata = in_metadata or (link is None and segment == "metadata")
+                metadata = (
+                    in_metadata or (link is None and segment in LENIENT) or segment == LENIENT_ANYWHERE
+                )
                 stack.append((child, (link, segment), metadata))
     return None
 
@@ -432,12 +447,35 @@ def parse_chat(parsed: JsonBody, *, policy_header: str | None) -> ParsedRequest:
     for name in ("response_format", "stream_options"):
         if fields.get(name) is not None and not isinstance(fields[name], dict):
             raise bad(f"{name} must be an object", param=name)
-    for name in ("user", "safety_identifier", "prompt_cache_key"):
+    for name in ("user", "safety_identifier", "prompt_cache_key", "prompt_cache_retention"):
         if fields.get(name) is not None and not isinstance(fields[name], str):
             raise bad(f"{name} must be a string", param=name)
+    _check_data_fields(fields)
     if not stream:
         fields.pop("stream_options", None)
-    return ParsedRequest(model, stream, fields, _privacy_ask(body, policy_header))
+    paths = detect_chat(fields, parsed.keys)
+    return ParsedRequest(model, stream, fields, _privacy_ask(body, policy_header), paths)
+
+
+def _check_data_fields(fields: dict[str, Any]) -> None:
+    """`store`, `metadata` and `prompt_cache_options`, as OpenAI defines them."""
+    if fields.get("store") is not None and not isinstance(fields["store"], bool):
+        raise bad("store must be a boolean", param="store")
+    metadata = fields.get("metadata")
+    if metadata is not None and (
+        not isinstance(metadata, dict)
+        or len(metadata) > MAX_METADATA
+        or not all(isinstance(k, str) and len(k) <= 64 for k in metadata)
+        or not all(isinstance(v, str) and len(v) <= 512 for v in metadata.values())
+    ):
+        raise bad(
+            f"metadata must be an object of at most {MAX_METADATA} string pairs"
+            " (keys up to 64 characters, values up to 512)",
+            param="metadata",
+        )
+    options = fields.get("prompt_cache_options")
+    if options is not None and not isinstance(options, dict):
+        raise bad("prompt_cache_options must be an object", param="prompt_cache_options")
 
 
 def parse_embeddings(parsed: JsonBody, *, policy_header: str | None) -> ParsedRequest:

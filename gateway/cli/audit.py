@@ -110,6 +110,7 @@ def _print_report(found: Report) -> None:
     for label, counts in (
         ("requests tightened by sensitive content, per detector", found.sensitive),
         ("requests that report mode would have tightened, per detector", found.sensitive_report),
+        ("requests that used a data path, per feature", found.features),
     ):
         if counts:
             console.print(f"{label}: " + ", ".join(f"{name} {n}" for name, n in counts.items()))
@@ -153,6 +154,7 @@ def _write_csv(found: Report) -> None:
         ("served_without_no_training", found.served_without_no_training),
         ("sensitive", found.sensitive),
         ("sensitive_report", found.sensitive_report),
+        ("feature", found.features),
     ):
         for name, count in counts.items():
             out.writerow((section, name, count, "", "", "", "", ""))

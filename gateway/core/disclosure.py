@@ -13,7 +13,8 @@ from typing import Any
 
 from gateway.core.deployments import Deployment
 from gateway.names import DecisionKind, Header
-from policies.engine import Decision
+from policies.badges import derive_feature_badges
+from policies.engine import Check, Decision
 from policies.facts import EffectiveFacts
 from policies.schema import RetentionQualifier
 
@@ -84,9 +85,14 @@ def describe(dep: Deployment) -> dict[str, Any]:
 
 
 def build_view(dep: Deployment, decision: Decision) -> PrivacyView:
+    """The headers and `privacy` object of `dep` under `decision`; the data paths the decision judged
+    (DESIGN.md, Data paths) add `X-Privacy-Features`, their badges and `privacy.features`."""
     about = describe(dep)
+    feature_badges = derive_feature_badges(dep.facts, decision.features)
+    if feature_badges:
+        about["badges"] = [*about["badges"], *(b.as_dict() for b in feature_badges)]
     headers = {
-        Header.BADGES: ", ".join(b.id for b in dep.badges),
+        Header.BADGES: ", ".join(b.id for b in (*dep.badges, *feature_badges)),
         Header.TRAINING: about["training"],
         Header.RETENTION_DAYS: about["retention_days"],
         Header.PROVIDER: dep.provider,
@@ -98,17 +104,29 @@ def build_view(dep: Deployment, decision: Decision) -> PrivacyView:
         headers[Header.SOURCE] = about["source"]
     if dep.simulated:
         headers[Header.SIMULATED] = "true"
+    if decision.features:
+        headers[Header.FEATURES] = ", ".join(f.value for f in decision.features)
     body = {
         **about,
         "model": dep.alias,
         "policy": list(decision.policies),
         "complies": decision.allowed,
-        "checks": [
-            {"policy": c.policy, "requirement": c.requirement.value, "passed": c.passed, "reason": c.reason}
-            for c in decision.checks
-        ],
+        "features": [f.value for f in decision.features],
+        "checks": [_check(c) for c in decision.checks],
     }
     return PrivacyView(headers={str(k): v for k, v in headers.items()}, body=body)
+
+
+def _check(check: Check) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "policy": check.policy,
+        "requirement": check.requirement.value,
+        "passed": check.passed,
+        "reason": check.reason,
+    }
+    if check.feature is not None:
+        out["feature"] = check.feature.value
+    return out
 
 
 def rejection(dep: Deployment, decision: Decision) -> dict[str, Any]:

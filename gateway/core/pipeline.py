@@ -30,13 +30,14 @@ from starlette.responses import Response
 
 from gateway.config import Config
 from gateway.core.auth import KeyRecord
+from gateway.core.data_paths import NONE, DataPaths
 from gateway.core.deployments import Deployment
 from gateway.core.limits import Admission, Limiter, local_limiter
 from gateway.core.misses import closest_models
 from gateway.core.request import ParsedRequest, PrivacyAsk
 from gateway.core.resilience import Resilience, trips
 from gateway.core.retry_after import rate_limited_headers, unavailable_headers
-from gateway.core.routing import Plan, PolicyRouter, PolicySet
+from gateway.core.routing import Plan, PolicyRouter, PolicySet, limits_retention, sends_store_false
 from gateway.core.sensitive.detectors import WINDOW
 from gateway.core.sensitive.rules import NOTHING, Outcome
 from gateway.errors import (
@@ -123,7 +124,15 @@ class Call:
     request_id: str
     started: float
     sensitive: Outcome = NOTHING  # what content-aware tightening found (detector ids only)
+    paths: DataPaths = NONE  # the data paths the request uses, once the policy is known
     held: Held = field(default_factory=Held)
+
+    def fields_for(self, dep: Deployment) -> dict[str, Any]:
+        """The upstream fields for `dep`: with `store: false` where the policy limits retention, the
+        client did not set `store`, and the channel stores responses (`sends_store_false`)."""
+        if sends_store_false(self.paths, dep):
+            return {**self.parsed.fields, "store": False}
+        return self.parsed.fields
 
     def mark(self, headers: dict[str, str], privacy: dict[str, Any] | None = None) -> None:
         """Say which detectors tightened the policy: `X-Privacy-Sensitive` and `privacy.sensitive`."""
@@ -132,7 +141,9 @@ class Call:
             if privacy is not None:
                 privacy["sensitive"] = list(self.sensitive.tightened)
 
-    def event(self, decision: str, status: int, **fields: Any) -> AuditEvent:
+    def event(
+        self, decision: str, status: int, *, served_by: Deployment | None = None, **fields: Any
+    ) -> AuditEvent:
         return AuditEvent(
             request_id=self.request_id,
             time=datetime.now(UTC),
@@ -144,9 +155,18 @@ class Call:
             status=status,
             stream=self.parsed.stream,
             latency_ms=round((time.perf_counter() - self.started) * 1000, 3),
-            extra=self.sensitive.ledger(),
+            extra={**self.sensitive.ledger(), **self._paths_ledger(served_by)},
             **fields,
         )
+
+    def _paths_ledger(self, dep: Deployment | None) -> dict[str, Any]:
+        """The ledger's `extra` fields for data paths: feature ids, and whether Sluice sent `store: false`."""
+        found: dict[str, Any] = {}
+        if self.paths.features:
+            found["features"] = self.paths.ids
+        if dep is not None and sends_store_false(self.paths, dep):
+            found["store_false"] = True
+        return found
 
 
 class ChatService:
@@ -210,6 +230,7 @@ class ChatService:
                 call.policy,
                 reroute=self._reroute(key, call.parsed.ask),
                 may_use=key.may_use,
+                paths=call.paths,
             )
         except (PolicyViolation, UpstreamFailure) as exc:
             # Blocked by policy, or allowed with every compliant deployment unavailable (no key).
@@ -245,6 +266,7 @@ class ChatService:
             call.event(
                 plan.decision,
                 status,
+                served_by=dep,
                 served_model=plan.alias,
                 deployment=dep.id,
                 upstream_model=dep.config.model,
@@ -401,7 +423,8 @@ class ChatService:
         plan, the call with failover (one answer, or a stream), badges, and the ledger record."""
         sensitive = await self.sensitive(endpoint, key, parsed)
         policy = self.effective_policy(key, parsed.ask, sensitive.policies)
-        call = Call(endpoint, key, parsed, policy, request_id, started, sensitive)
+        paths = parsed.paths.limit_retention() if limits_retention(policy) else parsed.paths
+        call = Call(endpoint, key, parsed, policy, request_id, started, sensitive, paths)
         if parsed.stream:
             return await self.stream(call)
         return await self.complete(call)
@@ -414,7 +437,7 @@ class ChatService:
             adapter = self._adapter_for(dep)
             if call.endpoint is Endpoint.EMBEDDINGS:
                 return await adapter.embeddings(dep.target, call.parsed.fields)
-            return await adapter.chat(dep.target, call.parsed.fields)
+            return await adapter.chat(dep.target, call.fields_for(dep))
 
         dep, attempt, result = await self._first_success(call, plan, call_upstream)
         headers, privacy = self._router.disclose(plan, dep, call.request_id)
@@ -431,7 +454,7 @@ class ChatService:
         plan = self._plan(call)
 
         async def open_stream(dep: Deployment) -> ChatStream:
-            return await self._adapter_for(dep).chat_stream(dep.target, call.parsed.fields)
+            return await self._adapter_for(dep).chat_stream(dep.target, call.fields_for(dep))
 
         dep, attempt, opened = await self._first_success(call, plan, open_stream)
         headers, privacy = self._router.disclose(plan, dep, call.request_id)

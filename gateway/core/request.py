@@ -1,7 +1,7 @@
 """A request as the pipeline receives it from any API, whatever its wire format.
 
 What belongs here: `ParsedRequest` (the model asked for, stream or not, the fields passed on
-upstream, and what the request asks of privacy) and `PrivacyAsk`. Each API's wire module
+upstream, what the request asks of privacy, the data paths it uses) and `PrivacyAsk`. Each API's wire module
 (`gateway.api.openai_protocol`) builds them; `gateway.core.pipeline` runs them.
 """
 
@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+
+from gateway.core.data_paths import NONE, DataPaths
 
 
 @dataclass(frozen=True)
@@ -25,3 +27,4 @@ class ParsedRequest:
     stream: bool
     fields: dict[str, Any]
     ask: PrivacyAsk
+    paths: DataPaths = NONE  # `gateway.core.data_paths.detect_*` of the body

@@ -6,9 +6,10 @@ decision, provider, channel and badge; the share of served requests whose channe
 `no-training` or `training-opt-in` badge, the two that pass `no-training-only` (served = sent to a
 deployment, whatever the upstream answered); every blocked request with its reasons; and how many
 requests each sensitive-content detector tightened (`sensitive`) or, in report mode, would have
-tightened (`sensitive_report`), from the ledger's `extra`, which holds detector ids only.
-`activity()` adds what the report page draws (`gateway/api/pages.py`): requests per time step by
-decision, requests per key, the share served by zero-retention channels, and blocked requests by reason.
+tightened (`sensitive_report`), and the data paths requests used (`features`), from the ledger's
+`extra`, which holds ids only. `activity()` adds what the report page draws (`gateway/api/pages.py`):
+requests per time step by decision, requests per key, the share served by zero-retention channels,
+and blocked requests by reason.
 """
 
 from __future__ import annotations
@@ -95,6 +96,7 @@ class Report:
     blocked: list[BlockedRequest] = field(default_factory=list)
     sensitive: dict[str, int] = field(default_factory=dict)
     sensitive_report: dict[str, int] = field(default_factory=dict)
+    features: dict[str, int] = field(default_factory=dict)  # requests per data path (`extra.features`)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -109,20 +111,21 @@ async def _grouped(conn: Any, column: Any, where: Sequence[ColumnElement[bool]])
     }
 
 
-async def _sensitive(
-    conn: Any, where: Sequence[ColumnElement[bool]]
-) -> tuple[dict[str, int], dict[str, int]]:
-    """Requests per detector id: tightened (`extra.sensitive`) and reported only (`extra.sensitive_report`).
-    Counted here rather than in SQL: JSON functions differ between SQLite and PostgreSQL."""
-    tightened: Counter[str] = Counter()
-    reported: Counter[str] = Counter()
+_EXTRA_LISTS = ("sensitive", "sensitive_report", "features")
+
+
+async def _extra_lists(conn: Any, where: Sequence[ColumnElement[bool]]) -> dict[str, dict[str, int]]:
+    """Requests per id of each list in `extra`: detector ids tightened (`sensitive`) and reported
+    only (`sensitive_report`), data paths used (`features`). Counted here rather than in SQL: JSON
+    functions differ between SQLite and PostgreSQL."""
+    counters: dict[str, Counter[str]] = {name: Counter() for name in _EXTRA_LISTS}
     async for row in await conn.stream(select(audit_events.c.extra).where(*where)):
         extra = row.extra if isinstance(row.extra, dict) else {}
-        for counter, name in ((tightened, "sensitive"), (reported, "sensitive_report")):
+        for name, counter in counters.items():
             ids = extra.get(name)
             if isinstance(ids, list):
                 counter.update(str(i) for i in ids)
-    return dict(tightened.most_common()), dict(reported.most_common())
+    return {name: dict(counter.most_common()) for name, counter in counters.items()}
 
 
 async def report(
@@ -167,7 +170,9 @@ async def report(
                     reasons=list(row.reasons),
                 )
             )
-        result.sensitive, result.sensitive_report = await _sensitive(conn, where)
+        lists = await _extra_lists(conn, where)
+        result.sensitive, result.sensitive_report = lists["sensitive"], lists["sensitive_report"]
+        result.features = lists["features"]
     result.badges = dict(badges.most_common())
     result.served_without_no_training = dict(elsewhere.most_common())
     if result.served:

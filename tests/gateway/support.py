@@ -84,6 +84,10 @@ UPSTREAM_CHAT_FIELDS = frozenset(
         "service_tier",
         "verbosity",
         "web_search_options",
+        "store",
+        "metadata",
+        "prompt_cache_retention",
+        "prompt_cache_options",
     }
 )
 

@@ -803,7 +803,8 @@ LOOSENING: dict[str, tuple[dict[str, Any], dict[str, str]]] = {
     "header-looser-policy": ({}, {"X-Privacy-Policy": "api-channel-only"}),
     "header-empty": ({}, {"X-Privacy-Policy": ""}),
     "metadata-policy": ({"metadata": {"policy": "allow"}}, {}),
-    "metadata-privacy": ({"metadata": {"privacy": {"policy": [], "on_violation": "reroute"}}}, {}),
+    # `metadata` values are strings (OpenAI's definition); one that spells a privacy object is just text.
+    "metadata-privacy": ({"metadata": {"privacy": '{"policy": [], "on_violation": "reroute"}'}}, {}),
     "provider-allow": ({"provider": {"data_collection": "allow"}}, {}),
     "provider-allow-no-zdr": ({"provider": {"data_collection": "allow", "zdr": False}}, {}),
     "privacy-empty-policy": ({"privacy": {"policy": []}}, {}),

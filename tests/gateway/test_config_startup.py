@@ -349,3 +349,35 @@ async def test_lifespan_makes_no_upstream_call(
     async with serving(build_app(UNAVAILABLE)) as http:
         assert (await http.get("/healthz")).status_code == 200
     assert outbound(no_network) == []
+
+
+TOOL_HOSTS = """
+tool_hosts:
+  - {host: mcp.internal.example, evidence: "our own server", training: never, retention_days: 0}
+"""
+
+
+def test_tool_hosts_carry_the_operators_facts() -> None:
+    config = parse_config(config_with(GOOD_DEPLOYMENT, extra=TOOL_HOSTS), origin="test.yaml")
+    [host] = config.tool_host_table().values()
+    assert (host.host, host.retention_days, host.training.value, host.human_review.value) == (
+        "mcp.internal.example",
+        0,
+        "never",
+        "unknown",  # unset facts are unknown, which fails closed
+    )
+
+
+@pytest.mark.parametrize(
+    ("hosts", "expected"),
+    [
+        (TOOL_HOSTS + "  - {host: mcp.internal.example, evidence: again}\n", "listed twice"),
+        ("tool_hosts:\n  - {host: https://mcp.example/sse, evidence: a url}\n", "tool_hosts"),
+        ("tool_hosts:\n  - {host: mcp.example, evidence: x, keeps: forever}\n", "Extra inputs"),
+        ("tool_hosts:\n  - {host: mcp.example}\n", "evidence"),
+    ],
+    ids=["duplicate", "url-not-host", "unknown-fact", "no-evidence"],
+)
+def test_startup_refuses_a_bad_tool_host(hosts: str, expected: str) -> None:
+    lines = startup_problems(config_with(GOOD_DEPLOYMENT, extra=hosts))
+    assert any(expected in line for line in lines), lines

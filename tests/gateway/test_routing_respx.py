@@ -610,8 +610,12 @@ async def test_upstream_body_is_allowlisted_with_config_model_and_key(
     request = found["openai"].calls.last.request
     sent = json.loads(request.content)
     assert set(sent) <= UPSTREAM_CHAT_FIELDS, set(sent) - UPSTREAM_CHAT_FIELDS
-    for dropped in ("privacy", "provider", "store", "metadata"):
+    for dropped in ("privacy", "provider"):
         assert dropped not in sent
+    # Data paths are honoured where the policy allows, never dropped: OpenAI's API stores the
+    # completion, which no-training-only permits (`X-Privacy-Features` says so).
+    assert (sent["store"], sent["metadata"]) == (True, {"team": "legal"})
+    assert response.headers["x-privacy-features"] == "stored_response"
     assert sent["model"] == "gpt-4o-mini"
     assert sent["messages"] == body["messages"]
     assert (sent["temperature"], sent["max_tokens"], sent["user"]) == (0.5, 20, "u-1")
@@ -643,13 +647,20 @@ async def test_litellm_upstream_gets_config_key_and_model(
     http: httpx.AsyncClient, upstream: respx.MockRouter, env_keys: dict[str, str]
 ) -> None:
     found = routes(upstream)
-    body = chat_body("claude", metadata={"user_id": "x"}, store=True, privacy={"on_violation": "block"})
+    body = chat_body("claude", metadata={"user_id": "x"}, privacy={"on_violation": "block"})
     response = await http.post("/v1/chat/completions", json=body, headers=bearer(BLOCK_KEY))
     assert response.status_code == 200, response.text
     request = found["anthropic"].calls.last.request
     sent = json.loads(request.content)
     assert sent["model"] == "claude-sonnet-4-5"
-    assert "privacy" not in sent and "store" not in sent and "metadata" not in sent
+    assert "privacy" not in sent and "store" not in sent and sent["metadata"] == {"user_id": "x"}
+    # Asking Anthropic's channel to store, whose catalog entry has no facts for it: refused, not dropped.
+    calls = found["anthropic"].call_count
+    response = await http.post(
+        "/v1/chat/completions", json={**body, "store": True}, headers=bearer(BLOCK_KEY)
+    )
+    assert error_of(response, 403, "feature_not_allowed")["privacy"]["feature"] == "stored_response"
+    assert found["anthropic"].call_count == calls
     assert request.headers["x-api-key"] == env_keys["RESPX_ANTHROPIC_KEY"]
     assert BLOCK_KEY not in str(request.headers) and BLOCK_KEY.encode() not in request.content
 
