@@ -42,11 +42,13 @@ ERRORS = (RedisError, OSError, TimeoutError)
 LIMITED = {1: "requests", 2: "tokens", 3: "concurrency"}
 PROBE_INTERVAL = 1.0
 
+# Windows and leases run on Redis's clock (TIME), so replicas whose clocks differ still agree.
 # KEYS: requests hash, tokens hash, leases zset, budget counter of this second.
-# ARGV: now in ms, rpm, tpm, max_concurrency, lease, lease ttl ms, window s, budget ttl s.
+# ARGV: (unused), rpm, tpm, max_concurrency, lease, lease ttl ms, window s, budget ttl s.
 # Returns: allowed, which limit (0 none), requests in window, ms until the oldest leaves, tokens, ms.
 ADMIT = """
-local now_ms = tonumber(ARGV[1])
+local clock = redis.call('TIME')
+local now_ms = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 local now = math.floor(now_ms / 1000)
 local window = tonumber(ARGV[7])
 redis.call('INCR', KEYS[4])
@@ -94,11 +96,11 @@ if requests == 0 then requests_reset = window * 1000 end
 return {1, 0, requests, requests_reset, tokens, tokens_reset}
 """
 
-# KEYS: tokens hash, leases zset. ARGV: now in ms, tokens, lease ('' none), window s.
+# KEYS: tokens hash, leases zset. ARGV: (unused), tokens, lease ('' none), window s.
 FINISH = """
 local tokens = tonumber(ARGV[2])
 if tokens > 0 then
-  redis.call('HINCRBY', KEYS[1], math.floor(tonumber(ARGV[1]) / 1000), tokens)
+  redis.call('HINCRBY', KEYS[1], tonumber(redis.call('TIME')[1]), tokens)
   redis.call('EXPIRE', KEYS[1], tonumber(ARGV[4]) + 1)
 end
 if ARGV[3] ~= '' then redis.call('ZREM', KEYS[2], ARGV[3]) end
