@@ -320,7 +320,12 @@ class Limiter:
             self._spawn(self.finish(admission, tokens))
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(work)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # a stream closed outside the loop (at exit): its lease expires by itself
+            work.close()
+            return
+        task = loop.create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
