@@ -55,6 +55,11 @@ ROWS: tuple[Row, ...] = (
     ),
     Row("translation (Anthropic wire), non-stream, c=64, throughput", "tr_c64", _rps, "req/s"),
     Row("translation (Anthropic wire), stream, c=64, throughput", "trst_c64", _rps, "req/s"),
+    Row("Responses API, non-stream, c=1, latency p50", "rs_c1", _stat("total_ms", "p50"), "ms"),
+    Row("Responses API, non-stream, c=1, latency p99", "rs_c1", _stat("total_ms", "p99"), "ms"),
+    Row("Responses API, non-stream, c=64, throughput", "rs_c64", _rps, "req/s"),
+    Row("Responses API, stream, c=1, time to first event p50", "rsst_c1", _stat("first_ms", "p50"), "ms"),
+    Row("Responses API, stream, c=64, throughput", "rsst_c64", _rps, "req/s"),
 )
 
 
@@ -408,6 +413,9 @@ def render(results: dict[str, Any]) -> str:
         *main_table(results),
         "",
         *spread_notes(results),
+        "The pass-through's HTTP client against httpx and aiohttp: bench/TRANSPORTS.md "
+        "(`bench/transports.py`, run on its own).",
+        "",
         "## Targets",
         "",
         *targets_section(results),

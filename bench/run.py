@@ -41,7 +41,7 @@ if __package__ in (None, ""):  # run as `python bench/run.py`: make `bench` impo
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import drivers, procs, report
-from bench.scenarios import DIRECT, LITELLM, SCENARIOS, SLUICE, Scenario, request_for
+from bench.scenarios import BY_ID, DIRECT, LITELLM, SCENARIOS, SLUICE, Scenario, request_for
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -287,11 +287,11 @@ def pid_of(run: Run, target: str) -> int:
 def warm_up(run: Run, target: str) -> None:
     """Every request kind at low concurrency, for `warmup` seconds or `warmup_requests` requests,
     whichever comes first (the first litellm call in a process takes about half a second)."""
-    seen: set[tuple[str, bool]] = set()
+    seen: set[tuple[str, bool, str]] = set()
     for scenario in run.options.scenarios:
-        if (scenario.wire, scenario.stream) in seen:
+        if (scenario.wire, scenario.stream, scenario.api) in seen:
             continue
-        seen.add((scenario.wire, scenario.stream))
+        seen.add((scenario.wire, scenario.stream, scenario.api))
         spec = request_for(target, base_url(run, target), scenario)
         result = drivers.run_loadgen(
             "throughput",
@@ -373,7 +373,7 @@ def measure(run: Run, target: str, scenario: Scenario, repeat: int, phase: str) 
 def describe(result: dict[str, Any]) -> str:
     if result["mode"] == "throughput":
         return f"{result['rps']:.0f} req/s, {result['errors']} errors"
-    key = "first_ms" if result["scenario"].startswith("st") else "total_ms"
+    key = f"{BY_ID[result['scenario']].metric}_ms"
     stats = result[key]
     return f"p50 {stats.get('p50', float('nan')):.3f} ms, p99 {stats.get('p99', float('nan')):.3f} ms"
 

@@ -1,7 +1,8 @@
 """The benchmark's scenarios and the request each target gets in each of them.
 
 What belongs here: which scenarios exist (non-stream and stream on the OpenAI-wire pass-through,
-the Anthropic-wire translation path; c=1 latency, c=64 throughput), and, for each target
+the Anthropic-wire translation path, the Responses API passed through; c=1 latency, c=64
+throughput), and, for each target
 (the fake upstream itself, Sluice, LiteLLM Proxy), the URL, body, headers and the marker a
 complete answer contains. Nothing here starts processes or sends traffic.
 """
@@ -21,6 +22,7 @@ MAX_TOKENS = 64
 
 Wire = Literal["openai", "anthropic"]
 Kind = Literal["latency", "throughput"]
+Api = Literal["chat", "responses"]  # the endpoint clients call: /v1/chat/completions or /v1/responses
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,7 @@ class Scenario:
     wire: Wire  # the upstream wire: openai = pass-through, anthropic = litellm translation
     stream: bool
     concurrency: int
+    api: Api = "chat"
 
     @property
     def metric(self) -> str:
@@ -48,6 +51,18 @@ SCENARIOS: tuple[Scenario, ...] = (
         "tr_c64", "translation (Anthropic wire), non-stream, c=64", "throughput", "anthropic", False, 64
     ),
     Scenario("trst_c64", "translation (Anthropic wire), stream, c=64", "throughput", "anthropic", True, 64),
+    Scenario("rs_c1", "Responses API, non-stream, c=1", "latency", "openai", False, 1, "responses"),
+    Scenario("rs_c64", "Responses API, non-stream, c=64", "throughput", "openai", False, 64, "responses"),
+    Scenario(
+        "rsst_c1",
+        "Responses API, stream, c=1, time to first event",
+        "latency",
+        "openai",
+        True,
+        1,
+        "responses",
+    ),
+    Scenario("rsst_c64", "Responses API, stream, c=64", "throughput", "openai", True, 64, "responses"),
 )
 BY_ID = {s.id: s for s in SCENARIOS}
 
@@ -64,6 +79,8 @@ class RequestSpec:
 def request_for(target: str, base_url: str, scenario: Scenario) -> RequestSpec:
     """What `target` (listening at `base_url`) is sent in `scenario`."""
     messages = [{"role": "user", "content": PROMPT}]
+    if scenario.api == "responses":
+        return _responses_request(target, base_url, scenario)
     if target == DIRECT and scenario.wire == "anthropic":
         body = {"model": "claude-sonnet-4-5", "max_tokens": MAX_TOKENS, "messages": messages}
         headers: tuple[str, ...] = ("x-api-key: sk-fake-upstream", "anthropic-version: 2023-06-01")
@@ -82,3 +99,17 @@ def request_for(target: str, base_url: str, scenario: Scenario) -> RequestSpec:
     if scenario.stream:
         body["stream"] = True
     return RequestSpec(url, json.dumps(body), headers, marker, scenario.stream)
+
+
+def _responses_request(target: str, base_url: str, scenario: Scenario) -> RequestSpec:
+    """`POST /v1/responses` to an OpenAI-wire upstream: the fake's own, or a gateway's (pass-through)."""
+    if target == DIRECT:
+        model, headers = "gpt-4o-mini", ("authorization: Bearer sk-fake-upstream",)
+    else:
+        key = SLUICE_KEY if target == SLUICE else LITELLM_KEY
+        model, headers = "bench-openai", (f"authorization: Bearer {key}",)
+    body: dict[str, object] = {"model": model, "max_output_tokens": MAX_TOKENS, "input": PROMPT}
+    if scenario.stream:
+        body["stream"] = True
+    marker = "response.completed" if scenario.stream else '"output"'
+    return RequestSpec(f"{base_url}/v1/responses", json.dumps(body), headers, marker, scenario.stream)

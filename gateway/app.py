@@ -20,12 +20,14 @@ from datetime import date
 from typing import TypedDict, Unpack
 
 from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
 
 from gateway.api.admin import AdminGuard
 from gateway.api.pages import Pages
 from gateway.api.routes import add_routes
 from gateway.config import Config, ConfigError, check, check_file
 from gateway.core.auth import Authenticator, KeyRecord, KeyStore, StaticKeyStore, config_keys
+from gateway.core.continuations import Continuations
 from gateway.core.deployments import Deployment, build_deployments
 from gateway.core.limits import KeyLimits, Limiter, LocalState, SharedState
 from gateway.core.misses import served
@@ -41,6 +43,7 @@ from gateway.server.bodybudget import BodyBudget
 from gateway.server.edge import EdgeGuard
 from gateway.server.key_slots import KeySlots
 from gateway.settings import Settings
+from gateway.storage.continuations import origin_finder
 from gateway.storage.ledger import LedgerSink
 from gateway.storage.redis_state import RedisState
 from gateway.storage.runtime import Storage, require_writable_spool
@@ -65,11 +68,13 @@ def prepare(
     return catalog, config
 
 
-def _adapters(deployments: Sequence[Deployment]) -> Adapters:
+def _adapters(deployments: Sequence[Deployment], settings: Settings) -> Adapters:
     translated: LiteLLMAdapter | None = None
-    if any(not d.openai_wire for d in deployments):
+    # Also for an OpenAI-wire host without a Responses API: its Responses calls go through litellm.
+    if any(not (d.openai_wire and d.responses_wire) for d in deployments):
         translated = LiteLLMAdapter()  # litellm itself is imported in the background (preload)
-    return Adapters(direct=OpenAIWireAdapter(), translated=translated)
+    direct = OpenAIWireAdapter(max_connections_per_host=settings.upstream_max_connections_per_host)
+    return Adapters(direct=direct, translated=translated)
 
 
 def _clock(today: date | None) -> Callable[[], date]:
@@ -142,7 +147,7 @@ def build_services(
     router = PolicyRouter(config, deployments, clock=clock)
     table = config.policy_table()
     all_deployments = router.all_deployments()
-    adapters = _adapters(all_deployments)
+    adapters = _adapters(all_deployments, settings)
     secrets = [d.target.api_key for d in all_deployments if d.target.api_key]
     if settings.master_key is not None:
         secrets.append(settings.master_key.get_secret_value())
@@ -164,7 +169,10 @@ def build_services(
         shared, default=KeyLimits(settings.key_rpm, settings.key_tpm, settings.key_max_concurrency)
     )
     # GET /metrics: counted from each audit event on its way to the ledger; the rest read when scraped.
-    request_metrics = RequestMetrics(models=router.models, deployments=[d.id for d in all_deployments])
+    # This app's own registry: never prometheus_client's global one.
+    request_metrics = RequestMetrics(
+        models=router.models, deployments=[d.id for d in all_deployments], registry=CollectorRegistry()
+    )
     in_flight = InFlight()
     body_budget = BodyBudget(settings.max_inflight_body_bytes)
     gateway_metrics = GatewayMetrics(
@@ -188,6 +196,8 @@ def build_services(
         audit=MetricsSink(audit, request_metrics),
         resilience=resilience,
         limiter=limiter,
+        # previous_response_id: this process's answers, then the ledger's (other replicas, restarts).
+        continuations=Continuations(lookup=origin_finder(storage.db) if storage is not None else None),
     )
     _foresee(router, config, table)
     return Services(

@@ -37,6 +37,7 @@ class Endpoint(StrEnum):
 
     CHAT = "chat"
     EMBEDDINGS = "embeddings"
+    RESPONSES = "responses"
 
 
 class DecisionKind(StrEnum):

@@ -54,6 +54,10 @@ class Settings(BaseSettings):
         default=60.0, gt=0, description="longest a response may wait on a full send buffer"
     )
     connect_timeout: float = Field(default=5.0, gt=0)
+    # The pass-through's connections to one upstream host (gateway/upstream/transport.py).
+    upstream_max_connections_per_host: int = Field(
+        default=1024, ge=1, description="open connections to one upstream host, busy and idle"
+    )
     read_timeout: float = Field(default=120.0, gt=0, description="whole non-stream call / first stream byte")
     stream_idle_timeout: float = Field(default=60.0, gt=0, description="longest gap between stream chunks")
     breaker_failures: int = Field(default=5, ge=1, description="provider failures in a row to open")

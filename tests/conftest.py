@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -76,6 +77,33 @@ def require_service(reason: str) -> None:
     if os.environ.get("SLUICE_TEST_REQUIRE_SERVICES") == "1":
         pytest.fail(f"required service missing: {reason}")
     pytest.skip(reason)
+
+
+def checkouts() -> list[Path]:
+    """The repository root, and, when this is a `git worktree`, the main checkout it belongs to."""
+    roots = [ROOT]
+    try:
+        common = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--path-format=absolute", "--git-common-dir"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return roots
+    main = Path(common).parent
+    return roots if main == ROOT else [*roots, main]
+
+
+def shared_design() -> Path:
+    """`../shared/DESIGN.md` beside the repository root (the contract the code is built to). Missing,
+    it fails the test in CI (`SLUICE_TEST_REQUIRE_SERVICES=1`) and skips it elsewhere."""
+    candidates = [root.parent / "shared" / "DESIGN.md" for root in checkouts()]
+    for design in candidates:
+        if design.is_file():
+            return design
+    require_service(f"DESIGN.md not found at {', '.join(map(str, candidates))}")
+    raise AssertionError("unreachable: require_service fails or skips")
 
 
 def port_open(host: str, port: int) -> bool:

@@ -53,6 +53,8 @@ def route(method: str, path: str) -> Route | None:
     if method == "POST":
         if p.endswith("/chat/completions"):
             return Route("openai", "chat")
+        if p.endswith("/responses"):
+            return Route("openai", "responses")  # built by `fake_responses`
         if p.endswith("/embeddings"):
             return Route("openai", "embed")
         if p.endswith("/messages"):

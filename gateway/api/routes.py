@@ -1,9 +1,9 @@
 """Every endpoint Sluice serves, by URL: the one route table of the app.
 
-What belongs here: the table only, in the order the app matches it (and a 404 lists the public
-paths in). The pipeline routes (chat, embeddings) are Starlette routes run inside the edge's guards
-(`gateway.server.edge.Guarded`: the in-flight cap, the body deadline, the request's claims); the
-others are FastAPI routes whose handlers reach the services through dependencies. Each handler
+What belongs here: the table only, in the order the app matches it (and a 404 lists the public paths
+in). The pipeline routes (chat, embeddings, responses) are Starlette routes run inside the edge's
+guards (`gateway.server.edge.Guarded`: the in-flight cap, the body deadline, the request's claims);
+the others are FastAPI routes whose handlers reach the services through dependencies. Each handler
 lives in its API's module; the admin routes are also guarded by `gateway.api.admin.AdminGuard`,
 before routing. The transparency pages come last (the API paths are matched first), and only when
 they are on (`SLUICE_PAGES`).
@@ -17,12 +17,13 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.routing import Route
 
-from gateway.api import admin, chat, embeddings, health, metrics, models, pages, privacy
+from gateway.api import admin, chat, embeddings, health, metrics, models, pages, privacy, responses
 from gateway.server.edge import Guarded, Handler
 
 PIPELINE: tuple[tuple[str, Handler], ...] = (
     ("/v1/chat/completions", chat.completions),
     ("/v1/embeddings", embeddings.create),
+    ("/v1/responses", responses.create),
 )
 API: tuple[tuple[str, str, Callable[..., Any]], ...] = (
     ("GET", "/v1/models", models.list_models),

@@ -18,6 +18,7 @@ from gateway.core.auth import Authenticator
 from gateway.core.limits import Limiter
 from gateway.core.pipeline import ChatService
 from gateway.core.routing import PolicyRouter
+from gateway.names import Endpoint
 from gateway.observability.audit import AuditSink
 from gateway.observability.metrics import GatewayMetrics, InFlight
 from gateway.server.bodybudget import BodyBudget
@@ -41,8 +42,10 @@ class Adapters:
     direct: OpenAIWireAdapter
     translated: LiteLLMAdapter | None
 
-    def adapter_for(self, dep: Deployment) -> Adapter:
-        if dep.openai_wire:
+    def adapter_for(self, dep: Deployment, endpoint: Endpoint = Endpoint.CHAT) -> Adapter:
+        """The pass-through where the deployment speaks the endpoint's wire, else litellm."""
+        direct = dep.responses_wire if endpoint is Endpoint.RESPONSES else dep.openai_wire
+        if direct:
             return self.direct
         assert self.translated is not None, "a litellm deployment without the litellm adapter"
         return self.translated

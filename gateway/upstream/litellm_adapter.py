@@ -6,8 +6,10 @@ config (never the request body as such), handing litellm HTTP clients that neith
 redirects nor read past Sluice's caps (`gateway/upstream/limits.py`), and mapping litellm's
 exceptions onto Sluice's `UpstreamError`s (`gateway/upstream/litellm_errors.py` decides whose fault
 each failure is), and refusing media URLs its translation would download
-(`gateway/upstream/media.py`). litellm is imported on first use, so a gateway with only OpenAI-wire
-deployments never pays its import time or memory.
+(`gateway/upstream/media.py`). The OpenAI Responses API goes through `litellm.aresponses`: the
+provider's own Responses API where litellm has one (Azure), its bridge to the provider's chat API
+otherwise (Anthropic, Gemini, and OpenAI-wire hosts that have no `/responses`). litellm is imported
+on first use, so a gateway with only OpenAI-wire deployments never pays its import time or memory.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import contextlib
 import gc
 import importlib
 import logging
+import operator
 import os
 import ssl
 from collections.abc import AsyncIterator
@@ -30,12 +33,14 @@ from gateway.upstream import sse
 from gateway.upstream.base import (
     UpstreamError,
     UpstreamProtocolError,
+    UpstreamRequestRejected,
     UpstreamStreamError,
     UpstreamTarget,
 )
 from gateway.upstream.limits import CappedTransport
 from gateway.upstream.litellm_errors import CURRENT_CALL, Call, MarkSent, map_error
 from gateway.upstream.media import refuse_fetched_media
+from gateway.upstream.providers import ROUTES
 
 # Set before litellm is imported; forced, so a stray shell variable cannot turn downloads back on.
 OFFLINE_ENV = {
@@ -124,28 +129,90 @@ def _kwargs(target: UpstreamTarget, body: dict[str, Any], client: Any) -> dict[s
     return kwargs
 
 
-def _dump(obj: Any) -> dict[str, Any]:
+def _translatable(litellm: ModuleType, body: dict[str, Any]) -> dict[str, Any]:
+    """The body without the OpenAI fields litellm does not know (`moderation`,
+    `prompt_cache_options`): litellm would put those into the provider's body as provider-specific
+    keys, which Anthropic and Gemini refuse as unknown, where `drop_params` drops a known field
+    the provider lacks. Sluice drops them the same way (docs/fields.md). `metadata` stays: litellm
+    maps its `user_id` to Anthropic's `metadata.user_id`."""
+    known = frozenset(litellm.OPENAI_CHAT_COMPLETION_PARAMS) | {"messages", "metadata"}
+    if known.issuperset(body):
+        return body
+    return {key: value for key, value in body.items() if key in known}
+
+
+def _with_required_nulls(data: dict[str, Any], *, chunk: bool) -> dict[str, Any]:
+    """A translated completion or chunk with the fields OpenAI's schema requires even when null
+    (`_dump` leaves out every None): a choice's `logprobs`, a message's `content` and `refusal`,
+    a chunk choice's `finish_reason` and `delta`. Strict clients validate these."""
+    choices = data.get("choices")
+    for choice in choices if isinstance(choices, list) else ():
+        if not isinstance(choice, dict):
+            continue
+        if chunk:
+            choice.setdefault("delta", {})
+            choice.setdefault("finish_reason", None)
+            continue
+        choice.setdefault("logprobs", None)
+        message = choice.get("message")
+        if isinstance(message, dict):
+            message.setdefault("content", None)
+            message.setdefault("refusal", None)
+    return data
+
+
+def _dump(obj: Any, *, json: bool = False) -> dict[str, Any]:
+    """litellm's answer as a dict; `json`: enums as their values (Responses events' `type`)."""
     if isinstance(obj, dict):
         return obj
-    dumped = obj.model_dump(exclude_none=True)
+    dumped = obj.model_dump(mode="json", exclude_none=True) if json else obj.model_dump(exclude_none=True)
     if not isinstance(dumped, dict):
         raise UpstreamProtocolError("litellm returned an unexpected object")
     return dumped
 
 
+def _chat_frame(data: dict[str, Any]) -> bytes:
+    return sse.frame(orjson.dumps(data))
+
+
+def _responses_frame(data: dict[str, Any]) -> bytes:
+    return sse.typed(str(data.get("type", "message")), orjson.dumps(data))
+
+
+def _responses_usage(data: dict[str, Any]) -> Any:
+    response = data.get("response")
+    return response.get("usage") if isinstance(response, dict) else None
+
+
 class LiteLLMStream:
+    """litellm's chunks (or Responses events) as SSE frames: `data:` lines ending with `[DONE]`
+    for Chat Completions, named events (`sse.typed`) with no end mark for Responses."""
+
     def __init__(
         self,
         litellm: ModuleType,
         iterator: AsyncIterator[Any],
         first: dict[str, Any],
         idle: float | None = None,
+        *,
+        responses: bool = False,
     ) -> None:
         self.first = first
-        self.usage: dict[str, Any] | None = first.get("usage")
+        self._frame = _responses_frame if responses else _chat_frame
+        self._usage_of: Any = _responses_usage if responses else operator.itemgetter("usage")
+        self._end = b"" if responses else sse.DONE
+        self._json = responses
+        self.usage: dict[str, Any] | None = self._usage(first)
         self._litellm = litellm
         self._iterator = iterator
         self._idle = idle
+
+    def _usage(self, data: dict[str, Any]) -> dict[str, Any] | None:
+        try:
+            usage = self._usage_of(data)
+        except KeyError:
+            return None
+        return usage if isinstance(usage, dict) else None
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         try:
@@ -159,16 +226,16 @@ class LiteLLMStream:
                     break
                 except TimeoutError:
                     raise UpstreamStreamError("the upstream stream stalled") from None
-                data = _dump(chunk)
-                if isinstance(data.get("usage"), dict):
-                    self.usage = data["usage"]
-                yield sse.frame(orjson.dumps(data))
+                data = _with_required_nulls(_dump(chunk, json=self._json), chunk=True)
+                self.usage = self._usage(data) or self.usage
+                yield self._frame(data)
         except UpstreamError:
             raise
         except Exception as exc:  # litellm raises many types mid-stream; all end the stream in-band
             mapped = map_error(self._litellm, exc)
             raise UpstreamStreamError(f"the upstream stream broke: {mapped.message}") from None
-        yield sse.DONE
+        if self._end:
+            yield self._end
 
     async def aclose(self) -> None:
         close = getattr(self._iterator, "aclose", None)
@@ -261,7 +328,11 @@ class LiteLLMAdapter:
 
     def _azure_client(self, target: UpstreamTarget) -> Any:
         """Azure goes through the OpenAI SDK inside litellm; its default httpx client follows redirects."""
-        key = (target.api_base, target.api_version, target.api_key)
+        return self._sdk_client(target, azure=True)
+
+    def _sdk_client(self, target: UpstreamTarget, *, azure: bool) -> Any:
+        """An OpenAI SDK client on httpx that neither follows redirects nor reads past the caps."""
+        key = (target.api_base, target.api_version if azure else "openai", target.api_key)
         found = self._sdk_clients.get(key)
         if found is None:
             import openai
@@ -273,14 +344,40 @@ class LiteLLMAdapter:
             )
             options: dict[str, Any] = {
                 "api_key": target.api_key,
-                "azure_endpoint": target.api_base or "",
-                "api_version": target.api_version,
                 "max_retries": 0,
                 "http_client": http_client,
             }
-            found = openai.AsyncAzureOpenAI(**options)
+            if azure:
+                options |= {"azure_endpoint": target.api_base or "", "api_version": target.api_version}
+                found = openai.AsyncAzureOpenAI(**options)
+            else:
+                found = openai.AsyncOpenAI(base_url=target.api_base, **options)
             self._sdk_clients[key] = found
         return found
+
+    def _responses_kwargs(
+        self, target: UpstreamTarget, body: dict[str, Any], *, stream: bool
+    ) -> dict[str, Any]:
+        """`litellm.aresponses`'s arguments. Its Responses handlers (Azure's) take the HTTP handler
+        as `client`; its bridge hands `client` on to `acompletion`, which takes the chat path's.
+        An OpenAI-wire host reaches this adapter only when it has no `/responses`: the bridge then
+        calls its chat API through the OpenAI SDK, on a client that does not follow redirects."""
+        prefix = target.model.partition("/")[0]
+        if prefix == "azure":
+            return _kwargs(target, body, self._handler(target, stream=stream))
+        if body.get("previous_response_id") is not None:
+            # The bridge keeps no conversations; litellm would look for one elsewhere (its proxy's
+            # store, or a provider's API): never. The pipeline pins such requests to deployments that
+            # keep them (`gateway.core.continuations`), so this guards a path that is not taken.
+            raise UpstreamRequestRejected("previous_response_id needs a deployment that keeps responses")
+        client: Any
+        if prefix in ROUTES and ROUTES[prefix].openai_wire:
+            client = self._sdk_client(target, azure=False)
+        else:
+            client = self._client(target, stream=stream)
+        kwargs = _kwargs(target, body, client)
+        kwargs["use_chat_completions_api"] = True
+        return kwargs
 
     async def chat(self, target: UpstreamTarget, body: dict[str, Any]) -> dict[str, Any]:
         litellm = await self._litellm()
@@ -289,25 +386,25 @@ class LiteLLMAdapter:
         call = Call(marked=client is not None)
         token = CURRENT_CALL.set(call)
         try:
-            response = await litellm.acompletion(**_kwargs(target, body, client))
+            response = await litellm.acompletion(**_kwargs(target, _translatable(litellm, body), client))
         except Exception as exc:  # every litellm failure becomes a sanitised UpstreamError
             raise map_error(litellm, exc, sent=call.sent) from None
         finally:
             CURRENT_CALL.reset(token)
-        return _dump(response)
+        return _with_required_nulls(_dump(response), chunk=False)
 
     async def chat_stream(self, target: UpstreamTarget, body: dict[str, Any]) -> LiteLLMStream:
         litellm = await self._litellm()
         refuse_fetched_media(target.model.partition("/")[0], body)
         client = self._client(target, stream=True)
-        kwargs = _kwargs(target, body, client)
+        kwargs = _kwargs(target, _translatable(litellm, body), client)
         kwargs["stream"] = True
         call = Call(marked=client is not None)
         token = CURRENT_CALL.set(call)
         try:
             response = await litellm.acompletion(**kwargs)
             iterator = aiter(response)
-            first = _dump(await anext(iterator))
+            first = _with_required_nulls(_dump(await anext(iterator)), chunk=True)
         except StopAsyncIteration:
             raise UpstreamProtocolError("the upstream stream ended before its first chunk") from None
         except Exception as exc:  # see chat()
@@ -329,6 +426,39 @@ class LiteLLMAdapter:
         finally:
             CURRENT_CALL.reset(token)
         return _dump(response)
+
+    async def responses(self, target: UpstreamTarget, body: dict[str, Any]) -> dict[str, Any]:
+        litellm = await self._litellm()
+        refuse_fetched_media(target.model.partition("/")[0], body)
+        kwargs = self._responses_kwargs(target, body, stream=False)
+        call = Call(marked=kwargs.get("client") is not None)
+        token = CURRENT_CALL.set(call)
+        try:
+            response = await litellm.aresponses(**kwargs)
+        except Exception as exc:  # see chat()
+            raise map_error(litellm, exc, sent=call.sent) from None
+        finally:
+            CURRENT_CALL.reset(token)
+        return _dump(response, json=True)
+
+    async def responses_stream(self, target: UpstreamTarget, body: dict[str, Any]) -> LiteLLMStream:
+        litellm = await self._litellm()
+        refuse_fetched_media(target.model.partition("/")[0], body)
+        kwargs = self._responses_kwargs(target, body, stream=True)
+        kwargs["stream"] = True
+        call = Call(marked=kwargs.get("client") is not None)
+        token = CURRENT_CALL.set(call)
+        try:
+            response = await litellm.aresponses(**kwargs)
+            iterator = aiter(response)
+            first = _dump(await anext(iterator), json=True)
+        except StopAsyncIteration:
+            raise UpstreamProtocolError("the upstream stream ended before its first event") from None
+        except Exception as exc:  # see chat()
+            raise map_error(litellm, exc, sent=call.sent) from None
+        finally:
+            CURRENT_CALL.reset(token)
+        return LiteLLMStream(litellm, iterator, first, target.idle_timeout, responses=True)
 
     async def aclose(self) -> None:
         if self._loading is not None and not self._loading.done():

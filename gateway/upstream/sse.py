@@ -1,8 +1,9 @@
-"""Server-sent events as the OpenAI wire frames them, defined once.
+"""Server-sent events as the OpenAI wires frame them, defined once.
 
-What belongs here: framing one event (`frame`), the `[DONE]` mark that ends a stream (`DONE_DATA`,
-the payload; `DONE`, the framed event), the media type and headers of a relayed stream, and
-`UsageFilter`, which drops the usage-only chunk Sluice asked for when the client did not.
+What belongs here: framing one event (`frame`; `typed`, with an `event:` line, as the Responses API
+names each event), the `[DONE]` mark that ends a Chat Completions stream (`DONE_DATA`, the payload;
+`DONE`, the framed event), the media type and headers of a relayed stream, and `UsageFilter`, which
+drops the usage-only chunk Sluice asked for when the client did not.
 Reading an upstream's events is each wire's own (`openai_wire`, `limits`).
 """
 
@@ -58,3 +59,8 @@ def _usage_only(event: bytes) -> bool:
     except orjson.JSONDecodeError:
         return False
     return isinstance(parsed, dict) and parsed.get("choices") == [] and isinstance(parsed.get("usage"), dict)
+
+
+def typed(name: str, data: bytes) -> bytes:
+    """One event named `name` (the Responses API's `response.created`, ...) carrying `data`."""
+    return b"event: " + name.encode() + b"\ndata: " + data + b"\n\n"

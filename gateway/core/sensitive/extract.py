@@ -68,4 +68,38 @@ def embedding_texts(fields: Mapping[str, Any]) -> Iterator[str]:
             yield from _strings(item)
 
 
-EXTRACTORS: dict[str, Extractor] = {"chat": chat_texts, "embeddings": embedding_texts}
+def _response_item(item: Any) -> Iterator[str]:
+    """One Responses input item: a message (content as a string or parts), a function or custom tool
+    call (name, arguments or input), a tool's output, a reasoning item's summary and text (its
+    `encrypted_content` is opaque, not text)."""
+    if isinstance(item, str):
+        yield item
+        return
+    if not isinstance(item, dict):
+        return
+    yield from _content(item.get("content"))
+    for name in ("name", "arguments", "input"):
+        yield from _strings(item.get(name))
+    yield from _content(item.get("output"))  # a string, or parts of which `text` parts are text
+    summary = item.get("summary")
+    for part in summary if isinstance(summary, list) else ():
+        if isinstance(part, dict):
+            yield from _strings(part.get("text"))
+
+
+def responses_texts(fields: Mapping[str, Any]) -> Iterator[str]:
+    """OpenAI Responses: `instructions`, and every input item (a string input is one user turn)."""
+    yield from _strings(fields.get("instructions"))
+    value = fields.get("input")
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, list):
+        for item in value:
+            yield from _response_item(item)
+
+
+EXTRACTORS: dict[str, Extractor] = {
+    "chat": chat_texts,
+    "embeddings": embedding_texts,
+    "responses": responses_texts,
+}
