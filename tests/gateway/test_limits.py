@@ -24,7 +24,7 @@ from gateway.observability.audit import MemoryAuditSink
 from gateway.settings import Settings
 from gateway.upstream.sse import UsageFilter
 from tests.conftest import AUTH, DEMO_CONFIG, DEMO_KEY, chat_body, port_open, require_service
-from tests.storage.conftest import wait_for
+from tests.helpers import until
 
 REDIS = ("127.0.0.1", 6379)
 LIMIT_HEADERS = (
@@ -161,7 +161,7 @@ async def test_max_concurrency_per_key(demo_settings: Settings, fake: FakeUpstre
         slow = asyncio.create_task(
             http.post("/v1/chat/completions", json=chat_body(content="[[fake:delay_ms=3000]]"), headers=AUTH)
         )
-        await wait_for(lambda: fake.requests, "the slow request to hold the key's only slot")
+        await until(lambda: fake.requests, "the slow request to hold the key's only slot")
         second = await http.post("/v1/chat/completions", json=chat_body(), headers=AUTH)
         assert second.status_code == 429 and "in flight" in second.json()["error"]["message"]
         assert (await slow).status_code == 200
@@ -231,7 +231,7 @@ async def test_a_retry_after_hold_reaches_the_other_app(
             "/v1/chat/completions", json=chat_body(content="[[fake:status=429,retry_after=30]]"), headers=AUTH
         )
         assert held.status_code == 429
-        await wait_for(lambda: rb.holds.remaining(dep) > 0, "the hold to reach app b")
+        await until(lambda: rb.holds.remaining(dep) > 0, "the hold to reach app b")
         calls = len(fake.requests)
         skipped = await b.post("/v1/chat/completions", json=chat_body(), headers=AUTH)
         assert skipped.status_code == 429 and len(fake.requests) == calls  # no call made
@@ -309,6 +309,6 @@ async def test_a_redis_that_stops_answering_costs_a_request_at_most_the_timeout(
             async def shared_again() -> bool:
                 return (await http.get("/readyz")).json()["shared_state"]["status"] == "ok"
 
-            await wait_for(shared_again, "Redis to be used again")
+            await until(shared_again, "Redis to be used again")
     finally:
         await proxy.stop()

@@ -7,7 +7,8 @@ import json
 
 from gateway.settings import Settings
 from tests.conftest import chat_body
-from tests.storage.conftest import MASTER, app_on, asgi, wait_for
+from tests.helpers import until
+from tests.storage.conftest import MASTER, app_on, asgi
 from tests.storage.support import sluice
 
 
@@ -36,7 +37,7 @@ async def test_limits_set_changed_and_applied(settings: Settings) -> None:
             answer = await http.post("/v1/chat/completions", headers=bearer(key), json=chat_body())
             return answer.status_code == 200
 
-        await wait_for(served, "the raised limit to reach the gateway")
+        await until(served, "the raised limit to reach the gateway")
         assert (await http.patch("/admin/keys/interns", headers=MASTER, json={"rpm": -1})).status_code == 400
         assert (await http.patch("/admin/keys/interns", headers=MASTER, json={})).status_code == 400
         assert (await http.patch("/admin/keys/nobody", headers=MASTER, json={"rpm": 1})).status_code == 404

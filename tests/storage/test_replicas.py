@@ -27,7 +27,8 @@ from sluice_fakes.fake_upstream import FakeUpstream
 
 from gateway.core.auth import hash_key
 from tests.conftest import ROOT, chat_body, port_open, require_service
-from tests.storage.conftest import MASTER_KEY, TcpProxy, free_port, ledger_rows, wait_for
+from tests.helpers import until
+from tests.storage.conftest import MASTER_KEY, TcpProxy, free_port, ledger_rows
 
 REDIS = ("127.0.0.1", 6379)
 KEYS = {name: f"sk-replicas-{name}-{secrets.token_hex(8)}" for name in ("rpm", "conc", "tpm", "free", "out")}
@@ -141,7 +142,7 @@ async def replicas(
                         return False
                     return answer.status_code == 200 and answer.json()["shared_state"]["status"] == "ok"
 
-                await wait_for(ready, f"replica {replica.name} to be ready with Redis", limit=120)
+                await until(ready, f"replica {replica.name} to be ready with Redis", within=120)
         yield started
     finally:
         for replica in started:
@@ -216,7 +217,7 @@ async def test_limits_hold_across_replicas(
             asyncio.create_task(chat(http, cluster[i], "conc", content="[[fake:delay_ms=4000]]"))
             for i in (0, 1)
         ]
-        await wait_for(lambda: sum("delay_ms" in r.directives for r in fake.requests) == 2, "both slow calls")
+        await until(lambda: sum("delay_ms" in r.directives for r in fake.requests) == 2, "both slow calls")
         third = await chat(http, cluster[2], "conc")
         assert third.status_code == 429 and "in flight" in third.json()["error"]["message"]
         assert [(await s).status_code for s in slow] == [200, 200]
@@ -236,7 +237,7 @@ async def test_limits_hold_across_replicas(
                 counts = await redis.hgetall(f"{redis_prefix}:tpm:tpm-team")
                 return sum(int(v) for v in counts.values()) >= 100
 
-            await wait_for(counted, "both streams' tokens counted in Redis")
+            await until(counted, "both streams' tokens counted in Redis")
         finally:
             await redis.aclose()
         over = await chat(http, cluster[2], "tpm", stream=True)
@@ -247,7 +248,7 @@ async def test_limits_hold_across_replicas(
         rows = [r for r in await ledger_rows(pg_url) if r["key_name"] == "rpm-team"]
         return len(rows) == 20
 
-    await wait_for(recorded, "twenty ledger records for rpm-team")
+    await until(recorded, "twenty ledger records for rpm-team")
     rows = [r for r in await ledger_rows(pg_url) if r["key_name"] == "rpm-team"]
     assert (
         sorted((r["status"], r["error_code"]) for r in rows)
@@ -264,7 +265,7 @@ async def test_a_breaker_and_a_hold_reach_every_replica(cluster: list[Replica], 
             assert failed.status_code == 502
         state = 'sluice_circuit_breaker_state{deployment="flaky#0",state="open"}'
         for other in (b, c):
-            await wait_for(
+            await until(
                 lambda other=other: shows(http, other, state, lambda v: v == 1.0), f"{other.name} opens"
             )
         # ... and b and c skip flaky without calling it, though they never saw it fail.
@@ -279,7 +280,7 @@ async def test_a_breaker_and_a_hold_reach_every_replica(cluster: list[Replica], 
         assert asked.status_code == 429
         hold = 'sluice_deployment_hold_seconds{deployment="held#0"}'
         for other in (a, c):
-            await wait_for(
+            await until(
                 lambda other=other: shows(http, other, hold, lambda v: v > 30.0), f"{other.name} holds"
             )
         calls = len(fake.requests)
@@ -299,7 +300,7 @@ async def test_redis_away_costs_no_request_and_comes_back(
         answers = await asyncio.gather(*(chat(http, cluster[i % 3], "free") for i in range(9)))
         assert [x.status_code for x in answers] == [200] * 9
         for replica in (a, b):
-            await wait_for(
+            await until(
                 lambda replica=replica: shows(http, replica, "sluice_shared_state_up", lambda v: v == 0.0),
                 f"{replica.name} to report Redis away",
             )
@@ -311,7 +312,7 @@ async def test_redis_away_costs_no_request_and_comes_back(
 
         await redis_proxy.start()
         for replica in (a, b):
-            await wait_for(
+            await until(
                 lambda replica=replica: shows(http, replica, "sluice_shared_state_up", lambda v: v == 1.0),
                 f"{replica.name} to use Redis again",
             )
