@@ -312,3 +312,13 @@ async def test_a_redis_that_stops_answering_costs_a_request_at_most_the_timeout(
             await until(shared_again, "Redis to be used again")
     finally:
         await proxy.stop()
+
+
+async def test_the_responses_api_is_limited_by_the_same_step(demo_settings: Settings) -> None:
+    audit = MemoryAuditSink()
+    async with app_client(settings_with(demo_settings, key_rpm=1), audit) as http:
+        body = {"model": "gpt-4o-mini", "input": "Hello"}
+        answers = [await http.post("/v1/responses", json=body, headers=AUTH) for _ in range(2)]
+    assert [a.status_code for a in answers] == [200, 429]
+    assert answers[1].headers["x-ratelimit-remaining-requests"] == "0"
+    assert [(e.endpoint, e.status) for e in audit.events] == [("responses", 200), ("responses", 429)]
