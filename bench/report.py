@@ -60,6 +60,17 @@ ROWS: tuple[Row, ...] = (
     Row("Responses API, non-stream, c=64, throughput", "rs_c64", _rps, "req/s"),
     Row("Responses API, stream, c=1, time to first event p50", "rsst_c1", _stat("first_ms", "p50"), "ms"),
     Row("Responses API, stream, c=64, throughput", "rsst_c64", _rps, "req/s"),
+    Row("Messages pass-through, non-stream, c=1, latency p50", "msg_c1", _stat("total_ms", "p50"), "ms"),
+    Row("Messages pass-through, non-stream, c=1, latency p99", "msg_c1", _stat("total_ms", "p99"), "ms"),
+    Row("Messages pass-through, non-stream, c=64, throughput", "msg_c64", _rps, "req/s"),
+    Row(
+        "Messages pass-through, stream, c=1, time to first token p50",
+        "msgst_c1",
+        _stat("first_ms", "p50"),
+        "ms",
+    ),
+    Row("Messages pass-through, stream, c=1, whole stream p50", "msgst_c1", _stat("total_ms", "p50"), "ms"),
+    Row("Messages pass-through, stream, c=64, throughput", "msgst_c64", _rps, "req/s"),
 )
 
 

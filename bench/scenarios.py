@@ -1,8 +1,8 @@
 """The benchmark's scenarios and the request each target gets in each of them.
 
 What belongs here: which scenarios exist (non-stream and stream on the OpenAI-wire pass-through,
-the Anthropic-wire translation path, the Responses API passed through; c=1 latency, c=64
-throughput), and, for each target
+the Anthropic-wire translation path, the Responses API passed through, the Messages API passed
+through to an Anthropic-wire upstream; c=1 latency, c=64 throughput), and, for each target
 (the fake upstream itself, Sluice, LiteLLM Proxy), the URL, body, headers and the marker a
 complete answer contains. Nothing here starts processes or sends traffic.
 """
@@ -22,7 +22,8 @@ MAX_TOKENS = 64
 
 Wire = Literal["openai", "anthropic"]
 Kind = Literal["latency", "throughput"]
-Api = Literal["chat", "responses"]  # the endpoint clients call: /v1/chat/completions or /v1/responses
+# The endpoint clients call: /v1/chat/completions, /v1/responses, or Anthropic's /v1/messages.
+Api = Literal["chat", "responses", "messages"]
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,24 @@ SCENARIOS: tuple[Scenario, ...] = (
         "responses",
     ),
     Scenario("rsst_c64", "Responses API, stream, c=64", "throughput", "openai", True, 64, "responses"),
+    Scenario(
+        "msg_c1", "Messages pass-through, non-stream, c=1", "latency", "anthropic", False, 1, "messages"
+    ),
+    Scenario(
+        "msg_c64", "Messages pass-through, non-stream, c=64", "throughput", "anthropic", False, 64, "messages"
+    ),
+    Scenario(
+        "msgst_c1",
+        "Messages pass-through, stream, c=1, time to first token",
+        "latency",
+        "anthropic",
+        True,
+        1,
+        "messages",
+    ),
+    Scenario(
+        "msgst_c64", "Messages pass-through, stream, c=64", "throughput", "anthropic", True, 64, "messages"
+    ),
 )
 BY_ID = {s.id: s for s in SCENARIOS}
 
@@ -78,12 +97,20 @@ class RequestSpec:
 
 def request_for(target: str, base_url: str, scenario: Scenario) -> RequestSpec:
     """What `target` (listening at `base_url`) is sent in `scenario`."""
+    headers: tuple[str, ...]
     messages = [{"role": "user", "content": PROMPT}]
     if scenario.api == "responses":
         return _responses_request(target, base_url, scenario)
-    if target == DIRECT and scenario.wire == "anthropic":
+    if scenario.api == "messages":  # `POST /v1/messages` on every target, as the anthropic SDK sends it
+        model = "claude-sonnet-4-5" if target == DIRECT else "bench-anthropic"
+        key = {DIRECT: "sk-fake-upstream", SLUICE: SLUICE_KEY, LITELLM: LITELLM_KEY}[target]
+        body = {"model": model, "max_tokens": MAX_TOKENS, "messages": messages}
+        headers = (f"x-api-key: {key}", "anthropic-version: 2023-06-01")
+        url = f"{base_url}/v1/messages"
+        marker = "message_stop" if scenario.stream else '"content"'
+    elif target == DIRECT and scenario.wire == "anthropic":
         body = {"model": "claude-sonnet-4-5", "max_tokens": MAX_TOKENS, "messages": messages}
-        headers: tuple[str, ...] = ("x-api-key: sk-fake-upstream", "anthropic-version: 2023-06-01")
+        headers = ("x-api-key: sk-fake-upstream", "anthropic-version: 2023-06-01")
         url = f"{base_url}/v1/messages"
         marker = "message_stop" if scenario.stream else '"content"'
     else:

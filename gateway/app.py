@@ -47,6 +47,7 @@ from gateway.storage.continuations import origin_finder
 from gateway.storage.ledger import LedgerSink
 from gateway.storage.redis_state import RedisState
 from gateway.storage.runtime import Storage, require_writable_spool
+from gateway.upstream.anthropic_wire import AnthropicWireAdapter
 from gateway.upstream.litellm_adapter import LiteLLMAdapter
 from gateway.upstream.openai_wire import OpenAIWireAdapter
 from policies.catalog import Catalog, load_catalog
@@ -69,12 +70,15 @@ def prepare(
 
 
 def _adapters(deployments: Sequence[Deployment], settings: Settings) -> Adapters:
-    translated: LiteLLMAdapter | None = None
-    # Also for an OpenAI-wire host without a Responses API: its Responses calls go through litellm.
-    if any(not (d.openai_wire and d.responses_wire) for d in deployments):
-        translated = LiteLLMAdapter()  # litellm itself is imported in the background (preload)
-    direct = OpenAIWireAdapter(max_connections_per_host=settings.upstream_max_connections_per_host)
-    return Adapters(direct=direct, translated=translated)
+    # litellm is imported in the background (preload) when a deployment needs it for chat or Responses
+    # (also an OpenAI-wire host without a Responses API), else on first use (a translated message).
+    per_host = settings.upstream_max_connections_per_host
+    return Adapters(
+        direct=OpenAIWireAdapter(max_connections_per_host=per_host),
+        translated=LiteLLMAdapter(),
+        anthropic=AnthropicWireAdapter(max_connections_per_host=per_host),
+        preload=any(not (d.openai_wire and d.responses_wire) for d in deployments),
+    )
 
 
 def _clock(today: date | None) -> Callable[[], date]:
@@ -240,7 +244,7 @@ def _lifespan(services: Services) -> Callable[[FastAPI], AbstractAsyncContextMan
         # (full collections of ~1M litellm objects paused requests for 0.5 s in the baseline).
         gc.collect()
         gc.freeze()
-        if adapters.translated is not None:
+        if adapters.preload:
             adapters.translated.preload()
         lag.start()
         try:

@@ -38,6 +38,8 @@ class Endpoint(StrEnum):
     CHAT = "chat"
     EMBEDDINGS = "embeddings"
     RESPONSES = "responses"
+    MESSAGES = "messages"  # Anthropic's Messages API
+    COUNT_TOKENS = "count_tokens"  # Anthropic's `POST /v1/messages/count_tokens`
 
 
 class DecisionKind(StrEnum):
@@ -59,6 +61,19 @@ class ErrorType(StrEnum):
     RATE_LIMIT = "rate_limit_error"
     UPSTREAM = "upstream_error"
     SERVER = "server_error"
+
+
+class AnthropicErrorType(StrEnum):
+    """`error.type` of Anthropic's error envelope (the Messages API), by status: see `gateway/errors.py`."""
+
+    INVALID_REQUEST = "invalid_request_error"
+    AUTHENTICATION = "authentication_error"
+    PERMISSION = "permission_error"
+    NOT_FOUND = "not_found_error"
+    REQUEST_TOO_LARGE = "request_too_large"
+    RATE_LIMIT = "rate_limit_error"
+    API = "api_error"
+    OVERLOADED = "overloaded_error"
 
 
 class ErrorCode(StrEnum):

@@ -79,20 +79,25 @@ def require_service(reason: str) -> None:
     pytest.skip(reason)
 
 
-def checkouts() -> list[Path]:
-    """The repository root, and, when this is a `git worktree`, the main checkout it belongs to."""
-    roots = [ROOT]
+def _git(*args: str) -> str | None:
     try:
-        common = subprocess.run(
-            ["git", "-C", str(ROOT), "rev-parse", "--path-format=absolute", "--git-common-dir"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
+        done = subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True, check=True)
     except (OSError, subprocess.CalledProcessError):
-        return roots
-    main = Path(common).parent
-    return roots if main == ROOT else [*roots, main]
+        return None
+    return done.stdout.strip() or None
+
+
+def checkouts() -> list[Path]:
+    """The repository root; when this is a `git worktree`, the main checkout it belongs to; when it
+    is a clone of a local checkout (`git clone /work/main /tmp/fresh`), that checkout."""
+    roots = [ROOT]
+    common = _git("rev-parse", "--path-format=absolute", "--git-common-dir")
+    if common is not None:
+        roots.append(Path(common).parent)
+    origin = _git("remote", "get-url", "origin")
+    if origin is not None and Path(origin).is_absolute():
+        roots.append(Path(origin))
+    return list(dict.fromkeys(roots))
 
 
 def shared_design() -> Path:

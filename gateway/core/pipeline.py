@@ -25,7 +25,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import anyio
 import orjson
@@ -187,6 +187,17 @@ class Call:
         if dep is not None and sends_store_false(self.paths, dep):
             found["store_false"] = True
         return found
+
+
+class Upstream(Protocol):
+    """An API's own upstream call, where the endpoint's `Wire` cannot make it from the deployment's
+    adapter alone (`gateway.core.messages_exchange`). The fields for `dep` are `call.fields_for(dep)`."""
+
+    async def complete(self, dep: Deployment, call: Call) -> dict[str, Any]:
+        """One answer; raise UpstreamError before anything is sent."""
+
+    async def open(self, dep: Deployment, call: Call) -> ChatStream:
+        """A stream opened up to its first event; raise UpstreamError before anything is sent."""
 
 
 class ChatService:
@@ -466,10 +477,18 @@ class ChatService:
         raise self._unavailable(call, plan)
 
     async def run(
-        self, endpoint: Endpoint, key: KeyRecord, parsed: ParsedRequest, *, request_id: str, started: float
+        self,
+        endpoint: Endpoint,
+        key: KeyRecord,
+        parsed: ParsedRequest,
+        *,
+        request_id: str,
+        started: float,
+        upstream: Upstream | None = None,
     ) -> Response:
         """The pipeline from a parsed request on: content-aware tightening, the effective policy, the
-        plan, the call with failover (one answer, or a stream), badges, and the ledger record."""
+        plan, the call with failover (one answer, or a stream), badges, and the ledger record.
+        `upstream`: the API's own upstream call (default: the endpoint's `Wire` on the adapter)."""
         sensitive = await self.sensitive(endpoint, key, parsed)
         policy = self.effective_policy(key, parsed.ask, sensitive.policies)
         paths = parsed.paths.limit_retention() if limits_retention(policy) else parsed.paths
@@ -478,15 +497,19 @@ class ChatService:
         if parsed.continues is not None:  # previous_response_id: only where that response was made
             origin = await self._continuations.require(parsed.continues, key.name)
         if parsed.stream:
-            return await self.stream(call, origin)
-        return await self.complete(call, origin)
+            return await self.stream(call, origin, upstream)
+        return await self.complete(call, origin, upstream)
 
-    async def complete(self, call: Call, origin: str | None = None) -> Response:
+    async def complete(
+        self, call: Call, origin: str | None = None, upstream: Upstream | None = None
+    ) -> Response:
         """A non-stream answer (chat, embeddings, responses), with failover among compliant deployments."""
         plan = self._plan(call, origin)
         wire = call.wire
 
         async def call_upstream(dep: Deployment) -> dict[str, Any]:
+            if upstream is not None:
+                return await upstream.complete(dep, call)
             return await wire.call(self._adapter_for(dep, call.endpoint), dep.target, call.fields_for(dep))
 
         dep, attempt, result = await self._first_success(call, plan, call_upstream)
@@ -502,12 +525,16 @@ class ChatService:
         )
         return Response(orjson.dumps(result), headers=headers, media_type="application/json")
 
-    async def stream(self, call: Call, origin: str | None = None) -> Response:
+    async def stream(
+        self, call: Call, origin: str | None = None, upstream: Upstream | None = None
+    ) -> Response:
         """A streamed answer: failover until the first chunk arrives, then commit to one upstream."""
         plan = self._plan(call, origin)
         wire = call.wire
 
         async def open_stream(dep: Deployment) -> ChatStream:
+            if upstream is not None:
+                return await upstream.open(dep, call)
             return await wire.open(self._adapter_for(dep, call.endpoint), dep.target, call.fields_for(dep))
 
         dep, attempt, opened = await self._first_success(call, plan, open_stream)

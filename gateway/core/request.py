@@ -31,3 +31,6 @@ class ParsedRequest:
     # deployment that produced it can serve the request (`gateway.core.continuations`).
     continues: str | None = None
     paths: DataPaths = NONE  # `gateway.core.data_paths.detect_*` of the body
+    # Request headers an upstream on the same wire needs (Anthropic's `anthropic-version` and
+    # `anthropic-beta`), validated by the API's parse step; never credentials or hosts.
+    wire_headers: tuple[tuple[str, str], ...] = ()

@@ -30,6 +30,7 @@ from policies.policy import Policy
 if TYPE_CHECKING:
     from gateway.core.deployments import Deployment
     from gateway.storage.runtime import Storage
+    from gateway.upstream.anthropic_wire import AnthropicWireAdapter
     from gateway.upstream.base import Adapter
     from gateway.upstream.litellm_adapter import LiteLLMAdapter
     from gateway.upstream.openai_wire import OpenAIWireAdapter
@@ -37,23 +38,27 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Adapters:
-    """The two adapters of an app: the OpenAI-wire pass-through, and litellm when a deployment needs it."""
+    """The adapters of an app: the OpenAI-wire pass-through, the Anthropic-wire pass-through (the
+    Messages API to `anthropic.api`), and litellm. litellm is imported at start-up (`preload`) only
+    when a deployment needs it for chat; a Messages request translated for another deployment
+    imports it on first use."""
 
     direct: OpenAIWireAdapter
-    translated: LiteLLMAdapter | None
+    translated: LiteLLMAdapter
+    anthropic: AnthropicWireAdapter
+    preload: bool  # a deployment needs litellm for chat: import it in the background at start-up
 
     def adapter_for(self, dep: Deployment, endpoint: Endpoint = Endpoint.CHAT) -> Adapter:
         """The pass-through where the deployment speaks the endpoint's wire, else litellm."""
         direct = dep.responses_wire if endpoint is Endpoint.RESPONSES else dep.openai_wire
         if direct:
             return self.direct
-        assert self.translated is not None, "a litellm deployment without the litellm adapter"
         return self.translated
 
     async def aclose(self) -> None:
         await self.direct.aclose()
-        if self.translated is not None:
-            await self.translated.aclose()
+        await self.anthropic.aclose()
+        await self.translated.aclose()
 
 
 @dataclass

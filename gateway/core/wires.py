@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from gateway.errors import SluiceError
+from gateway.errors import SluiceError, anthropic_body
 from gateway.names import Endpoint
 from gateway.upstream import sse
 from gateway.upstream.base import Adapter, ChatStream, UpstreamTarget
@@ -90,6 +90,30 @@ def _responses_first_id(first: Body) -> str | None:
     return _string(response.get("id")) if isinstance(response, dict) else None
 
 
+# -- Anthropic Messages ----------------------------------------------------------------------------
+
+
+def _messages_opening(first: Body, privacy: Body) -> bytes:
+    """`message_start`: `privacy` rides inside its `message` (as on a non-stream message)."""
+    message = first.get("message")
+    message = {**message, "privacy": privacy} if isinstance(message, dict) else {"privacy": privacy}
+    return sse.typed("message_start", orjson.dumps({**first, "message": message}))
+
+
+def _messages_broken(error: SluiceError) -> bytes:
+    """Anthropic's `error` event, in its envelope (`gateway.errors.anthropic_body`)."""
+    return sse.typed("error", orjson.dumps(anthropic_body(error)))
+
+
+async def _own_upstream(adapter: Adapter, target: UpstreamTarget, body: Body) -> Any:
+    # The Messages API passes its own `Upstream` to the pipeline (`gateway.core.messages_exchange`).
+    raise AssertionError("the Messages API calls upstream through its own Upstream")
+
+
+MESSAGES_WIRE = Wire(
+    call=_own_upstream, open=_own_upstream, opening=_messages_opening, broken=_messages_broken
+)
+
 WIRES: dict[Endpoint, Wire] = {
     Endpoint.CHAT: Wire(
         call=lambda adapter, target, body: adapter.chat(target, body),
@@ -111,4 +135,6 @@ WIRES: dict[Endpoint, Wire] = {
         answer_id=lambda body: _string(body.get("id")),
         first_id=_responses_first_id,
     ),
+    Endpoint.MESSAGES: MESSAGES_WIRE,
+    Endpoint.COUNT_TOKENS: MESSAGES_WIRE,
 }

@@ -57,6 +57,7 @@ class Inbound:
 
 
 Handler = Callable[[Inbound], Awaitable[Response]]
+Renderer = Callable[..., Response]  # `gateway.errors.render`, or an API's own envelope (`render_anthropic`)
 
 
 def _headers_too_large(scope: Scope) -> bool:
@@ -101,10 +102,12 @@ async def _disconnected(receive: Receive, body_read: asyncio.Event) -> None:
 
 
 class Guarded:
-    """The ASGI app of one pipeline route: `handler` run inside the edge's guards."""
+    """The ASGI app of one pipeline route: `handler` run inside the edge's guards; its errors (and
+    the edge's own) rendered by `render`, in the envelope of the route's API."""
 
-    def __init__(self, handler: Handler) -> None:
+    def __init__(self, handler: Handler, *, render: Renderer = render) -> None:
         self.handler = handler
+        self.render = render
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         services: Services = scope["app"].state.sluice
@@ -113,7 +116,7 @@ class Guarded:
             busy = RateLimited(
                 "Sluice is at its concurrency limit; retry shortly", headers={"retry-after": "1"}
             )
-            await render(busy)(scope, receive, send)
+            await self.render(busy)(scope, receive, send)
             return
         in_flight.count += 1
         try:
@@ -167,6 +170,6 @@ class Guarded:
         try:
             return await self.handler(inbound)
         except SluiceError as exc:
-            return render(exc, request_id=inbound.request_id)
+            return self.render(exc, request_id=inbound.request_id)
         except ClientDisconnect:  # gone while sending its body: no decision was made, nobody to answer
             return None

@@ -10,6 +10,14 @@ each failure is), and refusing media URLs its translation would download
 provider's own Responses API where litellm has one (Azure), its bridge to the provider's chat API
 otherwise (Anthropic, Gemini, and OpenAI-wire hosts that have no `/responses`). litellm is imported
 on first use, so a gateway with only OpenAI-wire deployments never pays its import time or memory.
+
+Also the Messages API's translation (`MessagesTranslation`): an Anthropic Messages request as a
+Chat Completions body (litellm's own Anthropic adapter), and a chat answer or stream back as an
+Anthropic message or event stream. The chat call in between is the chat pipeline's adapter (the
+OpenAI-wire pass-through, or `LiteLLMAdapter.chat`), so every translated call keeps its caps,
+its error mapping and its media refusal; the token count of a non-Anthropic deployment is
+litellm's local estimate (`token_counter`: the model's tokenizer where litellm has it, else a
+generic one).
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ import orjson
 
 from gateway.upstream import sse
 from gateway.upstream.base import (
+    ChatStream,
     UpstreamError,
     UpstreamProtocolError,
     UpstreamRequestRejected,
@@ -480,3 +489,202 @@ class LiteLLMAdapter:
                 logging.getLogger("sluice.upstream").debug(
                     "closing litellm clients failed: %s", type(exc).__name__
                 )
+
+
+# What a translated Messages request may carry to a chat call: Chat Completions fields only (the
+# translation passes fields it does not know through as they are; those never reach a chat call).
+TRANSLATED_CHAT_FIELDS = frozenset(
+    {
+        "messages",
+        "max_tokens",
+        "max_completion_tokens",
+        "temperature",
+        "top_p",
+        "stop",
+        "tools",
+        "tool_choice",
+        "parallel_tool_calls",
+        "response_format",
+        "reasoning_effort",
+        "user",
+        "stream",
+        "stream_options",
+        "web_search_options",
+    }
+)
+ERROR_EVENT_MARK = b"event: error"
+
+
+def _chat_chunks(litellm: ModuleType, opened: ChatStream) -> AsyncIterator[Any]:
+    """An opened chat stream (first chunk parsed, the rest SSE bytes) as litellm's chunk objects."""
+
+    async def chunks() -> AsyncIterator[Any]:
+        yield litellm.ModelResponseStream(**opened.first)
+        async for data in sse.data_events(aiter(opened)):
+            try:
+                parsed = orjson.loads(data)
+            except orjson.JSONDecodeError:
+                raise UpstreamStreamError("the upstream sent a stream event that is not JSON") from None
+            if isinstance(parsed, dict):
+                yield litellm.ModelResponseStream(**parsed)
+
+    return chunks()
+
+
+def _supports_reasoning(litellm: ModuleType, model: str) -> bool:
+    """Does litellm's (offline) model map say `model` reasons? Unknown models: no."""
+    try:
+        return bool(litellm.supports_reasoning(model=model))
+    except Exception:  # litellm raises for models it does not know; unknown means no
+        return False
+
+
+class TranslatedMessages:
+    """A chat stream translated to Anthropic's events: `first` is `message_start` (parsed, so the
+    privacy object can ride on it); iterating yields the rest, framed. An error event the
+    translation writes is never relayed: it ends the stream as the pass-through's does."""
+
+    def __init__(
+        self, events: AsyncIterator[bytes], first: dict[str, Any], rest: bytes, opened: ChatStream
+    ) -> None:
+        self.first = first
+        self._events = events
+        self._rest = rest
+        self._opened = opened
+        message = first.get("message")
+        usage = message.get("usage") if isinstance(message, dict) else None
+        self.usage: dict[str, Any] | None = dict(usage) if isinstance(usage, dict) else {}
+
+    def _note(self, chunk: bytes) -> None:
+        if ERROR_EVENT_MARK in chunk:
+            raise UpstreamStreamError("the upstream stream broke")
+        if b'"message_delta"' in chunk and self.usage is not None:
+            for data in sse.data_of(chunk):
+                with contextlib.suppress(orjson.JSONDecodeError, AttributeError):
+                    usage = orjson.loads(data).get("usage")
+                    if isinstance(usage, dict):
+                        self.usage.update(usage)
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        try:
+            if self._rest:
+                self._note(self._rest)
+                yield self._rest
+            async for chunk in self._events:
+                self._note(chunk)
+                yield chunk
+        except UpstreamError:
+            raise
+        except Exception as exc:  # the translation's own failure: end the stream in-band, no text of it
+            raise UpstreamStreamError(f"the stream's translation failed ({type(exc).__name__})") from None
+
+    async def aclose(self) -> None:
+        close = getattr(self._events, "aclose", None)
+        try:
+            if close is not None:
+                with contextlib.suppress(Exception):  # closing a half-read generator; the upstream below
+                    await close()
+        finally:
+            await self._opened.aclose()
+
+
+class MessagesTranslation:
+    """Anthropic Messages <-> Chat Completions, with litellm's adapter (imported through `adapter`)."""
+
+    def __init__(self, adapter: LiteLLMAdapter) -> None:
+        self._adapter = adapter
+
+    async def request(
+        self, target: UpstreamTarget, body: dict[str, Any]
+    ) -> tuple[dict[str, Any], dict[str, str]]:
+        """The chat body for `body` (allowlisted Messages fields), and the tool names it shortened."""
+        litellm = await self._adapter._litellm()
+        from litellm.llms.anthropic.messages.adapters.handler import ANTHROPIC_ADAPTER
+
+        kwargs = {k: v for k, v in body.items() if k != "stream"}
+        kwargs["model"] = target.model
+        try:
+            translated, mapping = ANTHROPIC_ADAPTER.translate_completion_input_params_with_tool_mapping(
+                kwargs, custom_llm_provider=target.model.partition("/")[0] or None, drop_params=True
+            )
+        except Exception as exc:  # a body the translation cannot carry: the client's fault, no text of it
+            raise UpstreamRequestRejected(
+                f"the request cannot be translated for this deployment ({type(exc).__name__})"
+            ) from None
+        if translated is None:
+            raise UpstreamRequestRejected("the request cannot be translated for this deployment")
+        chat = {k: v for k, v in dict(translated).items() if k in TRANSLATED_CHAT_FIELDS and v is not None}
+        if _supports_reasoning(litellm, target.model):
+            # OpenAI's reasoning models refuse `max_tokens`; every OpenAI-wire model takes this one.
+            if "max_tokens" in chat:
+                chat["max_completion_tokens"] = chat.pop("max_tokens")
+        else:
+            # `thinking` becomes `reasoning_effort`, which a model without reasoning refuses (400); the
+            # OpenAI-wire pass-through would send it as it is (litellm's own calls drop it themselves).
+            chat.pop("reasoning_effort", None)
+        if body.get("stream"):
+            chat["stream"] = True
+            chat["stream_options"] = {"include_usage": True}
+        return orjson.loads(orjson.dumps(chat)), dict(mapping or {})
+
+    async def response(self, result: dict[str, Any], mapping: dict[str, str]) -> dict[str, Any]:
+        litellm = await self._adapter._litellm()
+        from litellm.llms.anthropic.messages.adapters.handler import ANTHROPIC_ADAPTER
+
+        try:
+            message = ANTHROPIC_ADAPTER.translate_completion_output_params(
+                litellm.ModelResponse(**result), tool_name_mapping=mapping or None
+            )
+        except Exception as exc:
+            raise UpstreamProtocolError(
+                f"the upstream answer cannot be translated ({type(exc).__name__})"
+            ) from None
+        if message is None:
+            raise UpstreamProtocolError("the upstream answer cannot be translated")
+        dumped = message if isinstance(message, dict) else _dump(message)
+        answer: dict[str, Any] = orjson.loads(orjson.dumps(dumped, default=_dump))
+        return answer
+
+    async def stream(self, opened: ChatStream, mapping: dict[str, str], model: str) -> TranslatedMessages:
+        litellm = await self._adapter._litellm()
+        from litellm.llms.anthropic.messages.adapters.handler import ANTHROPIC_ADAPTER
+
+        events = ANTHROPIC_ADAPTER.translate_completion_output_params_streaming(
+            _chat_chunks(litellm, opened), model=model, tool_name_mapping=mapping or None, is_async=True
+        )
+        if not isinstance(events, AsyncIterator):
+            await opened.aclose()
+            raise UpstreamProtocolError("the upstream stream cannot be translated")
+        try:
+            first, rest = await sse.first_event(events)
+        except UpstreamError:
+            await opened.aclose()
+            raise
+        except BaseException as exc:
+            await opened.aclose()
+            if isinstance(exc, Exception):
+                raise UpstreamProtocolError(
+                    f"the upstream stream cannot be translated ({type(exc).__name__})"
+                ) from None
+            raise
+        if first.get("type") != "message_start":
+            await opened.aclose()
+            raise UpstreamProtocolError("the translated stream did not begin with message_start")
+        return TranslatedMessages(events, first, rest, opened)
+
+    async def count_tokens(self, target: UpstreamTarget, body: dict[str, Any]) -> int:
+        """litellm's local estimate of the input tokens (no upstream call), in a worker thread."""
+        chat, _ = await self.request(target, {**body, "max_tokens": 1})
+        litellm = await self._adapter._litellm()
+
+        def count() -> int:
+            return int(
+                litellm.token_counter(model=target.model, messages=chat["messages"], tools=chat.get("tools"))
+            )
+
+        try:
+            return await asyncio.to_thread(count)
+        except Exception as exc:
+            raise UpstreamRequestRejected(
+                f"the tokens of this request cannot be counted ({type(exc).__name__})"
+            ) from None

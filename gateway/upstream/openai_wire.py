@@ -269,12 +269,7 @@ async def _first_event(
 
 class OpenAIWireAdapter:
     def __init__(self, *, max_connections_per_host: int = MAX_CONNECTIONS_PER_HOST) -> None:
-        self._client = httpx.AsyncClient(
-            transport=CappedTransport(FastTransport(max_connections_per_host=max_connections_per_host)),
-            follow_redirects=False,
-            trust_env=False,
-            timeout=httpx.Timeout(120.0, connect=5.0),
-        )
+        self._client = new_client(max_connections_per_host=max_connections_per_host)
 
     def _request(self, target: UpstreamTarget, path: str, body: dict[str, Any], read: float) -> httpx.Request:
         headers = {"content-type": "application/json", "accept": "application/json"}
@@ -290,37 +285,13 @@ class OpenAIWireAdapter:
         )
 
     async def _send(self, request: httpx.Request) -> httpx.Response:
-        try:
-            response = await self._client.send(request, stream=True)
-        except httpx.HTTPError as exc:
-            raise _transport_error(exc) from None
-        if response.status_code != 200:
-            try:
-                raw = await _read_capped(response, MAX_ERROR_BYTES)
-            except (UpstreamError, httpx.HTTPError):
-                raw = b""
-            finally:
-                await response.aclose()
-            if 300 <= response.status_code < 400:
-                raise UpstreamProtocolError(
-                    f"the upstream redirected (HTTP {response.status_code}); not followed"
-                )
-            raise UpstreamStatusError(
-                response.status_code, code=_error_code(raw), retry_after=retry_after(response.headers)
-            )
-        return response
+        return await send_checked(self._client, request)
 
     async def _call(
         self, target: UpstreamTarget, path: str, body: dict[str, Any], required: str
     ) -> dict[str, Any]:
         response = await self._send(self._request(target, path, body, target.timeout))
-        try:
-            raw = await _read_capped(response, MAX_BODY_BYTES)
-        except httpx.HTTPError as exc:
-            raise _transport_error(exc) from None
-        finally:
-            await response.aclose()
-        return _parse_object(raw, required)
+        return _parse_object(await read_answer(response), required)
 
     async def chat(self, target: UpstreamTarget, body: dict[str, Any]) -> dict[str, Any]:
         return await self._call(target, "/chat/completions", body, "choices")
@@ -339,22 +310,77 @@ class OpenAIWireAdapter:
 
     async def _stream(self, target: UpstreamTarget, body: dict[str, Any], shape: StreamShape) -> RelayStream:
         response = await self._send(self._request(target, shape.path, body, target.timeout))
-        try:
-            if "text/event-stream" not in response.headers.get("content-type", ""):
-                raise UpstreamProtocolError("the upstream did not answer with an event stream")
-            raw = response.aiter_bytes()  # decoded; also works on a response already read (mocks)
-            first, rest = await _first_event(raw, target.timeout, shape)
-        except TimeoutError:
-            await response.aclose()
-            no_chunk = "the upstream sent no first chunk in time"
-            raise UpstreamTimeout(no_chunk, cause=Cause.READ_TIMEOUT) from None
-        except httpx.HTTPError as exc:
-            await response.aclose()
-            raise _transport_error(exc) from None
-        except BaseException:  # an UpstreamError, or cancelled (the client left before the first chunk)
-            await response.aclose()
-            raise
+        raw, first, rest = await open_events(response, target, shape)
         return RelayStream(response, raw, first, rest, target.idle_timeout, shape)
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+
+# -- shared with the Anthropic wire's pass-through (`gateway/upstream/anthropic_wire.py`) ----------
+
+
+def new_client(*, max_connections_per_host: int = MAX_CONNECTIONS_PER_HOST) -> httpx.AsyncClient:
+    """The pass-through's pooled client: Sluice's transport under the caps, no redirects, no proxies
+    from the environment."""
+    return httpx.AsyncClient(
+        transport=CappedTransport(FastTransport(max_connections_per_host=max_connections_per_host)),
+        follow_redirects=False,
+        trust_env=False,
+        timeout=httpx.Timeout(120.0, connect=5.0),
+    )
+
+
+async def send_checked(client: httpx.AsyncClient, request: httpx.Request) -> httpx.Response:
+    """Send `request`; a 200's response is returned unread, anything else raised as an UpstreamError."""
+    try:
+        response = await client.send(request, stream=True)
+    except httpx.HTTPError as exc:
+        raise _transport_error(exc) from None
+    if response.status_code != 200:
+        try:
+            raw = await _read_capped(response, MAX_ERROR_BYTES)
+        except (UpstreamError, httpx.HTTPError):
+            raw = b""
+        finally:
+            await response.aclose()
+        if 300 <= response.status_code < 400:
+            raise UpstreamProtocolError(
+                f"the upstream redirected (HTTP {response.status_code}); not followed"
+            )
+        raise UpstreamStatusError(
+            response.status_code, code=_error_code(raw), retry_after=retry_after(response.headers)
+        )
+    return response
+
+
+async def read_answer(response: httpx.Response) -> bytes:
+    """A non-stream answer's body, within the cap."""
+    try:
+        return await _read_capped(response, MAX_BODY_BYTES)
+    except httpx.HTTPError as exc:
+        raise _transport_error(exc) from None
+    finally:
+        await response.aclose()
+
+
+async def open_events(
+    response: httpx.Response, target: UpstreamTarget, shape: StreamShape
+) -> tuple[AsyncIterator[bytes], dict[str, Any], bytes]:
+    """An event stream's raw chunks, its first event (parsed) and what followed it in the same read."""
+    try:
+        if "text/event-stream" not in response.headers.get("content-type", ""):
+            raise UpstreamProtocolError("the upstream did not answer with an event stream")
+        raw = response.aiter_bytes()  # decoded; also works on a response already read (mocks)
+        first, rest = await _first_event(raw, target.timeout, shape)
+    except TimeoutError:
+        await response.aclose()
+        no_chunk = "the upstream sent no first chunk in time"
+        raise UpstreamTimeout(no_chunk, cause=Cause.READ_TIMEOUT) from None
+    except httpx.HTTPError as exc:
+        await response.aclose()
+        raise _transport_error(exc) from None
+    except BaseException:  # an UpstreamError, or cancelled (the client left before the first chunk)
+        await response.aclose()
+        raise
+    return raw, first, rest

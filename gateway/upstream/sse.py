@@ -1,15 +1,16 @@
-"""Server-sent events as the OpenAI wires frame them, defined once.
+"""Server-sent events as the OpenAI and Anthropic wires frame them, defined once.
 
 What belongs here: framing one event (`frame`; `typed`, with an `event:` line, as the Responses API
-names each event), the `[DONE]` mark that ends a Chat Completions stream (`DONE_DATA`, the payload;
-`DONE`, the framed event), the media type and headers of a relayed stream, and `UsageFilter`, which
-drops the usage-only chunk Sluice asked for when the client did not.
+and Anthropic's Messages API name each event), the `[DONE]` mark that ends a Chat Completions stream
+(`DONE_DATA`, the payload; `DONE`, the framed event), the media type and headers of a relayed stream,
+and `UsageFilter`, which drops the usage-only chunk Sluice asked for when the client did not.
 Reading an upstream's events is each wire's own (`openai_wire`, `limits`).
 """
 
 from __future__ import annotations
 
-from typing import Final
+from collections.abc import AsyncIterator
+from typing import Any, Final
 
 import orjson
 
@@ -64,3 +65,45 @@ def _usage_only(event: bytes) -> bool:
 def typed(name: str, data: bytes) -> bytes:
     """One event named `name` (the Responses API's `response.created`, ...) carrying `data`."""
     return b"event: " + name.encode() + b"\ndata: " + data + b"\n\n"
+
+
+def _data(event: bytes) -> bytes:
+    return b"\n".join(line[5:].strip() for line in event.splitlines() if line.startswith(b"data:"))
+
+
+def data_of(chunk: bytes) -> list[bytes]:
+    """The data of each whole event in `chunk`."""
+    return [data for event in chunk.replace(b"\r\n", b"\n").split(b"\n\n") if (data := _data(event))]
+
+
+async def data_events(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """The data of each event of a stream, in order; keep-alives and `[DONE]` skipped."""
+    buffer = b""
+    async for chunk in chunks:
+        buffer += chunk.replace(b"\r\n", b"\n")
+        *events, buffer = buffer.split(b"\n\n")
+        for event in events:
+            data = _data(event)
+            if data and data != DONE_DATA:
+                yield data
+
+
+async def first_event(chunks: AsyncIterator[bytes]) -> tuple[dict[str, Any], bytes]:
+    """The first event of a stream (its JSON data), and the bytes read past it; ValueError when the
+    stream ends first or the event is not a JSON object."""
+    buffer = b""
+    while True:
+        sep = buffer.find(b"\n\n")
+        if sep >= 0:
+            event, buffer = buffer[:sep], buffer[sep + 2 :]
+            data = _data(event)
+            if not data:
+                continue
+            parsed = orjson.loads(data)
+            if not isinstance(parsed, dict):
+                raise ValueError("the first event is not an object")
+            return parsed, buffer
+        try:
+            buffer += (await anext(chunks)).replace(b"\r\n", b"\n")
+        except StopAsyncIteration:
+            raise ValueError("the stream ended before its first event") from None

@@ -576,6 +576,9 @@ def concrete(path: str) -> str:
     return re.sub(r"\{[^}]+\}", "x", path)
 
 
+ANTHROPIC_ROUTES = ("/v1/messages",)
+
+
 @pytest.mark.parametrize("metrics_public", [False, True])
 async def test_a6_every_route_is_public_by_allowlist_or_needs_a_key(
     demo_settings: Settings, fake: FakeUpstream, metrics_public: bool
@@ -598,6 +601,10 @@ async def test_a6_every_route_is_public_by_allowlist_or_needs_a_key(
                     assert "Requests over time" not in response.text and "set-cookie" not in response.headers
                 elif (method, path) in public:
                     assert response.status_code == 200, (method, path, response.status_code)
+                elif path.startswith(ANTHROPIC_ROUTES):  # the Messages API answers in Anthropic's envelope
+                    assert response.status_code == 401, (method, path, response.status_code)
+                    assert response.json()["error"]["code"] == "invalid_api_key"
+                    assert response.json()["error"]["type"] == "authentication_error"
                 else:
                     error_of(response, 401, "invalid_api_key")
             if path.startswith(MASTER_ONLY_PREFIXES) and (method, path) not in public | SIGN_IN:

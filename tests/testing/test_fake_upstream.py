@@ -334,6 +334,22 @@ async def test_anthropic_stream_event_sequence(fake: FakeUpstream, http: httpx.A
     assert response.headers["content-type"] == "text/event-stream"
 
 
+async def test_anthropic_thinking_comes_first_with_its_signature(
+    fake: FakeUpstream, http: httpx.AsyncClient
+) -> None:
+    thinking = {"type": "enabled", "budget_tokens": 1024}
+    body = {"model": "claude-x", "max_tokens": 2048, "thinking": thinking, "messages": USER}
+    message = (await http.post(fake.url + "/v1/messages", json=body)).json()
+    assert [b["type"] for b in message["content"]] == ["thinking", "text"]
+    assert message["content"][0]["signature"]
+    streamed = await http.post(fake.url + "/v1/messages", json={**body, "stream": True})
+    payloads = [json.loads(d) for d in data_lines(streamed.text)]
+    deltas = [p["delta"]["type"] for p in payloads if p["type"] == "content_block_delta" and p["index"] == 0]
+    assert deltas[-1] == "signature_delta" and set(deltas[:-1]) == {"thinking_delta"}
+    starts = [p["content_block"]["type"] for p in payloads if p["type"] == "content_block_start"]
+    assert starts == ["thinking", "text"]
+
+
 async def test_gemini_stream_without_sse_is_a_json_array(fake: FakeUpstream, http: httpx.AsyncClient) -> None:
     body = {"contents": [{"role": "user", "parts": [{"text": "hi [[fake:chunks=4]]"}]}]}
     url = fake.url + "/v1beta/models/gemini-2.5-flash:streamGenerateContent?key=abc"
