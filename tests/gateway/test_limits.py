@@ -322,3 +322,14 @@ async def test_the_responses_api_is_limited_by_the_same_step(demo_settings: Sett
     assert [a.status_code for a in answers] == [200, 429]
     assert answers[1].headers["x-ratelimit-remaining-requests"] == "0"
     assert [(e.endpoint, e.status) for e in audit.events] == [("responses", 200), ("responses", 429)]
+
+
+async def test_the_messages_api_is_limited_by_the_same_step(demo_settings: Settings) -> None:
+    async with app_client(settings_with(demo_settings, key_rpm=1)) as http:
+        body = {"model": "claude-sonnet", "max_tokens": 50, "messages": [{"role": "user", "content": "Hi"}]}
+        headers = {"x-api-key": DEMO_KEY, "anthropic-version": "2023-06-01"}
+        answers = [await http.post("/v1/messages", json=body, headers=headers) for _ in range(2)]
+    assert [a.status_code for a in answers] == [200, 429]
+    refused = answers[1].json()
+    assert refused["type"] == "error" and refused["error"]["type"] == "rate_limit_error"
+    assert answers[1].headers["x-ratelimit-remaining-requests"] == "0"
