@@ -40,6 +40,7 @@ ALLOWED_HOSTS = ("127.0.0.1", "localhost", "::1")
 READ_SIZE = 65536
 DONE = b"[DONE]"
 ANTHROPIC_DONE = b"message_stop"
+RESPONSES_DONE = b"event: response.completed"  # its data, the whole response, follows it
 
 
 class ResponseError(Exception):
@@ -76,7 +77,11 @@ def build_target(url: str, body: bytes, headers: Sequence[str], stream: bool) ->
 
 def check_body(body: bytes, stream: bool) -> None:
     if stream:
-        if DONE not in body[-256:] and ANTHROPIC_DONE not in body[-512:]:
+        if (
+            DONE not in body[-256:]
+            and ANTHROPIC_DONE not in body[-512:]
+            and RESPONSES_DONE not in body[-8192:]
+        ):
             raise ResponseError("the stream ended without its final event")
     elif not body.lstrip().startswith(b"{"):
         raise ResponseError("the body is not a JSON object")

@@ -289,11 +289,11 @@ def pid_of(run: Run, target: str) -> int:
 def warm_up(run: Run, target: str) -> None:
     """Every request kind at low concurrency, for `warmup` seconds or `warmup_requests` requests,
     whichever comes first (the first litellm call in a process takes about half a second)."""
-    seen: set[tuple[str, bool]] = set()
+    seen: set[tuple[str, bool, str]] = set()
     for scenario in run.options.scenarios:
-        if (scenario.wire, scenario.stream) in seen:
+        if (scenario.wire, scenario.stream, scenario.api) in seen:
             continue
-        seen.add((scenario.wire, scenario.stream))
+        seen.add((scenario.wire, scenario.stream, scenario.api))
         spec = request_for(target, base_url(run, target), scenario)
         for _ in range(5):  # litellm loads in the background: on a busy machine that outlasts one round
             result = drivers.run_loadgen(
@@ -378,7 +378,7 @@ def measure(run: Run, target: str, scenario: Scenario, repeat: int, phase: str) 
 def describe(result: dict[str, Any]) -> str:
     if result["mode"] == "throughput":
         return f"{result['rps']:.0f} req/s, {result['errors']} errors"
-    key = "first_ms" if BY_ID[result["scenario"]].metric == "first" else "total_ms"
+    key = f"{BY_ID[result['scenario']].metric}_ms"
     stats = result[key]
     return f"p50 {stats.get('p50', float('nan')):.3f} ms, p99 {stats.get('p99', float('nan')):.3f} ms"
 

@@ -1,8 +1,10 @@
-"""Sluice's one error hierarchy and its rendering as the OpenAI error envelope.
+"""Sluice's one error hierarchy and its rendering as the OpenAI (and Anthropic) error envelope.
 
 What belongs here: `SluiceError` and its subclasses (each knows its status, type and code),
-the envelope renderer, and the exception handlers `create_app` installs so that no response is
-ever FastAPI's `{"detail": ...}`, a 422, or a traceback. Messages never echo request content.
+the envelope renderers (`render`; `render_anthropic` for the Messages API, whose error type is
+decided by status in `ANTHROPIC_TYPES`, DESIGN.md "Three APIs, one policy"), and the exception
+handlers `create_app` installs so that no response is ever FastAPI's `{"detail": ...}`, a 422,
+or a traceback. Messages never echo request content.
 
     SluiceError
      ├── InvalidRequest (400)      invalid_json, missing_field, invalid_value,
@@ -42,7 +44,7 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
 from gateway.core.misses import endpoint_hint
-from gateway.names import ErrorCode, ErrorType, Header
+from gateway.names import AnthropicErrorType, ErrorCode, ErrorType, Header
 
 log = logging.getLogger("sluice.errors")
 
@@ -223,15 +225,65 @@ class UnknownKeysThrottled(SluiceError):
     code = ErrorCode.INTERNAL
 
 
-def render(
-    error: SluiceError, *, request_id: str | None = None, headers: Mapping[str, str] | None = None
+# Anthropic's error type for each status Sluice answers (DESIGN.md "Three APIs, one policy"); any
+# other 4xx is an invalid request, any other 5xx an API error.
+ANTHROPIC_TYPES: dict[int, AnthropicErrorType] = {
+    400: AnthropicErrorType.INVALID_REQUEST,
+    401: AnthropicErrorType.AUTHENTICATION,
+    403: AnthropicErrorType.PERMISSION,
+    404: AnthropicErrorType.NOT_FOUND,
+    413: AnthropicErrorType.REQUEST_TOO_LARGE,
+    429: AnthropicErrorType.RATE_LIMIT,
+    502: AnthropicErrorType.API,
+    504: AnthropicErrorType.API,
+    529: AnthropicErrorType.OVERLOADED,
+}
+
+
+def anthropic_type(status: int) -> AnthropicErrorType:
+    found = ANTHROPIC_TYPES.get(status)
+    if found is not None:
+        return found
+    return AnthropicErrorType.INVALID_REQUEST if status < 500 else AnthropicErrorType.API
+
+
+def anthropic_body(error: SluiceError) -> dict[str, Any]:
+    """`{"type": "error", "error": {"type", "message", "code", ...}}`: Anthropic's envelope, with
+    Sluice's code, param and extensions (`privacy`) inside `error`."""
+    inner: dict[str, Any] = {
+        "type": anthropic_type(error.status).value,
+        "message": error.message,
+        "code": error.code.value,
+    }
+    if error.param is not None:
+        inner["param"] = error.param
+    inner.update(error.extra)
+    return {"type": "error", "error": inner}
+
+
+def _respond(
+    error: SluiceError, body: dict[str, Any], request_id: str | None, headers: Mapping[str, str] | None
 ) -> Response:
     merged = {**error.headers, **(headers or {})}
     if request_id:
         merged[Header.REQUEST_ID] = request_id
     return Response(
-        orjson.dumps(error.body()), status_code=error.status, headers=merged, media_type="application/json"
+        orjson.dumps(body), status_code=error.status, headers=merged, media_type="application/json"
     )
+
+
+def render(
+    error: SluiceError, *, request_id: str | None = None, headers: Mapping[str, str] | None = None
+) -> Response:
+    return _respond(error, error.body(), request_id, headers)
+
+
+def render_anthropic(
+    error: SluiceError, *, request_id: str | None = None, headers: Mapping[str, str] | None = None
+) -> Response:
+    """`error` in Anthropic's envelope, for the Messages API (and `GET /v1/models` asked by an
+    Anthropic client); status and headers as `render`'s."""
+    return _respond(error, anthropic_body(error), request_id, headers)
 
 
 def _request_id(request: Request) -> str | None:

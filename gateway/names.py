@@ -23,6 +23,13 @@ class Header(StrEnum):
     SENSITIVE = "X-Privacy-Sensitive"  # detector ids whose rules tightened the policy (never matched text)
     FEATURES = "X-Privacy-Features"  # the data paths a request used (DESIGN.md, Data paths)
     REQUEST_ID = "X-Request-Id"
+    # A key's limits (DESIGN.md "Several replicas"): OpenAI's names, so its clients read them.
+    RATELIMIT_LIMIT_REQUESTS = "x-ratelimit-limit-requests"
+    RATELIMIT_REMAINING_REQUESTS = "x-ratelimit-remaining-requests"
+    RATELIMIT_RESET_REQUESTS = "x-ratelimit-reset-requests"
+    RATELIMIT_LIMIT_TOKENS = "x-ratelimit-limit-tokens"
+    RATELIMIT_REMAINING_TOKENS = "x-ratelimit-remaining-tokens"
+    RATELIMIT_RESET_TOKENS = "x-ratelimit-reset-tokens"
 
 
 class Endpoint(StrEnum):
@@ -30,6 +37,9 @@ class Endpoint(StrEnum):
 
     CHAT = "chat"
     EMBEDDINGS = "embeddings"
+    RESPONSES = "responses"
+    MESSAGES = "messages"  # Anthropic's Messages API
+    COUNT_TOKENS = "count_tokens"  # Anthropic's `POST /v1/messages/count_tokens`
 
 
 class DecisionKind(StrEnum):
@@ -51,6 +61,19 @@ class ErrorType(StrEnum):
     RATE_LIMIT = "rate_limit_error"
     UPSTREAM = "upstream_error"
     SERVER = "server_error"
+
+
+class AnthropicErrorType(StrEnum):
+    """`error.type` of Anthropic's error envelope (the Messages API), by status: see `gateway/errors.py`."""
+
+    INVALID_REQUEST = "invalid_request_error"
+    AUTHENTICATION = "authentication_error"
+    PERMISSION = "permission_error"
+    NOT_FOUND = "not_found_error"
+    REQUEST_TOO_LARGE = "request_too_large"
+    RATE_LIMIT = "rate_limit_error"
+    API = "api_error"
+    OVERLOADED = "overloaded_error"
 
 
 class ErrorCode(StrEnum):

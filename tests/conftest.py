@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -76,6 +77,38 @@ def require_service(reason: str) -> None:
     if os.environ.get("SLUICE_TEST_REQUIRE_SERVICES") == "1":
         pytest.fail(f"required service missing: {reason}")
     pytest.skip(reason)
+
+
+def _git(*args: str) -> str | None:
+    try:
+        done = subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return done.stdout.strip() or None
+
+
+def checkouts() -> list[Path]:
+    """The repository root; when this is a `git worktree`, the main checkout it belongs to; when it
+    is a clone of a local checkout (`git clone /work/main /tmp/fresh`), that checkout."""
+    roots = [ROOT]
+    common = _git("rev-parse", "--path-format=absolute", "--git-common-dir")
+    if common is not None:
+        roots.append(Path(common).parent)
+    origin = _git("remote", "get-url", "origin")
+    if origin is not None and Path(origin).is_absolute():
+        roots.append(Path(origin))
+    return list(dict.fromkeys(roots))
+
+
+def shared_design() -> Path:
+    """`../shared/DESIGN.md` beside the repository root (the contract the code is built to). Missing,
+    it fails the test in CI (`SLUICE_TEST_REQUIRE_SERVICES=1`) and skips it elsewhere."""
+    candidates = [root.parent / "shared" / "DESIGN.md" for root in checkouts()]
+    for design in candidates:
+        if design.is_file():
+            return design
+    require_service(f"DESIGN.md not found at {', '.join(map(str, candidates))}")
+    raise AssertionError("unreachable: require_service fails or skips")
 
 
 def port_open(host: str, port: int) -> bool:

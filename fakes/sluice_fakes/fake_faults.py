@@ -69,7 +69,7 @@ async def respond(conn: Connection, call: Call, build: Builder, *, close: bool) 
         return await write_reply(conn, dataclasses.replace(reply, body=body), faults, extra, close=close)
     reply = _fault_reply(call) or build(call)
     if faults.error_after is not None and reply.frames is not None:
-        frames = (*reply.frames[: faults.error_after], stream_error_frame(call.wire))
+        frames = (*reply.frames[: faults.error_after], stream_error_frame(call.wire, call.op))
         reply = dataclasses.replace(reply, frames=frames)
     if faults.status is not None and faults.status < 300:
         reply = dataclasses.replace(reply, status=faults.status)

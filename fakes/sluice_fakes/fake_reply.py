@@ -128,10 +128,14 @@ def error_reply(wire: Wire, status: int, message: str) -> Reply:
 _STREAM_ERROR_STATUS: Final[Mapping[str, int]] = {"openai": 500, "anthropic": 529, "gemini": 503}
 
 
-def stream_error_frame(wire: Wire) -> bytes:
+def stream_error_frame(wire: Wire, op: str = "chat") -> bytes:
     """The in-band error event a provider sends when it fails after the stream started."""
     status = _STREAM_ERROR_STATUS[wire]
     value = error_value(wire, status, f"Simulated mid-stream error (HTTP {status}).")
+    if op == "responses":  # OpenAI's Responses API: an `error` event of its own shape
+        error = value["error"]
+        event = {"type": "error", "code": "server_error", "message": error["message"], "param": None}
+        return sse_event("error", event)
     if wire == "anthropic":
         return sse_event("error", value)
     return sse_crlf(value) if wire == "gemini" else sse(value)

@@ -1,4 +1,4 @@
-"""A fake LLM upstream server (OpenAI, Anthropic Messages, Gemini wires) with fault injection.
+"""A fake LLM upstream server (OpenAI Chat and Responses, Anthropic, Gemini) with fault injection.
 
 What belongs here: the `FakeUpstream` server object (start/stop, ``async with``, a thread runner),
 request recording, per-request fault selection (control-API script < model name < body marker),
@@ -6,8 +6,8 @@ the ``/_fake/*`` control API and the command-line entry point::
 
     python -m sluice_fakes.fake_upstream --host 127.0.0.1 --port 0 [--quiet] [--no-record]
 
-Wire formats live in `fake_wires`, fault execution in `fake_faults`, directive parsing in
-`fake_directives` and the HTTP/1.1 plumbing in `fake_http`.
+Wire formats live in `fake_wires` (OpenAI's Responses API in `fake_responses`), fault execution
+in `fake_faults`, directive parsing in `fake_directives` and the HTTP/1.1 plumbing in `fake_http`.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from urllib.parse import parse_qs
 
 import orjson
 
-from sluice_fakes import fake_wires
+from sluice_fakes import fake_responses, fake_wires
 from sluice_fakes.fake_directives import (
     NO_FAULTS,
     DirectiveError,
@@ -54,6 +54,7 @@ _log = logging.getLogger(__name__)
 
 _BUILDERS: Final[dict[tuple[str, str], Builder]] = {
     ("openai", "chat"): fake_wires.openai_chat,
+    ("openai", "responses"): fake_responses.responses,
     ("openai", "embed"): fake_wires.openai_embeddings,
     ("anthropic", "chat"): fake_wires.anthropic_messages,
     ("anthropic", "count_tokens"): fake_wires.anthropic_count_tokens,

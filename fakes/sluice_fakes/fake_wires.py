@@ -53,6 +53,8 @@ def route(method: str, path: str) -> Route | None:
     if method == "POST":
         if p.endswith("/chat/completions"):
             return Route("openai", "chat")
+        if p.endswith("/responses"):
+            return Route("openai", "responses")  # built by `fake_responses`
         if p.endswith("/embeddings"):
             return Route("openai", "embed")
         if p.endswith("/messages"):
@@ -219,16 +221,21 @@ def models_list(wire: Wire, models: Sequence[str], headers: Mapping[str, str]) -
 
 
 # -- Anthropic ----------------------------------------------------------------------------------
+THINKING_TEXT: Final = "Simulated reasoning: the request is simple."
+THINKING_SIGNATURE: Final = "c2lnbmF0dXJlLWZha2U="
+
+
 def anthropic_messages(call: Call) -> Reply:
     body = call.body
     prompt = fc.estimate_tokens(call.raw)
+    thinking = _dig(body, "thinking", "type") in ("enabled", "adaptive")
     tool = _anthropic_tool(body)
     if tool is not None:
-        return _anthropic_reply(call.model, None, tool, 1, prompt, call.stream)
+        return _anthropic_reply(call.model, None, tool, 1, prompt, call.stream, thinking)
     fmt = _first_of(body, "output_format") or _dig(body, "output_config", "format")
     json_mode = isinstance(fmt, Mapping) and fmt.get("type") == "json_schema"
     text = _reply_text(call, _dig(fmt, "schema"), json_mode, lambda: fc.last_user_text(body.get("messages")))
-    return _anthropic_reply(call.model, text, None, _chunks(call), prompt, call.stream)
+    return _anthropic_reply(call.model, text, None, _chunks(call), prompt, call.stream, thinking)
 
 
 def _anthropic_tool(body: Mapping[str, Any]) -> str | None:
@@ -243,10 +250,31 @@ def _anthropic_tool(body: Mapping[str, Any]) -> str | None:
     return name if isinstance(name, str) else "tool"
 
 
+def _block_events(index: int, start: dict[str, Any], deltas: Sequence[dict[str, Any]]) -> list[bytes]:
+    return [
+        sse_event(
+            "content_block_start", {"type": "content_block_start", "index": index, "content_block": start}
+        ),
+        *(
+            sse_event("content_block_delta", {"type": "content_block_delta", "index": index, "delta": d})
+            for d in deltas
+        ),
+        sse_event("content_block_stop", {"type": "content_block_stop", "index": index}),
+    ]
+
+
 @lru_cache(maxsize=512)
 def _anthropic_reply(
-    model: str, text: str | None, tool: str | None, chunks: int, prompt: int, stream: bool
+    model: str,
+    text: str | None,
+    tool: str | None,
+    chunks: int,
+    prompt: int,
+    stream: bool,
+    thinking: bool = False,
 ) -> Reply:
+    """A message: a thinking block first when the request enabled thinking (as Claude answers it:
+    the text in `thinking_delta`s, then its `signature_delta`), then the text or the tool call."""
     pieces = fc.split_text(text or "", chunks)
     output = len(pieces) if tool is None else 5
     stop = "end_turn" if tool is None else "tool_use"
@@ -261,10 +289,12 @@ def _anthropic_reply(
         if tool is None
         else {"type": "tool_use", "id": "toolu_fake_0", "name": tool, "input": {}}
     )
+    reasoning = {"type": "thinking", "thinking": THINKING_TEXT, "signature": THINKING_SIGNATURE}
     message = {"id": "msg_fake", "type": "message", "role": "assistant", "model": model}
     if not stream:
+        content = [reasoning, block] if thinking else [block]
         return json_reply(
-            {**message, "content": [block], "stop_reason": stop, "stop_sequence": None, "usage": usage}
+            {**message, "content": content, "stop_reason": stop, "stop_sequence": None, "usage": usage}
         )
     start: dict[str, Any] = {
         **message,
@@ -279,17 +309,22 @@ def _anthropic_reply(
     else:
         first_block = block
         deltas = [{"type": "input_json_delta", "partial_json": "{}"}]
+    blocks: list[bytes] = []
+    if thinking:
+        blocks += _block_events(
+            0,
+            {"type": "thinking", "thinking": "", "signature": ""},
+            [
+                *({"type": "thinking_delta", "thinking": p} for p in fc.split_text(THINKING_TEXT, 3)),
+                {"type": "signature_delta", "signature": THINKING_SIGNATURE},
+            ],
+        )
+    blocks += _block_events(1 if thinking else 0, first_block, deltas)
     frames = [
         sse_event("message_start", {"type": "message_start", "message": start}),
-        sse_event(
-            "content_block_start", {"type": "content_block_start", "index": 0, "content_block": first_block}
-        ),
+        blocks[0],  # the first content_block_start, then a ping, as Anthropic sends them
         sse_event("ping", {"type": "ping"}),
-        *(
-            sse_event("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": d})
-            for d in deltas
-        ),
-        sse_event("content_block_stop", {"type": "content_block_stop", "index": 0}),
+        *blocks[1:],
         sse_event(
             "message_delta",
             {

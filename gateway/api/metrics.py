@@ -12,7 +12,7 @@ from fastapi import Request
 from starlette.responses import Response
 
 from gateway.core.services import Services, ServicesDep
-from gateway.observability.prometheus import CONTENT_TYPE
+from gateway.observability.metrics import CONTENT_TYPE
 from gateway.server.request_body import new_request_id
 
 

@@ -15,6 +15,7 @@ from itertools import repeat
 from operator import is_
 from typing import Any
 
+from gateway.api.fields import Api, Disposition, SpecPaths, accepted, accepted_paths, nested_keys, top_level
 from gateway.core.data_paths import detect_chat
 from gateway.core.request import ParsedRequest, PrivacyAsk
 from gateway.errors import InvalidRequest
@@ -76,49 +77,19 @@ FORBIDDEN_KEYS = frozenset(
 )
 FORBIDDEN_PREFIXES = ("litellm_", "langfuse_", "langsmith_", "aws_", "vertex_", "azure_")
 FORBIDDEN_PARTS = ("callback",)
-# OpenAI Chat Completions fields passed upstream (after validation). Those that move data (`store`,
-# `web_search_options`, `prompt_cache_retention`, `prompt_cache_options`, hosted and MCP tools) are
-# data paths (`gateway.core.data_paths`): judged by the policy, never dropped silently.
-CHAT_FIELDS = frozenset(
-    {
-        "messages",
-        "frequency_penalty",
-        "logit_bias",
-        "logprobs",
-        "top_logprobs",
-        "max_tokens",
-        "max_completion_tokens",
-        "n",
-        "presence_penalty",
-        "response_format",
-        "seed",
-        "stop",
-        "stream",
-        "stream_options",
-        "temperature",
-        "top_p",
-        "tools",
-        "tool_choice",
-        "parallel_tool_calls",
-        "user",
-        "safety_identifier",  # OpenAI's successor of `user`: a stable id of the end user, for abuse checks
-        "prompt_cache_key",  # routes to a warm prompt cache; no retention beyond the default cache's
-        "functions",
-        "function_call",
-        "modalities",
-        "audio",
-        "prediction",
-        "reasoning_effort",
-        "service_tier",
-        "verbosity",
-        "web_search_options",
-        "store",  # stored_response when true; Sluice adds `store: false` where the policy limits retention
-        "metadata",  # kept with a stored completion; up to 16 string pairs
-        "prompt_cache_retention",  # extended_cache beyond in-memory
-        "prompt_cache_options",  # extended_cache when it sets a lifetime
-    }
-)
+# The allowlists come from the field table (`gateway.api.fields`, published as docs/fields.md).
+# Fields that move data (`store`, `metadata`, `web_search_options`, `prompt_cache_retention`,
+# `prompt_cache_options`, hosted and MCP tools) are data paths (`gateway.core.data_paths`): judged by
+# the policy, never dropped silently.
 CHAT_DROPPED: frozenset[str] = frozenset()
+CHAT_FIELDS = accepted(Api.CHAT) - CHAT_DROPPED
+EMBEDDING_FIELDS = accepted(Api.EMBEDDINGS)
+EXTENSIONS = top_level(Api.CHAT, Disposition.EXTENSION)
+MESSAGE_KEYS = nested_keys(Api.CHAT, "messages[]")
+# Nested paths the specification defines: the forbidden-key walk never refuses a key there.
+CHAT_PATHS = accepted_paths(Api.CHAT)
+EMBEDDING_PATHS = accepted_paths(Api.EMBEDDINGS)
+NO_PATHS = SpecPaths(frozenset(), ())
 # Top-level objects OpenAI defines whose keys may also be litellm keyword names (`ttl`): there only
 # the steering names of `_is_forbidden` are refused, as in `metadata`. The same for `cache_control`
 # at any depth (Anthropic's prompt caching, which litellm passes on; a TTL past 5 minutes is the
@@ -126,15 +97,11 @@ CHAT_DROPPED: frozenset[str] = frozenset()
 LENIENT = frozenset({"metadata", "prompt_cache_options"})
 LENIENT_ANYWHERE = "cache_control"
 MAX_METADATA = 16
-EMBEDDING_FIELDS = frozenset({"input", "encoding_format", "dimensions", "user"})
-EXTENSIONS = frozenset({"privacy", "provider"})
-MESSAGE_KEYS = frozenset(
-    {"role", "content", "name", "tool_calls", "tool_call_id", "function_call", "refusal", "audio"}
-)
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 # Subtrees that are opaque JSON schemas (tool parameters, structured output): property names there
 # are the user's own and never reach a library as keyword arguments.
-SCHEMA_PATHS = (
+SchemaPaths = tuple[tuple[str, ...], ...]
+SCHEMA_PATHS: SchemaPaths = (
     ("tools", "*", "function", "parameters"),
     ("functions", "*", "parameters"),
     ("response_format", "json_schema", "schema"),
@@ -188,10 +155,10 @@ def _is_forbidden(key: str) -> bool:
     )
 
 
-def _schema_roots(body: dict[str, Any]) -> list[Any]:
-    """The values at `SCHEMA_PATHS` (a list in the body matches `*`)."""
+def _schema_roots(body: dict[str, Any], schema_paths: SchemaPaths = SCHEMA_PATHS) -> list[Any]:
+    """The values at `schema_paths` (a list in the body matches `*`)."""
     found: list[Any] = []
-    for pattern in SCHEMA_PATHS:
+    for pattern in schema_paths:
         nodes: list[Any] = [body]
         for segment in pattern:
             step: list[Any] = []
@@ -231,10 +198,14 @@ def _render(link: Link) -> str:
     return ".".join(reversed(segments)).replace(".*", "[]")
 
 
-def _locate_forbidden(body: dict[str, Any], suspects: set[str]) -> str | None:
+def _locate_forbidden(
+    body: dict[str, Any], suspects: set[str], spec_paths: SpecPaths, schema_paths: SchemaPaths = SCHEMA_PATHS
+) -> str | None:
     """The first refused key, as `messages[].content[].api_base`, or None. Linear: an object is
-    looked into only when it holds a suspect, and a path is a linked pair per step."""
-    opaque = {id(node) for node in _schema_roots(body) if isinstance(node, dict | list)}
+    looked into only when it holds a suspect, and a path is a linked pair per step. A key at a path
+    the specification defines (`spec_paths`: `prompt_cache_options.ttl`) is the provider's, whatever
+    its name."""
+    opaque = {id(node) for node in _schema_roots(body, schema_paths) if isinstance(node, dict | list)}
     opaque |= {id(body[key]) for (key,) in SELF_CHECKED if isinstance(body.get(key), dict | list)}
     stack: list[tuple[Any, Link, bool]] = [(body, None, False)]
     while stack:
@@ -243,7 +214,9 @@ def _locate_forbidden(body: dict[str, Any], suspects: set[str]) -> str | None:
             if not suspects.isdisjoint(node):
                 for key in node:
                     if (key in LITELLM_ONLY and not in_metadata) or _is_forbidden(key):
-                        return _render((link, key))
+                        param = _render((link, key))
+                        if param not in spec_paths:
+                            return param
             children: Iterable[tuple[str, Any]] = reversed(node.items())
         else:
             children = (("*", child) for child in reversed(node))
@@ -264,14 +237,18 @@ def _forbidden(param: str) -> InvalidRequest:
     )
 
 
-def refuse_forbidden(body: JsonBody) -> None:
-    """Refuse a steering key anywhere in the body (outside schema payloads; in `metadata`, only
-    the names of `_is_forbidden`). Linear in the body's size, whatever its shape: the keys come
-    from the parser's survey, and the body is walked only when one of them is suspect."""
+def refuse_forbidden(
+    body: JsonBody, spec_paths: SpecPaths = NO_PATHS, schema_paths: SchemaPaths = SCHEMA_PATHS
+) -> None:
+    """Refuse a steering key anywhere in the body (outside the schema payloads at `schema_paths`,
+    which differ per wire, and the paths the specification defines; in `metadata`, only the names
+    of `_is_forbidden`). Linear in the body's
+    size, whatever its shape: the keys come from the parser's survey, and the body is walked only
+    when one of them is suspect."""
     suspects = _suspects(body.keys)
     if suspects:
         with collector_paused():  # a tuple per step (see `gateway.server.jsonbody.collector_paused`)
-            param = _locate_forbidden(body.value, suspects)
+            param = _locate_forbidden(body.value, suspects, spec_paths, schema_paths)
         if param is not None:
             raise _forbidden(param)
 
@@ -436,15 +413,17 @@ def parse_chat(parsed: JsonBody, *, policy_header: str | None) -> ParsedRequest:
         raise bad("missing required field: messages", param="messages", code=ErrorCode.MISSING_FIELD)
     fields = _split(body, CHAT_FIELDS, CHAT_DROPPED)
     _check_lists(fields)
-    refuse_forbidden(parsed)
+    refuse_forbidden(parsed, CHAT_PATHS)
     _check_messages(fields["messages"])
     for name in NUMBER_BOUNDS.keys() & fields.keys():
         _check_number(name, fields[name])
     _check_stop(fields.get("stop"))
-    stream = fields.get("stream", False)
+    stream = fields.get("stream")
+    if stream is None:  # the specification's `nullable`: null is the default, false
+        stream = False
     if not isinstance(stream, bool):
         raise bad("stream must be a boolean", param="stream")
-    for name in ("response_format", "stream_options"):
+    for name in ("response_format", "stream_options", "moderation", "prompt_cache_options"):
         if fields.get(name) is not None and not isinstance(fields[name], dict):
             raise bad(f"{name} must be an object", param=name)
     for name in ("user", "safety_identifier", "prompt_cache_key", "prompt_cache_retention"):
@@ -454,7 +433,7 @@ def parse_chat(parsed: JsonBody, *, policy_header: str | None) -> ParsedRequest:
     if not stream:
         fields.pop("stream_options", None)
     paths = detect_chat(fields, parsed.keys)
-    return ParsedRequest(model, stream, fields, _privacy_ask(body, policy_header), paths)
+    return ParsedRequest(model, stream, fields, _privacy_ask(body, policy_header), paths=paths)
 
 
 def _check_data_fields(fields: dict[str, Any]) -> None:
@@ -485,7 +464,7 @@ def parse_embeddings(parsed: JsonBody, *, policy_header: str | None) -> ParsedRe
     if "input" not in body:
         raise bad("missing required field: input", param="input", code=ErrorCode.MISSING_FIELD)
     fields = _split(body, EMBEDDING_FIELDS)
-    refuse_forbidden(parsed)
+    refuse_forbidden(parsed, EMBEDDING_PATHS)
     _check_input(fields["input"])
     if fields.get("encoding_format") not in (None, "float", "base64"):
         raise bad("encoding_format must be 'float' or 'base64'", param="encoding_format")

@@ -1,9 +1,9 @@
 """Every endpoint Sluice serves, by URL: the one route table of the app.
 
-What belongs here: the table only, in the order the app matches it (and a 404 lists the public
-paths in). The pipeline routes (chat, embeddings) are Starlette routes run inside the edge's guards
-(`gateway.server.edge.Guarded`: the in-flight cap, the body deadline, the request's claims); the
-others are FastAPI routes whose handlers reach the services through dependencies. Each handler
+What belongs here: the table only, in the order the app matches it (and a 404 lists the public paths
+in). The pipeline routes (chat, embeddings, responses, messages) are Starlette routes run inside the
+edge's guards (`gateway.server.edge.Guarded`: the in-flight cap, the body deadline, the request's
+claims); the others are FastAPI routes whose handlers reach the services through dependencies. Each handler
 lives in its API's module; the admin routes are also guarded by `gateway.api.admin.AdminGuard`,
 before routing. The transparency pages come last (the API paths are matched first), and only when
 they are on (`SLUICE_PAGES`).
@@ -17,12 +17,17 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.routing import Route
 
-from gateway.api import admin, chat, embeddings, health, metrics, models, pages, privacy
-from gateway.server.edge import Guarded, Handler
+from gateway.api import admin, chat, embeddings, health, messages, metrics, models, pages, privacy, responses
+from gateway.errors import render, render_anthropic
+from gateway.server.edge import Guarded, Handler, Renderer
 
-PIPELINE: tuple[tuple[str, Handler], ...] = (
-    ("/v1/chat/completions", chat.completions),
-    ("/v1/embeddings", embeddings.create),
+# (path, handler, the envelope its errors are rendered in)
+PIPELINE: tuple[tuple[str, Handler, Renderer], ...] = (
+    ("/v1/chat/completions", chat.completions, render),
+    ("/v1/embeddings", embeddings.create, render),
+    ("/v1/responses", responses.create, render),
+    ("/v1/messages", messages.create, render_anthropic),
+    ("/v1/messages/count_tokens", messages.count_tokens, render_anthropic),
 )
 API: tuple[tuple[str, str, Callable[..., Any]], ...] = (
     ("GET", "/v1/models", models.list_models),
@@ -35,6 +40,7 @@ API: tuple[tuple[str, str, Callable[..., Any]], ...] = (
     ("GET", "/admin/keys", admin.get_keys),
     ("POST", "/admin/keys", admin.post_key),
     ("DELETE", "/admin/keys/{name}", admin.delete_key),
+    ("PATCH", "/admin/keys/{name}", admin.patch_key),
 )
 PAGES: tuple[tuple[str, str, Callable[..., Any]], ...] = (
     ("GET", "/", pages.home),
@@ -49,7 +55,7 @@ PAGES: tuple[tuple[str, str, Callable[..., Any]], ...] = (
 
 def add_routes(app: FastAPI, *, pages: bool) -> None:
     """Add the table to `app`, in its order (the app's own route list: nothing included lazily)."""
-    for path, handler in PIPELINE:
-        app.router.routes.append(Route(path, Guarded(handler), methods=["POST"]))
+    for path, handler, renderer in PIPELINE:
+        app.router.routes.append(Route(path, Guarded(handler, render=renderer), methods=["POST"]))
     for method, path, endpoint in (*API, *(PAGES if pages else ())):
         app.add_api_route(path, endpoint, methods=[method], response_model=None)

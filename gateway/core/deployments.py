@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 from gateway.config import Config, DeploymentConfig
 from gateway.settings import Settings
 from gateway.upstream.base import UpstreamTarget
-from gateway.upstream.providers import ROUTES
+from gateway.upstream.providers import ROUTES, speaks_responses
 from policies.badges import Badge, derive_badges
 from policies.catalog import Catalog
 from policies.facts import Attestation, EffectiveFacts, effective_facts
@@ -36,6 +36,7 @@ class Deployment:
     openai_wire: bool
     simulated: bool
     unavailable: str | None = None
+    responses_wire: bool = False  # takes Responses requests as they are (else: litellm's bridge)
 
     @property
     def available(self) -> bool:
@@ -47,6 +48,12 @@ class Deployment:
             return self
         facts = self.facts.on(day)
         return replace(self, facts=facts, badges=derive_badges(facts))
+
+    @property
+    def keeps_responses(self) -> bool:
+        """Whether the upstream itself keeps Responses state (the pass-through, or Azure's own Responses
+        API through litellm), so that a later `previous_response_id` can continue an answer of it."""
+        return self.responses_wire or self.config.prefix == "azure"
 
     @property
     def provider(self) -> str:
@@ -136,6 +143,7 @@ def build_deployment(
         openai_wire=route.openai_wire,
         simulated=dep.simulate,
         unavailable=unavailable,
+        responses_wire=speaks_responses(dep.prefix, channel.provider),
     )
 
 

@@ -1,14 +1,20 @@
-"""The chat and embeddings service: policy, routing, failover, badges and one audit record per request.
+"""The pipeline of every API: policy, routing, failover, badges and one audit record per request.
 
-What belongs here: the request flow of DESIGN.md ("One request, end to end") from a parsed body
-and an authenticated key to a response. Each API's handler (`gateway.api.chat`,
-`gateway.api.embeddings`) calls `run`; it calls the policy router (pure), the adapters (I/O) and the audit
-sink. Failover moves only among compliant deployments, only
-before the first byte reached the client, and only on answers that say the provider did not start
-the work (connect errors, 429, 503, 529; see `gateway/upstream/base.py`). It skips deployments whose
-circuit is open or that asked to wait (Retry-After), and stops when the retry budget is spent
+What belongs here: the request flow of DESIGN.md ("One request, end to end") from a parsed body and
+an authenticated key to a response. Each API's handler (`gateway.api.chat`,
+`gateway.api.embeddings`, `gateway.api.responses`) calls `run`; it calls the policy router (pure),
+the adapters (I/O) and the audit sink. What differs between wire formats (which adapter call, where
+`privacy` rides, how a broken stream ends) is the endpoint's `Wire` (`gateway.core.wires`). A
+request that continues an upstream response (`previous_response_id`) is pinned to the deployment
+that produced it (`gateway.core.continuations`). Failover moves only among compliant deployments,
+only before the first byte reached the client, and only on answers that say the provider did not
+start the work (connect errors, 429, 503, 529; see `gateway/upstream/base.py`). It skips deployments
+whose circuit is open or that asked to wait (Retry-After), and stops when the retry budget is spent
 (all three in `gateway/core/resilience.py`). A request the translation or the provider refuses as
 invalid is the client's 400 and counts against none of them (`client_fault` in the upstream errors).
+Before the first attempt, the failover loop checks the key's limits (`gateway/core/limits.py`: 429
+`rate_limited`, recorded in the ledger); the audit record of the request's end counts the tokens
+the upstream reported and releases its concurrency lease.
 """
 
 from __future__ import annotations
@@ -17,9 +23,9 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import anyio
 import orjson
@@ -27,8 +33,10 @@ from starlette.responses import Response
 
 from gateway.config import Config
 from gateway.core.auth import KeyRecord
+from gateway.core.continuations import Continuations
 from gateway.core.data_paths import NONE, DataPaths
 from gateway.core.deployments import Deployment
+from gateway.core.limits import Admission, Limiter, local_limiter
 from gateway.core.misses import closest_models
 from gateway.core.request import ParsedRequest, PrivacyAsk
 from gateway.core.resilience import Resilience, trips
@@ -36,6 +44,7 @@ from gateway.core.retry_after import rate_limited_headers, unavailable_headers
 from gateway.core.routing import Plan, PolicyRouter, PolicySet, limits_retention, sends_store_false
 from gateway.core.sensitive.detectors import WINDOW
 from gateway.core.sensitive.rules import NOTHING, Outcome
+from gateway.core.wires import WIRES, Wire
 from gateway.errors import (
     InvalidRequest,
     ModelNotAllowed,
@@ -95,10 +104,20 @@ def _log_failure(call: Call, dep: Deployment, exc: UpstreamError, then: str) -> 
 
 
 def _tokens(usage: Any) -> tuple[int | None, int | None]:
+    """Prompt and completion tokens: OpenAI Chat's names, else the Responses (and Anthropic) names."""
     if not isinstance(usage, dict):
         return None, None
-    prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+    prompt = usage.get("prompt_tokens", usage.get("input_tokens"))
+    completion = usage.get("completion_tokens", usage.get("output_tokens"))
     return (prompt if isinstance(prompt, int) else None, completion if isinstance(completion, int) else None)
+
+
+@dataclass
+class Held:
+    """What a request holds under its key's limits, from the check to its audit record."""
+
+    admission: Admission | None = None
+    strip_usage: bool = False  # Sluice asked the stream for usage; the client did not
 
 
 @dataclass(frozen=True)
@@ -113,6 +132,7 @@ class Call:
     started: float
     sensitive: Outcome = NOTHING  # what content-aware tightening found (detector ids only)
     paths: DataPaths = NONE  # the data paths the request uses, once the policy is known
+    held: Held = field(default_factory=Held)
 
     def fields_for(self, dep: Deployment) -> dict[str, Any]:
         """The upstream fields for `dep`: with `store: false` where the policy limits retention, the
@@ -128,9 +148,22 @@ class Call:
             if privacy is not None:
                 privacy["sensitive"] = list(self.sensitive.tightened)
 
+    @property
+    def wire(self) -> Wire:
+        return WIRES[self.endpoint]
+
     def event(
-        self, decision: str, status: int, *, served_by: Deployment | None = None, **fields: Any
+        self,
+        decision: str,
+        status: int,
+        response_id: str | None = None,
+        *,
+        served_by: Deployment | None = None,
+        **fields: Any,
     ) -> AuditEvent:
+        extra = {**self.sensitive.ledger(), **self._paths_ledger(served_by)}
+        if response_id is not None:  # an upstream id, for `previous_response_id` (metadata only)
+            extra["response_id"] = response_id[:256]
         return AuditEvent(
             request_id=self.request_id,
             time=datetime.now(UTC),
@@ -142,7 +175,7 @@ class Call:
             status=status,
             stream=self.parsed.stream,
             latency_ms=round((time.perf_counter() - self.started) * 1000, 3),
-            extra={**self.sensitive.ledger(), **self._paths_ledger(served_by)},
+            extra=extra,
             **fields,
         )
 
@@ -156,6 +189,17 @@ class Call:
         return found
 
 
+class Upstream(Protocol):
+    """An API's own upstream call, where the endpoint's `Wire` cannot make it from the deployment's
+    adapter alone (`gateway.core.messages_exchange`). The fields for `dep` are `call.fields_for(dep)`."""
+
+    async def complete(self, dep: Deployment, call: Call) -> dict[str, Any]:
+        """One answer; raise UpstreamError before anything is sent."""
+
+    async def open(self, dep: Deployment, call: Call) -> ChatStream:
+        """A stream opened up to its first event; raise UpstreamError before anything is sent."""
+
+
 class ChatService:
     def __init__(
         self,
@@ -163,9 +207,11 @@ class ChatService:
         config: Config,
         router: PolicyRouter,
         policies: dict[str, Policy],
-        adapter_for: Callable[[Deployment], Adapter],
+        adapter_for: Callable[[Deployment, Endpoint], Adapter],
         audit: AuditSink,
         resilience: Resilience | None = None,
+        limiter: Limiter | None = None,
+        continuations: Continuations | None = None,
     ) -> None:
         self._config = config
         self._router = router
@@ -173,6 +219,8 @@ class ChatService:
         self._adapter_for = adapter_for
         self._audit = audit
         self._resilience = resilience or Resilience()
+        self._limiter = limiter or local_limiter(self._resilience)
+        self._continuations = continuations or Continuations()
         self._tightening = config.tightening()
 
     async def sensitive(self, endpoint: Endpoint, key: KeyRecord, parsed: ParsedRequest) -> Outcome:
@@ -202,7 +250,26 @@ class ChatService:
         on_violation = key.on_violation or self._config.server.on_violation
         return on_violation is OnViolation.REROUTE and not ask.block
 
-    def _plan(self, call: Call) -> Plan:
+    def _plan(self, call: Call, origin: str | None = None) -> Plan:
+        """The compliant deployments to try, in order; with `origin` (the deployment that produced
+        the response the request continues), that one only, or a 400 when it is not among them."""
+        plan = self._judge(call)
+        if origin is None:
+            return plan
+        pinned = tuple(d for d in plan.candidates if d.id == origin)
+        if pinned:
+            return replace(plan, candidates=pinned)
+        error = InvalidRequest(
+            "previous_response_id was answered by a deployment this request may not use (another model,"
+            " or one its policy does not allow); send the conversation as input instead",
+            param="previous_response_id",
+        )
+        error.headers[Header.REQUEST_ID] = call.request_id
+        call.mark(error.headers)
+        self._audit.record(call.event(DecisionKind.BLOCKED, error.status, error_code=error.code.value))
+        raise error
+
+    def _judge(self, call: Call) -> Plan:
         key = call.key
         if not key.may_use(call.parsed.model):
             hint = closest_models(call.parsed.model, filter(key.may_use, self._router.models))
@@ -237,13 +304,28 @@ class ChatService:
                 exc.message += f" (added because the request contains: {call.sensitive.header})"
             raise
 
+    def _release(self, call: Call, tokens: int = 0) -> None:
+        """The request ended: count its reported tokens against its key, release its lease."""
+        admission, call.held.admission = call.held.admission, None
+        if admission is not None:
+            self._limiter.finish_soon(admission, tokens)
+
     def _served(
-        self, call: Call, plan: Plan, dep: Deployment, status: int, attempts: int, **fields: Any
+        self,
+        call: Call,
+        plan: Plan,
+        dep: Deployment,
+        status: int,
+        attempts: int,
+        response_id: str | None = None,
+        **fields: Any,
     ) -> None:
+        self._release(call, (fields.get("prompt_tokens") or 0) + (fields.get("completion_tokens") or 0))
         self._audit.record(
             call.event(
                 plan.decision,
                 status,
+                response_id,
                 served_by=dep,
                 served_model=plan.alias,
                 deployment=dep.id,
@@ -267,13 +349,30 @@ class ChatService:
         self._served(call, plan, dep, error.status, attempts, error_code=error.code.value)
         return error
 
-    def _admit(self, dep: Deployment, attempts: int) -> bool | None:
+    async def _limit(self, call: Call, plan: Plan) -> None:
+        """The key's limits (rpm, tpm, max_concurrency), before anything is sent: past one, a 429
+        recorded in the ledger. A chat stream under a token limit asks the upstream for its usage."""
+        try:
+            admission = await self._limiter.admit(call.key.name, call.key.limits, call.parsed.fields)
+        except RateLimited as error:
+            error.headers[Header.REQUEST_ID] = call.request_id
+            call.mark(error.headers)
+            self._audit.record(call.event(plan.decision, error.status, error_code=error.code.value))
+            raise
+        call.held.admission = admission
+        if admission.counts_tokens and call.parsed.stream and call.endpoint is Endpoint.CHAT:
+            options = call.parsed.fields.get("stream_options")
+            if not (isinstance(options, dict) and options.get("include_usage")):
+                call.parsed.fields["stream_options"] = {**(options or {}), "include_usage": True}
+                call.held.strip_usage = True
+
+    async def _admit(self, dep: Deployment, attempts: int) -> bool | None:
         """May this request try `dep` now? False: its circuit is open or it asked to wait (skip it);
         None: the retry budget is spent (stop failing over). Only removes candidates, never adds one."""
         breaker = self._resilience.breaker
         if not breaker.available(dep.id) or self._resilience.holds.remaining(dep.id) > 0:
             return False
-        if attempts and not self._resilience.budget.acquire():
+        if attempts and not await self._limiter.acquire_retry():
             return None
         breaker.begin(dep.id)
         return True
@@ -315,6 +414,7 @@ class ChatService:
             why = "failing (circuit open)"
         error.headers[Header.REQUEST_ID] = call.request_id
         call.mark(error.headers)
+        self._release(call)
         self._audit.record(call.event(plan.decision, error.status, error_code=error.code.value))
         log.warning(
             "%s no call made: every compliant deployment of %s is %s for %.0f s more (%s)",
@@ -333,12 +433,12 @@ class ChatService:
 
         Failover happens only on retryable errors, within the retry budget, skipping open circuits.
         """
-        self._resilience.budget.request()
+        await self._limit(call, plan)  # also counts the request for the retry budget
         attempt = 0
         last: tuple[Deployment, UpstreamError] | None = None
         stopped, skipped = "", []
         for dep in plan.candidates:
-            admitted = self._admit(dep, attempt)
+            admitted = await self._admit(dep, attempt)
             if admitted is None:
                 stopped = "the retry budget is spent; not failing over"
                 break
@@ -366,6 +466,7 @@ class ChatService:
                 raise
             except BaseException as exc:
                 self._outcome(dep, exc)
+                self._release(call)
                 raise
             self._outcome(dep, None)  # an answer (for a stream: its first chunk): the provider works
             return dep, attempt, result
@@ -376,47 +477,73 @@ class ChatService:
         raise self._unavailable(call, plan)
 
     async def run(
-        self, endpoint: Endpoint, key: KeyRecord, parsed: ParsedRequest, *, request_id: str, started: float
+        self,
+        endpoint: Endpoint,
+        key: KeyRecord,
+        parsed: ParsedRequest,
+        *,
+        request_id: str,
+        started: float,
+        upstream: Upstream | None = None,
     ) -> Response:
         """The pipeline from a parsed request on: content-aware tightening, the effective policy, the
-        plan, the call with failover (one answer, or a stream), badges, and the ledger record."""
+        plan, the call with failover (one answer, or a stream), badges, and the ledger record.
+        `upstream`: the API's own upstream call (default: the endpoint's `Wire` on the adapter)."""
         sensitive = await self.sensitive(endpoint, key, parsed)
         policy = self.effective_policy(key, parsed.ask, sensitive.policies)
         paths = parsed.paths.limit_retention() if limits_retention(policy) else parsed.paths
         call = Call(endpoint, key, parsed, policy, request_id, started, sensitive, paths)
+        origin = None
+        if parsed.continues is not None:  # previous_response_id: only where that response was made
+            origin = await self._continuations.require(parsed.continues, key.name)
         if parsed.stream:
-            return await self.stream(call)
-        return await self.complete(call)
+            return await self.stream(call, origin, upstream)
+        return await self.complete(call, origin, upstream)
 
-    async def complete(self, call: Call) -> Response:
-        """A non-stream chat completion or embeddings call, with failover among compliant deployments."""
-        plan = self._plan(call)
+    async def complete(
+        self, call: Call, origin: str | None = None, upstream: Upstream | None = None
+    ) -> Response:
+        """A non-stream answer (chat, embeddings, responses), with failover among compliant deployments."""
+        plan = self._plan(call, origin)
+        wire = call.wire
 
         async def call_upstream(dep: Deployment) -> dict[str, Any]:
-            adapter = self._adapter_for(dep)
-            if call.endpoint is Endpoint.EMBEDDINGS:
-                return await adapter.embeddings(dep.target, call.parsed.fields)
-            return await adapter.chat(dep.target, call.fields_for(dep))
+            if upstream is not None:
+                return await upstream.complete(dep, call)
+            return await wire.call(self._adapter_for(dep, call.endpoint), dep.target, call.fields_for(dep))
 
         dep, attempt, result = await self._first_success(call, plan, call_upstream)
         headers, privacy = self._router.disclose(plan, dep, call.request_id)
         call.mark(headers, privacy)
-        result["privacy"] = privacy
+        if call.held.admission is not None:
+            headers.update(call.held.admission.headers)
+        wire.attach(result, privacy)
+        answer_id = self._continuations.keep(wire.answer_id(result), call.key.name, dep)
         prompt, completion = _tokens(result.get("usage"))
-        self._served(call, plan, dep, 200, attempt, prompt_tokens=prompt, completion_tokens=completion)
+        self._served(
+            call, plan, dep, 200, attempt, answer_id, prompt_tokens=prompt, completion_tokens=completion
+        )
         return Response(orjson.dumps(result), headers=headers, media_type="application/json")
 
-    async def stream(self, call: Call) -> Response:
-        """A streamed chat completion: failover until the first chunk arrives, then commit to one upstream."""
-        plan = self._plan(call)
+    async def stream(
+        self, call: Call, origin: str | None = None, upstream: Upstream | None = None
+    ) -> Response:
+        """A streamed answer: failover until the first chunk arrives, then commit to one upstream."""
+        plan = self._plan(call, origin)
+        wire = call.wire
 
         async def open_stream(dep: Deployment) -> ChatStream:
-            return await self._adapter_for(dep).chat_stream(dep.target, call.fields_for(dep))
+            if upstream is not None:
+                return await upstream.open(dep, call)
+            return await wire.open(self._adapter_for(dep, call.endpoint), dep.target, call.fields_for(dep))
 
         dep, attempt, opened = await self._first_success(call, plan, open_stream)
         headers, privacy = self._router.disclose(plan, dep, call.request_id)
         call.mark(headers, privacy)
-        body = self._relay(call, plan, dep, opened, privacy, attempt)
+        if call.held.admission is not None:
+            headers.update(call.held.admission.headers)
+        answer_id = self._continuations.keep(wire.first_id(opened.first), call.key.name, dep)
+        body = self._relay(call, plan, dep, opened, privacy, attempt, answer_id)
         return RelayResponse(body, headers={**headers, **sse.HEADERS}, media_type=sse.MEDIA_TYPE)
 
     async def _relay(
@@ -427,20 +554,27 @@ class ChatService:
         opened: ChatStream,
         privacy: dict[str, Any],
         attempts: int,
+        response_id: str | None = None,
     ) -> AsyncIterator[bytes]:
         status, cancelled, error_code = 200, False, None
+        wire = call.wire
         try:
-            first = {**opened.first, "privacy": privacy}
-            yield sse.frame(orjson.dumps(first))
+            yield wire.opening(opened.first, privacy)
+            usage = sse.UsageFilter() if call.held.strip_usage else None
             try:
                 async for chunk in opened:
-                    yield chunk
+                    if usage is None:
+                        yield chunk
+                    elif passed := usage.feed(chunk):
+                        yield passed
+                if usage is not None and (rest := usage.flush()):
+                    yield rest
             except UpstreamError as exc:
                 broke = UpstreamFailure(exc.message)  # the envelope of a 502, as the last event
                 status, error_code = broke.status, broke.code.value
                 why = exc.cause or exc.message
                 log.warning("%s stream from %s at %s broke: %s", call.request_id, dep.id, dep.host, why)
-                yield sse.frame(orjson.dumps(broke.body())) + sse.DONE
+                yield wire.broken(broke)
         except (asyncio.CancelledError, GeneratorExit):
             cancelled = True
             raise
@@ -454,6 +588,7 @@ class ChatService:
                 dep,
                 status,
                 attempts,
+                response_id,
                 prompt_tokens=prompt,
                 completion_tokens=completion,
                 client_cancelled=cancelled,

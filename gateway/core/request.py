@@ -27,4 +27,10 @@ class ParsedRequest:
     stream: bool
     fields: dict[str, Any]
     ask: PrivacyAsk
+    # The upstream object this request continues (Responses' `previous_response_id`): only the
+    # deployment that produced it can serve the request (`gateway.core.continuations`).
+    continues: str | None = None
     paths: DataPaths = NONE  # `gateway.core.data_paths.detect_*` of the body
+    # Request headers an upstream on the same wire needs (Anthropic's `anthropic-version` and
+    # `anthropic-beta`), validated by the API's parse step; never credentials or hosts.
+    wire_headers: tuple[tuple[str, str], ...] = ()

@@ -27,7 +27,7 @@ from gateway.errors import FeatureNotAllowed, ModelNotFound, PolicyViolation, Up
 from gateway.names import DecisionKind, Header
 from policies.engine import Decision, evaluate
 from policies.policy import Policy, Requirement
-from policies.schema import FeatureId
+from policies.schema import FeatureId, Kind
 
 PolicySet = tuple[Policy, ...]
 _RETENTION_LIMITS = frozenset({Requirement.ZERO_RETENTION, Requirement.MAX_RETENTION_DAYS})
@@ -50,6 +50,17 @@ def sends_store_false(paths: DataPaths, dep: Deployment) -> bool:
         return True
     stored = dep.facts.feature(FeatureId.STORED_RESPONSE)
     return stored.known and stored.offered
+
+
+def features_at(paths: DataPaths, dep: Deployment) -> tuple[FeatureId, ...]:
+    """The data paths a request uses at `dep`. Storing by default is the Responses API's own: a
+    deployment reached through litellm's Responses bridge gets a chat request, which stores nothing,
+    so a `stored_response` that comes only from that default applies to Responses-native upstreams
+    alone, and not to self-hosted servers (what they store stays on the operator's host). An explicit
+    `store: true` is judged everywhere."""
+    if paths.stored_by_default and (not dep.responses_wire or dep.channel.kind is Kind.SELF_HOSTED):
+        return tuple(f for f in paths.features if f is not FeatureId.STORED_RESPONSE)
+    return paths.features
 
 
 @dataclass(frozen=True)
@@ -118,12 +129,13 @@ class PolicyRouter:
         request's data paths, today. MCP hosts must be listed (`plan` refuses the others first)."""
         day = self._today()
         dep = dep.on(day)
-        hosts = paths.mcp_hosts if FeatureId.REMOTE_MCP in paths.features else ()
-        key = (tuple(p.name for p in policy), dep.id, paths.features, hosts)
+        features = features_at(paths, dep)
+        hosts = paths.mcp_hosts if FeatureId.REMOTE_MCP in features else ()
+        key = (tuple(p.name for p in policy), dep.id, features, hosts)
         found = self._decisions.get(key)
         if found is None:
             listed = [self._tool_hosts[h] for h in hosts if h in self._tool_hosts]
-            decision = evaluate(policy, dep.facts, today=day, features=paths.features, tool_hosts=listed)
+            decision = evaluate(policy, dep.facts, today=day, features=features, tool_hosts=listed)
             found = (decision, build_view(dep, decision))
             self._decisions[key] = found
         return found

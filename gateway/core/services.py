@@ -15,8 +15,10 @@ from fastapi import Depends, Request
 
 from gateway.config import Config
 from gateway.core.auth import Authenticator
+from gateway.core.limits import Limiter
 from gateway.core.pipeline import ChatService
 from gateway.core.routing import PolicyRouter
+from gateway.names import Endpoint
 from gateway.observability.audit import AuditSink
 from gateway.observability.metrics import GatewayMetrics, InFlight
 from gateway.server.bodybudget import BodyBudget
@@ -28,6 +30,7 @@ from policies.policy import Policy
 if TYPE_CHECKING:
     from gateway.core.deployments import Deployment
     from gateway.storage.runtime import Storage
+    from gateway.upstream.anthropic_wire import AnthropicWireAdapter
     from gateway.upstream.base import Adapter
     from gateway.upstream.litellm_adapter import LiteLLMAdapter
     from gateway.upstream.openai_wire import OpenAIWireAdapter
@@ -35,21 +38,27 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Adapters:
-    """The two adapters of an app: the OpenAI-wire pass-through, and litellm when a deployment needs it."""
+    """The adapters of an app: the OpenAI-wire pass-through, the Anthropic-wire pass-through (the
+    Messages API to `anthropic.api`), and litellm. litellm is imported at start-up (`preload`) only
+    when a deployment needs it for chat; a Messages request translated for another deployment
+    imports it on first use."""
 
     direct: OpenAIWireAdapter
-    translated: LiteLLMAdapter | None
+    translated: LiteLLMAdapter
+    anthropic: AnthropicWireAdapter
+    preload: bool  # a deployment needs litellm for chat: import it in the background at start-up
 
-    def adapter_for(self, dep: Deployment) -> Adapter:
-        if dep.openai_wire:
+    def adapter_for(self, dep: Deployment, endpoint: Endpoint = Endpoint.CHAT) -> Adapter:
+        """The pass-through where the deployment speaks the endpoint's wire, else litellm."""
+        direct = dep.responses_wire if endpoint is Endpoint.RESPONSES else dep.openai_wire
+        if direct:
             return self.direct
-        assert self.translated is not None, "a litellm deployment without the litellm adapter"
         return self.translated
 
     async def aclose(self) -> None:
         await self.direct.aclose()
-        if self.translated is not None:
-            await self.translated.aclose()
+        await self.anthropic.aclose()
+        await self.translated.aclose()
 
 
 @dataclass
@@ -68,6 +77,7 @@ class Services:
     key_slots: KeySlots  # held by each pipeline request (`gateway.api.intake`) until it is answered
     body_budget: BodyBudget  # the same
     adapters: Adapters
+    limiter: Limiter  # per-key limits, over the state replicas share (`gateway.core.limits`)
     storage: Storage | None  # the database, when the app keeps the ledger or keys in one
     key_storage: Storage | None  # the same, when it keeps keys there (`/admin/keys`)
     warnings: list[str] = field(default_factory=list)

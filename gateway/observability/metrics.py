@@ -1,9 +1,14 @@
-"""Sluice's metrics for `GET /metrics` (the format itself is `gateway.observability.prometheus`).
+"""Sluice's metrics for `GET /metrics`, on `prometheus_client` with one registry per app.
 
 What belongs here: the fixed label sets; `RequestMetrics`, fed by `MetricsSink` from the
 `AuditEvent` of every decided request; `LoopLag`, a timer that measures how late the event loop
 wakes it; and `GatewayMetrics`, which adds what is read at scrape time (requests in flight, circuit
-breakers, the audit ledger, the event loop, the process).
+breakers, the audit ledger, the event loop, the process) and renders the exposition.
+
+Every metric lives in the app's own `CollectorRegistry` (never prometheus_client's global
+`REGISTRY`), so two apps in one process share nothing. prometheus_client writes the text format
+0.0.4 (its escaping, value spelling, `+Inf` bucket) and adds, per counter and histogram, the
+standard `<name>_created` gauge (when the series was first moved).
 
 Every label value comes from a fixed set: a configured model alias or deployment id, one of
 Sluice's enums (endpoint, decision, error code, breaker state) or a status class. Anything else,
@@ -16,24 +21,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector
+
+from gateway.core.limits import Limiter
 from gateway.core.pipeline import CLIENT_CLOSED
 from gateway.core.resilience import BreakerState
 from gateway.names import DecisionKind, Endpoint, ErrorCode
 from gateway.observability.audit import AuditEvent, AuditSink
-from gateway.observability.prometheus import Counter, Family, Gauge, Histogram, render
 
 if TYPE_CHECKING:
     from gateway.core.deployments import Deployment
     from gateway.storage.ledger import LedgerStats
 
 log = logging.getLogger("sluice.metrics")
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"  # what `render()` writes (generate_latest)
 
 OTHER = "other"
 ENDPOINTS = tuple(Endpoint)
@@ -56,6 +65,23 @@ class LabelSet:
         return str(value) if value is not None and value in self.values else OTHER
 
 
+class Children:
+    """A labelled metric's children, each looked up once per label set: prometheus_client's
+    `labels()` checks the values and takes a lock on every call (about 1.5 µs), and the request path
+    calls it several times per request. The label sets are fixed (above), so the cache is bounded;
+    two threads filling it at once get the same child (`labels()` returns one per label set)."""
+
+    def __init__(self, metric: Counter | Histogram) -> None:
+        self.metric = metric
+        self._children: dict[tuple[str, ...], Any] = {}
+
+    def __call__(self, *values: str) -> Any:
+        child = self._children.get(values)
+        if child is None:
+            child = self._children.setdefault(values, self.metric.labels(*values))
+        return child
+
+
 def status_class(status: int) -> str:
     if status == CLIENT_CLOSED:
         return "client_closed"
@@ -72,73 +98,90 @@ def status_class(status: int) -> str:
 class RequestMetrics:
     """Counters and the latency histogram, updated once per decided request (one `AuditEvent`)."""
 
-    def __init__(self, *, models: Iterable[str], deployments: Iterable[str]) -> None:
+    def __init__(
+        self,
+        *,
+        models: Iterable[str],
+        deployments: Iterable[str],
+        registry: CollectorRegistry | None = None,
+    ) -> None:
         self.model = LabelSet(models)
         self.deployment = LabelSet(deployments)
         self.endpoint = LabelSet(ENDPOINTS)
         self.decision = LabelSet(DecisionKind)
         self.code = LabelSet(ErrorCode)
-        self._lock = threading.Lock()  # AuditSink.record() may be called from another thread
+        # The app's registry (`build_services`); a registry of its own when used alone.
+        self.registry = registry if registry is not None else CollectorRegistry()
+        # prometheus_client's metrics are thread-safe: AuditSink.record() may run on another thread.
         self.requests = Counter(
             "sluice_requests_total",
             "Requests that reached a decision, by requested model, decision and status class.",
             ("endpoint", "model", "decision", "status_class"),
+            registry=self.registry,
         )
         self.errors = Counter(
             "sluice_request_errors_total",
             "Decided requests that ended in an error, by error code.",
             ("endpoint", "code"),
+            registry=self.registry,
         )
         self.cancelled = Counter(
             "sluice_client_cancelled_total",
             "Decided requests whose client went away before the answer was complete.",
             ("endpoint", "model"),
+            registry=self.registry,
         )
         self.attempts = Counter(
             "sluice_upstream_attempts_total",
             "Upstream calls made (first tries and failovers), by requested model.",
             ("endpoint", "model"),
+            registry=self.registry,
         )
         self.served = Counter(
             "sluice_deployment_requests_total",
             "Requests by the deployment that answered or failed last, and status class.",
             ("deployment", "status_class"),
+            registry=self.registry,
         )
         self.tokens = Counter(
             "sluice_tokens_total",
             "Tokens the upstream reported, by served model and kind (prompt, completion).",
             ("served_model", "kind"),
+            registry=self.registry,
         )
         self.latency = Histogram(
             "sluice_request_duration_seconds",
             "Time from request start to its audit record, for requests that reached an upstream.",
             ("endpoint", "served_model", "stream"),
             buckets=LATENCY_BUCKETS,
+            registry=self.registry,
         )
+        counters = (self.requests, self.errors, self.cancelled, self.attempts, self.served, self.tokens)
+        self._children = {metric: Children(metric) for metric in counters}
+        self._latency = Children(self.latency)
 
     def observe(self, event: AuditEvent) -> None:
         endpoint, model = self.endpoint(event.endpoint), self.model(event.requested_model)
         served, status = self.model(event.served_model), status_class(event.status)
-        with self._lock:
-            self.requests.inc(endpoint, model, self.decision(event.decision), status)
-            if event.error_code is not None:
-                self.errors.inc(endpoint, self.code(event.error_code))
-            if event.client_cancelled:
-                self.cancelled.inc(endpoint, model)
-            if event.attempts > 0:
-                self.attempts.inc(endpoint, model, amount=event.attempts)
-            if event.deployment is not None:
-                self.served.inc(self.deployment(event.deployment), status)
-                stream = "true" if event.stream else "false"
-                self.latency.observe(endpoint, served, stream, value=max(event.latency_ms, 0.0) / 1000)
-            for kind, count in (("prompt", event.prompt_tokens), ("completion", event.completion_tokens)):
-                if count is not None and count > 0:
-                    self.tokens.inc(served, kind, amount=count)
+        child = self._children
+        child[self.requests](endpoint, model, self.decision(event.decision), status).inc()
+        if event.error_code is not None:
+            child[self.errors](endpoint, self.code(event.error_code)).inc()
+        if event.client_cancelled:
+            child[self.cancelled](endpoint, model).inc()
+        if event.attempts > 0:
+            child[self.attempts](endpoint, model).inc(event.attempts)
+        if event.deployment is not None:
+            child[self.served](self.deployment(event.deployment), status).inc()
+            stream = "true" if event.stream else "false"
+            self._latency(endpoint, served, stream).observe(max(event.latency_ms, 0.0) / 1000)
+        for kind, count in (("prompt", event.prompt_tokens), ("completion", event.completion_tokens)):
+            if count is not None and count > 0:
+                child[self.tokens](served, kind).inc(count)
 
     def render(self) -> str:
-        families = (self.requests, self.errors, self.cancelled, self.attempts, self.served, self.tokens)
-        with self._lock:
-            return render((*families, self.latency))
+        """This object's registry in the text format (the whole app's, in an app)."""
+        return generate_latest(self.registry).decode()
 
 
 class MetricsSink:
@@ -194,15 +237,17 @@ class HttpResponses:
     before any decision (401, 400, 404, 413, 415, 429 at the cap, 431), which no audit event sees.
     The 408 and 431 that `gateway.server.uvicorn_deadlines` writes itself, before the app, are not here."""
 
-    def __init__(self) -> None:
+    def __init__(self, registry: CollectorRegistry) -> None:
         self.counter = Counter(
             "sluice_http_responses_total",
             "HTTP responses by route group and status code, refusals before any decision included.",
             ("route", "code"),
+            registry=registry,
         )
+        self._children = Children(self.counter)
 
     def observe(self, path: str, status: int) -> None:
-        self.counter.inc(route_group(path), str(status) if 100 <= status < 600 else OTHER)
+        self._children(route_group(path), str(status) if 100 <= status < 600 else OTHER).inc()
 
 
 # -- the event loop -------------------------------------------------------------------------------
@@ -214,14 +259,18 @@ class LoopLag:
     starts it too, for an app run without its lifespan). Cost: one timer every 50 ms.
     """
 
-    def __init__(self, interval: float = LOOP_LAG_INTERVAL) -> None:
+    def __init__(
+        self, interval: float = LOOP_LAG_INTERVAL, *, registry: CollectorRegistry | None = None
+    ) -> None:
         if interval <= 0:
             raise ValueError("the lag probe needs an interval > 0")
         self.interval = interval
+        self.registry = registry if registry is not None else CollectorRegistry()
         self.histogram = Histogram(
             "sluice_event_loop_lag_seconds",
             f"How late a {interval:g} s timer on the event loop fired.",
             buckets=LOOP_LAG_BUCKETS,
+            registry=self.registry,
         )
         self._task: asyncio.Task[None] | None = None
 
@@ -246,18 +295,7 @@ class LoopLag:
         while True:
             due = loop.time() + self.interval
             await asyncio.sleep(self.interval)
-            self.histogram.observe(value=max(0.0, loop.time() - due))
-
-
-def loop_families(lag: LoopLag) -> list[Family]:
-    """The lag histogram, and the number of asyncio tasks when rendered on a running loop."""
-    try:
-        count = len(asyncio.all_tasks())
-    except RuntimeError:  # no running loop: render() called from plain code
-        return [lag.histogram]
-    tasks = Gauge("sluice_asyncio_tasks", "asyncio tasks alive on the event loop, the scrape's own included.")
-    tasks.set(value=count)
-    return [tasks, lag.histogram]
+            self.histogram.observe(max(0.0, loop.time() - due))
 
 
 # -- read at scrape time --------------------------------------------------------------------------
@@ -280,10 +318,14 @@ class BreakerView(Protocol):
     def state(self, key: str) -> BreakerState: ...
 
 
+class HoldsView(Protocol):
+    def remaining(self, key: str) -> float: ...
+
+
 class FamilySource(Protocol):
     """Something that adds its own families at scrape time (the key cache)."""
 
-    def families(self) -> list[Family]: ...
+    def families(self) -> list[Metric]: ...
 
 
 class LedgerView(Protocol):
@@ -294,26 +336,141 @@ class LedgerView(Protocol):
     def stats(self) -> LedgerStats: ...
 
 
-def process_families(proc: Path = Path("/proc/self")) -> list[Family]:
-    """CPU time, resident memory and open file descriptors, where /proc has them (Linux)."""
-    times = os.times()
-    cpu = Counter("process_cpu_seconds_total", "User and system CPU time of this process, in seconds.")
-    cpu.inc(amount=times.user + times.system)
-    families: list[Family] = [cpu]
-    try:
-        resident_pages = int((proc / "statm").read_text().split()[1])
-        open_fds = len(os.listdir(proc / "fd"))
-    except (OSError, IndexError, ValueError):
-        return families
-    rss = Gauge("process_resident_memory_bytes", "Resident memory of this process, in bytes.")
-    rss.set(value=resident_pages * os.sysconf("SC_PAGE_SIZE"))
-    fds = Gauge("process_open_fds", "Open file descriptors of this process.")
-    fds.set(value=open_fds)
-    return [*families, rss, fds]
+def gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
+    """A gauge without labels, read at scrape time."""
+    return GaugeMetricFamily(name, documentation, value=value)
+
+
+class ScrapeTime(Collector):
+    """The families read when `/metrics` is scraped, from the objects that hold the figures."""
+
+    def __init__(self, metrics: GatewayMetrics) -> None:
+        self.metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        m = self.metrics
+        yield gauge(
+            "sluice_requests_in_flight", "Chat and embeddings requests in flight now.", m.in_flight.count
+        )
+        yield gauge(
+            "sluice_requests_in_flight_limit", "SLUICE_MAX_CONCURRENCY: the in-flight cap.", m.in_flight_limit
+        )
+        if m.body_budget is not None:
+            yield gauge(
+                "sluice_request_body_bytes_in_flight",
+                "Estimated memory the bodies of chat and embeddings requests in flight hold, in bytes.",
+                m.body_budget.held,
+            )
+            yield gauge(
+                "sluice_request_body_bytes_in_flight_limit",
+                "SLUICE_MAX_INFLIGHT_BODY_BYTES: the body budget.",
+                m.body_budget.limit,
+            )
+        yield from self._deployments()
+        yield from self._audit()
+        yield from self._limits()
+        try:
+            tasks = len(asyncio.all_tasks())
+        except RuntimeError:  # no running loop: rendered from plain code
+            pass
+        else:
+            yield gauge(
+                "sluice_asyncio_tasks",
+                "asyncio tasks alive on the event loop, the scrape's own included.",
+                tasks,
+            )
+        if m.keys is not None:
+            yield from m.keys.families()
+
+    def _deployments(self) -> Iterator[Metric]:
+        available = GaugeMetricFamily(
+            "sluice_deployment_available",
+            "1 when the deployment has its credentials, 0 when it is never tried.",
+            labels=("deployment",),
+        )
+        breaker = GaugeMetricFamily(
+            "sluice_circuit_breaker_state",
+            "1 for the current state of each deployment's circuit breaker, 0 for the others.",
+            labels=("deployment", "state"),
+        )
+        for dep in self.metrics.deployments:
+            available.add_metric((dep.id,), 1 if dep.available else 0)
+            current = self.metrics.breaker.state(dep.id)
+            for state in BreakerState:
+                breaker.add_metric((dep.id, state.value), 1 if state is current else 0)
+        yield available
+        yield breaker
+        held = GaugeMetricFamily(
+            "sluice_deployment_hold_seconds",
+            "Seconds before the deployment may be called again (it answered with Retry-After); 0: now.",
+            labels=("deployment",),
+        )
+        holds = self.metrics.holds
+        for dep in self.metrics.deployments:
+            held.add_metric((dep.id,), round(holds.remaining(dep.id), 3) if holds is not None else 0)
+        yield held
+
+    def _limits(self) -> Iterator[Metric]:
+        limiter = self.metrics.limiter
+        if limiter is None:
+            return
+        status, _ = limiter.state.status()
+        yield gauge(
+            "sluice_shared_state_up",
+            "1 while limits, breakers and holds are shared through Redis; 0 while Redis is away "
+            "(per-process fallback) or not configured.",
+            1 if status == "ok" else 0,
+        )
+        refused = CounterMetricFamily(
+            "sluice_rate_limited_total",
+            "Requests refused by a key's limit (429 rate_limited), by limit.",
+            labels=("limit",),
+        )
+        for limit, count in limiter.refused.items():
+            refused.add_metric((limit,), count)
+        yield refused
+        losses = getattr(limiter.state, "failures", None)
+        if isinstance(losses, int):
+            yield CounterMetricFamily(
+                "sluice_shared_state_lost_total",
+                "Times Redis stopped answering (and the gateway fell back).",
+                value=losses,
+            )
+
+    def _audit(self) -> Iterator[Metric]:
+        m = self.metrics
+        yield gauge(
+            "sluice_audit_ready",
+            "1 when the audit sink is ready (as in /readyz), else 0.",
+            1 if m.audit.status()[0] else 0,
+        )
+        if m.ledger is None:
+            return
+        yield gauge(
+            "sluice_audit_backlog",
+            "Audit records queued, not yet in the database or the spool.",
+            m.ledger.backlog,
+        )
+        records = CounterMetricFamily(
+            "sluice_audit_records_total",
+            "Audit records by outcome: written, spooled, replayed from the spool, dropped (lost).",
+            labels=("outcome",),
+        )
+        stats = m.ledger.stats
+        for outcome, count in (
+            ("written", stats.written),
+            ("spooled", stats.spooled),
+            ("replayed", stats.replayed),
+            ("dropped", stats.dropped),
+        ):
+            records.add_metric((outcome,), count)
+        yield records
 
 
 class GatewayMetrics:
-    """Everything `GET /metrics` shows: the request counters plus gauges read at scrape time."""
+    """Everything `GET /metrics` shows, in the app's registry (the one `requests` counts in): the
+    request counters, the responses, the loop lag, the gauges read at scrape time, the process
+    (prometheus_client's `ProcessCollector`: CPU, memory, file descriptors, from Linux `/proc`)."""
 
     def __init__(
         self,
@@ -326,10 +483,11 @@ class GatewayMetrics:
         audit: AuditSink,
         ledger: LedgerView | None = None,
         keys: FamilySource | None = None,
-        loop_lag: LoopLag | None = None,
-        proc: Path = Path("/proc/self"),
         body_budget: BodyBudgetView | None = None,
+        limiter: Limiter | None = None,
+        holds: HoldsView | None = None,
     ) -> None:
+        self.registry = requests.registry
         self.requests = requests
         self.in_flight = in_flight
         self.in_flight_limit = in_flight_limit
@@ -338,72 +496,13 @@ class GatewayMetrics:
         self.audit = audit
         self.ledger = ledger
         self.keys = keys
-        self.loop_lag = loop_lag or LoopLag()
-        self.http = HttpResponses()
-        self.proc = proc
         self.body_budget = body_budget
-
-    def _gateway(self) -> list[Family]:
-        in_flight = Gauge("sluice_requests_in_flight", "Chat and embeddings requests in flight now.")
-        in_flight.set(value=self.in_flight.count)
-        limit = Gauge("sluice_requests_in_flight_limit", "SLUICE_MAX_CONCURRENCY: the in-flight cap.")
-        limit.set(value=self.in_flight_limit)
-        available = Gauge(
-            "sluice_deployment_available",
-            "1 when the deployment has its credentials, 0 when it is never tried.",
-            ("deployment",),
-        )
-        breaker = Gauge(
-            "sluice_circuit_breaker_state",
-            "1 for the current state of each deployment's circuit breaker, 0 for the others.",
-            ("deployment", "state"),
-        )
-        for dep in self.deployments:
-            available.set(dep.id, value=1 if dep.available else 0)
-            current = self.breaker.state(dep.id)
-            for state in BreakerState:
-                breaker.set(dep.id, state.value, value=1 if state is current else 0)
-        return [in_flight, limit, *self._bodies(), available, breaker]
-
-    def _bodies(self) -> list[Family]:
-        if self.body_budget is None:
-            return []
-        held = Gauge(
-            "sluice_request_body_bytes_in_flight",
-            "Estimated memory the bodies of chat and embeddings requests in flight hold, in bytes.",
-        )
-        held.set(value=self.body_budget.held)
-        limit = Gauge(
-            "sluice_request_body_bytes_in_flight_limit", "SLUICE_MAX_INFLIGHT_BODY_BYTES: the body budget."
-        )
-        limit.set(value=self.body_budget.limit)
-        return [held, limit]
-
-    def _audit(self) -> list[Family]:
-        ready = Gauge("sluice_audit_ready", "1 when the audit sink is ready (as in /readyz), else 0.")
-        ready.set(value=1 if self.audit.status()[0] else 0)
-        if self.ledger is None:
-            return [ready]
-        backlog = Gauge("sluice_audit_backlog", "Audit records queued, not yet in the database or the spool.")
-        backlog.set(value=self.ledger.backlog)
-        records = Counter(
-            "sluice_audit_records_total",
-            "Audit records by outcome: written, spooled, replayed from the spool, dropped (lost).",
-            ("outcome",),
-        )
-        stats = self.ledger.stats
-        for outcome, count in (
-            ("written", stats.written),
-            ("spooled", stats.spooled),
-            ("replayed", stats.replayed),
-            ("dropped", stats.dropped),
-        ):
-            records.inc(outcome, amount=count)
-        return [ready, backlog, records]
+        self.limiter = limiter
+        self.holds = holds
+        self.http = HttpResponses(self.registry)
+        self.loop_lag = LoopLag(registry=self.registry)
+        self.registry.register(ScrapeTime(self))
+        ProcessCollector(registry=self.registry)
 
     def render(self) -> str:
-        families = [self.http.counter, *self._gateway(), *self._audit(), *loop_families(self.loop_lag)]
-        if self.keys is not None:
-            families += self.keys.families()
-        families += process_families(self.proc)
-        return self.requests.render() + render(families)
+        return generate_latest(self.registry).decode()

@@ -4,9 +4,11 @@ What belongs here: `EdgeGuard`, the outermost middleware of the app: it counts e
 `GET /metrics` and refuses a request whose headers are past Envoy's edge limits (431) before
 anything else reads it; it guards and never dispatches. And `Guarded`, the ASGI app that runs each
 pipeline route of `gateway.api.routes` (chat, embeddings): the in-flight cap (past it, a fast 429
-with Retry-After rather than an unbounded queue), the request id, the body deadline (a body that
-trickles in would hold a slot of the cap: it must arrive whole within `SLUICE_BODY_TIMEOUT`, else
-a 408; the headers' deadline is `gateway.server.uvicorn_deadlines`'s), cancelling the handler's
+with Retry-After rather than an unbounded queue), the request id, the answer to the body deadline
+(a body that trickles in would hold a slot of the cap: it must arrive whole within
+`SLUICE_BODY_TIMEOUT`, else a 408; the deadline itself is timed by the HTTP protocol,
+`gateway.server.uvicorn_deadlines`, which hands it over in the scope; only under another ASGI server
+does the edge time it), cancelling the handler's
 work when the client disconnects before its response starts (a stream that runs notices a gone
 client itself: `gateway.server.responses`), and the request's claims (its key's slot, its body
 bytes): context managers the handler enters into `Inbound.claims`, one `ExitStack` that closes
@@ -33,7 +35,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.core.services import Services
 from gateway.errors import HeadersTooLarge, RateLimited, RequestTimeout, SluiceError, render
-from gateway.server.request_body import HEADERS_LIMIT, MAX_HEADER_BYTES, MAX_HEADERS, new_request_id
+from gateway.server.request_body import (
+    BODY_DEADLINE,
+    HEADERS_LIMIT,
+    MAX_HEADER_BYTES,
+    MAX_HEADERS,
+    BodyDeadline,
+    new_request_id,
+)
 
 
 @dataclass(frozen=True)
@@ -48,6 +57,7 @@ class Inbound:
 
 
 Handler = Callable[[Inbound], Awaitable[Response]]
+Renderer = Callable[..., Response]  # `gateway.errors.render`, or an API's own envelope (`render_anthropic`)
 
 
 def _headers_too_large(scope: Scope) -> bool:
@@ -92,10 +102,12 @@ async def _disconnected(receive: Receive, body_read: asyncio.Event) -> None:
 
 
 class Guarded:
-    """The ASGI app of one pipeline route: `handler` run inside the edge's guards."""
+    """The ASGI app of one pipeline route: `handler` run inside the edge's guards; its errors (and
+    the edge's own) rendered by `render`, in the envelope of the route's API."""
 
-    def __init__(self, handler: Handler) -> None:
+    def __init__(self, handler: Handler, *, render: Renderer = render) -> None:
         self.handler = handler
+        self.render = render
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         services: Services = scope["app"].state.sluice
@@ -104,7 +116,7 @@ class Guarded:
             busy = RateLimited(
                 "Sluice is at its concurrency limit; retry shortly", headers={"retry-after": "1"}
             )
-            await render(busy)(scope, receive, send)
+            await self.render(busy)(scope, receive, send)
             return
         in_flight.count += 1
         try:
@@ -119,17 +131,24 @@ class Guarded:
         self, scope: Scope, receive: Receive, services: Services, claims: ExitStack
     ) -> Response | None:
         started = time.perf_counter()
-        body_timeout = services.settings.body_timeout
         body_read = asyncio.Event()
-        deadline = asyncio.get_running_loop().time() + body_timeout
+        # The protocol times the body deadline and wakes us when it passes; only under another
+        # ASGI server (no `BodyDeadline` in the scope) is it timed here.
+        owned: BodyDeadline | None = scope.get("extensions", {}).get(BODY_DEADLINE)
+        if owned is not None:
+            owned.claimed = True
+        body_timeout = owned.seconds if owned is not None else services.settings.body_timeout
+        late = f"the request body did not arrive within {body_timeout:g} s"
+        deadline = None if owned is not None else asyncio.get_running_loop().time() + body_timeout
 
         async def tracked() -> Message:
             try:
                 async with asyncio.timeout_at(None if body_read.is_set() else deadline):
                     message = await receive()
             except TimeoutError:  # the body is read before any upstream call, so none was made
-                late = f"the request body did not arrive within {body_timeout:g} s"
                 raise RequestTimeout(late) from None
+            if owned is not None and owned.expired and not body_read.is_set():
+                raise RequestTimeout(late)
             if message["type"] != "http.request" or not message.get("more_body", False):
                 body_read.set()
             return message
@@ -151,6 +170,6 @@ class Guarded:
         try:
             return await self.handler(inbound)
         except SluiceError as exc:
-            return render(exc, request_id=inbound.request_id)
+            return self.render(exc, request_id=inbound.request_id)
         except ClientDisconnect:  # gone while sending its body: no decision was made, nobody to answer
             return None

@@ -3,7 +3,8 @@
 What belongs here: small helpers the API handlers share to read a request before parsing: the body
 cap (413 before reading past the limit, chunked bodies included; the answer closes the connection),
 the JSON content-type check and the refusal of any Content-Encoding Sluice does not decode (415),
-and the request id. Headers that are one value (Content-Type, Content-Length) are refused when
+the request id, and `BodyDeadline`, the body deadline the HTTP protocol hands a route through the
+ASGI scope. Headers that are one value (Content-Type, Content-Length) are refused when
 repeated (400), never read from their first line only; a list header (Content-Encoding) is read
 from every line (RFC 9110).
 """
@@ -11,6 +12,7 @@ from every line (RFC 9110).
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 
 from fastapi import Request
 
@@ -22,6 +24,23 @@ JSON_TYPES = ("application/json", "")
 MAX_HEADERS = 100
 MAX_HEADER_BYTES = 64 * 1024
 HEADERS_LIMIT = f"at most {MAX_HEADERS} request headers and {MAX_HEADER_BYTES} bytes of them"
+
+
+# The ASGI scope extension under which the protocol puts the request's `BodyDeadline`.
+BODY_DEADLINE = "sluice.body_deadline"
+
+
+@dataclass
+class BodyDeadline:
+    """The one body deadline of a request: `SLUICE_BODY_TIMEOUT` from its headers' end, timed by
+    the HTTP protocol (`gateway.server.uvicorn_deadlines`), which puts this object in the scope's
+    extensions. A route that answers the deadline itself (the edge's pipeline routes, with the
+    request id) sets `claimed`; when the deadline passes with the body incomplete, the protocol
+    sets `expired` and wakes the route's pending receive. Unclaimed, the protocol answers the 408."""
+
+    seconds: float
+    claimed: bool = False
+    expired: bool = False
 
 
 def new_request_id(request: Request) -> str:

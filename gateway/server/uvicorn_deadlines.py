@@ -17,11 +17,14 @@ in-flight cap.
   header cost about 100 MB). Past `HEAD_CAP` bytes of a request head still incomplete, the answer
   is a 431 `headers_too_large` with `Connection: close` (the edge refuses complete heads over
   `MAX_HEADER_BYTES` itself; the cap here adds room for the request line).
-- Body, a backstop: a pipeline route itself answers a body still incomplete `SLUICE_BODY_TIMEOUT`
-  after its headers (`gateway.server.edge`: a 408 with the request id). `BODY_GRACE` seconds later,
-  a body still incomplete ends the connection here: a route still waiting for it (not a pipeline
-  route) gets the same 408; the rest of a body nobody reads any more (after an early answer, such
-  as a 401 sent before the body is read) is cut off.
+- Body: the whole body must arrive within `SLUICE_BODY_TIMEOUT` of the headers' end. This is the
+  one body deadline: its timer is here, and the request's `BodyDeadline` rides in the ASGI scope
+  (`gateway.server.request_body`). When it passes with the body incomplete and no answer started:
+  a route that claimed the deadline (the edge's pipeline routes, `gateway.server.edge`) is woken
+  and answers the 408 itself (with the request id, counted in `/metrics`), and the connection
+  closes after it; any other route still waiting for the body sees the client gone and the 408 is
+  written here. The rest of a body nobody reads any more (after an early answer, such as a 401
+  sent before the body is read) is cut off at the same deadline.
 
 On expiry: if part of a request arrived and no response is being written on the connection, the
 answer is a 408 `request_timeout` in the OpenAI envelope with `Connection: close`, then the
@@ -71,12 +74,10 @@ from uvicorn.server import ServerState
 
 from gateway.errors import HeadersTooLarge, InvalidRequest, RequestTimeout, SluiceError
 from gateway.names import ErrorCode
-from gateway.server.request_body import MAX_HEADER_BYTES
+from gateway.server.request_body import BODY_DEADLINE, MAX_HEADER_BYTES, BodyDeadline
 from gateway.settings import Settings
 
 Phase = Literal["headers", "body"]
-# How much later than the edge's own 408 the body backstop closes a connection.
-BODY_GRACE = 2.0
 # The most of a request head (request line and headers) held before it is complete.
 HEAD_CAP = MAX_HEADER_BYTES + 16 * 1024
 # How long a refused connection is still read (and dropped) so the client gets its answer.
@@ -150,11 +151,12 @@ class DeadlineHttpProtocol(HttpToolsProtocol):
         self._discarding = False  # refused: what arrives now is dropped until the connection closes
         self._chunk = b""  # the bytes the parser is reading now
         self._head_raw: list[bytes] = []  # the chunks the current request head arrived in
+        self._body: BodyDeadline | None = None  # the current request's body deadline (in its scope)
 
     # -- the deadline --------------------------------------------------------------------------
     def _arm(self, phase: Phase) -> None:
         self._disarm()
-        seconds = self.header_timeout if phase == "headers" else self.body_timeout + BODY_GRACE
+        seconds = self.header_timeout if phase == "headers" else self.body_timeout
         self._deadline = self.loop.call_later(seconds, self._expired, phase)
 
     def _disarm(self) -> None:
@@ -181,6 +183,12 @@ class DeadlineHttpProtocol(HttpToolsProtocol):
             return
         headers = self.server_state.default_headers
         if phase == "body" and self.cycle is not None and not self.cycle.response_started:
+            body = self._body
+            if body is not None and body.claimed:
+                # The route answers its own 408 (connection: close): wake its pending receive.
+                body.expired = True
+                self.cycle.message_event.set()
+                return
             # A route is still waiting for this body: it sees a disconnect, its sends go nowhere.
             self.cycle.disconnected = True
             self.cycle.message_event.set()
@@ -304,6 +312,11 @@ class DeadlineHttpProtocol(HttpToolsProtocol):
         super().on_headers_complete()
         if self.cycle is not None:
             self.cycle.transport = cast("asyncio.Transport", _ClosingTransport(self))
+        self._body = None
+        if self.cycle is not None and self.cycle.scope is self.scope:  # this request's cycle
+            self._body = BodyDeadline(self.body_timeout)
+            extensions = cast("dict[str, Any]", self.scope.setdefault("extensions", {}))
+            extensions[BODY_DEADLINE] = self._body
         self._arm("body")
 
     def on_message_complete(self) -> None:

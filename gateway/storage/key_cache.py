@@ -32,9 +32,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+
 from gateway.core.auth import KeyRecord, KeyStore
 from gateway.errors import SluiceError, UnknownKeysThrottled
-from gateway.observability.prometheus import Counter, Family, Gauge
 
 FALLBACK_TTL = 5.0  # seconds an entry lives while the notification channel is down
 NEGATIVE_SIZE = 10_000  # unknown key hashes remembered (about 1 MB)
@@ -226,31 +227,32 @@ class KeyCache:
         self._negative.clear()
         self.stats.flushes += 1
 
-    def families(self) -> list[Family]:
+    def families(self) -> list[Metric]:
         """`/metrics`: the channel's state and the cache's counters (no key names, no hashes)."""
         state, _ = self.source.status()
-        channel = Gauge(
+        channel = GaugeMetricFamily(
             "sluice_key_cache_channel_up",
             "1 while every key change reaches this process's cache (LISTEN or data_version), "
             "0 while it falls back to a time-to-live.",
+            value=1 if state == "ok" else 0,
         )
-        channel.set(value=1 if state == "ok" else 0)
-        ttl = Gauge(
+        ttl = GaugeMetricFamily(
             "sluice_key_cache_ttl_seconds",
             "How long a cached key is trusted now: 0 while the channel is up (until a change), "
             "the fallback time-to-live while it is down.",
+            value=self.source.ttl or 0,
         )
-        ttl.set(value=self.source.ttl or 0)
-        entries = Gauge("sluice_key_cache_entries", "Cached key records, by kind.", ("kind",))
-        positive, negative = len(self._positive), len(self._negative)
-        entries.set("known", value=positive)
-        entries.set("unknown", value=negative)
-        events = Counter(
+        entries = GaugeMetricFamily(
+            "sluice_key_cache_entries", "Cached key records, by kind.", labels=("kind",)
+        )
+        entries.add_metric(("known",), len(self._positive))
+        entries.add_metric(("unknown",), len(self._negative))
+        events = CounterMetricFamily(
             "sluice_key_cache_events_total",
             "Key lookups by outcome: hit, unknown_hit (negative cache), database (a query), "
             "unknown_database (a query for a key in neither cache), shared (answered by a query under "
             "way), throttled (refused, no query), flush (the whole cache made stale).",
-            ("event",),
+            labels=("event",),
         )
         for name, count in (
             ("hit", self.stats.hits),
@@ -261,7 +263,7 @@ class KeyCache:
             ("throttled", self.stats.throttled),
             ("flush", self.stats.flushes),
         ):
-            events.inc(name, amount=count)
+            events.add_metric((name,), count)
         return [channel, ttl, entries, events]
 
 

@@ -1,8 +1,9 @@
 """The one adapter interface every upstream implements, and the errors adapters raise.
 
-What belongs here: `Adapter` (chat, chat_stream, embeddings), `UpstreamTarget` (where and with
-which credentials, from config only), `ChatStream` (headers and the first chunk arrive before
-the client sees a byte, so failover can still happen), and the upstream error hierarchy:
+What belongs here: `Adapter` (chat, chat_stream, embeddings, responses, responses_stream),
+`UpstreamTarget` (where and with which credentials, from config only), `ChatStream` (headers and
+the first chunk arrive before the client sees a byte, so failover can still happen), and the
+upstream error hierarchy:
 
     UpstreamError                   the upstream failed; `retryable` says if failover may happen,
      │                              `client_fault` if the request itself was the problem
@@ -169,5 +170,12 @@ class Adapter(Protocol):
 
     async def embeddings(self, target: UpstreamTarget, body: dict[str, Any]) -> dict[str, Any]:
         """An OpenAI embeddings response object."""
+
+    async def responses(self, target: UpstreamTarget, body: dict[str, Any]) -> dict[str, Any]:
+        """A non-stream OpenAI Responses call, as a Responses `response` object."""
+
+    async def responses_stream(self, target: UpstreamTarget, body: dict[str, Any]) -> ChatStream:
+        """Open a Responses stream and read its first event (`response.created`); the rest are
+        relayed as named events (`sse.typed`)."""
 
     async def aclose(self) -> None: ...

@@ -6,8 +6,18 @@ config (never the request body as such), handing litellm HTTP clients that neith
 redirects nor read past Sluice's caps (`gateway/upstream/limits.py`), and mapping litellm's
 exceptions onto Sluice's `UpstreamError`s (`gateway/upstream/litellm_errors.py` decides whose fault
 each failure is), and refusing media URLs its translation would download
-(`gateway/upstream/media.py`). litellm is imported on first use, so a gateway with only OpenAI-wire
-deployments never pays its import time or memory.
+(`gateway/upstream/media.py`). The OpenAI Responses API goes through `litellm.aresponses`: the
+provider's own Responses API where litellm has one (Azure), its bridge to the provider's chat API
+otherwise (Anthropic, Gemini, and OpenAI-wire hosts that have no `/responses`). litellm is imported
+on first use, so a gateway with only OpenAI-wire deployments never pays its import time or memory.
+
+Also the Messages API's translation (`MessagesTranslation`): an Anthropic Messages request as a
+Chat Completions body (litellm's own Anthropic adapter), and a chat answer or stream back as an
+Anthropic message or event stream. The chat call in between is the chat pipeline's adapter (the
+OpenAI-wire pass-through, or `LiteLLMAdapter.chat`), so every translated call keeps its caps,
+its error mapping and its media refusal; the token count of a non-Anthropic deployment is
+litellm's local estimate (`token_counter`: the model's tokenizer where litellm has it, else a
+generic one).
 """
 
 from __future__ import annotations
@@ -17,6 +27,7 @@ import contextlib
 import gc
 import importlib
 import logging
+import operator
 import os
 import ssl
 from collections.abc import AsyncIterator
@@ -31,6 +42,7 @@ from gateway.upstream.base import (
     ChatStream,
     UpstreamError,
     UpstreamProtocolError,
+    UpstreamRequestRejected,
     UpstreamStreamError,
     UpstreamTarget,
 )
@@ -44,6 +56,7 @@ from gateway.upstream.litellm_transform import (
     translate_call,
 )
 from gateway.upstream.media import refuse_fetched_media
+from gateway.upstream.providers import ROUTES
 
 # Set before litellm is imported; forced, so a stray shell variable cannot turn downloads back on.
 OFFLINE_ENV = {
@@ -132,28 +145,90 @@ def _kwargs(target: UpstreamTarget, body: dict[str, Any], client: Any) -> dict[s
     return kwargs
 
 
-def _dump(obj: Any) -> dict[str, Any]:
+def _translatable(litellm: ModuleType, body: dict[str, Any]) -> dict[str, Any]:
+    """The body without the OpenAI fields litellm does not know (`moderation`,
+    `prompt_cache_options`): litellm would put those into the provider's body as provider-specific
+    keys, which Anthropic and Gemini refuse as unknown, where `drop_params` drops a known field
+    the provider lacks. Sluice drops them the same way (docs/fields.md). `metadata` stays: litellm
+    maps its `user_id` to Anthropic's `metadata.user_id`."""
+    known = frozenset(litellm.OPENAI_CHAT_COMPLETION_PARAMS) | {"messages", "metadata"}
+    if known.issuperset(body):
+        return body
+    return {key: value for key, value in body.items() if key in known}
+
+
+def _with_required_nulls(data: dict[str, Any], *, chunk: bool) -> dict[str, Any]:
+    """A translated completion or chunk with the fields OpenAI's schema requires even when null
+    (`_dump` leaves out every None): a choice's `logprobs`, a message's `content` and `refusal`,
+    a chunk choice's `finish_reason` and `delta`. Strict clients validate these."""
+    choices = data.get("choices")
+    for choice in choices if isinstance(choices, list) else ():
+        if not isinstance(choice, dict):
+            continue
+        if chunk:
+            choice.setdefault("delta", {})
+            choice.setdefault("finish_reason", None)
+            continue
+        choice.setdefault("logprobs", None)
+        message = choice.get("message")
+        if isinstance(message, dict):
+            message.setdefault("content", None)
+            message.setdefault("refusal", None)
+    return data
+
+
+def _dump(obj: Any, *, json: bool = False) -> dict[str, Any]:
+    """litellm's answer as a dict; `json`: enums as their values (Responses events' `type`)."""
     if isinstance(obj, dict):
         return obj
-    dumped = obj.model_dump(exclude_none=True)
+    dumped = obj.model_dump(mode="json", exclude_none=True) if json else obj.model_dump(exclude_none=True)
     if not isinstance(dumped, dict):
         raise UpstreamProtocolError("litellm returned an unexpected object")
     return dumped
 
 
+def _chat_frame(data: dict[str, Any]) -> bytes:
+    return sse.frame(orjson.dumps(data))
+
+
+def _responses_frame(data: dict[str, Any]) -> bytes:
+    return sse.typed(str(data.get("type", "message")), orjson.dumps(data))
+
+
+def _responses_usage(data: dict[str, Any]) -> Any:
+    response = data.get("response")
+    return response.get("usage") if isinstance(response, dict) else None
+
+
 class LiteLLMStream:
+    """litellm's chunks (or Responses events) as SSE frames: `data:` lines ending with `[DONE]`
+    for Chat Completions, named events (`sse.typed`) with no end mark for Responses."""
+
     def __init__(
         self,
         litellm: ModuleType,
         iterator: AsyncIterator[Any],
         first: dict[str, Any],
         idle: float | None = None,
+        *,
+        responses: bool = False,
     ) -> None:
         self.first = first
-        self.usage: dict[str, Any] | None = first.get("usage")
+        self._frame = _responses_frame if responses else _chat_frame
+        self._usage_of: Any = _responses_usage if responses else operator.itemgetter("usage")
+        self._end = b"" if responses else sse.DONE
+        self._json = responses
+        self.usage: dict[str, Any] | None = self._usage(first)
         self._litellm = litellm
         self._iterator = iterator
         self._idle = idle
+
+    def _usage(self, data: dict[str, Any]) -> dict[str, Any] | None:
+        try:
+            usage = self._usage_of(data)
+        except KeyError:
+            return None
+        return usage if isinstance(usage, dict) else None
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         try:
@@ -167,16 +242,16 @@ class LiteLLMStream:
                     break
                 except TimeoutError:
                     raise UpstreamStreamError("the upstream stream stalled") from None
-                data = _dump(chunk)
-                if isinstance(data.get("usage"), dict):
-                    self.usage = data["usage"]
-                yield sse.frame(orjson.dumps(data))
+                data = _with_required_nulls(_dump(chunk, json=self._json), chunk=True)
+                self.usage = self._usage(data) or self.usage
+                yield self._frame(data)
         except UpstreamError:
             raise
         except Exception as exc:  # litellm raises many types mid-stream; all end the stream in-band
             mapped = map_error(self._litellm, exc)
             raise UpstreamStreamError(f"the upstream stream broke: {mapped.message}") from None
-        yield sse.DONE
+        if self._end:
+            yield self._end
 
     async def aclose(self) -> None:
         close = getattr(self._iterator, "aclose", None)
@@ -276,7 +351,11 @@ class LiteLLMAdapter:
 
     def _azure_client(self, target: UpstreamTarget) -> Any:
         """Azure goes through the OpenAI SDK inside litellm; its default httpx client follows redirects."""
-        key = (target.api_base, target.api_version, target.api_key)
+        return self._sdk_client(target, azure=True)
+
+    def _sdk_client(self, target: UpstreamTarget, *, azure: bool) -> Any:
+        """An OpenAI SDK client on httpx that neither follows redirects nor reads past the caps."""
+        key = (target.api_base, target.api_version if azure else "openai", target.api_key)
         found = self._sdk_clients.get(key)
         if found is None:
             import openai
@@ -288,12 +367,14 @@ class LiteLLMAdapter:
             )
             options: dict[str, Any] = {
                 "api_key": target.api_key,
-                "azure_endpoint": target.api_base or "",
-                "api_version": target.api_version,
                 "max_retries": 0,
                 "http_client": http_client,
             }
-            found = openai.AsyncAzureOpenAI(**options)
+            if azure:
+                options |= {"azure_endpoint": target.api_base or "", "api_version": target.api_version}
+                found = openai.AsyncAzureOpenAI(**options)
+            else:
+                found = openai.AsyncOpenAI(base_url=target.api_base, **options)
             self._sdk_clients[key] = found
         return found
 
@@ -301,44 +382,68 @@ class LiteLLMAdapter:
         """Which path calls to `target` take: `transform` or `acompletion`."""
         return path_for(target.model) if self._use_transform else "acompletion"
 
+    def _responses_kwargs(
+        self, target: UpstreamTarget, body: dict[str, Any], *, stream: bool
+    ) -> dict[str, Any]:
+        """`litellm.aresponses`'s arguments. Its Responses handlers (Azure's) take the HTTP handler
+        as `client`; its bridge hands `client` on to `acompletion`, which takes the chat path's.
+        An OpenAI-wire host reaches this adapter only when it has no `/responses`: the bridge then
+        calls its chat API through the OpenAI SDK, on a client that does not follow redirects."""
+        prefix = target.model.partition("/")[0]
+        if prefix == "azure":
+            return _kwargs(target, body, self._handler(target, stream=stream))
+        if body.get("previous_response_id") is not None:
+            # The bridge keeps no conversations; litellm would look for one elsewhere (its proxy's
+            # store, or a provider's API): never. The pipeline pins such requests to deployments that
+            # keep them (`gateway.core.continuations`), so this guards a path that is not taken.
+            raise UpstreamRequestRejected("previous_response_id needs a deployment that keeps responses")
+        client: Any
+        if prefix in ROUTES and ROUTES[prefix].openai_wire:
+            client = self._sdk_client(target, azure=False)
+        else:
+            client = self._client(target, stream=stream)
+        kwargs = _kwargs(target, body, client)
+        kwargs["use_chat_completions_api"] = True
+        return kwargs
+
     async def chat(self, target: UpstreamTarget, body: dict[str, Any]) -> dict[str, Any]:
         litellm = await self._litellm()
         refuse_fetched_media(target.model.partition("/")[0], body)
         if self._transformer is not None and path_for(target.model) == "transform":
             with contextlib.suppress(NotHere):
-                prepared = await translate_call(self._transformer, litellm, target, body, stream=False)
-                return await self._transformer.complete(target, prepared)
+                fields = _translatable(litellm, body)
+                prepared = await translate_call(self._transformer, litellm, target, fields, stream=False)
+                return _with_required_nulls(await self._transformer.complete(target, prepared), chunk=False)
         client = self._client(target)
         call = Call(marked=client is not None)
         token = CURRENT_CALL.set(call)
         try:
-            response = await litellm.acompletion(**_kwargs(target, body, client))
+            response = await litellm.acompletion(**_kwargs(target, _translatable(litellm, body), client))
         except Exception as exc:  # every litellm failure becomes a sanitised UpstreamError
             raise map_error(litellm, exc, sent=call.sent) from None
         finally:
             CURRENT_CALL.reset(token)
-        return _dump(response)
+        return _with_required_nulls(_dump(response), chunk=False)
 
-    async def chat_stream(
-        self, target: UpstreamTarget, body: dict[str, Any]
-    ) -> ChatStream:
+    async def chat_stream(self, target: UpstreamTarget, body: dict[str, Any]) -> ChatStream:
         litellm = await self._litellm()
         refuse_fetched_media(target.model.partition("/")[0], body)
         if self._transformer is not None and path_for(target.model) == "transform":
             with contextlib.suppress(NotHere):
-                prepared = await translate_call(self._transformer, litellm, target, body, stream=True)
+                fields = _translatable(litellm, body)
+                prepared = await translate_call(self._transformer, litellm, target, fields, stream=True)
                 options = body.get("stream_options")
                 usage = isinstance(options, dict) and options.get("include_usage") is True
                 return await open_stream(self._transformer, litellm, target, prepared, usage)
         client = self._client(target, stream=True)
-        kwargs = _kwargs(target, body, client)
+        kwargs = _kwargs(target, _translatable(litellm, body), client)
         kwargs["stream"] = True
         call = Call(marked=client is not None)
         token = CURRENT_CALL.set(call)
         try:
             response = await litellm.acompletion(**kwargs)
             iterator = aiter(response)
-            first = _dump(await anext(iterator))
+            first = _with_required_nulls(_dump(await anext(iterator)), chunk=True)
         except StopAsyncIteration:
             raise UpstreamProtocolError("the upstream stream ended before its first chunk") from None
         except Exception as exc:  # see chat()
@@ -360,6 +465,39 @@ class LiteLLMAdapter:
         finally:
             CURRENT_CALL.reset(token)
         return _dump(response)
+
+    async def responses(self, target: UpstreamTarget, body: dict[str, Any]) -> dict[str, Any]:
+        litellm = await self._litellm()
+        refuse_fetched_media(target.model.partition("/")[0], body)
+        kwargs = self._responses_kwargs(target, body, stream=False)
+        call = Call(marked=kwargs.get("client") is not None)
+        token = CURRENT_CALL.set(call)
+        try:
+            response = await litellm.aresponses(**kwargs)
+        except Exception as exc:  # see chat()
+            raise map_error(litellm, exc, sent=call.sent) from None
+        finally:
+            CURRENT_CALL.reset(token)
+        return _dump(response, json=True)
+
+    async def responses_stream(self, target: UpstreamTarget, body: dict[str, Any]) -> LiteLLMStream:
+        litellm = await self._litellm()
+        refuse_fetched_media(target.model.partition("/")[0], body)
+        kwargs = self._responses_kwargs(target, body, stream=True)
+        kwargs["stream"] = True
+        call = Call(marked=kwargs.get("client") is not None)
+        token = CURRENT_CALL.set(call)
+        try:
+            response = await litellm.aresponses(**kwargs)
+            iterator = aiter(response)
+            first = _dump(await anext(iterator), json=True)
+        except StopAsyncIteration:
+            raise UpstreamProtocolError("the upstream stream ended before its first event") from None
+        except Exception as exc:  # see chat()
+            raise map_error(litellm, exc, sent=call.sent) from None
+        finally:
+            CURRENT_CALL.reset(token)
+        return LiteLLMStream(litellm, iterator, first, target.idle_timeout, responses=True)
 
     async def aclose(self) -> None:
         if self._loading is not None and not self._loading.done():
@@ -383,3 +521,202 @@ class LiteLLMAdapter:
                 logging.getLogger("sluice.upstream").debug(
                     "closing litellm clients failed: %s", type(exc).__name__
                 )
+
+
+# What a translated Messages request may carry to a chat call: Chat Completions fields only (the
+# translation passes fields it does not know through as they are; those never reach a chat call).
+TRANSLATED_CHAT_FIELDS = frozenset(
+    {
+        "messages",
+        "max_tokens",
+        "max_completion_tokens",
+        "temperature",
+        "top_p",
+        "stop",
+        "tools",
+        "tool_choice",
+        "parallel_tool_calls",
+        "response_format",
+        "reasoning_effort",
+        "user",
+        "stream",
+        "stream_options",
+        "web_search_options",
+    }
+)
+ERROR_EVENT_MARK = b"event: error"
+
+
+def _chat_chunks(litellm: ModuleType, opened: ChatStream) -> AsyncIterator[Any]:
+    """An opened chat stream (first chunk parsed, the rest SSE bytes) as litellm's chunk objects."""
+
+    async def chunks() -> AsyncIterator[Any]:
+        yield litellm.ModelResponseStream(**opened.first)
+        async for data in sse.data_events(aiter(opened)):
+            try:
+                parsed = orjson.loads(data)
+            except orjson.JSONDecodeError:
+                raise UpstreamStreamError("the upstream sent a stream event that is not JSON") from None
+            if isinstance(parsed, dict):
+                yield litellm.ModelResponseStream(**parsed)
+
+    return chunks()
+
+
+def _supports_reasoning(litellm: ModuleType, model: str) -> bool:
+    """Does litellm's (offline) model map say `model` reasons? Unknown models: no."""
+    try:
+        return bool(litellm.supports_reasoning(model=model))
+    except Exception:  # litellm raises for models it does not know; unknown means no
+        return False
+
+
+class TranslatedMessages:
+    """A chat stream translated to Anthropic's events: `first` is `message_start` (parsed, so the
+    privacy object can ride on it); iterating yields the rest, framed. An error event the
+    translation writes is never relayed: it ends the stream as the pass-through's does."""
+
+    def __init__(
+        self, events: AsyncIterator[bytes], first: dict[str, Any], rest: bytes, opened: ChatStream
+    ) -> None:
+        self.first = first
+        self._events = events
+        self._rest = rest
+        self._opened = opened
+        message = first.get("message")
+        usage = message.get("usage") if isinstance(message, dict) else None
+        self.usage: dict[str, Any] | None = dict(usage) if isinstance(usage, dict) else {}
+
+    def _note(self, chunk: bytes) -> None:
+        if ERROR_EVENT_MARK in chunk:
+            raise UpstreamStreamError("the upstream stream broke")
+        if b'"message_delta"' in chunk and self.usage is not None:
+            for data in sse.data_of(chunk):
+                with contextlib.suppress(orjson.JSONDecodeError, AttributeError):
+                    usage = orjson.loads(data).get("usage")
+                    if isinstance(usage, dict):
+                        self.usage.update(usage)
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        try:
+            if self._rest:
+                self._note(self._rest)
+                yield self._rest
+            async for chunk in self._events:
+                self._note(chunk)
+                yield chunk
+        except UpstreamError:
+            raise
+        except Exception as exc:  # the translation's own failure: end the stream in-band, no text of it
+            raise UpstreamStreamError(f"the stream's translation failed ({type(exc).__name__})") from None
+
+    async def aclose(self) -> None:
+        close = getattr(self._events, "aclose", None)
+        try:
+            if close is not None:
+                with contextlib.suppress(Exception):  # closing a half-read generator; the upstream below
+                    await close()
+        finally:
+            await self._opened.aclose()
+
+
+class MessagesTranslation:
+    """Anthropic Messages <-> Chat Completions, with litellm's adapter (imported through `adapter`)."""
+
+    def __init__(self, adapter: LiteLLMAdapter) -> None:
+        self._adapter = adapter
+
+    async def request(
+        self, target: UpstreamTarget, body: dict[str, Any]
+    ) -> tuple[dict[str, Any], dict[str, str]]:
+        """The chat body for `body` (allowlisted Messages fields), and the tool names it shortened."""
+        litellm = await self._adapter._litellm()
+        from litellm.llms.anthropic.messages.adapters.handler import ANTHROPIC_ADAPTER
+
+        kwargs = {k: v for k, v in body.items() if k != "stream"}
+        kwargs["model"] = target.model
+        try:
+            translated, mapping = ANTHROPIC_ADAPTER.translate_completion_input_params_with_tool_mapping(
+                kwargs, custom_llm_provider=target.model.partition("/")[0] or None, drop_params=True
+            )
+        except Exception as exc:  # a body the translation cannot carry: the client's fault, no text of it
+            raise UpstreamRequestRejected(
+                f"the request cannot be translated for this deployment ({type(exc).__name__})"
+            ) from None
+        if translated is None:
+            raise UpstreamRequestRejected("the request cannot be translated for this deployment")
+        chat = {k: v for k, v in dict(translated).items() if k in TRANSLATED_CHAT_FIELDS and v is not None}
+        if _supports_reasoning(litellm, target.model):
+            # OpenAI's reasoning models refuse `max_tokens`; every OpenAI-wire model takes this one.
+            if "max_tokens" in chat:
+                chat["max_completion_tokens"] = chat.pop("max_tokens")
+        else:
+            # `thinking` becomes `reasoning_effort`, which a model without reasoning refuses (400); the
+            # OpenAI-wire pass-through would send it as it is (litellm's own calls drop it themselves).
+            chat.pop("reasoning_effort", None)
+        if body.get("stream"):
+            chat["stream"] = True
+            chat["stream_options"] = {"include_usage": True}
+        return orjson.loads(orjson.dumps(chat)), dict(mapping or {})
+
+    async def response(self, result: dict[str, Any], mapping: dict[str, str]) -> dict[str, Any]:
+        litellm = await self._adapter._litellm()
+        from litellm.llms.anthropic.messages.adapters.handler import ANTHROPIC_ADAPTER
+
+        try:
+            message = ANTHROPIC_ADAPTER.translate_completion_output_params(
+                litellm.ModelResponse(**result), tool_name_mapping=mapping or None
+            )
+        except Exception as exc:
+            raise UpstreamProtocolError(
+                f"the upstream answer cannot be translated ({type(exc).__name__})"
+            ) from None
+        if message is None:
+            raise UpstreamProtocolError("the upstream answer cannot be translated")
+        dumped = message if isinstance(message, dict) else _dump(message)
+        answer: dict[str, Any] = orjson.loads(orjson.dumps(dumped, default=_dump))
+        return answer
+
+    async def stream(self, opened: ChatStream, mapping: dict[str, str], model: str) -> TranslatedMessages:
+        litellm = await self._adapter._litellm()
+        from litellm.llms.anthropic.messages.adapters.handler import ANTHROPIC_ADAPTER
+
+        events = ANTHROPIC_ADAPTER.translate_completion_output_params_streaming(
+            _chat_chunks(litellm, opened), model=model, tool_name_mapping=mapping or None, is_async=True
+        )
+        if not isinstance(events, AsyncIterator):
+            await opened.aclose()
+            raise UpstreamProtocolError("the upstream stream cannot be translated")
+        try:
+            first, rest = await sse.first_event(events)
+        except UpstreamError:
+            await opened.aclose()
+            raise
+        except BaseException as exc:
+            await opened.aclose()
+            if isinstance(exc, Exception):
+                raise UpstreamProtocolError(
+                    f"the upstream stream cannot be translated ({type(exc).__name__})"
+                ) from None
+            raise
+        if first.get("type") != "message_start":
+            await opened.aclose()
+            raise UpstreamProtocolError("the translated stream did not begin with message_start")
+        return TranslatedMessages(events, first, rest, opened)
+
+    async def count_tokens(self, target: UpstreamTarget, body: dict[str, Any]) -> int:
+        """litellm's local estimate of the input tokens (no upstream call), in a worker thread."""
+        chat, _ = await self.request(target, {**body, "max_tokens": 1})
+        litellm = await self._adapter._litellm()
+
+        def count() -> int:
+            return int(
+                litellm.token_counter(model=target.model, messages=chat["messages"], tools=chat.get("tools"))
+            )
+
+        try:
+            return await asyncio.to_thread(count)
+        except Exception as exc:
+            raise UpstreamRequestRejected(
+                f"the tokens of this request cannot be counted ({type(exc).__name__})"
+            ) from None

@@ -681,6 +681,7 @@ class Shaper:
                     continue
                 delta["content"] = ""  # the upstream's own opening chunk: the role alone
             choice["delta"] = delta
+            choice.setdefault("finish_reason", None)  # OpenAI's schema requires it, null until the end
             kept.append(choice)
         if not kept:
             return None
@@ -709,7 +710,7 @@ class Shaper:
         if not self._sent_role:
             delta = {**delta, "role": "assistant"}
             self._sent_role = True
-        return self._frame([{"index": 0, "delta": delta}])
+        return self._frame([{"index": 0, "delta": delta, "finish_reason": None}])
 
     def _frame(self, choices: list[dict[str, Any]]) -> dict[str, Any]:
         frame: dict[str, Any] = {

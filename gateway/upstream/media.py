@@ -1,9 +1,10 @@
 """Media a client sends by URL, and which translated deployments may take it that way.
 
-What belongs here: finding the URL references in a chat request's content parts (images, files,
-audio: every part that is not text), and refusing them before litellm sees the request where its
-translation would download them from the gateway's own host (DESIGN.md invariant 2: nothing
-leaves the process except to a configured deployment's host, and no URL a client sent is fetched).
+What belongs here: finding the URL references in a chat request's content parts, or a Responses
+request's input items (images, files, audio: every part that is not text), and refusing them
+before litellm sees the request where its translation would download them from the gateway's own
+host (DESIGN.md invariant 2: nothing leaves the process except to a configured deployment's host,
+and no URL a client sent is fetched).
 
 litellm turns an image URL into inline data by downloading it for every provider except Anthropic,
 whose API fetches an `https` image itself (litellm sends it as a `{"type": "url"}` source). For the
@@ -43,20 +44,28 @@ def _is_reference(value: str) -> bool:
     return "://" in value and not value.lstrip().lower().startswith("data:")
 
 
+TEXT_PARTS = frozenset({"text", "refusal", "input_text", "output_text"})
+
+
 def _media_parts(messages: Any) -> Iterator[dict[str, Any]]:
+    """The non-text parts of chat `messages`, or of Responses `input` items (a message's content,
+    a tool output's parts)."""
     if not isinstance(messages, list):
         return
     for message in messages:
-        content = message.get("content") if isinstance(message, dict) else None
-        if isinstance(content, list):
-            for part in content:
-                if isinstance(part, dict) and part.get("type") not in ("text", "refusal"):
-                    yield part
+        if not isinstance(message, dict):
+            continue
+        for field in ("content", "output"):
+            parts = message.get(field)
+            if isinstance(parts, list):
+                for part in parts:
+                    if isinstance(part, dict) and part.get("type") not in TEXT_PARTS:
+                        yield part
 
 
 def _image_url(part: dict[str, Any]) -> str | None:
-    """The URL of an `image_url` part (None for any other part)."""
-    if part.get("type") != "image_url":
+    """The URL of an `image_url` part, or a Responses `input_image` part (None for any other part)."""
+    if part.get("type") not in ("image_url", "input_image"):
         return None
     image = part.get("image_url")
     if isinstance(image, dict):
@@ -67,7 +76,7 @@ def _image_url(part: dict[str, Any]) -> str | None:
 def refuse_fetched_media(prefix: str, body: dict[str, Any]) -> None:
     """Raise `UpstreamRequestRejected` if a content part of `body` holds a URL that the translation
     for the litellm provider `prefix` would download instead of handing to the provider."""
-    for part in _media_parts(body.get("messages")):
+    for part in (*_media_parts(body.get("messages")), *_media_parts(body.get("input"))):
         references = [s for s in _strings(part) if _is_reference(s)]
         if not references:
             continue

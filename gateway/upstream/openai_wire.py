@@ -1,9 +1,12 @@
 """The direct pass-through for OpenAI-wire upstreams (OpenAI, vLLM, Groq, ...) over one pooled httpx client.
 
-What belongs here: sending an allowlisted body to `{api_base}/chat/completions` or `/embeddings`,
-turning transport failures and odd answers into `UpstreamError`s, and relaying a stream's bytes
-without re-encoding each chunk (only the first event is parsed, so the privacy object can ride
-on it). Redirects are never followed, reads are capped (`gateway/upstream/limits.py`, under the
+What belongs here: sending an allowlisted body to `{api_base}/chat/completions`, `/embeddings` or
+`/responses`, turning transport failures and odd answers into `UpstreamError`s, and relaying a
+stream's bytes without re-encoding each chunk (only the first event is parsed, so the privacy
+object can ride on it). The two stream shapes differ in three ways, held in a `StreamShape`: how
+a finished stream ends (Chat Completions: `data: [DONE]`; Responses: a `response.completed`,
+`response.incomplete` or `response.failed` event), what an in-band error event looks like, and
+where the usage is. Redirects are never followed, reads are capped (`gateway/upstream/limits.py`, under the
 transport, inflated size included), upstream headers are never passed on.
 """
 
@@ -12,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -31,12 +35,46 @@ from gateway.upstream.base import (
 from gateway.upstream.causes import Cause, classify
 from gateway.upstream.error_codes import OTHER, known_code
 from gateway.upstream.limits import MAX_BODY_BYTES, MAX_LINE_BYTES, AnswerRefused, CappedTransport
-from gateway.upstream.transport import FastTransport
+from gateway.upstream.transport import MAX_CONNECTIONS_PER_HOST, FastTransport
 
 MAX_ERROR_BYTES = 64 * 1024
 DONE_MARK = b"data: " + sse.DONE_DATA
 # An in-band error event: its message is the upstream's (it may echo the prompt or the key).
 ERROR_EVENT = re.compile(rb'(?:^|\n)data: ?\{\s*"error"')
+# The Responses API's: an `error` event (named, or typed in its data), or the chat shape.
+RESPONSES_ERROR_EVENT = re.compile(
+    rb'(?:^|\n)(?:event: ?error\r?\n|data: ?\{\s*"type"\s*:\s*"error"|data: ?\{\s*"error")'
+)
+
+
+@dataclass(frozen=True)
+class StreamShape:
+    """What differs between the stream shapes this adapter relays (see the module docstring)."""
+
+    path: str
+    error_event: re.Pattern[bytes]
+    # Byte strings that occur only in the event that finishes a stream (a value followed by its
+    # closing quote: inside a JSON string the quote would be escaped). Empty: `[DONE]` finishes it.
+    final_marks: tuple[bytes, ...] = ()
+    usage_in: str | None = None  # the object holding `usage` in an event, when not the event itself
+    required: str = "choices"  # the list every non-stream answer holds
+
+    def usage_of(self, event: Any) -> Any:
+        holder = event.get(self.usage_in) if self.usage_in and isinstance(event, dict) else event
+        return holder.get("usage") if isinstance(holder, dict) else None
+
+    def first_is_error(self, first: dict[str, Any]) -> bool:
+        return "error" in first or first.get("type") == "error"
+
+
+CHAT_STREAM = StreamShape("/chat/completions", ERROR_EVENT)
+RESPONSES_STREAM = StreamShape(
+    "/responses",
+    RESPONSES_ERROR_EVENT,
+    final_marks=(b'response.completed"', b'response.incomplete"', b'response.failed"'),
+    usage_in="response",
+    required="output",
+)
 
 
 def _error_code(raw: bytes) -> str | None:
@@ -83,31 +121,36 @@ def _parse_object(raw: bytes, required: str) -> dict[str, Any]:
         parsed = orjson.loads(raw)
     except orjson.JSONDecodeError:
         raise UpstreamProtocolError("the upstream answer is not JSON") from None
-    if not isinstance(parsed, dict) or "error" in parsed or not isinstance(parsed.get(required), list):
+    # `"error": null` is part of every Responses object; an error answer sets it.
+    if (
+        not isinstance(parsed, dict)
+        or parsed.get("error") is not None
+        or not isinstance(parsed.get(required), list)
+    ):
         raise UpstreamProtocolError("the upstream answer is not an OpenAI response object")
     return parsed
 
 
-def _usage_from(chunk: bytes) -> dict[str, Any] | None:
+def _usage_from(chunk: bytes, shape: StreamShape = CHAT_STREAM) -> dict[str, Any] | None:
     found: dict[str, Any] | None = None
     for event in chunk.split(b"\n\n"):
         start = event.find(b"data: {")
         if start < 0 or b'"usage":{' not in event.replace(b" ", b""):
             continue
         try:
-            usage = orjson.loads(event[start + 6 :]).get("usage")
-        except (orjson.JSONDecodeError, AttributeError):
+            usage = shape.usage_of(orjson.loads(event[start + 6 :]))
+        except orjson.JSONDecodeError:
             continue
         if isinstance(usage, dict):
             found = usage
     return found
 
 
-def _error_event_at(chunk: bytes) -> int:
+def _error_event_at(chunk: bytes, shape: StreamShape = CHAT_STREAM) -> int:
     """Where an in-band error event starts in `chunk` (-1: none). Its text is never relayed."""
-    if b'"error"' not in chunk:
+    if b"error" not in chunk:
         return -1
-    found = ERROR_EVENT.search(chunk)
+    found = shape.error_event.search(chunk)
     if found is None:
         return -1
     return found.start() + 1 if chunk[found.start() : found.start() + 1] == b"\n" else found.start()
@@ -123,27 +166,40 @@ class RelayStream:
         first: dict[str, Any],
         rest: bytes,
         idle: float,
+        shape: StreamShape = CHAT_STREAM,
     ) -> None:
         self.first = first
         self._raw = raw
-        self.usage: dict[str, Any] | None = (
-            first.get("usage") if isinstance(first.get("usage"), dict) else None
-        )
+        usage = shape.usage_of(first)
+        self.usage: dict[str, Any] | None = usage if isinstance(usage, dict) else None
         self._response = response
         self._rest = rest
         self._idle = idle
+        self._shape = shape
+        self._finished = False
+
+    def _see(self, tail: bytes, chunk: bytes) -> None:
+        """Note the final event of a shape that has one (a mark may straddle `tail` and `chunk`)."""
+        if not self._finished:
+            self._finished = any(mark in tail[-32:] + chunk for mark in self._shape.final_marks)
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
+        shape = self._shape
+        marked = bool(shape.final_marks)
         tail = self._rest[-64:]
+        if marked:
+            self._see(b"", self._rest)
         pending_line = 0
         raw = self._raw
         try:
             if self._rest:
-                cut = _error_event_at(self._rest)
+                cut = _error_event_at(self._rest, shape)
                 if cut >= 0:
                     if cut:
                         yield self._rest[:cut]
                     raise UpstreamStreamError("the upstream sent an error event mid-stream")
+                if b'"usage"' in self._rest:
+                    self.usage = _usage_from(self._rest, shape) or self.usage
                 yield self._rest
             while True:
                 try:
@@ -158,26 +214,30 @@ class RelayStream:
                 if pending_line > MAX_LINE_BYTES:
                     raise UpstreamStreamError("the upstream sent an over-long stream line")
                 if b'"usage"' in chunk:
-                    self.usage = _usage_from(chunk) or self.usage
-                cut = _error_event_at(chunk)
+                    self.usage = _usage_from(chunk, shape) or self.usage
+                cut = _error_event_at(chunk, shape)
                 if cut >= 0:
                     if cut:
                         yield chunk[:cut]
                     raise UpstreamStreamError("the upstream sent an error event mid-stream")
+                if marked:
+                    self._see(tail, chunk)
                 tail = (tail + chunk)[-64:]
                 yield chunk
         except httpx.HTTPError as exc:
             raise UpstreamStreamError(f"the upstream stream broke ({type(exc).__name__})") from None
         finally:
             await self._response.aclose()
-        if DONE_MARK not in tail:
+        if not (self._finished if marked else DONE_MARK in tail):
             raise UpstreamStreamError("the upstream closed the stream before it finished")
 
     async def aclose(self) -> None:
         await self._response.aclose()
 
 
-async def _first_event(raw: AsyncIterator[bytes], deadline: float) -> tuple[dict[str, Any], bytes]:
+async def _first_event(
+    raw: AsyncIterator[bytes], deadline: float, shape: StreamShape = CHAT_STREAM
+) -> tuple[dict[str, Any], bytes]:
     buffer = b""
     async with asyncio.timeout(deadline):
         while True:
@@ -196,7 +256,7 @@ async def _first_event(raw: AsyncIterator[bytes], deadline: float) -> tuple[dict
                     first = orjson.loads(data)
                 except orjson.JSONDecodeError:
                     raise UpstreamProtocolError("the upstream stream's first event is not JSON") from None
-                if not isinstance(first, dict) or "error" in first:
+                if not isinstance(first, dict) or shape.first_is_error(first):
                     raise UpstreamProtocolError("the upstream stream began with an error")
                 return first, rest
             if len(buffer) > MAX_LINE_BYTES:
@@ -208,13 +268,8 @@ async def _first_event(raw: AsyncIterator[bytes], deadline: float) -> tuple[dict
 
 
 class OpenAIWireAdapter:
-    def __init__(self) -> None:
-        self._client = httpx.AsyncClient(
-            transport=CappedTransport(FastTransport()),
-            follow_redirects=False,
-            trust_env=False,
-            timeout=httpx.Timeout(120.0, connect=5.0),
-        )
+    def __init__(self, *, max_connections_per_host: int = MAX_CONNECTIONS_PER_HOST) -> None:
+        self._client = new_client(max_connections_per_host=max_connections_per_host)
 
     def _request(self, target: UpstreamTarget, path: str, body: dict[str, Any], read: float) -> httpx.Request:
         headers = {"content-type": "application/json", "accept": "application/json"}
@@ -230,37 +285,13 @@ class OpenAIWireAdapter:
         )
 
     async def _send(self, request: httpx.Request) -> httpx.Response:
-        try:
-            response = await self._client.send(request, stream=True)
-        except httpx.HTTPError as exc:
-            raise _transport_error(exc) from None
-        if response.status_code != 200:
-            try:
-                raw = await _read_capped(response, MAX_ERROR_BYTES)
-            except (UpstreamError, httpx.HTTPError):
-                raw = b""
-            finally:
-                await response.aclose()
-            if 300 <= response.status_code < 400:
-                raise UpstreamProtocolError(
-                    f"the upstream redirected (HTTP {response.status_code}); not followed"
-                )
-            raise UpstreamStatusError(
-                response.status_code, code=_error_code(raw), retry_after=retry_after(response.headers)
-            )
-        return response
+        return await send_checked(self._client, request)
 
     async def _call(
         self, target: UpstreamTarget, path: str, body: dict[str, Any], required: str
     ) -> dict[str, Any]:
         response = await self._send(self._request(target, path, body, target.timeout))
-        try:
-            raw = await _read_capped(response, MAX_BODY_BYTES)
-        except httpx.HTTPError as exc:
-            raise _transport_error(exc) from None
-        finally:
-            await response.aclose()
-        return _parse_object(raw, required)
+        return _parse_object(await read_answer(response), required)
 
     async def chat(self, target: UpstreamTarget, body: dict[str, Any]) -> dict[str, Any]:
         return await self._call(target, "/chat/completions", body, "choices")
@@ -269,23 +300,87 @@ class OpenAIWireAdapter:
         return await self._call(target, "/embeddings", body, "data")
 
     async def chat_stream(self, target: UpstreamTarget, body: dict[str, Any]) -> RelayStream:
-        response = await self._send(self._request(target, "/chat/completions", body, target.timeout))
-        try:
-            if "text/event-stream" not in response.headers.get("content-type", ""):
-                raise UpstreamProtocolError("the upstream did not answer with an event stream")
-            raw = response.aiter_bytes()  # decoded; also works on a response already read (mocks)
-            first, rest = await _first_event(raw, target.timeout)
-        except TimeoutError:
-            await response.aclose()
-            no_chunk = "the upstream sent no first chunk in time"
-            raise UpstreamTimeout(no_chunk, cause=Cause.READ_TIMEOUT) from None
-        except httpx.HTTPError as exc:
-            await response.aclose()
-            raise _transport_error(exc) from None
-        except BaseException:  # an UpstreamError, or cancelled (the client left before the first chunk)
-            await response.aclose()
-            raise
-        return RelayStream(response, raw, first, rest, target.idle_timeout)
+        return await self._stream(target, body, CHAT_STREAM)
+
+    async def responses(self, target: UpstreamTarget, body: dict[str, Any]) -> dict[str, Any]:
+        return await self._call(target, "/responses", body, RESPONSES_STREAM.required)
+
+    async def responses_stream(self, target: UpstreamTarget, body: dict[str, Any]) -> RelayStream:
+        return await self._stream(target, body, RESPONSES_STREAM)
+
+    async def _stream(self, target: UpstreamTarget, body: dict[str, Any], shape: StreamShape) -> RelayStream:
+        response = await self._send(self._request(target, shape.path, body, target.timeout))
+        raw, first, rest = await open_events(response, target, shape)
+        return RelayStream(response, raw, first, rest, target.idle_timeout, shape)
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+
+# -- shared with the Anthropic wire's pass-through (`gateway/upstream/anthropic_wire.py`) ----------
+
+
+def new_client(*, max_connections_per_host: int = MAX_CONNECTIONS_PER_HOST) -> httpx.AsyncClient:
+    """The pass-through's pooled client: Sluice's transport under the caps, no redirects, no proxies
+    from the environment."""
+    return httpx.AsyncClient(
+        transport=CappedTransport(FastTransport(max_connections_per_host=max_connections_per_host)),
+        follow_redirects=False,
+        trust_env=False,
+        timeout=httpx.Timeout(120.0, connect=5.0),
+    )
+
+
+async def send_checked(client: httpx.AsyncClient, request: httpx.Request) -> httpx.Response:
+    """Send `request`; a 200's response is returned unread, anything else raised as an UpstreamError."""
+    try:
+        response = await client.send(request, stream=True)
+    except httpx.HTTPError as exc:
+        raise _transport_error(exc) from None
+    if response.status_code != 200:
+        try:
+            raw = await _read_capped(response, MAX_ERROR_BYTES)
+        except (UpstreamError, httpx.HTTPError):
+            raw = b""
+        finally:
+            await response.aclose()
+        if 300 <= response.status_code < 400:
+            raise UpstreamProtocolError(
+                f"the upstream redirected (HTTP {response.status_code}); not followed"
+            )
+        raise UpstreamStatusError(
+            response.status_code, code=_error_code(raw), retry_after=retry_after(response.headers)
+        )
+    return response
+
+
+async def read_answer(response: httpx.Response) -> bytes:
+    """A non-stream answer's body, within the cap."""
+    try:
+        return await _read_capped(response, MAX_BODY_BYTES)
+    except httpx.HTTPError as exc:
+        raise _transport_error(exc) from None
+    finally:
+        await response.aclose()
+
+
+async def open_events(
+    response: httpx.Response, target: UpstreamTarget, shape: StreamShape
+) -> tuple[AsyncIterator[bytes], dict[str, Any], bytes]:
+    """An event stream's raw chunks, its first event (parsed) and what followed it in the same read."""
+    try:
+        if "text/event-stream" not in response.headers.get("content-type", ""):
+            raise UpstreamProtocolError("the upstream did not answer with an event stream")
+        raw = response.aiter_bytes()  # decoded; also works on a response already read (mocks)
+        first, rest = await _first_event(raw, target.timeout, shape)
+    except TimeoutError:
+        await response.aclose()
+        no_chunk = "the upstream sent no first chunk in time"
+        raise UpstreamTimeout(no_chunk, cause=Cause.READ_TIMEOUT) from None
+    except httpx.HTTPError as exc:
+        await response.aclose()
+        raise _transport_error(exc) from None
+    except BaseException:  # an UpstreamError, or cancelled (the client left before the first chunk)
+        await response.aclose()
+        raise
+    return raw, first, rest

@@ -4,7 +4,7 @@ What belongs here: the table that ties a deployment's `model` prefix (litellm's 
 naming) to the catalog provider whose facts must describe it, the official base URL when the
 prefix implies one, and whether the OpenAI-wire pass-through can serve it. A deployment whose
 prefix and catalog provider disagree is refused at start-up: otherwise the badges would describe
-one company while the data went to another.
+one company while the data went to another. And which providers also speak OpenAI's Responses API.
 """
 
 from __future__ import annotations
@@ -69,6 +69,17 @@ ROUTES: dict[str, Route] = {
     "cohere": _r("cohere", "https://api.cohere.ai", False),
     "meta_llama": _r("meta", "https://api.llama.com/compat/v1", True),
 }
+
+
+# Catalog providers whose OpenAI-wire API also serves the Responses API (`POST /responses`), so a
+# Responses request to them is passed through; to every other deployment it goes through
+# litellm's Responses bridge. Self-hosted servers: vLLM, Ollama and LM Studio serve it.
+RESPONSES_PROVIDERS = frozenset({"openai", "xai", "openrouter", "groq", "self_hosted"})
+
+
+def speaks_responses(prefix: str, provider: str) -> bool:
+    """Whether a deployment (its model prefix, its catalog provider) takes Responses requests as they are."""
+    return ROUTES[prefix].openai_wire and provider in RESPONSES_PROVIDERS
 
 
 def split_model(model: str) -> tuple[str, str]:

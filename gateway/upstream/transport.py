@@ -9,9 +9,19 @@ replaces only the wire: a C parser, one idle list per origin, no per-request sca
 It speaks HTTP/1.1 only, never follows redirects (the client above it decides), ignores proxy
 variables, refuses a response head past `MAX_HEADER_BYTES` before buffering more of it (httptools
 sets no limit), and raises httpx's own exception types so callers need not know it is there:
-ConnectError / ConnectTimeout (nothing was sent), ReadTimeout, ReadError and RemoteProtocolError.
-A request on a reused keep-alive connection that the server had already closed is sent once more
-on a fresh connection, since the server cannot have read it.
+ConnectError / ConnectTimeout / PoolTimeout (nothing was sent), ReadTimeout, ReadError and
+RemoteProtocolError. A request on a reused keep-alive connection that the server had already
+closed is sent once more on a fresh connection, since the server cannot have read it.
+
+At most `max_connections_per_host` connections are open to one origin (scheme, host, port), busy
+and idle together (`SLUICE_UPSTREAM_MAX_CONNECTIONS_PER_HOST`); a request that finds them all
+busy waits for one to come back, for the request's `pool` timeout, then fails with PoolTimeout.
+https uses the `ssl_context` given, else httpx's default (certifi's roots, hostname checked).
+
+Why it exists (bench/RESULTS.md, "The pass-through's HTTP client"): on the same calls it costs
+less than half the CPU of httpx's own pool with tuned limits at one request in flight (a
+fraction of it at 64), and, under httpx's client API, about two thirds of an aiohttp-backed
+transport; without httpx's client it costs what aiohttp does.
 """
 
 from __future__ import annotations
@@ -29,15 +39,40 @@ from gateway.upstream.limits import MAX_HEADER_BYTES, AnswerRefused
 
 Origin = tuple[str, str, int]
 MAX_IDLE_PER_ORIGIN = 256
+# The default of SLUICE_UPSTREAM_MAX_CONNECTIONS_PER_HOST: SLUICE_MAX_CONCURRENCY's, so that by default
+# every request in flight can have its connection (lower it to spare a small self-hosted server).
+MAX_CONNECTIONS_PER_HOST = 1024
 PAUSE_ABOVE = 1024 * 1024  # buffered body bytes before we stop reading from the socket
+
+
+class _Origin:
+    """The connections of one origin: the idle ones, how many are open, who waits for one."""
+
+    def __init__(self) -> None:
+        self.idle: list[_Connection] = []
+        self.open = 0
+        self.waiters: deque[asyncio.Future[None]] = deque()
+
+    def wake_one(self) -> None:
+        while self.waiters:
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    def closed(self) -> None:
+        self.open -= 1
+        self.wake_one()
 
 
 class _Connection(asyncio.Protocol):
     """One HTTP/1.1 connection; a response is parsed into status, headers and buffered body chunks."""
 
-    def __init__(self) -> None:
+    def __init__(self, origin: _Origin) -> None:
         self.transport: asyncio.Transport | None = None
+        self.origin = origin
         self.closed = False
+        self.counted = True  # in `origin.open` until `_gone()`
         self.reused = False
         self.reset()
 
@@ -90,7 +125,14 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self._gone()
         self._fail(httpx.ReadError("the upstream connection was lost"))
+
+    def _gone(self) -> None:
+        """This connection no longer counts against its origin's cap (called once)."""
+        if self.counted:
+            self.counted = False
+            self.origin.closed()
 
     # httptools callbacks
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -147,6 +189,7 @@ class _Connection(asyncio.Protocol):
 
     def close(self) -> None:
         self.closed = True
+        self._gone()
         if self.transport is not None:
             self.transport.close()
 
@@ -188,9 +231,17 @@ class _Body(httpx.AsyncByteStream):
 
 
 class FastTransport(httpx.AsyncBaseTransport):
-    def __init__(self, *, ssl_context: ssl.SSLContext | None = None) -> None:
-        self._idle: dict[Origin, list[_Connection]] = {}
+    def __init__(
+        self,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        max_connections_per_host: int = MAX_CONNECTIONS_PER_HOST,
+    ) -> None:
+        if max_connections_per_host < 1:
+            raise ValueError("max_connections_per_host must be at least 1")
+        self._origins: dict[Origin, _Origin] = {}
         self._ssl = ssl_context
+        self.max_connections_per_host = max_connections_per_host
 
     def _ssl_context(self) -> ssl.SSLContext:
         if self._ssl is None:
@@ -198,36 +249,75 @@ class FastTransport(httpx.AsyncBaseTransport):
         return self._ssl
 
     def release(self, origin: Origin, conn: _Connection) -> None:
-        idle = self._idle.setdefault(origin, [])
-        if len(idle) >= MAX_IDLE_PER_ORIGIN:
+        pool = self._origins[origin]
+        if len(pool.idle) >= MAX_IDLE_PER_ORIGIN:
             conn.close()
             return
         conn.reused = True
-        idle.append(conn)
+        pool.idle.append(conn)
+        pool.wake_one()
 
-    async def _connect(self, origin: Origin, deadline: float | None) -> _Connection:
+    def open_connections(self, scheme: str, host: str, port: int) -> int:
+        """How many connections to this origin are open now, busy and idle (for tests and probes)."""
+        pool = self._origins.get((scheme, host, port))
+        return 0 if pool is None else pool.open
+
+    async def _connect(self, origin: Origin, pool: _Origin, deadline: float | None) -> _Connection:
         scheme, host, port = origin
         loop = asyncio.get_running_loop()
         tls = self._ssl_context() if scheme == "https" else None
+        conn = _Connection(pool)
+        pool.open += 1
         try:
             async with asyncio.timeout(deadline):
-                _, conn = await loop.create_connection(
-                    _Connection, host, port, ssl=tls, server_hostname=host if tls else None
+                await loop.create_connection(
+                    lambda: conn, host, port, ssl=tls, server_hostname=host if tls else None
                 )
         except TimeoutError:
+            conn.close()
             raise httpx.ConnectTimeout(f"connecting to {host}:{port} timed out") from None
-        except OSError as exc:
+        except OSError as exc:  # ssl.SSLError (a certificate refused) is an OSError too
+            conn.close()
             raise httpx.ConnectError(f"cannot connect to {host}:{port} ({type(exc).__name__})") from None
+        except BaseException:
+            conn.close()
+            raise
         return conn
 
-    async def _acquire(self, origin: Origin, deadline: float | None) -> _Connection:
-        idle = self._idle.get(origin)
-        while idle:
-            conn = idle.pop()
-            if conn.usable():
-                conn.reset()
-                return conn
-        return await self._connect(origin, deadline)
+    async def _acquire(self, origin: Origin, timeouts: dict[str, Any]) -> _Connection:
+        pool = self._origins.get(origin)
+        if pool is None:
+            pool = self._origins[origin] = _Origin()
+        loop = asyncio.get_running_loop()
+        waited_until: float | None = None
+        while True:
+            while pool.idle:
+                conn = pool.idle.pop()
+                if conn.usable():
+                    conn.reset()
+                    return conn
+                conn.close()
+            if pool.open < self.max_connections_per_host:
+                return await self._connect(origin, pool, timeouts.get("connect"))
+            # Every connection to this origin is busy: wait until one is released or closed.
+            wait = timeouts.get("pool")
+            if waited_until is None and wait is not None:
+                waited_until = loop.time() + wait
+            waiter: asyncio.Future[None] = loop.create_future()
+            pool.waiters.append(waiter)
+            try:
+                async with asyncio.timeout_at(waited_until):
+                    await waiter
+            except BaseException as exc:
+                if waiter.done() and not waiter.cancelled():
+                    pool.wake_one()  # woken, but leaving: the turn goes to the next in line
+                else:
+                    waiter.cancel()
+                if isinstance(exc, TimeoutError):
+                    raise httpx.PoolTimeout(
+                        f"all {self.max_connections_per_host} connections to the upstream stayed busy"
+                    ) from None
+                raise
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         url = request.url
@@ -242,7 +332,7 @@ class FastTransport(httpx.AsyncBaseTransport):
             head += [name, b": ", value, b"\r\n"]
         payload = b"".join((*head, b"\r\n", body))
         for attempt in (1, 2):
-            conn = await self._acquire(origin, timeouts.get("connect"))
+            conn = await self._acquire(origin, timeouts)
             try:
                 return await self._exchange(origin, conn, payload, timeouts.get("read"))
             except (httpx.RemoteProtocolError, httpx.ReadError):
@@ -277,7 +367,7 @@ class FastTransport(httpx.AsyncBaseTransport):
         )
 
     async def aclose(self) -> None:
-        for idle in self._idle.values():
+        for pool in self._origins.values():
+            idle, pool.idle = pool.idle, []
             for conn in idle:
                 conn.close()
-        self._idle.clear()

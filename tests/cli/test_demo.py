@@ -23,7 +23,8 @@ from openai import OpenAI
 from gateway.cli.demo import Commands, try_lines
 from tests.cli.support import clean_env, printed_command
 from tests.conftest import DEMO_KEY
-from tests.gateway.support import free_port, stop_process, wait_healthy, wait_until
+from tests.gateway.support import free_port, stop_process, wait_healthy
+from tests.helpers import wait_until
 
 pytestmark = pytest.mark.e2e
 

@@ -12,12 +12,22 @@ from pathlib import Path
 
 import pytest
 
+from tests.gateway.support import RESPX_KEYS
+
 
 @pytest.fixture(autouse=True)
 def private_storage(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """`Settings()` built by a test points at a database and spool of its own, never ./sluice.db."""
     monkeypatch.setenv("SLUICE_DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'sluice.db'}")
     monkeypatch.setenv("SLUICE_AUDIT_SPOOL", str(tmp_path / "audit.spool"))
+
+
+@pytest.fixture
+def respx_keys(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The upstream keys `tests.gateway.support.DEPLOYMENTS` read, in the environment."""
+    for name, value in RESPX_KEYS.items():
+        monkeypatch.setenv(name, value)
+    return RESPX_KEYS
 
 
 @pytest.fixture

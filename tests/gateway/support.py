@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -75,6 +75,9 @@ UPSTREAM_CHAT_FIELDS = frozenset(
         "user",
         "safety_identifier",
         "prompt_cache_key",
+        "prompt_cache_options",
+        "prompt_cache_retention",
+        "moderation",
         "functions",
         "function_call",
         "modalities",
@@ -86,8 +89,6 @@ UPSTREAM_CHAT_FIELDS = frozenset(
         "web_search_options",
         "store",
         "metadata",
-        "prompt_cache_retention",
-        "prompt_cache_options",
     }
 )
 
@@ -308,19 +309,6 @@ def wait_healthy(proc: subprocess.Popen[str], root: str, log: Path) -> None:
     raise AssertionError(f"sluice demo never became healthy: {log.read_text()[-3000:]}")
 
 
-def wait_until(condition: Callable[[], Any], what: str, *, timeout: float = 30.0) -> Any:
-    """Poll `condition` every 20 ms until it returns something truthy, and return that; the bound is
-    a safety net for a loaded machine, never a measurement."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(0.02)
-
-
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -343,6 +331,53 @@ def stop_process(proc: subprocess.Popen[str], *, timeout: float = 20.0) -> int:
 
 
 # -- respx ----------------------------------------------------------------------------------------
+# Upstream keys the respx tests put in the environment (the `respx_keys` fixture), and deployments
+# at the providers' real hosts that read them: the config snippets every respx module shares.
+RESPX_KEYS = {
+    "RESPX_OPENAI_KEY": "sk-upstream-openai-A1b2",
+    "RESPX_ANTHROPIC_KEY": "sk-ant-upstream-C3d4",
+    "RESPX_GEMINI_KEY": "gemini-upstream-E5f6",
+    "RESPX_DEEPSEEK_KEY": "sk-upstream-deepseek-G7h8",
+    "RESPX_PERPLEXITY_KEY": "pplx-upstream-I9j0",
+    "RESPX_AZURE_KEY": "azure-upstream-S2d4",
+}
+DEPLOYMENTS = {
+    "openai": (
+        "{provider: openai, channel: openai.api, model: openai/gpt-4o-mini, api_key_env: RESPX_OPENAI_KEY}"
+    ),
+    "openai_eu": (
+        "{provider: openai, channel: openai.api, model: openai/gpt-4o-mini, api_key_env: RESPX_OPENAI_KEY, "
+        "api_base: 'https://eu.api.openai.com/v1'}"
+    ),
+    "anthropic": (
+        "{provider: anthropic, channel: anthropic.api, model: anthropic/claude-sonnet-4-5, "
+        "api_key_env: RESPX_ANTHROPIC_KEY}"
+    ),
+    # Compliant only with the operator's `paid_tier` attestation in the config.
+    "gemini_paid": (
+        "{provider: google, channel: google.gemini_api_paid, model: gemini/gemini-2.5-flash, "
+        "api_key_env: RESPX_GEMINI_KEY}"
+    ),
+    # Not compliant under no-training-only (whether DeepSeek's API trains is unknown).
+    "deepseek": (
+        "{provider: deepseek, channel: deepseek.api, model: deepseek/deepseek-chat, "
+        "api_key_env: RESPX_DEEPSEEK_KEY}"
+    ),
+    "perplexity": (
+        "{provider: perplexity, channel: perplexity.api, model: perplexity/sonar, "
+        "api_key_env: RESPX_PERPLEXITY_KEY}"
+    ),
+    "azure": (
+        "{provider: microsoft, channel: microsoft.azure_openai, model: azure/gpt-4o-mini, "
+        "api_base: 'https://contoso.openai.azure.com', api_version: '2024-10-21', "
+        "api_key_env: RESPX_AZURE_KEY}"
+    ),
+}
+GEMINI_PAID_ATTESTATION = (
+    '{provider: google, channel: google.gemini_api_paid, fact: paid_tier, evidence: "billing account on"}'
+)
+
+
 @contextmanager
 def mocked_internet(**kwargs: Any) -> Iterator[respx.MockRouter]:
     """respx over every httpx client, whatever its transport (Sluice's pass-through runs on its own

@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import gc
 import tracemalloc
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,8 @@ from gateway.settings import Settings
 from tests.conftest import AUTH, DEMO_CONFIG
 from tests.gateway.body_shapes import MAX_BODY, SHAPES, shape
 from tests.gateway.support import build_app, error_of, mocked_internet, openai_completion, serving
+from tests.helpers import until
+from tests.scrape import parse
 
 CHAT = "/v1/chat/completions"
 HEADERS = {**AUTH, "content-type": "application/json"}
@@ -65,30 +67,20 @@ async def http(fake: FakeUpstream, tmp_path: Path) -> AsyncIterator[httpx.AsyncC
 
 def lag_samples(text: str) -> tuple[float, float]:
     """(samples in all, samples at or below the top bucket) of the lag histogram."""
-    count = top = 0.0
-    for line in text.splitlines():
-        if line.startswith(f"{LAG}_count"):
-            count = float(line.split()[-1])
-        elif line.startswith(f'{LAG}_bucket{{le="{TOP_BUCKET}"}}'):
-            top = float(line.split()[-1])
-    return count, top
+    scrape = parse(text)
+    return scrape.value(f"{LAG}_count"), scrape.value(f"{LAG}_bucket", le=TOP_BUCKET)
 
 
-async def until(condition: Callable[[], bool], what: str) -> None:
-    for _ in range(400):
-        if condition():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-# -- invariant 7: the event loop keeps turning -------------------------------------------------------
 async def test_worst_shapes_leave_the_event_loop_free(http: httpx.AsyncClient, fake: FakeUpstream) -> None:
     """The upstream is respx here, not the fake server: the fake runs on this event loop and would
     parse every 4 MiB body itself, and the probe would count its work as the gateway's."""
 
     async def metrics() -> tuple[float, float]:
         return lag_samples((await http.get("/metrics")).text)
+
+    async def more_samples(than: float) -> tuple[float, float] | None:
+        count, top = await metrics()
+        return (count, top) if count > than else None
 
     answers = []
     with mocked_internet() as mock:
@@ -101,8 +93,9 @@ async def test_worst_shapes_leave_the_event_loop_free(http: httpx.AsyncClient, f
             )
             answers.append((each, big))
             assert health.status_code == 200
-        await asyncio.sleep(0.2)  # one more lag sample after the last body
-        count, top = await metrics()
+        after_bodies = (await metrics())[0]
+        # One more lag sample, taken after the last body: it sees any hold that body caused.
+        count, top = await until(lambda: more_samples(after_bodies), "a lag sample after the last body")
     assert count > before[0], "the lag probe took no sample"
     assert count - before[0] == top - before[1], "a body held the event loop past the top lag bucket"
     for each, big in answers:
@@ -217,9 +210,9 @@ async def test_past_the_body_budget_a_429_with_retry_after(fake: FakeUpstream, t
         first = asyncio.ensure_future(http.post(CHAT, content=held_request(600_000), headers=HEADERS))
         await until(lambda: len(fake.requests) == 1, "the first request upstream")
         assert held.held > budget  # its parsed estimate, not only its 600 KB
-        shown = (await http.get("/metrics")).text
-        assert f"sluice_request_body_bytes_in_flight {held.held}" in shown
-        assert f"sluice_request_body_bytes_in_flight_limit {budget}" in shown
+        shown = parse((await http.get("/metrics")).text)
+        assert shown.value("sluice_request_body_bytes_in_flight") == held.held
+        assert shown.value("sluice_request_body_bytes_in_flight_limit") == budget
         second = await http.post(CHAT, content=held_request(300_000), headers=HEADERS)
         error = error_of(second, 429, "rate_limited")
         assert "SLUICE_MAX_INFLIGHT_BODY_BYTES" in error["message"]

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -22,7 +22,6 @@ from typing import Any
 import httpx
 import pytest
 import respx
-import uvicorn
 from fastapi import FastAPI
 from sluice_fakes.fake_upstream import FakeUpstream
 
@@ -41,6 +40,7 @@ from tests.gateway.support import (
     stop_process,
     wait_healthy,
 )
+from tests.helpers import served, until
 
 pytestmark = list(LITELLM_WARNINGS)
 
@@ -337,20 +337,11 @@ async def test_the_fake_really_leaks(fake: FakeUpstream) -> None:
 
 # -- P1: timeouts and cancellations -----------------------------------------------------------------
 QUICK = 0.5  # seconds: the read and stream-idle timeouts of the apps below
-PATIENCE = 200  # polls of 50 ms: a bound, never an expectation
 
 
 def padded_prompt(marker: str) -> list[dict[str, Any]]:
     """The canary first, then padding: with `echo`, the first stream chunk carries the whole canary."""
     return [{"role": "user", "content": f"{PROMPT_CANARY} {marker} " + "." * 300}]
-
-
-async def until(condition: Callable[[], Any], what: str) -> None:
-    for _ in range(PATIENCE):
-        if condition():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @contextlib.asynccontextmanager
@@ -425,23 +416,6 @@ async def test_p1_upstream_timeouts_keep_canaries_out_of_logs_errors_and_ledger(
         await until(lambda: fake.requests[0].client_closed_at is not None, "Sluice to close the upstream")
 
 
-@contextlib.asynccontextmanager
-async def served(app: FastAPI) -> AsyncIterator[str]:
-    """The app on a real uvicorn (cancellation needs a real connection to hang up); uvicorn's own
-    logging left alone (`log_config=None`), so its records reach the capturing root handler."""
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, lifespan="on", ws="none")
-    )
-    task = asyncio.create_task(server.serve())
-    await until(lambda: server.started or task.done(), "uvicorn to start")
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
-
-
 CANCEL_CASES: list[tuple[str, dict[str, Any]]] = [
     (
         "mid-stream",
@@ -473,7 +447,10 @@ async def test_p1_client_cancellation_keeps_canaries_out_of_logs_and_ledger(
     app = build_app(config(fake.url), settings=Settings(read_timeout=30.0), audit=audit)
     loggers = attach_everywhere(logs)
     try:
-        async with served(app) as url, httpx.AsyncClient(base_url=url, timeout=30) as client:
+        async with (
+            served(app, uvicorn_logging=False) as url,
+            httpx.AsyncClient(base_url=url, timeout=30) as client,
+        ):
             seen: list[str] = []
 
             async def call() -> None:

@@ -173,9 +173,17 @@ models:
 
 
 def test_simulate_is_accepted_in_the_demo_only() -> None:
+    """Allowed (as `sluice demo` allows it), a simulated deployment keeps its channel's facts and
+    goes to the fake upstream, without a key; not allowed, it is a start-up problem (the table
+    above, `simulate-outside-demo`)."""
     text = config_with("{provider: openai, channel: openai.api, model: openai/gpt-4o-mini, simulate: true}")
     settings = Settings(allow_simulate=True, fake_upstream_url="http://127.0.0.1:9")
-    build_app(text, settings=settings)
+    app = build_app(text, settings=settings)
+    [deployment] = app.state.sluice.router.all_deployments()
+    assert deployment.simulated and deployment.available
+    assert deployment.channel.id == "openai.api"
+    assert deployment.target.api_base == "http://127.0.0.1:9/v1"
+    assert "simulate is for `sluice demo` only" in "\n".join(startup_problems(text))
 
 
 @pytest.mark.parametrize(

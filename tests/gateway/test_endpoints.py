@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,7 +17,7 @@ import yaml
 from sluice_fakes.fake_upstream import FakeUpstream
 
 from gateway.settings import Settings
-from tests.conftest import AUTH, DEMO_CONFIG, DEMO_KEY, LEGAL_KEY, chat_body
+from tests.conftest import AUTH, DEMO_CONFIG, DEMO_KEY, LEGAL_KEY, chat_body, shared_design
 from tests.gateway.support import (
     BADGE_HEADERS,
     LITELLM_WARNINGS,
@@ -426,10 +425,7 @@ async def test_legal_key_allowed_on_llama_local(client: httpx.AsyncClient, fake:
 
 def test_badge_header_names_match_design() -> None:
     """The header names these tests check are the ones DESIGN.md lists (a rename breaks the contract)."""
-    design = Path("/work/shared/DESIGN.md")
-    if not design.exists():
-        pytest.skip("DESIGN.md is not available in this checkout")
-    text = design.read_text(encoding="utf-8")
+    text = shared_design().read_text(encoding="utf-8")
     for name in (*BADGE_HEADERS, "X-Privacy-Rerouted-From"):
         for part in name.split(" / "):
             assert f"`{part}`" in text, part

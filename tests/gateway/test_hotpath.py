@@ -5,44 +5,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
-from typing import Any
 
 import httpx
 import pytest
-import uvicorn
-from fastapi import FastAPI
 from sluice_fakes.fake_upstream import FakeUpstream
 
 from gateway.app import create_app
 from gateway.observability.audit import MemoryAuditSink
 from gateway.settings import Settings
 from tests.conftest import AUTH, LEGAL_KEY, chat_body
-
-LIMIT = 200  # polls of 50 ms: a bound, never an expectation
-
-
-async def until(condition: Callable[[], Any], what: str) -> None:
-    for _ in range(LIMIT):
-        if condition():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-@contextlib.asynccontextmanager
-async def served(app: FastAPI) -> AsyncIterator[str]:
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on", ws="none")
-    )
-    task = asyncio.create_task(server.serve())
-    await until(lambda: server.started or task.done(), "uvicorn to start")
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
+from tests.helpers import served, until
 
 
 async def test_client_gone_during_a_non_stream_call_cancels_the_upstream(

@@ -14,7 +14,6 @@ import json
 import os
 import select
 import socket
-import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -172,14 +171,11 @@ def test_i1_content_length_over_the_limit_is_refused_before_the_body_is_sent(
     if expect_continue:
         extra.append(("Expect", "100-continue"))
     with live.connect() as sock:
-        started = time.monotonic()
         sock.sendall(encode_head(request_head(*extra)))  # and not one byte of the body
         response = read_response(sock)
-        elapsed = time.monotonic() - started
     # A 413 at all proves it: the body never comes, so a server waiting for it could only time out
     # (408, after 30 s). The first status line is the 413, never an invitation to send (100).
     envelope(response, 413, "request_too_large")
-    assert elapsed < 2.0, elapsed
     assert response.headers["x-request-id"]
     assert live.fake.requests == []
 

@@ -1,28 +1,22 @@
-"""`GET /metrics`: a strictly parsed exposition, counters moved by real requests, fixed labels only
-(a canary never reaches a scrape), the in-flight gauge over a real socket, and who may scrape.
-
-The parser below is written from the text format 0.0.4 spec, not from `gateway.observability.metrics`, so a
-rendering bug fails here instead of being read back by its own code.
+"""`GET /metrics`: an exposition prometheus_client's parser reads, one registry per app, counters
+moved by real requests, fixed labels only (a canary never reaches a scrape), the in-flight gauge
+over a real socket, and who may scrape.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import math
-import re
 import time
 from collections import Counter as Tally
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI
+from prometheus_client import REGISTRY, generate_latest
 from pydantic import SecretStr
 from sluice_fakes.fake_upstream import FakeUpstream
 
@@ -36,10 +30,12 @@ from gateway.observability.metrics import (
     RequestMetrics,
     status_class,
 )
-from gateway.observability.prometheus import Counter, Gauge, Histogram, render
 from gateway.settings import Settings
 from tests.conftest import AUTH, DEMO_KEY, chat_body
 from tests.gateway.support import LITELLM_WARNINGS, bearer, error_of, serving
+from tests.helpers import served, until
+from tests.scrape import Scrape, parse
+from tests.scrape import scrape_of as scrape
 
 pytestmark = list(LITELLM_WARNINGS)
 
@@ -56,108 +52,10 @@ DEMO_DEPLOYMENTS = {
     "llama-local#0",
     "text-embedding-3-small#0",
 }
-POLLS = 400  # of 25 ms: a bound, never an expectation
-
-
-# -- a strict parser of the text format 0.0.4 ---------------------------------------------------
-NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
-LABEL = r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\\n]|\\[\\"n])*)"'
-VALUE = r"[+-]?(?:Inf|NaN|[0-9]+(?:\.[0-9]*)?(?:[eE][+-]?[0-9]+)?|\.[0-9]+(?:[eE][+-]?[0-9]+)?)"
-SAMPLE_RE = re.compile(rf"({NAME})(?:\{{((?:{LABEL})(?:,{LABEL})*)?\}})? ({VALUE})")
-LABEL_RE = re.compile(LABEL)
-HELP_RE = re.compile(rf"# HELP ({NAME}) (.*)")
-TYPE_RE = re.compile(rf"# TYPE ({NAME}) (counter|gauge|histogram|summary|untyped)")
-SUFFIXES = {"histogram": ("_bucket", "_sum", "_count"), "counter": ("",), "gauge": ("",)}
-
-
-def unescape(value: str) -> str:
-    return re.sub(r"\\(.)", lambda m: "\n" if m.group(1) == "n" else m.group(1), value)
-
-
-@dataclass
-class Scrape:
-    text: str
-    types: dict[str, str] = field(default_factory=dict)
-    samples: dict[tuple[str, frozenset[tuple[str, str]]], float] = field(default_factory=dict)
-
-    def value(self, name: str, **labels: str) -> float:
-        """The sample with exactly these labels; 0 when absent (a counter not yet moved)."""
-        return self.samples.get((name, frozenset(labels.items())), 0.0)
-
-    def total(self, name: str, **labels: str) -> float:
-        """The sum over every sample of `name` whose labels include these."""
-        wanted = set(labels.items())
-        return sum(v for (n, ls), v in self.samples.items() if n == name and wanted <= ls)
-
-    def label_values(self, label: str) -> set[str]:
-        return {v for (_, ls) in self.samples for k, v in ls if k == label}
-
-
-def parse(text: str) -> Scrape:
-    """Parse an exposition, failing on anything the format does not allow."""
-    assert text.endswith("\n"), "the exposition ends with a newline"
-    scrape = Scrape(text)
-    helped: set[str] = set()
-    current: str | None = None
-    for line in text[:-1].split("\n"):
-        if line.startswith("# HELP "):
-            match = HELP_RE.fullmatch(line)
-            assert match, line
-            assert match.group(1) not in helped, f"HELP twice: {line}"
-            helped.add(match.group(1))
-            continue
-        if line.startswith("# TYPE "):
-            match = TYPE_RE.fullmatch(line)
-            assert match, line
-            name = match.group(1)
-            assert name not in scrape.types, f"TYPE twice (or a family split): {line}"
-            assert name in helped, f"TYPE before HELP: {line}"
-            scrape.types[name] = match.group(2)
-            current = name
-            continue
-        assert not line.startswith("#") and line, f"not a sample: {line!r}"
-        match = SAMPLE_RE.fullmatch(line)
-        assert match, f"malformed sample line: {line!r}"
-        assert current is not None, f"sample before any TYPE: {line}"
-        name = match.group(1)
-        suffix = name[len(current) :]
-        assert name.startswith(current) and suffix in SUFFIXES[scrape.types[current]], (
-            f"{name} outside its family {current}"
-        )
-        labels = LABEL_RE.findall(match.group(2) or "")
-        names = [k for k, _ in labels]
-        assert len(names) == len(set(names)), f"a label twice: {line}"
-        key = (name, frozenset((k, unescape(v)) for k, v in labels))
-        assert key not in scrape.samples, f"duplicate series: {line}"
-        scrape.samples[key] = float(match.group(len(match.groups())))
-    check_histograms(scrape)
-    return scrape
-
-
-def check_histograms(scrape: Scrape) -> None:
-    for name, kind in scrape.types.items():
-        if kind != "histogram":
-            continue
-        series: dict[frozenset[tuple[str, str]], list[tuple[float, float]]] = {}
-        for (sample, labels), value in scrape.samples.items():
-            if sample == f"{name}_bucket":
-                le = dict(labels)["le"]
-                rest = frozenset(p for p in labels if p[0] != "le")
-                series.setdefault(rest, []).append((math.inf if le == "+Inf" else float(le), value))
-        for labels, buckets in series.items():
-            buckets.sort()
-            counts = [c for _, c in buckets]
-            assert counts == sorted(counts), f"{name} buckets not cumulative"
-            assert buckets[-1][0] == math.inf, f"{name} without +Inf"
-            assert scrape.samples[(f"{name}_count", labels)] == counts[-1]
-            assert (f"{name}_sum", labels) in scrape.samples
 
 
 async def scrape_of(http: httpx.AsyncClient, headers: dict[str, str] | None = None) -> Scrape:
-    response = await http.get("/metrics", headers=MASTER if headers is None else headers)
-    assert response.status_code == 200, response.text
-    assert response.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
-    return parse(response.text)
+    return await scrape(http, MASTER if headers is None else headers)
 
 
 # -- fixtures -------------------------------------------------------------------------------------
@@ -175,57 +73,30 @@ async def gateway(
         yield app, http
 
 
-async def until(condition: Callable[[], Any], what: str) -> None:
-    for _ in range(POLLS):
-        result = condition()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        await asyncio.sleep(0.025)
-    raise AssertionError(f"timed out waiting for {what}")
+async def test_two_apps_in_one_process_share_no_metric(settings: Settings, fake: FakeUpstream) -> None:
+    first = create_app(settings, audit=MemoryAuditSink())
+    second = create_app(settings, audit=MemoryAuditSink())
+    async with serving(first) as one, serving(second) as two:
+        assert (await one.post("/v1/chat/completions", json=chat_body(), headers=AUTH)).status_code == 200
+        moved, still = await scrape_of(one), await scrape_of(two)
+    labels = {"endpoint": "chat", "model": "gpt-4o-mini", "decision": "allowed", "status_class": "2xx"}
+    assert moved.value("sluice_requests_total", **labels) == 1
+    assert still.total("sluice_requests_total") == 0
+    assert still.value("sluice_http_responses_total", route="chat", code="200") == 0
+    # Nothing of Sluice's is in prometheus_client's process-wide registry.
+    assert not [m.name for m in REGISTRY.collect() if m.name.startswith("sluice_")]
 
 
-# -- the format ------------------------------------------------------------------------------------
-def test_render_escapes_and_parses() -> None:
-    counter = Counter("t_total", 'help with \\ and\nnewline and "quotes"', ("who",))
-    counter.inc('a"b\\c\nd')
-    counter.inc("plain", amount=2.5)
-    gauge = Gauge("t_gauge", "a gauge")
-    gauge.set(value=-3)
-    scrape = parse(render([counter, gauge]))
-    assert '# HELP t_total help with \\\\ and\\nnewline and "quotes"\n' in scrape.text
-    assert scrape.value("t_total", who='a"b\\c\nd') == 1
-    assert scrape.value("t_total", who="plain") == 2.5
-    assert scrape.value("t_gauge") == -3
-    assert scrape.types == {"t_total": "counter", "t_gauge": "gauge"}
-
-
-def test_histogram_buckets_are_cumulative_and_le_inclusive() -> None:
-    hist = Histogram("t_seconds", "h", ("kind",), buckets=(0.1, 1.0))
-    for value in (0.05, 0.1, 0.5, 1.0, 7.0):
-        hist.observe("x", value=value)
-    scrape = parse(render([hist]))
-    assert scrape.value("t_seconds_bucket", kind="x", le="0.1") == 2  # 0.1 itself is in le="0.1"
-    assert scrape.value("t_seconds_bucket", kind="x", le="1") == 4
-    assert scrape.value("t_seconds_bucket", kind="x", le="+Inf") == 5
-    assert scrape.value("t_seconds_count", kind="x") == 5
-    assert scrape.value("t_seconds_sum", kind="x") == pytest.approx(8.65)
-
-
-def test_refuses_what_would_break_the_format() -> None:
-    with pytest.raises(ValueError):
-        Counter("bad-name", "h")
-    with pytest.raises(ValueError):
-        Counter("ok_total", "h", ("bad-label",))
-    with pytest.raises(ValueError):
-        Histogram("h_seconds", "h", ("le",), buckets=(1.0,))
-    with pytest.raises(ValueError):
-        Histogram("h_seconds", "h", buckets=(1.0, 0.5))
-    with pytest.raises(ValueError):
-        Counter("ok_total", "h").inc(amount=-1)
-    with pytest.raises(ValueError):
-        Counter("ok_total", "h", ("a", "b")).inc("only-one")
+def test_latency_buckets_are_le_inclusive() -> None:
+    metrics = RequestMetrics(models=["m"], deployments=["m#0"])
+    for ms in (100.0, 100.5, 7_000.0):
+        metrics.observe(replace(odd_event(), requested_model="m", served_model="m", latency_ms=ms))
+    scrape = parse(metrics.render())
+    series = {"endpoint": OTHER, "served_model": "m", "stream": "false"}
+    assert scrape.value("sluice_request_duration_seconds_bucket", **series, le="0.1") == 1  # 0.1 s itself
+    assert scrape.value("sluice_request_duration_seconds_bucket", **series, le="0.25") == 2
+    assert scrape.value("sluice_request_duration_seconds_bucket", **series, le="+Inf") == 3
+    assert scrape.value("sluice_request_duration_seconds_sum", **series) == pytest.approx(7.2005)
 
 
 def test_fixed_label_sets() -> None:
@@ -238,7 +109,7 @@ def test_fixed_label_sets() -> None:
         OTHER,
     ]
     metrics = RequestMetrics(models=["m"], deployments=["m#0"])
-    assert metrics.endpoint.values == {Endpoint.CHAT, Endpoint.EMBEDDINGS}  # the enum's names, not a copy
+    assert metrics.endpoint.values == set(Endpoint)  # the enum's names, not a copy
     assert (metrics.model("m"), metrics.model("M"), metrics.model(None)) == ("m", OTHER, OTHER)
 
 
@@ -447,6 +318,7 @@ async def test_client_strings_never_become_labels(
         "state",
         "outcome",
         "event",  # the key cache's fixed events
+        "limit",  # the key limit that refused: requests, tokens or concurrency
         "le",
     }
 
@@ -484,22 +356,6 @@ async def test_every_response_is_counted_refusals_before_a_decision_included(
 
 
 # -- the in-flight gauge over a real socket (T4) -------------------------------------------------
-@contextlib.asynccontextmanager
-async def served(app: FastAPI) -> AsyncIterator[str]:
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on", ws="none")
-    )
-    task = asyncio.create_task(server.serve())
-    await until(lambda: server.started or task.done(), "uvicorn to start")
-    assert not task.done(), "uvicorn stopped during start-up"
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
-
-
 async def test_in_flight_rises_during_a_stream_and_drops_when_the_client_leaves(
     demo_settings: Settings, fake: FakeUpstream
 ) -> None:
@@ -594,7 +450,7 @@ async def test_loop_lag_sees_a_blocked_loop() -> None:
     try:
 
         def samples() -> Scrape:
-            return parse(render([lag.histogram]))
+            return parse(generate_latest(lag.registry).decode())
 
         await until(lambda: samples().value("sluice_event_loop_lag_seconds_count") >= 1, "a first sample")
         time.sleep(0.3)  # noqa: ASYNC251 -- holds the event loop, as a blocking call in a handler would

@@ -28,7 +28,8 @@ keys:
   - {{name: narrow, key_hash: "{key_hash(NARROW_KEY)}", models: [claude-sonnet]}}
 """
 SERVED = (
-    "Sluice serves: POST /v1/chat/completions, POST /v1/embeddings, GET /v1/models, "
+    "Sluice serves: POST /v1/chat/completions, POST /v1/embeddings, POST /v1/responses, "
+    "POST /v1/messages, POST /v1/messages/count_tokens, GET /v1/models, "
     "GET /v1/models/{model_id}, GET /v1/privacy/catalog, GET /v1/privacy/policies, GET /healthz, GET /readyz"
 )
 

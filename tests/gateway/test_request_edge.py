@@ -14,7 +14,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import logging
-import os
 import socket
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -33,14 +32,15 @@ from gateway.settings import Settings
 from tests.conftest import AUTH, DEMO_KEY, chat_body
 from tests.gateway.support import (
     bearer,
+    demo_env,
     error_of,
     free_port,
     serving,
     start_demo,
     stop_process,
     wait_healthy,
-    wait_until,
 )
+from tests.helpers import wait_until
 
 CHAT = "/v1/chat/completions"
 EMBEDDINGS = "/v1/embeddings"
@@ -299,16 +299,8 @@ class Server:
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     tmp = tmp_path_factory.mktemp("edge")
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLUICE_", "LITELLM"))}
-    env |= {
-        "SLUICE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp / 'sluice.db'}",
-        "SLUICE_AUDIT_SPOOL": str(tmp / "audit.spool"),
-        "SLUICE_MASTER_KEY": MASTER_KEY,
-        "SLUICE_LOG_LEVEL": "DEBUG",
-        "SLUICE_ACCESS_LOG": "true",
-        "SLUICE_BODY_TIMEOUT": "1",
-        "PYTHONUNBUFFERED": "1",
-    }
+    env = demo_env(tmp, master_key=MASTER_KEY, log_level="DEBUG", access_log="true", body_timeout="1")
+    env["PYTHONUNBUFFERED"] = "1"
     log = tmp / "demo.log"
     with FakeUpstream.in_thread() as fake, log.open("w") as sink:
         proc = start_demo(port, sink, env=env, upstream=fake.url)

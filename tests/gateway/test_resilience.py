@@ -27,6 +27,7 @@ from gateway.upstream.base import (
 )
 from tests.conftest import chat_body
 from tests.gateway.support import (
+    DEPLOYMENTS,
     bearer,
     build_app,
     error_of,
@@ -224,15 +225,7 @@ def test_which_answers_fail_over() -> None:
 
 # -- through the app ------------------------------------------------------------------------------
 KEY = "sk-client-resilience-4Rt7"
-OPENAI = "{provider: openai, channel: openai.api, model: openai/gpt-4o-mini, api_key_env: RESPX_OPENAI_KEY}"
-OPENAI_EU = (
-    "{provider: openai, channel: openai.api, model: openai/gpt-4o-mini, api_key_env: RESPX_OPENAI_KEY, "
-    "api_base: 'https://eu.api.openai.com/v1'}"
-)
-DEEPSEEK = (
-    "{provider: deepseek, channel: deepseek.api, model: deepseek/deepseek-chat, "
-    "api_key_env: RESPX_DEEPSEEK_KEY}"
-)
+OPENAI, OPENAI_EU, DEEPSEEK = (DEPLOYMENTS[name] for name in ("openai", "openai_eu", "deepseek"))
 CONFIG = f"""
 server: {{default_policy: no-training-only, on_violation: block}}
 models:
@@ -261,9 +254,7 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def upstream(monkeypatch: pytest.MonkeyPatch) -> Iterator[respx.MockRouter]:
-    monkeypatch.setenv("RESPX_OPENAI_KEY", "sk-upstream-openai-A1b2")
-    monkeypatch.setenv("RESPX_DEEPSEEK_KEY", "sk-upstream-deepseek-G7h8")
+def upstream(respx_keys: dict[str, str]) -> Iterator[respx.MockRouter]:
     with mocked_internet(assert_all_mocked=True) as mock:
         yield mock
 

@@ -19,6 +19,8 @@ import respx
 from gateway.observability.audit import MemoryAuditSink
 from tests.conftest import chat_body
 from tests.gateway.support import (
+    DEPLOYMENTS,
+    GEMINI_PAID_ATTESTATION,
     LITELLM_WARNINGS,
     UPSTREAM_CHAT_FIELDS,
     anthropic_message,
@@ -42,34 +44,9 @@ pytestmark = list(LITELLM_WARNINGS)
 BLOCK_KEY = "sk-client-block-7Qx2"
 REROUTE_KEY = "sk-client-reroute-9Wd4"
 LOOSE_KEY = "sk-client-loose-3Kp8"
-UPSTREAM_KEYS = {
-    "RESPX_OPENAI_KEY": "sk-upstream-openai-A1b2",
-    "RESPX_ANTHROPIC_KEY": "sk-ant-upstream-C3d4",
-    "RESPX_GEMINI_KEY": "gemini-upstream-E5f6",
-    "RESPX_DEEPSEEK_KEY": "sk-upstream-deepseek-G7h8",
-    "RESPX_PERPLEXITY_KEY": "pplx-upstream-I9j0",
-}
-
-OPENAI = "{provider: openai, channel: openai.api, model: openai/gpt-4o-mini, api_key_env: RESPX_OPENAI_KEY}"
-OPENAI_EU = (
-    "{provider: openai, channel: openai.api, model: openai/gpt-4o-mini, api_key_env: RESPX_OPENAI_KEY, "
-    "api_base: 'https://eu.api.openai.com/v1'}"
-)
-ANTHROPIC = (
-    "{provider: anthropic, channel: anthropic.api, model: anthropic/claude-sonnet-4-5, "
-    "api_key_env: RESPX_ANTHROPIC_KEY}"
-)
-GEMINI_PAID = (
-    "{provider: google, channel: google.gemini_api_paid, model: gemini/gemini-2.5-flash, "
-    "api_key_env: RESPX_GEMINI_KEY}"
-)
-DEEPSEEK = (
-    "{provider: deepseek, channel: deepseek.api, model: deepseek/deepseek-chat, "
-    "api_key_env: RESPX_DEEPSEEK_KEY}"
-)
-PERPLEXITY = (
-    "{provider: perplexity, channel: perplexity.api, model: perplexity/sonar, "
-    "api_key_env: RESPX_PERPLEXITY_KEY}"
+OPENAI, OPENAI_EU, ANTHROPIC, GEMINI_PAID, DEEPSEEK, PERPLEXITY = (
+    DEPLOYMENTS[name]
+    for name in ("openai", "openai_eu", "anthropic", "gemini_paid", "deepseek", "perplexity")
 )
 
 CONFIG = f"""
@@ -101,7 +78,7 @@ models:
   - name: mixed
     deployments: [{OPENAI}, {PERPLEXITY}]
 attestations:
-  - {{provider: google, channel: google.gemini_api_paid, fact: paid_tier, evidence: "billing account on"}}
+  - {GEMINI_PAID_ATTESTATION}
 keys:
   - {{name: block-key, key_hash: "{key_hash(BLOCK_KEY)}"}}
   - {{name: reroute-key, key_hash: "{key_hash(REROUTE_KEY)}", on_violation: reroute}}
@@ -124,10 +101,8 @@ ANTHROPIC_ERROR_TYPES = {
 
 
 @pytest.fixture
-def env_keys(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    for name, value in UPSTREAM_KEYS.items():
-        monkeypatch.setenv(name, value)
-    return UPSTREAM_KEYS
+def env_keys(respx_keys: dict[str, str]) -> dict[str, str]:
+    return respx_keys
 
 
 @pytest.fixture

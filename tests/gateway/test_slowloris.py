@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import select
 import socket
 import time
@@ -26,7 +25,7 @@ import pytest
 from sluice_fakes.fake_upstream import FakeUpstream
 
 from tests.conftest import AUTH, chat_body
-from tests.gateway.support import error_of, free_port, start_demo, stop_process, wait_healthy
+from tests.gateway.support import demo_env, error_of, free_port, start_demo, stop_process, wait_healthy
 
 pytestmark = pytest.mark.e2e
 
@@ -48,12 +47,7 @@ class Server:
 def running_demo(tmp: Path, **settings: str) -> Iterator[Server]:
     port = free_port()
     root = f"http://127.0.0.1:{port}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLUICE_", "LITELLM"))}
-    env |= {
-        "SLUICE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp / 'sluice.db'}",
-        "SLUICE_AUDIT_SPOOL": str(tmp / "audit.spool"),
-        **{f"SLUICE_{name.upper()}": value for name, value in settings.items()},
-    }
+    env = demo_env(tmp, **settings)
     log = tmp / "demo.log"
     with FakeUpstream.in_thread() as fake, log.open("w") as sink:
         proc = start_demo(port, sink, env=env, upstream=fake.url)
@@ -153,7 +147,7 @@ def test_the_next_request_on_a_keep_alive_connection_has_a_header_deadline_too(s
 
 
 def test_a_response_outlasting_every_deadline_is_not_cut(server: Server) -> None:
-    """The deadlines cover receiving a request only: a 3 s stream outlives header + body backstop."""
+    """The deadlines cover receiving a request only: a 3 s stream outlives both deadlines."""
     body = chat_body(content="[[fake:chunks=20,chunk_delay_ms=150]]", stream=True)
     with (
         httpx.Client(base_url=server.root, headers=AUTH, timeout=BOUND) as http,
@@ -208,7 +202,7 @@ def test_a_body_trickling_in_gets_408_before_any_upstream_call(server: Server) -
 
 
 def test_the_rest_of_a_body_after_an_early_answer_cannot_keep_the_connection(server: Server) -> None:
-    """A 401 goes out before the body is read; the rest of the body then has the backstop deadline."""
+    """A 401 goes out before the body is read; the rest of the body is cut at the body deadline."""
     with connect(server) as sock:
         sock.sendall(_body_head(100_000).replace(b"Authorization", b"X-Not-Authorization"))
         assert read_response(sock).status_code == 401

@@ -7,8 +7,7 @@ the first chunk is a real HTTP status with badge headers; every request has exac
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -27,6 +26,7 @@ from tests.gateway.support import (
     sse_events,
     sse_json,
 )
+from tests.helpers import until
 
 pytestmark = list(LITELLM_WARNINGS)
 
@@ -57,15 +57,6 @@ def finish_reasons(chunks: list[dict[str, Any]]) -> list[str]:
 
 def stream_body(model: str, content: str = "Hello", **extra: Any) -> dict[str, Any]:
     return chat_body(model, content=content, stream=True, **extra)
-
-
-async def eventually(predicate: Callable[[], bool]) -> None:
-    """Poll until `predicate` holds; the bound is a safety net, not a measurement."""
-    for _ in range(1000):
-        if predicate():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("condition never became true")
 
 
 @pytest.mark.parametrize("model", list(SERVED))
@@ -249,7 +240,7 @@ async def test_stall_mid_stream_ends_with_error_and_closes_upstream(
     assert events[-1] == "[DONE]"
     assert "error" in sse_json(response.text)[-1]
     [record] = fake.requests
-    await eventually(lambda: record.client_closed_at is not None)
+    await until(lambda: record.client_closed_at is not None, "the upstream call closed")
     assert record.client_closed_early
     [event] = audit.events
     assert event.status == 502

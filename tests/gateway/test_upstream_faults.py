@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import resource
 import socket
-import time
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -29,7 +28,10 @@ from gateway.settings import Settings
 from gateway.upstream.litellm_adapter import load_litellm
 from tests.conftest import chat_body
 from tests.gateway.support import (
+    DEPLOYMENTS,
+    GEMINI_PAID_ATTESTATION,
     LITELLM_WARNINGS,
+    RESPX_KEYS,
     anthropic_message,
     bearer,
     build_app,
@@ -90,7 +92,7 @@ server: {{default_policy: no-training-only, on_violation: block}}
 models:
 {model_lines(models)}
 attestations:
-  - {{provider: google, channel: google.gemini_api_paid, fact: paid_tier, evidence: "billing account on"}}
+  - {GEMINI_PAID_ATTESTATION}
 keys:
   - {{name: faults, key_hash: "{key_hash(KEY)}"}}
 """
@@ -144,35 +146,13 @@ def assert_upstream_failure(response: httpx.Response, code: str = "upstream_unav
 
 
 # == S2: a 30x to another host is not followed; that host gets no request and never the key ========
-RESPX_KEYS = {
-    "FAULTS_OPENAI_KEY": "sk-upstream-openai-S2a1",
-    "FAULTS_ANTHROPIC_KEY": "sk-ant-upstream-S2b2",
-    "FAULTS_GEMINI_KEY": "gemini-upstream-S2c3",
-    "FAULTS_AZURE_KEY": "azure-upstream-S2d4",
-    "FAULTS_DEEPSEEK_KEY": "sk-upstream-deepseek-S2e5",
-}
+# deepseek is not compliant under no-training-only (whether its API trains is unknown): never contacted.
 RESPX_DEPLOYMENTS = {
-    "gpt": (
-        "{provider: openai, channel: openai.api, model: openai/gpt-4o-mini, api_key_env: FAULTS_OPENAI_KEY}"
-    ),
-    "claude": (
-        "{provider: anthropic, channel: anthropic.api, model: anthropic/claude-sonnet-4-5, "
-        "api_key_env: FAULTS_ANTHROPIC_KEY}"
-    ),
-    "gemini": (
-        "{provider: google, channel: google.gemini_api_paid, model: gemini/gemini-2.5-flash, "
-        "api_key_env: FAULTS_GEMINI_KEY}"
-    ),
-    "azure": (
-        "{provider: microsoft, channel: microsoft.azure_openai, model: azure/gpt-4o-mini, "
-        "api_base: 'https://contoso.openai.azure.com', api_version: '2024-10-21', "
-        "api_key_env: FAULTS_AZURE_KEY}"
-    ),
-    # Not compliant under no-training-only (whether DeepSeek's API trains is unknown): never contacted.
-    "deepseek": (
-        "{provider: deepseek, channel: deepseek.api, model: deepseek/deepseek-chat, "
-        "api_key_env: FAULTS_DEEPSEEK_KEY}"
-    ),
+    "gpt": DEPLOYMENTS["openai"],
+    "claude": DEPLOYMENTS["anthropic"],
+    "gemini": DEPLOYMENTS["gemini_paid"],
+    "azure": DEPLOYMENTS["azure"],
+    "deepseek": DEPLOYMENTS["deepseek"],
 }
 HOSTS = {
     "gpt": "api.openai.com",
@@ -182,10 +162,10 @@ HOSTS = {
     "deepseek": "api.deepseek.com",
 }
 KEY_ENV = {
-    "gpt": "FAULTS_OPENAI_KEY",
-    "claude": "FAULTS_ANTHROPIC_KEY",
-    "gemini": "FAULTS_GEMINI_KEY",
-    "azure": "FAULTS_AZURE_KEY",
+    "gpt": "RESPX_OPENAI_KEY",
+    "claude": "RESPX_ANTHROPIC_KEY",
+    "gemini": "RESPX_GEMINI_KEY",
+    "azure": "RESPX_AZURE_KEY",
 }
 COLLECTOR = "collector.attacker.test"
 RESPX_MODELS = {
@@ -199,7 +179,7 @@ server: {{default_policy: no-training-only, on_violation: block}}
 models:
 {model_lines({name: [RESPX_DEPLOYMENTS[d] for d in deps] for name, deps in RESPX_MODELS.items()})}
 attestations:
-  - {{provider: google, channel: google.gemini_api_paid, fact: paid_tier, evidence: "billing account on"}}
+  - {GEMINI_PAID_ATTESTATION}
 keys:
   - {{name: faults, key_hash: "{key_hash(KEY)}"}}
 """
@@ -214,11 +194,9 @@ ANSWERS = {
 
 
 @pytest.fixture
-def internet(monkeypatch: pytest.MonkeyPatch, litellm_over_httpx: None) -> Iterator[respx.MockRouter]:
+def internet(respx_keys: dict[str, str], litellm_over_httpx: None) -> Iterator[respx.MockRouter]:
     """The mocked internet: each provider host answers in its own wire format unless a test says
     otherwise, and the attacker's collector answers too (so following a redirect would succeed)."""
-    for name, value in RESPX_KEYS.items():
-        monkeypatch.setenv(name, value)
     with mocked_internet(assert_all_mocked=True) as mock:
         for name, host in HOSTS.items():
             mock.route(name=name, host=host).mock(return_value=httpx.Response(200, json=ANSWERS[name]))
@@ -386,12 +364,11 @@ async def test_u1_connect_timeout_on_a_real_socket_fails_over_at_the_connect_dea
     must start at the connect deadline, on litellm's path too (it flattens the call's timeout)."""
     settings = Settings(allow_simulate=True, fake_upstream_url=blackhole, connect_timeout=0.5)
     async with serving(build_app(fake_config(fake.url, timeout=10), settings=settings, audit=audit)) as http:
-        started = time.monotonic()
-        response = await ask(http, model, stream=stream)
-        elapsed = time.monotonic() - started
+        # A bound, not a measurement: failing over only at the deployment's timeout (10 s) fails here.
+        async with asyncio.timeout(FAILOVER_BOUND):
+            response = await ask(http, model, stream=stream)
     assert response.status_code == 200, response.text
     assert response.headers["X-Privacy-Channel"] == "self_hosted.vllm"
-    assert elapsed < 5, f"failover took {elapsed:.1f} s"
     assert [r.json["model"] for r in fake.requests] == [LOCAL_MODEL]
     [event] = audit.events
     assert (event.attempts, event.deployment) == (2, f"{model}#1")
@@ -399,6 +376,7 @@ async def test_u1_connect_timeout_on_a_real_socket_fails_over_at_the_connect_dea
 
 # == U2: no answer by the read deadline: 504 at the deadline, one request, no failover ==============
 DEADLINE = 0.5
+FAILOVER_BOUND = 5.0  # seconds: between the connect deadline (0.5 s) and the deployment's timeout (10 s)
 
 
 @pytest.mark.parametrize("stream", [False, True])
@@ -411,13 +389,11 @@ async def test_u2_read_timeout_is_504_at_the_deadline_without_failover(
     settings = Settings(allow_simulate=True, fake_upstream_url=fake.url)
     config = fake_config(fake.url, timeout=DEADLINE)
     async with serving(build_app(config, settings=settings, audit=audit)) as http:
-        started = time.monotonic()
         response = await ask(http, model, fault("delay_ms=3000"), stream=stream)
-        elapsed = time.monotonic() - started
+    # The deadline ended it, not the fake: Sluice hung up before the fake's head was due.
     assert_upstream_failure(response, "upstream_timeout")
-    assert DEADLINE <= elapsed < DEADLINE + 2, f"504 after {elapsed:.2f} s"
     assert_one_request_to(fake, model, stream=stream)
-    await hung_up_early(fake)  # at the deadline, rather than waiting on
+    await hung_up_early(fake)
     [event] = audit.events
     assert (event.status, event.attempts, event.error_code) == (504, 1, "upstream_timeout")
 

@@ -242,3 +242,63 @@ async def test_a_large_prompt_is_scanned_whole(client: httpx.AsyncClient) -> Non
     assert response.status_code == 200, response.text
     assert response.headers["X-Privacy-Sensitive"] == "secrets"
     assert response.headers["X-Privacy-Decision"] == "rerouted"
+
+
+def responses_input_with(where: str) -> dict[str, Any]:
+    """A Responses request with the fake key in one place only (`nowhere`: not at all)."""
+    body: dict[str, Any] = {
+        "model": "gpt-4o-mini",
+        "instructions": "You are a helpful assistant.",
+        "input": [
+            {"role": "user", "content": "deploy please"},
+            {"type": "reasoning", "id": "rs_1", "summary": [{"type": "summary_text", "text": "thinking"}]},
+            {"type": "function_call", "call_id": "c1", "name": "deploy", "arguments": "{}"},
+            {"type": "function_call_output", "call_id": "c1", "output": "done"},
+            {"role": "user", "content": [{"type": "input_text", "text": "thanks"}]},
+        ],
+        "privacy": {"on_violation": "block"},
+    }
+    items = body["input"]
+    if where == "instructions":
+        body["instructions"] += " " + PROMPT
+    elif where == "string-input":
+        body["input"] = PROMPT
+    elif where == "text-part":
+        items[4]["content"].append({"type": "input_text", "text": PROMPT})
+    elif where == "tool-arguments":
+        items[2]["arguments"] = json.dumps({"env": PROMPT})
+    elif where == "tool-output":
+        items[3]["output"] = [{"type": "input_text", "text": PROMPT}]
+    elif where == "reasoning-summary":
+        items[1]["summary"][0]["text"] = PROMPT
+    return body
+
+
+@pytest.mark.parametrize(
+    "where",
+    ["instructions", "string-input", "text-part", "tool-arguments", "tool-output", "reasoning-summary"],
+)
+async def test_every_text_part_of_a_responses_request_is_scanned(
+    client: httpx.AsyncClient, fake: FakeUpstream, where: str
+) -> None:
+    response = await client.post("/v1/responses", json=responses_input_with(where), headers=AUTH)
+    error_of(response, 403, "no_compliant_deployment")
+    assert response.headers["X-Privacy-Sensitive"] == "secrets"
+    assert fake.requests == []
+
+
+async def test_a_responses_conversation_without_the_key_passes(client: httpx.AsyncClient) -> None:
+    response = await client.post("/v1/responses", json=responses_input_with("nowhere"), headers=AUTH)
+    assert response.status_code == 200, response.text
+    assert "X-Privacy-Sensitive" not in response.headers
+
+
+async def test_a_responses_stream_says_it_in_response_created(client: httpx.AsyncClient) -> None:
+    body = {"model": "gpt-4o-mini", "input": PROMPT, "stream": True}
+    async with client.stream("POST", "/v1/responses", json=body, headers=AUTH) as response:
+        text = (await response.aread()).decode()
+    assert response.headers["X-Privacy-Decision"] == "rerouted"
+    event, data = text.split("\n\n")[0].split("\n")
+    assert event == "event: response.created"
+    privacy = json.loads(data.removeprefix("data: "))["response"]["privacy"]
+    assert (privacy["sensitive"], privacy["model"]) == (["secrets"], "llama-local")

@@ -12,14 +12,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI
 from sqlalchemy import select, text
 
@@ -32,7 +31,6 @@ PG_HOST, PG_PORT = "127.0.0.1", 5432
 PG_USERS = ("postgres", "root")
 MASTER_KEY = "sk-sluice-master-test-0123456789"
 MASTER = {"authorization": f"Bearer {MASTER_KEY}"}
-WAIT_LIMIT = 30.0  # an upper bound for condition waits, never an expectation
 
 
 async def _admin_connection() -> asyncpg.Connection:
@@ -100,38 +98,6 @@ async def asgi(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://sluice.test", timeout=30) as http:
             yield http
-
-
-@contextlib.asynccontextmanager
-async def served(app: FastAPI) -> AsyncIterator[str]:
-    """The app behind a real uvicorn on 127.0.0.1 (client disconnects need a real socket)."""
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on", ws="none")
-    )
-    task = asyncio.create_task(server.serve())
-    await wait_for(lambda: server.started or task.done(), "uvicorn to start")
-    assert not task.done(), "uvicorn stopped during start-up"
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
-
-
-async def wait_for(condition: Callable[[], Any], what: str, limit: float = WAIT_LIMIT) -> None:
-    """Poll `condition` until it holds; fail (never pass) after `limit` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + limit
-    while True:
-        result = condition()
-        if isinstance(result, Awaitable):
-            result = await result
-        if result:
-            return
-        if loop.time() > deadline:
-            pytest.fail(f"gave up waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 async def ledger_rows(url: str) -> list[dict[str, Any]]:

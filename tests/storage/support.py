@@ -14,7 +14,7 @@ from gateway.observability.audit import AuditEvent
 from gateway.storage.db import Database
 from gateway.storage.ledger import LedgerSink
 from tests.conftest import DEMO_CONFIG
-from tests.storage.conftest import wait_for
+from tests.helpers import until
 
 
 def event(i: int, **fields: Any) -> AuditEvent:
@@ -44,7 +44,7 @@ async def write_events(url: str, spool: Path, events: list[AuditEvent]) -> str:
     try:
         for item in events:
             sink.record(item)
-        await wait_for(lambda: sink.backlog == 0 and sink.stats.written == len(events), "the writer")
+        await until(lambda: sink.backlog == 0 and sink.stats.written == len(events), "the writer")
     finally:
         await sink.stop()
         await db.dispose()

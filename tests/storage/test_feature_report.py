@@ -13,7 +13,8 @@ from gateway.settings import Settings
 from gateway.storage.db import Database, audit_events
 from gateway.storage.report import report
 from tests.conftest import AUTH, chat_body
-from tests.storage.conftest import app_on, asgi, wait_for
+from tests.helpers import until
+from tests.storage.conftest import app_on, asgi
 from tests.storage.support import event, sluice, write_events
 
 
@@ -44,7 +45,7 @@ async def test_a_stored_response_reaches_the_ledger_as_its_feature_id(
         reply = await http.post("/v1/chat/completions", headers=AUTH, json=chat_body(store=True))
         assert reply.headers["x-privacy-features"] == "stored_response"
         sink = app.state.sluice.audit
-        await wait_for(lambda: sink.backlog == 0 and sink.stats.written == 1, "the writer")
+        await until(lambda: sink.backlog == 0 and sink.stats.written == 1, "the writer")
     async with db.engine.connect() as conn:
         rows = [dict(r._mapping) for r in await conn.execute(select(audit_events))]
     assert [r["extra"] for r in rows] == [{"features": ["stored_response"]}]

@@ -25,7 +25,8 @@ from sqlalchemy.engine import make_url
 from gateway.settings import Settings
 from gateway.storage.key_channels import LISTENER_NAME
 from tests.conftest import ROOT, chat_body
-from tests.storage.conftest import MASTER, PG_HOST, PG_PORT, app_on, asgi, wait_for
+from tests.helpers import until
+from tests.storage.conftest import MASTER, PG_HOST, PG_PORT, app_on, asgi
 
 
 def bearer(key: str) -> dict[str, str]:
@@ -132,7 +133,7 @@ async def test_an_unknown_key_flood_stays_under_the_lookup_cap(settings: Setting
         # A new key is fetched by name on its create message; until then its first use is an
         # unknown-key lookup, which past the cap is a 503 to retry.
         for k in keys:
-            await wait_for(lambda k=k: served(k), "a new key to be served")  # type: ignore[misc]
+            await until(lambda k=k: served(k), "a new key to be served")  # type: ignore[misc]
         before = await lookups(http, "unknown_database")
         throttled_before = await lookups(http, "throttled")
         started = time.monotonic()
@@ -177,7 +178,7 @@ async def test_the_listen_connection_killed(settings: Settings, tmp_path: Path) 
             async def refused(key: str) -> bool:
                 return await models(http, key) == 401
 
-            await wait_for(lambda: channel("ok"), "the key change channel to come up")
+            await until(lambda: channel("ok"), "the key change channel to come up")
             created = [
                 (await http.post("/admin/keys", headers=MASTER, json={"name": f"k{i}"})).json()["key"]
                 for i in range(3)
@@ -195,7 +196,7 @@ async def test_the_listen_connection_killed(settings: Settings, tmp_path: Path) 
                 url.database,
             )
             assert killed == 1
-            await wait_for(lambda: channel("degraded"), "/readyz to say the channel is down")
+            await until(lambda: channel("degraded"), "/readyz to say the channel is down")
             ready = await http.get("/readyz")
             assert ready.status_code == 200 and "reconnecting" in ready.json()["keys"]["detail"]
             assert await scrape(http, "sluice_key_cache_channel_up") == 0
@@ -206,20 +207,20 @@ async def test_the_listen_connection_killed(settings: Settings, tmp_path: Path) 
             assert await models(http, created[0]) == 200
             await revoker.execute("UPDATE api_keys SET revoked_at = now() WHERE name = 'k0'")
             await revoker.close()
-            await wait_for(
-                lambda: refused(created[0]), "the revocation within the fallback bound", limit=ttl + 10
+            await until(
+                lambda: refused(created[0]), "the revocation within the fallback bound", within=ttl + 10
             )
             assert await channel("degraded")
             assert await models(http, created[1]) == 200
 
             # The channel comes back: /readyz and /metrics say so, and a revocation is pushed again.
             await admin.execute(f'ALTER DATABASE "{url.database}" ALLOW_CONNECTIONS true')
-            await wait_for(lambda: channel("ok"), "the key change channel to come back")
+            await until(lambda: channel("ok"), "the key change channel to come back")
             assert await scrape(http, "sluice_key_cache_channel_up") == 1
             assert await models(http, created[2]) == 200
             done = await asyncio.to_thread(revoke_in_another_process, settings.database_url, "k2")
             assert done.returncode == 0, done.stderr
-            await wait_for(lambda: refused(created[2]), "the revocation, pushed")
+            await until(lambda: refused(created[2]), "the revocation, pushed")
             assert await models(http, created[1]) == 200
     finally:
         await admin.execute(f'ALTER DATABASE "{url.database}" ALLOW_CONNECTIONS true')

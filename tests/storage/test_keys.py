@@ -12,7 +12,8 @@ from gateway.settings import Settings
 from gateway.storage.db import Database
 from gateway.storage.keys import create_key, revoke_key
 from tests.conftest import AUTH, chat_body
-from tests.storage.conftest import MASTER, app_on, asgi, dump_tables, free_port, wait_for
+from tests.helpers import until
+from tests.storage.conftest import MASTER, app_on, asgi, dump_tables, free_port
 from tests.storage.support import sluice
 
 
@@ -124,7 +125,7 @@ async def test_cli_key_lifecycle(settings: Settings) -> None:
             return gone.status_code == 401
 
         # SQLite: the next request (data_version); PostgreSQL: once the notification has arrived.
-        await wait_for(refused, "the revocation to reach the gateway")
+        await until(refused, "the revocation to reach the gateway")
     assert (await sluice("keys", "revoke", "legal", url=url)).exit_code == 1
     assert (await sluice("keys", "list", url=url)).exit_code == 0
     refused = await sluice("keys", "create", "--name", "demo", "--policy", "nope", url=url)
@@ -170,7 +171,7 @@ async def test_revocation_is_seen_by_a_second_replica(
             answer = await b.post("/v1/chat/completions", headers=bearer(key), json=chat_body())
             return answer.status_code == 401
 
-        await wait_for(refused, "the revocation to reach the other replica (LISTEN/NOTIFY)")
+        await until(refused, "the revocation to reach the other replica (LISTEN/NOTIFY)")
         listed = (await b.get("/admin/keys", headers=MASTER)).json()["data"]
         assert [k["status"] for k in listed] == ["revoked"]
 

@@ -26,7 +26,8 @@ from gateway.storage.db import Database
 from gateway.storage.ledger import LedgerSink
 from gateway.storage.report import verify
 from tests.conftest import AUTH, LEGAL_KEY, chat_body
-from tests.storage.conftest import TcpProxy, asgi, free_port, ledger_rows, wait_for
+from tests.helpers import until
+from tests.storage.conftest import TcpProxy, asgi, free_port, ledger_rows
 
 LEGAL = {"authorization": f"Bearer {LEGAL_KEY}"}
 # (model, content suffix, headers, expected status): allowed, rerouted, blocked, upstream failure.
@@ -92,18 +93,18 @@ async def test_postgres_down_at_start_up_then_back(
     try:
         app = create_app(settings, audit=sink)
         async with asgi(app) as http:
-            await wait_for(lambda: "unavailable" in sink.status()[1], "the writer to notice")
+            await until(lambda: "unavailable" in sink.status()[1], "the writer to notice")
             ready = await http.get("/readyz")
             assert ready.status_code == 200, "a spooling gateway is ready"
             assert "unavailable" in ready.json()["database"]["detail"]
             ids = await send(http, served, canary)
-            await wait_for(lambda: sink.backlog == 0, "the queue to reach the spool")
+            await until(lambda: sink.backlog == 0, "the queue to reach the spool")
             assert spool_lines(settings.audit_spool) == served
             spooled = "".join(p.read_text() for p in settings.audit_spool.parent.glob("audit.spool*"))
             assert canary not in spooled and "sk-sluice" not in spooled
 
             await proxy.start()  # the database is back
-            await wait_for(lambda: sink.stats.replayed == served, "the spool to be replayed")
+            await until(lambda: sink.stats.replayed == served, "the spool to be replayed")
             ready = await http.get("/readyz")
             assert ready.status_code == 200 and ready.json()["database"]["detail"].startswith("ok")
         await check_ledger(pg_url, ids)
@@ -126,16 +127,14 @@ async def test_postgres_lost_mid_run_then_back(
         app = create_app(settings, audit=sink)
         async with asgi(app) as http:
             before = await send(http, 12, "before")
-            await wait_for(lambda: sink.backlog == 0 and sink.stats.written == 12, "the first records")
+            await until(lambda: sink.backlog == 0 and sink.stats.written == 12, "the first records")
             await proxy.stop()  # every connection dropped, nothing listens
             during = await send(http, 33, "during")
-            await wait_for(
-                lambda: spool_lines(settings.audit_spool) == 33, "the outage's records in the spool"
-            )
+            await until(lambda: spool_lines(settings.audit_spool) == 33, "the outage's records in the spool")
             assert sink.status()[0] and "unavailable" in sink.status()[1]
             await proxy.start()
             after = await send(http, 5, "after")
-            await wait_for(
+            await until(
                 lambda: sink.backlog == 0 and sink.stats.written + sink.stats.replayed == 50, "catch-up"
             )
         await check_ledger(pg_url, before + during + after)
@@ -154,16 +153,16 @@ async def test_sqlite_locked_then_released(demo_settings: Settings) -> None:
     app = create_app(demo_settings, audit=sink)
     async with asgi(app) as http:
         first = await send(http, 4, "x")
-        await wait_for(lambda: sink.backlog == 0 and sink.stats.written == 4, "the first records")
+        await until(lambda: sink.backlog == 0 and sink.stats.written == 4, "the first records")
         lock = sqlite3.connect(path, timeout=5)
         lock.execute("BEGIN EXCLUSIVE")  # another process writing for a long time
         try:
             during = await send(http, 21, "y")
-            await wait_for(lambda: spool_lines(demo_settings.audit_spool) == 21, "the spool")
+            await until(lambda: spool_lines(demo_settings.audit_spool) == 21, "the spool")
         finally:
             lock.rollback()
             lock.close()
-        await wait_for(lambda: sink.stats.replayed == 21, "the replay")
+        await until(lambda: sink.stats.replayed == 21, "the replay")
     await check_ledger(url, first + during)
     await sink._db.dispose()
 
@@ -200,7 +199,7 @@ async def test_a_full_queue_spills_in_order_from_record(demo_settings: Settings)
     finally:
         lock.rollback()
         lock.close()
-    await wait_for(lambda: sink.backlog == 0 and spool_lines(demo_settings.audit_spool) == 0, "the replay")
+    await until(lambda: sink.backlog == 0 and spool_lines(demo_settings.audit_spool) == 0, "the replay")
     await sink.stop()
     await check_ledger(url, [f"req-{i:04d}" for i in range(1, 61)])
     await db.dispose()
@@ -223,7 +222,7 @@ async def test_a_spool_left_by_a_previous_process_is_replayed(
     new = LedgerSink(Database(url), demo_settings.audit_spool)
     await new.start()
     new.record(event(8))
-    await wait_for(lambda: new.backlog == 0 and new.stats.written == 1, "the new process's record")
+    await until(lambda: new.backlog == 0 and new.stats.written == 1, "the new process's record")
     await new.stop()
     await new._db.dispose()
     rows = await ledger_rows(url)
@@ -248,7 +247,7 @@ async def test_unwritable_spool_makes_the_gateway_unready(
     async with asgi(app) as http:
         reply = await http.post("/v1/chat/completions", headers=AUTH, json=chat_body())
         assert reply.status_code == 200, "requests are still served"
-        await wait_for(lambda: not sink.status()[0], "the sink to turn unready")
+        await until(lambda: not sink.status()[0], "the sink to turn unready")
         ready = await http.get("/readyz")
         assert ready.status_code == 503
         assert ready.json()["database"]["status"] == "error"
@@ -268,12 +267,12 @@ async def test_an_idle_writer_notices_the_database_going_and_coming_back(
     await proxy.start()
     await sink.start()
     try:
-        await wait_for(lambda: sink.status()[1].startswith("ok"), "the first heartbeat")
+        await until(lambda: sink.status()[1].startswith("ok"), "the first heartbeat")
         await proxy.stop()
-        await wait_for(lambda: "unavailable" in sink.status()[1], "the outage to show in status()")
+        await until(lambda: "unavailable" in sink.status()[1], "the outage to show in status()")
         assert sink.status()[0], "ready: the spool is writable"
         await proxy.start()
-        await wait_for(lambda: sink.status()[1].startswith("ok"), "the recovery to show in status()")
+        await until(lambda: sink.status()[1].startswith("ok"), "the recovery to show in status()")
     finally:
         await sink.stop()
         await proxy.stop()

@@ -16,7 +16,8 @@ import httpx
 
 from gateway.settings import Settings
 from tests.conftest import AUTH, LEGAL_KEY, chat_body
-from tests.storage.conftest import app_on, asgi, dump_tables, ledger_rows, served, wait_for
+from tests.helpers import served, until
+from tests.storage.conftest import app_on, asgi, dump_tables, ledger_rows
 
 
 def by_request(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -46,7 +47,7 @@ async def test_each_kind_of_request_writes_one_record(settings: Settings) -> Non
             "/v1/chat/completions", headers={"authorization": "Bearer nope"}, json=chat_body(content=canary)
         )
         sink = app.state.sluice.audit
-        await wait_for(lambda: sink.backlog == 0 and sink.stats.written >= 4, "the writer to flush")
+        await until(lambda: sink.backlog == 0 and sink.stats.written >= 4, "the writer to flush")
         ready = await http.get("/readyz")
     assert (allowed.status_code, rerouted.status_code, blocked.status_code) == (200, 200, 403)
     assert failed.status_code == 502
@@ -121,10 +122,10 @@ async def test_stream_cancelled_by_the_client_writes_one_record(settings: Settin
                 r["request_id"] == request_id for r in await ledger_rows(settings.database_url)
             )
 
-        await wait_for(recorded, "the cancelled stream's record")
+        await until(recorded, "the cancelled stream's record")
         done = await http.post("/v1/chat/completions", headers=AUTH, json=chat_body(stream=True))
         assert done.status_code == 200
-        await wait_for(lambda: sink.backlog == 0 and sink.stats.written >= 2, "the second stream's record")
+        await until(lambda: sink.backlog == 0 and sink.stats.written >= 2, "the second stream's record")
     rows = by_request(await ledger_rows(settings.database_url))
     assert len(rows) == 2
     row = rows[request_id]
@@ -143,7 +144,7 @@ async def test_concurrent_requests_chain_in_order(settings: Settings) -> None:
             *(http.post("/v1/chat/completions", headers=AUTH, json=chat_body()) for _ in range(count))
         )
         sink = app.state.sluice.audit
-        await wait_for(lambda: sink.backlog == 0 and sink.stats.written >= count, "the writer to flush")
+        await until(lambda: sink.backlog == 0 and sink.stats.written >= count, "the writer to flush")
     assert all(r.status_code == 200 for r in replies)
     rows = await ledger_rows(settings.database_url)
     assert [r["seq"] for r in rows] == list(range(1, count + 1))

@@ -13,7 +13,8 @@ from gateway.settings import Settings
 from gateway.storage.db import Database
 from gateway.storage.report import report
 from tests.conftest import AUTH, LEGAL_KEY, chat_body
-from tests.storage.conftest import app_on, asgi, wait_for
+from tests.helpers import until
+from tests.storage.conftest import app_on, asgi
 from tests.storage.support import event, sluice, write_events
 
 LEGAL = {"authorization": f"Bearer {LEGAL_KEY}"}
@@ -46,7 +47,7 @@ async def test_report_counts_what_the_responses_said(settings: Settings, db: Dat
                 for badge in reply.headers["x-privacy-badges"].split(", "):
                     expected["badge", badge] += 1
         sink = app.state.sluice.audit
-        await wait_for(lambda: sink.backlog == 0 and sink.stats.written == len(TRAFFIC), "the writer")
+        await until(lambda: sink.backlog == 0 and sink.stats.written == len(TRAFFIC), "the writer")
 
     found = await report(db, since=datetime.now(UTC) - timedelta(days=30))
     assert found.total == len(TRAFFIC)

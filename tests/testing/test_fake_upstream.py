@@ -30,6 +30,8 @@ from sluice_fakes.fake_directives import DirectiveError, build_faults, parse_dir
 from sluice_fakes.fake_faults import gzip_bomb
 from sluice_fakes.fake_upstream import FakeUpstream
 
+from tests.helpers import until
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LITELLM_ENV = {
     "LITELLM_LOCAL_MODEL_COST_MAP": "True",
@@ -108,15 +110,6 @@ EXPECTED_PATHS = {
     "gemini": "/v1beta/models/gemini-2.5-flash:",
     "gemini_root": "/models/gemini-2.5-flash:",
 }
-
-
-async def eventually(predicate: Callable[[], bool]) -> None:
-    """Poll until ``predicate`` holds; the bound (10 s) is a safety net, not a measurement."""
-    for _ in range(1000):
-        if predicate():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("condition never became true")
 
 
 def data_lines(text: str) -> list[str]:
@@ -341,6 +334,22 @@ async def test_anthropic_stream_event_sequence(fake: FakeUpstream, http: httpx.A
     assert response.headers["content-type"] == "text/event-stream"
 
 
+async def test_anthropic_thinking_comes_first_with_its_signature(
+    fake: FakeUpstream, http: httpx.AsyncClient
+) -> None:
+    thinking = {"type": "enabled", "budget_tokens": 1024}
+    body = {"model": "claude-x", "max_tokens": 2048, "thinking": thinking, "messages": USER}
+    message = (await http.post(fake.url + "/v1/messages", json=body)).json()
+    assert [b["type"] for b in message["content"]] == ["thinking", "text"]
+    assert message["content"][0]["signature"]
+    streamed = await http.post(fake.url + "/v1/messages", json={**body, "stream": True})
+    payloads = [json.loads(d) for d in data_lines(streamed.text)]
+    deltas = [p["delta"]["type"] for p in payloads if p["type"] == "content_block_delta" and p["index"] == 0]
+    assert deltas[-1] == "signature_delta" and set(deltas[:-1]) == {"thinking_delta"}
+    starts = [p["content_block"]["type"] for p in payloads if p["type"] == "content_block_start"]
+    assert starts == ["thinking", "text"]
+
+
 async def test_gemini_stream_without_sse_is_a_json_array(fake: FakeUpstream, http: httpx.AsyncClient) -> None:
     body = {"contents": [{"role": "user", "parts": [{"text": "hi [[fake:chunks=4]]"}]}]}
     url = fake.url + "/v1beta/models/gemini-2.5-flash:streamGenerateContent?key=abc"
@@ -484,7 +493,7 @@ async def test_delay_then_client_timeout_is_recorded(fake: FakeUpstream) -> None
     async with httpx.AsyncClient(timeout=httpx.Timeout(10, read=0.2)) as impatient:
         with pytest.raises(httpx.ReadTimeout):
             await impatient.post(fake.url + "/v1/chat/completions", json=CHAT_BODY)
-    await eventually(lambda: fake.requests[0].client_closed_at is not None)
+    await until(lambda: fake.requests[0].client_closed_at is not None, "the client to close")
     assert fake.requests[0].client_closed_early
 
 
@@ -502,7 +511,7 @@ async def test_client_disconnect_mid_stream_is_recorded(fake: FakeUpstream, http
             seen += line.startswith("data: ")
             if seen == 3:
                 break
-    await eventually(lambda: fake.requests[0].client_closed_at is not None)
+    await until(lambda: fake.requests[0].client_closed_at is not None, "the client to close")
     record = fake.requests[0]
     assert record.client_closed_early
     assert not record.completed
@@ -517,7 +526,7 @@ async def test_stall_after_hangs_until_client_leaves(fake: FakeUpstream) -> None
             async with impatient.stream("POST", fake.url + "/v1/chat/completions", json=body) as response:
                 await collect_lines(response, lines)
     assert len(data_lines("\n".join(lines))) == 2
-    await eventually(lambda: fake.requests[0].client_closed_at is not None)
+    await until(lambda: fake.requests[0].client_closed_at is not None, "the client to close")
 
 
 @pytest.mark.parametrize(("directives", "status"), [("html", 502), ("html,status=200", 200)])
@@ -576,7 +585,7 @@ async def test_endless_line_client_may_stop_reading(fake: FakeUpstream, http: ht
             received += len(data)
             if received >= cap:
                 break
-    await eventually(lambda: fake.requests[0].client_closed_at is not None)
+    await until(lambda: fake.requests[0].client_closed_at is not None, "the client to close")
 
 
 async def test_gzip_bomb_over_http(fake: FakeUpstream, http: httpx.AsyncClient) -> None:

@@ -68,4 +68,86 @@ def embedding_texts(fields: Mapping[str, Any]) -> Iterator[str]:
             yield from _strings(item)
 
 
-EXTRACTORS: dict[str, Extractor] = {"chat": chat_texts, "embeddings": embedding_texts}
+def _response_item(item: Any) -> Iterator[str]:
+    """One Responses input item: a message (content as a string or parts), a function or custom tool
+    call (name, arguments or input), a tool's output, a reasoning item's summary and text (its
+    `encrypted_content` is opaque, not text)."""
+    if isinstance(item, str):
+        yield item
+        return
+    if not isinstance(item, dict):
+        return
+    yield from _content(item.get("content"))
+    for name in ("name", "arguments", "input"):
+        yield from _strings(item.get(name))
+    yield from _content(item.get("output"))  # a string, or parts of which `text` parts are text
+    summary = item.get("summary")
+    for part in summary if isinstance(summary, list) else ():
+        if isinstance(part, dict):
+            yield from _strings(part.get("text"))
+
+
+def responses_texts(fields: Mapping[str, Any]) -> Iterator[str]:
+    """OpenAI Responses: `instructions`, and every input item (a string input is one user turn)."""
+    yield from _strings(fields.get("instructions"))
+    value = fields.get("input")
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, list):
+        for item in value:
+            yield from _response_item(item)
+
+
+def _anthropic_blocks(content: Any, depth: int = 0) -> Iterator[str]:
+    """Anthropic content: a string, or blocks: `text` and `thinking` text, a text document's data,
+    a `tool_use`'s name and input (every string in it), a `tool_result`'s content (a string or
+    blocks, once nested). Images and PDFs (base64) are not text."""
+    if isinstance(content, str):
+        yield content
+        return
+    for block in content if isinstance(content, list) else ():
+        if not isinstance(block, dict):
+            continue
+        yield from _strings(block.get("text"))
+        yield from _strings(block.get("thinking"))
+        source = block.get("source")
+        if isinstance(source, dict) and source.get("type") in ("text", "content"):  # a document's text
+            yield from _strings(source.get("data"))
+            if depth == 0:
+                yield from _anthropic_blocks(source.get("content"), depth + 1)
+        if "input" in block:  # tool_use, server_tool_use, mcp_tool_use
+            yield from _strings(block.get("name"))
+            yield from _json_strings(block.get("input"))
+        if depth == 0 and "content" in block:  # tool_result and its kin
+            yield from _anthropic_blocks(block.get("content"), depth + 1)
+
+
+def _json_strings(value: Any) -> Iterator[str]:
+    """Every string in a JSON value (a tool call's input), keys excluded; iterative, any depth."""
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, str):
+            yield node
+        elif isinstance(node, dict):
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+
+
+def messages_texts(fields: Mapping[str, Any]) -> Iterator[str]:
+    """Anthropic Messages: the system prompt (a string or text blocks) and every message's blocks."""
+    yield from _anthropic_blocks(fields.get("system"))
+    messages = fields.get("messages")
+    for message in messages if isinstance(messages, list) else ():
+        if isinstance(message, dict):
+            yield from _anthropic_blocks(message.get("content"))
+
+
+EXTRACTORS: dict[str, Extractor] = {
+    "chat": chat_texts,
+    "embeddings": embedding_texts,
+    "responses": responses_texts,
+    "messages": messages_texts,
+    "count_tokens": messages_texts,
+}

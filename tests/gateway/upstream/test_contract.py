@@ -157,13 +157,13 @@ async def serves_others(http: httpx.AsyncClient, fake: FakeUpstream, model: str)
 
 
 def assert_client_error(response: httpx.Response, what: str) -> None:
-    """A refusal is a 400 in the envelope that names no content; an accepted shape is a 200. A data
-    path the policy does not allow (a remote MCP server, the provider's web search: `core/data_paths.py`)
-    is refused before routing, a 403 `feature_not_allowed` that reaches no deployment."""
+    """A refusal is a 400 in the envelope that names no content, or, for a data path the policy
+    refuses (an MCP server, provider-hosted web search), a 403 `feature_not_allowed`; an accepted
+    shape is a 200."""
     assert response.status_code in (200, 400, 403), (what, response.status_code, response.text[:300])
     assert CANARY not in response.text or response.status_code == 200, what
     if response.status_code == 403:
-        assert error_of(response, 403, "feature_not_allowed")["type"] == "privacy_policy_violation"
+        assert error_of(response, 403)["code"] == "feature_not_allowed", what
     if response.status_code == 400:
         error = error_of(response, 400)
         assert error["type"] == "invalid_request_error", error

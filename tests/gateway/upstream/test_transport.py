@@ -1,17 +1,25 @@
-"""FastTransport, the pass-through's HTTP/1.1 wire, against real servers on 127.0.0.1."""
+"""FastTransport, the pass-through's HTTP/1.1 wire, against real servers on 127.0.0.1: keep-alive,
+faults, the cap on connections per host, and TLS against a local TLS server (a certificate made
+with the openssl command for the test)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import shutil
+import ssl
+import subprocess
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import httpx
 import pytest
 from sluice_fakes.fake_upstream import FakeUpstream
 
+from gateway.upstream.causes import Cause, classify
 from gateway.upstream.transport import FastTransport
+from tests.conftest import require_service
 
 BODY = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hello"}]}
 
@@ -142,3 +150,155 @@ async def test_a_closed_keep_alive_connection_is_replaced() -> None:
     finally:
         server.close()
         await server.wait_closed()
+
+
+# -- the cap on connections per host ---------------------------------------------------------------
+async def test_connections_to_one_host_stay_within_the_cap(fake: FakeUpstream) -> None:
+    """Six calls at once through a cap of two: every call is answered, over two connections."""
+    transport = FastTransport(max_connections_per_host=2)
+    async with httpx.AsyncClient(transport=transport, timeout=10) as http:
+        replies = await asyncio.gather(
+            *(
+                http.post(f"{fake.url}/v1/chat/completions", json=chat("[[fake:delay_ms=100]]"))
+                for _ in range(6)
+            )
+        )
+        assert transport.open_connections("http", "127.0.0.1", fake.port) == 2
+    assert [r.status_code for r in replies] == [200] * 6
+    assert len(fake.requests) == 6
+    assert len({r.connection for r in fake.requests}) == 2
+
+
+async def test_a_call_that_finds_every_connection_busy_waits_for_the_pool_timeout(fake: FakeUpstream) -> None:
+    transport = FastTransport(max_connections_per_host=1)
+    async with httpx.AsyncClient(transport=transport, timeout=httpx.Timeout(10, pool=0.2)) as http:
+        url = f"{fake.url}/v1/chat/completions"
+        async with http.stream(
+            "POST", url, json=chat("[[fake:chunks=5,stall_after=1]]", stream=True)
+        ) as held:
+            assert held.status_code == 200  # the one connection is busy with a stalled stream
+            with pytest.raises(httpx.PoolTimeout):
+                await http.post(url, json=chat())
+            assert len(fake.requests) == 1  # the waiting call never reached the upstream
+        # The stream closed: its connection (closed, as it was not read to its end) frees the slot.
+        assert (await http.post(url, json=chat())).status_code == 200
+
+
+async def test_a_broken_connection_frees_its_slot(fake: FakeUpstream) -> None:
+    transport = FastTransport(max_connections_per_host=1)
+    async with httpx.AsyncClient(transport=transport, timeout=httpx.Timeout(10, pool=1.0)) as http:
+        url = f"{fake.url}/v1/chat/completions"
+        with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):
+            await http.post(url, json=chat("[[fake:reset]]"))
+        assert (await http.post(url, json=chat())).status_code == 200
+        assert transport.open_connections("http", "127.0.0.1", fake.port) == 1
+
+
+def test_the_cap_is_at_least_one() -> None:
+    with pytest.raises(ValueError):
+        FastTransport(max_connections_per_host=0)
+
+
+# -- TLS, against a local TLS server ------------------------------------------------------------
+@pytest.fixture
+def certificate(tmp_path: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 (openssl CLI), and its key."""
+    if shutil.which("openssl") is None:
+        require_service("the openssl command, to make a certificate for the TLS tests")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"),
+            *("-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=127.0.0.1"),
+            *("-addext", "subjectAltName=IP:127.0.0.1"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+@asynccontextmanager
+async def tls_server(certificate: tuple[Path, Path], served: list[bytes]) -> AsyncIterator[str]:
+    """An HTTP/1.1 server over TLS on 127.0.0.1 that answers every request with its own path, on
+    keep-alive connections; `served` gets one entry per connection (its requests' paths)."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(*certificate)
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        paths = b""
+        served.append(paths)
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                path = head.split(b" ", 2)[1]
+                length = next(
+                    (
+                        int(line.split(b":")[1])
+                        for line in head.split(b"\r\n")
+                        if line.lower().startswith(b"content-length")
+                    ),
+                    0,
+                )
+                await reader.readexactly(length)
+                served[-1] += path + b" "
+                body = json.dumps({"path": path.decode()}).encode()
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s"
+                    % (len(body), body)
+                )
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=context)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"https://127.0.0.1:{port}"
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_tls_with_a_trusted_certificate_keeps_its_connection_alive(
+    certificate: tuple[Path, Path],
+) -> None:
+    trusted = ssl.create_default_context(cafile=str(certificate[0]))
+    connections: list[bytes] = []
+    async with (
+        tls_server(certificate, connections) as url,
+        httpx.AsyncClient(transport=FastTransport(ssl_context=trusted), timeout=10) as http,
+    ):
+        first = await http.post(f"{url}/one", json=chat())
+        second = await http.post(f"{url}/two", json=chat())
+    assert (first.json(), second.json()) == ({"path": "/one"}, {"path": "/two"})
+    assert len(connections) == 1  # one TLS handshake, then keep-alive
+
+
+async def test_tls_refuses_a_certificate_nobody_vouches_for(certificate: tuple[Path, Path]) -> None:
+    """The default context (certifi's roots) does not know the self-signed certificate: a connect
+    error whose cause is TLS, before any request byte reached the server."""
+    connections: list[bytes] = []
+    async with (
+        tls_server(certificate, connections) as url,
+        httpx.AsyncClient(transport=FastTransport(), timeout=10) as http,
+    ):
+        with pytest.raises(httpx.ConnectError) as refused:
+            await http.post(f"{url}/secret", json=chat())
+    assert classify(refused.value, Cause.CONNECT) is Cause.TLS
+    assert all(paths == b"" for paths in connections)  # the server never read a request
+
+
+async def test_tls_checks_the_host_name(certificate: tuple[Path, Path]) -> None:
+    """Trusted, but issued for 127.0.0.1: reached as `localhost`, the name does not match."""
+    trusted = ssl.create_default_context(cafile=str(certificate[0]))
+    connections: list[bytes] = []
+    async with (
+        tls_server(certificate, connections) as url,
+        httpx.AsyncClient(transport=FastTransport(ssl_context=trusted), timeout=10) as http,
+    ):
+        with pytest.raises(httpx.ConnectError):
+            await http.post(url.replace("127.0.0.1", "localhost") + "/x", json=chat())
+    assert all(paths == b"" for paths in connections)

@@ -1,0 +1,213 @@
+"""`POST /v1/responses`: OpenAI's Responses API, streamed or not, through the same pipeline as chat.
+
+What belongs here: the route's handler (admit the request with `gateway.api.intake`, parse it,
+run it through `gateway.core.pipeline`) and the Responses wire model: the fields passed upstream
+(an allowlist, like chat's), the steering fields refused at any depth (`refuse_forbidden`, with
+this wire's JSON-schema payloads: function tools' `parameters`, `text.format.schema`), the bounds
+on what a request makes the upstream do (items, tools, `include`), `previous_response_id` (the
+pipeline pins the request to the deployment that produced it), and the data paths the request
+uses (`gateway.core.data_paths.detect_responses`; storing is this API's default). The route is
+declared in `gateway.api.routes`.
+
+Not accepted: `conversation` (a conversation object kept at the provider, which Sluice cannot
+route) and `background: true` (its answer is fetched later with `GET /v1/responses/{id}`, which
+Sluice does not serve). `metadata` is dropped, as on chat: it is kept with a stored response.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.responses import Response
+
+from gateway.api.fields import Api, accepted_paths
+from gateway.api.intake import admit, policy_header
+from gateway.api.openai_protocol import (
+    EXTENSIONS,
+    MAX_MESSAGES,
+    MAX_TOOLS,
+    SchemaPaths,
+    _model,
+    _privacy_ask,
+    _refuse_top_level,
+    _typed_parts,
+    bad,
+    refuse_forbidden,
+)
+from gateway.core.data_paths import detect_responses
+from gateway.core.request import ParsedRequest
+from gateway.names import Endpoint, ErrorCode
+from gateway.server.edge import Inbound
+from gateway.server.jsonbody import JsonBody
+
+# OpenAI Responses request fields passed upstream (after validation). `store` is passed as the
+# client sent it (on this API the provider's default is to store); the data-path rules decide it.
+RESPONSES_FIELDS = frozenset(
+    {
+        "input",
+        "instructions",
+        "previous_response_id",
+        "include",
+        "max_output_tokens",
+        "max_tool_calls",
+        "parallel_tool_calls",
+        "prompt",
+        "prompt_cache_key",
+        "prompt_cache_retention",
+        "reasoning",
+        "safety_identifier",
+        "service_tier",
+        "store",
+        "stream",
+        "stream_options",
+        "temperature",
+        "text",
+        "tool_choice",
+        "tools",
+        "top_logprobs",
+        "top_p",
+        "truncation",
+        "user",
+    }
+)
+RESPONSES_DROPPED = frozenset({"metadata"})
+NOT_ROUTABLE = {
+    "conversation": "conversation objects are kept at one provider; send previous_response_id or the input",
+}
+SCHEMA_PATHS: SchemaPaths = (("tools", "*", "parameters"), ("text", "format", "schema"))
+BOUNDS: dict[str, tuple[float, float]] = {
+    "temperature": (0, 2),
+    "top_p": (0, 1),
+    "max_output_tokens": (1, 10_000_000),
+    "max_tool_calls": (1, 10_000),
+    "top_logprobs": (0, 20),
+}
+INTEGERS = frozenset({"max_output_tokens", "max_tool_calls", "top_logprobs"})
+MAX_INCLUDE = 32
+MAX_ID = 256
+
+
+def _check_input(value: Any) -> None:
+    """A string, or an array of input items (messages, function calls and their outputs,
+    reasoning items, ...), each an object; a message's content a string or typed parts."""
+    if isinstance(value, str):
+        return
+    if not isinstance(value, list):
+        raise bad("input must be a string or an array of input items", param="input")
+    if len(value) > MAX_MESSAGES:
+        raise bad(f"input takes at most {MAX_MESSAGES} items", param="input")
+    for i, item in enumerate(value):
+        where = f"input[{i}]"
+        if not isinstance(item, dict) or not ("type" in item or "role" in item):
+            raise bad(f"{where} must be an object with a type (or a role)", param=where)
+        content = item.get("content")
+        if content is not None and not isinstance(content, str | list):
+            raise bad(f"{where}.content must be a string or an array of parts", param=f"{where}.content")
+        if isinstance(content, list) and not _typed_parts(content):
+            raise bad(f"{where}.content parts must be objects with a type", param=f"{where}.content")
+
+
+def _check_tools(tools: Any) -> None:
+    if tools is None:
+        return
+    if not isinstance(tools, list) or len(tools) > MAX_TOOLS:
+        raise bad(f"tools must be an array of at most {MAX_TOOLS} entries", param="tools")
+    if not _typed_parts(tools):
+        raise bad("every tool must be an object with a type", param="tools")
+
+
+def _check_fields(fields: dict[str, Any]) -> None:
+    for name in BOUNDS.keys() & fields.keys():
+        _check_number(name, fields[name])
+    for name in ("instructions", "user", "safety_identifier", "prompt_cache_key", "prompt_cache_retention"):
+        if fields.get(name) is not None and not isinstance(fields[name], str):
+            raise bad(f"{name} must be a string", param=name)
+    for name in ("stream", "store", "parallel_tool_calls"):
+        if fields.get(name) is not None and not isinstance(fields[name], bool):
+            raise bad(f"{name} must be a boolean", param=name)
+    for name in ("reasoning", "text", "stream_options", "prompt"):
+        if fields.get(name) is not None and not isinstance(fields[name], dict):
+            raise bad(f"{name} must be an object", param=name)
+    include = fields.get("include")
+    if include is not None and (
+        not isinstance(include, list)
+        or len(include) > MAX_INCLUDE
+        or not all(isinstance(v, str) for v in include)
+    ):
+        raise bad(f"include must be an array of at most {MAX_INCLUDE} strings", param="include")
+
+
+def _check_number(name: str, value: Any) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise bad(f"{name} must be a number", param=name)
+    if name in INTEGERS and not isinstance(value, int):
+        raise bad(f"{name} must be an integer", param=name)
+    low, high = BOUNDS[name]
+    if not low <= value <= high:
+        raise bad(f"{name} must be between {low:g} and {high:g}", param=name)
+
+
+def _continues(fields: dict[str, Any]) -> str | None:
+    previous = fields.get("previous_response_id")
+    if previous is None:
+        return None
+    if not isinstance(previous, str) or not previous or len(previous) > MAX_ID:
+        raise bad("previous_response_id must be a response id", param="previous_response_id")
+    return previous
+
+
+def _split(body: dict[str, Any]) -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    for key, value in body.items():
+        if key in RESPONSES_FIELDS:
+            fields[key] = value
+        elif key == "model" or key in EXTENSIONS or key in RESPONSES_DROPPED:
+            continue
+        elif key in NOT_ROUTABLE:
+            raise bad(f"{key} is not supported: {NOT_ROUTABLE[key]}", param=key)
+        elif key == "background":
+            if value not in (None, False):
+                raise bad(
+                    "background responses are not supported: Sluice does not serve GET /v1/responses/{id}",
+                    param="background",
+                )
+        else:
+            raise bad(f"unrecognized request argument: {key[:64]!r}", param=key[:64])
+    return fields
+
+
+def parse_responses(parsed: JsonBody, *, policy_header: str | None) -> ParsedRequest:
+    body = parsed.value
+    # The top level first: a body with an unknown field is refused before anything walks it.
+    _refuse_top_level(body)
+    model = _model(body)
+    if "input" not in body and "previous_response_id" not in body and "prompt" not in body:
+        raise bad("missing required field: input", param="input", code=ErrorCode.MISSING_FIELD)
+    fields = _split(body)
+    _check_tools(fields.get("tools"))
+    refuse_forbidden(parsed, accepted_paths(Api.RESPONSES), SCHEMA_PATHS)
+    if "input" in fields:
+        _check_input(fields["input"])
+    _check_fields(fields)
+    stream = fields.get("stream") is True
+    if not stream:
+        fields.pop("stream_options", None)
+    return ParsedRequest(
+        model,
+        stream,
+        fields,
+        _privacy_ask(body, policy_header),
+        continues=_continues(fields),
+        paths=detect_responses(body, parsed.keys),
+    )
+
+
+async def create(inbound: Inbound) -> Response:
+    key, body = await admit(inbound)
+    parsed = parse_responses(body, policy_header=policy_header(inbound.request))
+    del body  # its key set, and the fields that are not passed on
+    return await inbound.services.chat.run(
+        Endpoint.RESPONSES, key, parsed, request_id=inbound.request_id, started=inbound.started
+    )
