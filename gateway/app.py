@@ -75,7 +75,9 @@ def _adapters(deployments: Sequence[Deployment], settings: Settings) -> Adapters
     per_host = settings.upstream_max_connections_per_host
     return Adapters(
         direct=OpenAIWireAdapter(max_connections_per_host=per_host),
-        translated=LiteLLMAdapter(transform=settings.translation == "auto"),
+        translated=LiteLLMAdapter(
+            transform=settings.translation == "auto", max_connections_per_host=per_host
+        ),
         anthropic=AnthropicWireAdapter(max_connections_per_host=per_host),
         preload=any(not (d.openai_wire and d.responses_wire) for d in deployments),
     )

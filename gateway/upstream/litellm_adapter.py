@@ -267,11 +267,13 @@ class LiteLLMAdapter:
     translated call that arrives earlier waits for the import to finish.
     """
 
-    def __init__(self, *, transform: bool = True) -> None:
+    def __init__(self, *, transform: bool = True, max_connections_per_host: int | None = None) -> None:
         """`transform`: drive litellm's provider transformations over Sluice's transport for the
         providers `gateway/upstream/litellm_transform.py` covers (`path_for`); False sends every
-        call through `litellm.acompletion`."""
+        call through `litellm.acompletion`. `max_connections_per_host`: that transport's cap
+        (`SLUICE_UPSTREAM_MAX_CONNECTIONS_PER_HOST`; None: the transport's default)."""
         self._use_transform = transform
+        self._per_host = max_connections_per_host
         self._transformer: Transformer | None = None
         self._module: ModuleType | None = None
         self._tls: ssl.SSLContext | bool = True
@@ -294,7 +296,7 @@ class LiteLLMAdapter:
             with contextlib.suppress(ImportError):
                 importlib.import_module(name)
         if self._use_transform:
-            self._transformer = Transformer(module)
+            self._transformer = Transformer(module, max_connections_per_host=self._per_host)
         self._module = module
         # litellm's ~1M objects live as long as the process: keep them out of the cyclic GC's way
         # (full collections of them paused requests for half a second in the baseline).

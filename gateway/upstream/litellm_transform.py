@@ -145,7 +145,7 @@ class Prepared:
 class Transformer:
     """The transformation path. Holds one pooled client on Sluice's transport for all its calls."""
 
-    def __init__(self, litellm: ModuleType) -> None:
+    def __init__(self, litellm: ModuleType, *, max_connections_per_host: int | None = None) -> None:
         self._litellm = litellm
         from litellm.litellm_core_utils.get_litellm_params import get_litellm_params
         from litellm.litellm_core_utils.get_llm_provider_logic import get_llm_provider
@@ -167,14 +167,20 @@ class Transformer:
             return name, provider, config
 
         self._resolve: Callable[[str], tuple[str, str, Any]] = resolve
+
+        def transport() -> FastTransport:
+            if max_connections_per_host is None:
+                return FastTransport()
+            return FastTransport(max_connections_per_host=max_connections_per_host)
+
         self._client = httpx.AsyncClient(
-            transport=MarkSent(CappedTransport(FastTransport())),
+            transport=MarkSent(CappedTransport(transport())),
             follow_redirects=False,
             trust_env=False,
             timeout=httpx.Timeout(120.0, connect=5.0),
         )
         self._stream_client = httpx.AsyncClient(
-            transport=MarkSent(CappedTransport(FastTransport(), stream=True)),
+            transport=MarkSent(CappedTransport(transport(), stream=True)),
             follow_redirects=False,
             trust_env=False,
             timeout=httpx.Timeout(120.0, connect=5.0),
