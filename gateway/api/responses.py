@@ -32,6 +32,7 @@ from gateway.api.openai_protocol import (
     _refuse_top_level,
     _typed_parts,
     bad,
+    check_number,
     refuse_forbidden,
 )
 from gateway.core.data_paths import detect_responses
@@ -118,7 +119,7 @@ def _check_tools(tools: Any) -> None:
 
 def _check_fields(fields: dict[str, Any]) -> None:
     for name in BOUNDS.keys() & fields.keys():
-        _check_number(name, fields[name])
+        check_number(name, fields[name], BOUNDS, INTEGERS)
     for name in ("instructions", "user", "safety_identifier", "prompt_cache_key", "prompt_cache_retention"):
         if fields.get(name) is not None and not isinstance(fields[name], str):
             raise bad(f"{name} must be a string", param=name)
@@ -135,18 +136,6 @@ def _check_fields(fields: dict[str, Any]) -> None:
         or not all(isinstance(v, str) for v in include)
     ):
         raise bad(f"include must be an array of at most {MAX_INCLUDE} strings", param="include")
-
-
-def _check_number(name: str, value: Any) -> None:
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise bad(f"{name} must be a number", param=name)
-    if name in INTEGERS and not isinstance(value, int):
-        raise bad(f"{name} must be an integer", param=name)
-    low, high = BOUNDS[name]
-    if not low <= value <= high:
-        raise bad(f"{name} must be between {low:g} and {high:g}", param=name)
 
 
 def _continues(fields: dict[str, Any]) -> str | None:
