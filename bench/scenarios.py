@@ -2,7 +2,8 @@
 
 What belongs here: which scenarios exist (non-stream and stream on the OpenAI-wire pass-through,
 the Anthropic-wire translation path, the Responses API passed through, the Messages API passed
-through to an Anthropic-wire upstream; c=1 latency, c=64 throughput), and, for each target
+through to an Anthropic-wire upstream; c=1 latency, c=64 throughput; 1,000-chunk streams at c=1
+for the added cost per chunk), and, for each target
 (the fake upstream itself, Sluice, LiteLLM Proxy), the URL, body, headers and the marker a
 complete answer contains. Nothing here starts processes or sends traffic.
 """
@@ -35,11 +36,13 @@ class Scenario:
     stream: bool
     concurrency: int
     api: Api = "chat"
+    chunks: int = 20  # stream content frames the fake upstream sends (its `chunks=` directive)
 
     @property
     def metric(self) -> str:
-        """For latency scenarios: `first` (time to first SSE data line) or `total`."""
-        return "first" if self.stream else "total"
+        """For latency scenarios: `first` (time to first SSE data line) or `total` (a long stream's
+        whole duration: its added cost per chunk)."""
+        return "first" if self.stream and self.chunks == 20 else "total"
 
 
 SCENARIOS: tuple[Scenario, ...] = (
@@ -82,7 +85,21 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario(
         "msgst_c64", "Messages pass-through, stream, c=64", "throughput", "anthropic", True, 64, "messages"
     ),
+    Scenario(
+        "long_c1", "stream (1,000 chunks), c=1, whole stream", "latency", "openai", True, 1, chunks=1000
+    ),
+    Scenario(
+        "trlong_c1",
+        "translation (Anthropic wire), stream (1,000 chunks), c=1, whole stream",
+        "latency",
+        "anthropic",
+        True,
+        1,
+        chunks=1000,
+    ),
 )
+LONG_CHUNKS = 1000
+LONG_CHUNKS = 1000
 BY_ID = {s.id: s for s in SCENARIOS}
 
 
@@ -98,7 +115,9 @@ class RequestSpec:
 def request_for(target: str, base_url: str, scenario: Scenario) -> RequestSpec:
     """What `target` (listening at `base_url`) is sent in `scenario`."""
     headers: tuple[str, ...]
-    messages = [{"role": "user", "content": PROMPT}]
+    # A body marker reaches the fake upstream through every gateway (it is part of the prompt).
+    prompt = PROMPT if scenario.chunks == 20 else f"{PROMPT} [[fake:chunks={scenario.chunks}]]"
+    messages = [{"role": "user", "content": prompt}]
     if scenario.api == "responses":
         return _responses_request(target, base_url, scenario)
     if scenario.api == "messages":  # `POST /v1/messages` on every target, as the anthropic SDK sends it

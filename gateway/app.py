@@ -29,6 +29,7 @@ from gateway.config import Config, ConfigError, check, check_file
 from gateway.core.auth import Authenticator, KeyRecord, KeyStore, StaticKeyStore, config_keys
 from gateway.core.continuations import Continuations
 from gateway.core.deployments import Deployment, build_deployments
+from gateway.core.limits import KeyLimits, Limiter, LocalState, SharedState
 from gateway.core.misses import served
 from gateway.core.pipeline import ChatService
 from gateway.core.resilience import Resilience
@@ -44,6 +45,7 @@ from gateway.server.key_slots import KeySlots
 from gateway.settings import Settings
 from gateway.storage.continuations import origin_finder
 from gateway.storage.ledger import LedgerSink
+from gateway.storage.redis_state import RedisState
 from gateway.storage.runtime import Storage, require_writable_spool
 from gateway.upstream.anthropic_wire import AnthropicWireAdapter
 from gateway.upstream.litellm_adapter import LiteLLMAdapter
@@ -73,7 +75,9 @@ def _adapters(deployments: Sequence[Deployment], settings: Settings) -> Adapters
     per_host = settings.upstream_max_connections_per_host
     return Adapters(
         direct=OpenAIWireAdapter(max_connections_per_host=per_host),
-        translated=LiteLLMAdapter(),
+        translated=LiteLLMAdapter(
+            transform=settings.translation == "auto", max_connections_per_host=per_host
+        ),
         anthropic=AnthropicWireAdapter(max_connections_per_host=per_host),
         preload=any(not (d.openai_wire and d.responses_wire) for d in deployments),
     )
@@ -112,6 +116,26 @@ def _foresee(router: PolicyRouter, config: Config, table: dict[str, Policy]) -> 
             router.judge(policy, dep)
 
 
+def _shared_state(settings: Settings, resilience: Resilience) -> SharedState:
+    """Redis when `SLUICE_REDIS_URL` is set (every replica shares limits, breakers, holds, budget),
+    else this process's own state."""
+    if settings.redis_url is None:
+        return LocalState(resilience, lease_seconds=settings.limit_lease_seconds)
+    return RedisState(
+        settings.redis_url,
+        resilience,
+        prefix=settings.redis_prefix,
+        timeout=settings.redis_timeout,
+        lease_seconds=settings.limit_lease_seconds,
+    )
+
+
+def _redis_password(url: str | None) -> list[str]:
+    head = (url or "").rpartition("@")[0].partition("://")[2]
+    password = head.rpartition(":")[2] if ":" in head else head
+    return [password] if len(password) >= 4 else []
+
+
 def build_services(
     settings: Settings,
     *,
@@ -133,6 +157,7 @@ def build_services(
     secrets = [d.target.api_key for d in all_deployments if d.target.api_key]
     if settings.master_key is not None:
         secrets.append(settings.master_key.get_secret_value())
+    secrets += _redis_password(settings.redis_url)
     install_redaction(secrets)  # process-wide, once; this app's secrets added (see the module header)
     records, warnings = config_keys(config, settings)
     warnings += [
@@ -144,6 +169,10 @@ def build_services(
         breaker_failures=settings.breaker_failures,
         breaker_cooldown=settings.breaker_cooldown,
         retry_budget_ratio=settings.retry_budget_ratio,
+    )
+    shared = _shared_state(settings, resilience)
+    limiter = Limiter(
+        shared, default=KeyLimits(settings.key_rpm, settings.key_tpm, settings.key_max_concurrency)
     )
     # GET /metrics: counted from each audit event on its way to the ledger; the rest read when scraped.
     # This app's own registry: never prometheus_client's global one.
@@ -162,6 +191,8 @@ def build_services(
         ledger=audit if isinstance(audit, LedgerSink) else None,
         keys=storage.keys if storage is not None and storage.keys in key_stores else None,
         body_budget=body_budget,
+        limiter=limiter,
+        holds=resilience.holds,
     )
     chat_service = ChatService(
         config=config,
@@ -170,6 +201,7 @@ def build_services(
         adapter_for=adapters.adapter_for,
         audit=MetricsSink(audit, request_metrics),
         resilience=resilience,
+        limiter=limiter,
         # previous_response_id: this process's answers, then the ledger's (other replicas, restarts).
         continuations=Continuations(lookup=origin_finder(storage.db) if storage is not None else None),
     )
@@ -189,6 +221,7 @@ def build_services(
         key_slots=KeySlots(settings.max_concurrency_per_key),
         body_budget=body_budget,
         adapters=adapters,
+        limiter=limiter,
         storage=storage,
         key_storage=storage if storage is not None and storage.keys in key_stores else None,
         warnings=warnings,
@@ -198,6 +231,7 @@ def build_services(
 def _lifespan(services: Services) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     """Start what `build_services` built, in order, and stop it in reverse."""
     storage, audit, adapters = services.storage, services.audit, services.adapters
+    shared = services.limiter.state
     lag = services.metrics.loop_lag
 
     @asynccontextmanager
@@ -207,6 +241,7 @@ def _lifespan(services: Services) -> Callable[[FastAPI], AbstractAsyncContextMan
         if storage is not None:
             await storage.start()  # migrations; a key name in both config and database stops here
         await audit.start()
+        await shared.start()  # Redis, when configured: waits briefly, then serves per process meanwhile
         # Objects built at start-up live for the process: keep them out of the cyclic GC's way
         # (full collections of ~1M litellm objects paused requests for 0.5 s in the baseline).
         gc.collect()
@@ -218,6 +253,7 @@ def _lifespan(services: Services) -> Callable[[FastAPI], AbstractAsyncContextMan
             yield
         finally:
             await lag.stop()
+            await shared.stop()
             await audit.stop()
             if storage is not None:
                 await storage.stop()

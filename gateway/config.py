@@ -139,6 +139,10 @@ class KeyConfig(Strict):
     models: list[str] | None = None
     on_violation: OnViolation | None = None
     sensitive: list[SensitiveRuleConfig] = Field(default_factory=list)  # extra rules for this key
+    # Limits (DESIGN.md "Several replicas"); unset: the server's default; 0: no limit.
+    rpm: int | None = Field(default=None, ge=0, description="requests per minute")
+    tpm: int | None = Field(default=None, ge=0, description="tokens per minute, as the upstream reports them")
+    max_concurrency: int | None = Field(default=None, ge=0, description="requests in flight")
 
     @model_validator(mode="after")
     def _one_hash(self) -> KeyConfig:
@@ -317,6 +321,9 @@ def _salvage_key(item: object) -> KeyConfig | None:
         models=[m for m in models if isinstance(m, str)] if isinstance(models, list) else None,
         on_violation=None,
         sensitive=[],
+        rpm=None,
+        tpm=None,
+        max_concurrency=None,
     )
 
 

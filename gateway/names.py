@@ -23,6 +23,13 @@ class Header(StrEnum):
     SENSITIVE = "X-Privacy-Sensitive"  # detector ids whose rules tightened the policy (never matched text)
     FEATURES = "X-Privacy-Features"  # the data paths a request used (DESIGN.md, Data paths)
     REQUEST_ID = "X-Request-Id"
+    # A key's limits (DESIGN.md "Several replicas"): OpenAI's names, so its clients read them.
+    RATELIMIT_LIMIT_REQUESTS = "x-ratelimit-limit-requests"
+    RATELIMIT_REMAINING_REQUESTS = "x-ratelimit-remaining-requests"
+    RATELIMIT_RESET_REQUESTS = "x-ratelimit-reset-requests"
+    RATELIMIT_LIMIT_TOKENS = "x-ratelimit-limit-tokens"
+    RATELIMIT_REMAINING_TOKENS = "x-ratelimit-remaining-tokens"
+    RATELIMIT_RESET_TOKENS = "x-ratelimit-reset-tokens"
 
 
 class Endpoint(StrEnum):

@@ -63,6 +63,17 @@ class Settings(BaseSettings):
     breaker_failures: int = Field(default=5, ge=1, description="provider failures in a row to open")
     breaker_cooldown: float = Field(default=30.0, gt=0, description="first open period, doubling to 300 s")
     retry_budget_ratio: float = Field(default=0.2, ge=0, le=1, description="retries per request, 10 s window")
+    # Per-key limits (DESIGN.md "Several replicas"): the default for keys that set none; 0: no limit.
+    key_rpm: int = Field(default=0, ge=0, description="requests per minute per key, unless the key says")
+    key_tpm: int = Field(default=0, ge=0, description="tokens per minute per key, unless the key says")
+    key_max_concurrency: int = Field(default=0, ge=0, description="requests in flight per key, all replicas")
+    # Shared by every replica when set: limits, circuit breakers, Retry-After holds, the retry budget.
+    redis_url: str | None = Field(default=None, description="redis://host:6379/0; unset: per process")
+    redis_prefix: str = Field(default="sluice", pattern=r"^[A-Za-z0-9_.:\-]{1,64}$")
+    redis_timeout: float = Field(default=0.1, gt=0, le=5, description="longest wait for Redis per call")
+    limit_lease_seconds: float = Field(
+        default=600.0, gt=0, description="a concurrency slot left by a vanished process frees after this"
+    )
     metrics_public: bool = Field(default=False, description="GET /metrics without the master key")
     # The transparency pages (gateway/api/pages.py): GET /, /catalog and /admin/report; `off` removes them.
     pages: bool = Field(default=True, description="serve the transparency pages (SLUICE_PAGES=off: not)")
@@ -71,6 +82,13 @@ class Settings(BaseSettings):
     )
     allow_simulate: bool = Field(default=False, description="set by `sluice demo` only")
     fake_upstream_url: str | None = Field(default=None, description="where simulated deployments go (demo)")
+    # How translated deployments are called (gateway/upstream/litellm_transform.py): `auto` drives
+    # litellm's provider transformations over Sluice's transport where they are usable (Anthropic,
+    # Gemini, Vertex Gemini, Mistral, Cohere) and `litellm.acompletion` elsewhere; `litellm` sends
+    # every translated call through `litellm.acompletion` (the slower path, kept as a switch back).
+    translation: Literal["auto", "litellm"] = Field(
+        default="auto", description="auto: transformations on Sluice's transport; litellm: acompletion"
+    )
     audit_spool: Path = Path("sluice-audit.spool")
     # Database keys are cached (gateway/storage/key_cache.py); these bound it when changes may be missed.
     key_cache_fallback_ttl: float = Field(

@@ -1,4 +1,5 @@
-"""`/admin/keys`: list, create (the key is shown once) and revoke database keys; master key only.
+"""`/admin/keys`: list, create (the key is shown once), revoke, and change the limits of (PATCH) database
+keys; master key only.
 
 What belongs here: parsing admin requests and rendering answers, and `AdminGuard`, which checks the
 master key of every `/admin` request before routing, so that an answer without it (401, 403) says
@@ -13,7 +14,7 @@ import contextlib
 import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -22,6 +23,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.api.openai_protocol import parse_json
 from gateway.api.pages import OWN_AUTH
+from gateway.core.limits import KeyLimits
 from gateway.core.services import Services, ServicesDep
 from gateway.errors import InvalidRequest, KeyStoreUnavailable, NameTaken, NotFound, SluiceError, render
 from gateway.names import ErrorCode, OnViolation
@@ -34,12 +36,14 @@ from gateway.storage.keys import (
     key_problems,
     list_keys,
     revoke_key,
+    update_limits,
 )
 from gateway.storage.ledger import DB_ERRORS, describe
 from gateway.storage.runtime import Storage
 from gateway.storage.timespec import parse_moment
 
 log = logging.getLogger("sluice.admin")
+M = TypeVar("M", bound=BaseModel)
 PREFIX = "/admin"
 REFUSAL = "administration needs the master key (SLUICE_MASTER_KEY)"
 
@@ -78,11 +82,24 @@ class NewKey(BaseModel):
     models: list[str] | None = None
     expires: str | None = Field(default=None, description="a duration like 90d, or an ISO date")
     on_violation: OnViolation | None = None
+    rpm: int | None = Field(default=None, ge=0, description="requests per minute; 0: none")
+    tpm: int | None = Field(default=None, ge=0, description="tokens per minute; 0: none")
+    max_concurrency: int | None = Field(default=None, ge=0, description="requests in flight; 0: none")
 
     @field_validator("policy", mode="before")
     @classmethod
     def _split(cls, value: Any) -> Any:
         return [p.strip() for p in value.split(",") if p.strip()] if isinstance(value, str) else value
+
+
+class NewLimits(BaseModel):
+    """PATCH /admin/keys/{name}: the limits named change (null: back to the server's default)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rpm: int | None = Field(default=None, ge=0)
+    tpm: int | None = Field(default=None, ge=0)
+    max_concurrency: int | None = Field(default=None, ge=0)
 
 
 async def admin_storage(request: Request, services: ServicesDep) -> Storage:
@@ -115,8 +132,12 @@ async def get_keys(storage: StorageDep) -> Response:
 
 
 def _new_key(raw: bytes) -> NewKey:
+    return _validated(NewKey, raw)
+
+
+def _validated(model: type[M], raw: bytes) -> M:
     try:
-        return NewKey.model_validate(parse_json(raw))
+        return model.model_validate(parse_json(raw))
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first.get("loc", ())) or "body"
@@ -153,6 +174,7 @@ async def post_key(request: Request, storage: StorageDep, services: ServicesDep)
                 on_violation=ask.on_violation,
                 expires_at=expires_at,
                 now=now,
+                limits=KeyLimits(ask.rpm, ask.tpm, ask.max_concurrency),
             )
     except KeyNameTaken as exc:
         raise NameTaken(str(exc), param="name") from None
@@ -167,4 +189,18 @@ async def delete_key(name: str, storage: StorageDep) -> Response:
     except KeyNotFound as exc:
         raise NotFound(str(exc)) from None
     storage.keys.changed("revoke", stored.name)  # this replica at once; the others by notification
+    return json_response(stored.as_dict(datetime.now(UTC)))
+
+
+async def patch_key(name: str, request: Request, storage: StorageDep, services: ServicesDep) -> Response:
+    ask = _validated(NewLimits, await read_body(request, services.settings.max_body_bytes))
+    changes = ask.model_dump(include=ask.model_fields_set)
+    if not changes:
+        raise InvalidRequest("name at least one of rpm, tpm, max_concurrency (null: the server's default)")
+    try:
+        with _database_errors():
+            stored = await update_limits(storage.db, name, **changes)
+    except KeyNotFound as exc:
+        raise NotFound(str(exc)) from None
+    storage.keys.changed("update", stored.name)  # this replica at once; the others by notification
     return json_response(stored.as_dict(datetime.now(UTC)))

@@ -1,6 +1,7 @@
-"""`GET /healthz` (liveness) and `GET /readyz` (config, catalog, ledger, key cache). No secrets, no
-model lists. A key cache whose change channel is down is `degraded`: still ready (keys are checked
-with a short time-to-live, gateway.storage.key_cache), never a reason to leave rotation."""
+"""`GET /healthz` (liveness) and `GET /readyz` (config, catalog, ledger, key cache, shared state).
+No secrets, no model lists. A key cache whose change channel is down is `degraded`: still ready (keys
+are checked with a short time-to-live, gateway.storage.key_cache), never a reason to leave rotation.
+The same for `shared_state`: `ok` with Redis, `local` without it, `degraded` while Redis is away."""
 
 from __future__ import annotations
 
@@ -35,4 +36,7 @@ async def readyz(request: Request, services: ServicesDep) -> Response:
     if storage is not None:
         key_status, key_detail = storage.keys.source.status()
         body["keys"] = {"status": key_status, "detail": key_detail}
+    # Redis away is `degraded`, still ready: limits hold per process meanwhile (gateway.core.limits).
+    shared_status, shared_detail = services.limiter.state.status()
+    body["shared_state"] = {"status": shared_status, "detail": shared_detail}
     return json_response(body, status=200 if audit_ok else 503)

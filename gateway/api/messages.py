@@ -30,7 +30,7 @@ from gateway.api.openai_protocol import (
     _split,
     _typed_parts,
     bad,
-    bound_text,
+    check_number,
     refuse_forbidden,
 )
 from gateway.core.data_paths import detect_messages
@@ -88,16 +88,6 @@ BETA: Final = re.compile(r"[0-9A-Za-z._-]{1,128}")
 MAX_BETAS: Final = 64
 
 
-def _check_number(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise bad(f"{name} must be a number", param=name)
-    if name in INTEGER_FIELDS and not isinstance(value, int):
-        raise bad(f"{name} must be an integer", param=name)
-    low, high = NUMBER_BOUNDS[name]
-    if not low <= value <= high:
-        raise bad(f"{name} must be between {bound_text(low)} and {bound_text(high)}", param=name)
-
-
 def _check_messages(messages: Any) -> None:
     if not isinstance(messages, list) or not messages:
         raise bad("messages must be a non-empty array", param="messages")
@@ -151,7 +141,7 @@ def _check_fields(fields: dict[str, Any]) -> None:
             raise bad(f"{name} must be an object", param=name)
     for name in NUMBER_BOUNDS.keys() & fields.keys():
         if fields[name] is not None:
-            _check_number(name, fields[name])
+            check_number(name, fields[name], NUMBER_BOUNDS, INTEGER_FIELDS)
 
 
 def wire_headers(headers: Headers) -> tuple[tuple[str, str], ...]:

@@ -9,7 +9,7 @@ returns only allowlisted OpenAI fields. The request body is never splatted into 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from collections.abc import Set as AbstractSet
 from itertools import repeat
 from operator import is_
@@ -274,14 +274,20 @@ def bound_text(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
-def _check_number(name: str, value: Any) -> None:
+def check_number(
+    name: str,
+    value: Any,
+    bounds: Mapping[str, tuple[float, float]] = NUMBER_BOUNDS,
+    integers: AbstractSet[str] = INTEGER_FIELDS,
+) -> None:
+    """A numeric field within its wire's `bounds` (an integer where `integers` says so); null passes."""
     if value is None:
         return
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise bad(f"{name} must be a number", param=name)
-    if name in INTEGER_FIELDS and not isinstance(value, int):
+    if name in integers and not isinstance(value, int):
         raise bad(f"{name} must be an integer", param=name)
-    low, high = NUMBER_BOUNDS[name]
+    low, high = bounds[name]
     if not low <= value <= high:
         raise bad(f"{name} must be between {bound_text(low)} and {bound_text(high)}", param=name)
 
@@ -421,7 +427,7 @@ def parse_chat(parsed: JsonBody, *, policy_header: str | None) -> ParsedRequest:
     refuse_forbidden(parsed, CHAT_PATHS)
     _check_messages(fields["messages"])
     for name in NUMBER_BOUNDS.keys() & fields.keys():
-        _check_number(name, fields[name])
+        check_number(name, fields[name])
     _check_stop(fields.get("stop"))
     stream = fields.get("stream")
     if stream is None:  # the specification's `nullable`: null is the default, false
@@ -474,5 +480,5 @@ def parse_embeddings(parsed: JsonBody, *, policy_header: str | None) -> ParsedRe
     if fields.get("encoding_format") not in (None, "float", "base64"):
         raise bad("encoding_format must be 'float' or 'base64'", param="encoding_format")
     if "dimensions" in fields:
-        _check_number("dimensions", fields["dimensions"])
+        check_number("dimensions", fields["dimensions"])
     return ParsedRequest(model, False, fields, _privacy_ask(body, policy_header))

@@ -34,7 +34,7 @@ from gateway.api.openai_protocol import (
     _refuse_top_level,
     _typed_parts,
     bad,
-    bound_text,
+    check_number,
     refuse_forbidden,
 )
 from gateway.core.data_paths import detect_responses
@@ -97,7 +97,7 @@ def _check_tools(tools: Any) -> None:
 
 def _check_fields(fields: dict[str, Any]) -> None:
     for name in BOUNDS.keys() & fields.keys():
-        _check_number(name, fields[name])
+        check_number(name, fields[name], BOUNDS, INTEGERS)
     for name in ("instructions", "user", "safety_identifier", "prompt_cache_key", "prompt_cache_retention"):
         if fields.get(name) is not None and not isinstance(fields[name], str):
             raise bad(f"{name} must be a string", param=name)
@@ -123,18 +123,6 @@ def _check_fields(fields: dict[str, Any]) -> None:
             f"context_management must be an array of at most {MAX_TOOLS} objects with a type",
             param="context_management",
         )
-
-
-def _check_number(name: str, value: Any) -> None:
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise bad(f"{name} must be a number", param=name)
-    if name in INTEGERS and not isinstance(value, int):
-        raise bad(f"{name} must be an integer", param=name)
-    low, high = BOUNDS[name]
-    if not low <= value <= high:
-        raise bad(f"{name} must be between {bound_text(low)} and {bound_text(high)}", param=name)
 
 
 def _continues(fields: dict[str, Any]) -> str | None:

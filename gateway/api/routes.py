@@ -40,6 +40,7 @@ API: tuple[tuple[str, str, Callable[..., Any]], ...] = (
     ("GET", "/admin/keys", admin.get_keys),
     ("POST", "/admin/keys", admin.post_key),
     ("DELETE", "/admin/keys/{name}", admin.delete_key),
+    ("PATCH", "/admin/keys/{name}", admin.patch_key),
 )
 PAGES: tuple[tuple[str, str, Callable[..., Any]], ...] = (
     ("GET", "/", pages.home),

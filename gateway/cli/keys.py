@@ -1,4 +1,5 @@
-"""`sluice keys ...`: client keys (`hash` for the config file; `create`, `list`, `revoke` in the database).
+"""`sluice keys ...`: client keys (`hash` for the config file; `create`, `list`, `update` (limits),
+`revoke` in the database).
 
 What belongs here: options and rendering. The key lifecycle lives in `gateway.storage.keys`;
 the database is the one `--database-url` or `SLUICE_DATABASE_URL` names, and `create` checks names,
@@ -20,6 +21,7 @@ from rich.table import Table
 from gateway.cli.db import ConfigOpt, DatabaseOpt, cli_settings, with_database
 from gateway.config import ConfigError, load_config
 from gateway.core.auth import hash_key
+from gateway.core.limits import KeyLimits
 from gateway.names import OnViolation
 from gateway.settings import Settings
 from gateway.storage.db import Database
@@ -31,11 +33,19 @@ from gateway.storage.keys import (
     key_problems,
     list_keys,
     revoke_key,
+    update_limits,
 )
 from gateway.storage.timespec import parse_moment
 from policies.policy import BUILTIN_POLICIES
 
 keys_app = typer.Typer(help="Client keys.")
+RpmOpt = Annotated[int | None, typer.Option("--rpm", min=0, help="requests per minute (0: no limit)")]
+TpmOpt = Annotated[
+    int | None, typer.Option("--tpm", min=0, help="tokens per minute, as upstreams report them (0: no limit)")
+]
+ConcurrencyOpt = Annotated[
+    int | None, typer.Option("--max-concurrency", min=0, help="requests in flight (0: no limit)")
+]
 
 
 @keys_app.command("hash")
@@ -82,10 +92,14 @@ def keys_create(
     on_violation: Annotated[
         OnViolation | None, typer.Option("--on-violation", help="block or reroute (default: the server's)")
     ] = None,
+    rpm: RpmOpt = None,
+    tpm: TpmOpt = None,
+    max_concurrency: ConcurrencyOpt = None,
     config: ConfigOpt = None,
     database_url: DatabaseOpt = None,
 ) -> None:
-    """Create a key in the database and print it, once; only its hash is stored."""
+    """Create a key in the database and print it, once; only its hash is stored. Limits left out
+    are the server's (SLUICE_KEY_RPM, SLUICE_KEY_TPM, SLUICE_KEY_MAX_CONCURRENCY)."""
     settings = cli_settings(config=config, database_url=database_url)
     known_policies, known_models, reserved = _known(settings)
     policies, allowed = _split(policy), (_split(models) if models is not None else None)
@@ -116,6 +130,7 @@ def keys_create(
             on_violation=on_violation,
             expires_at=expires_at,
             now=now,
+            limits=KeyLimits(rpm, tpm, max_concurrency),
         )
 
     try:
@@ -144,7 +159,9 @@ def keys_list(
         typer.echo(json.dumps([k.as_dict(now) for k in found], indent=2))
         return
     table = Table(title=f"{len(found)} database key(s)")
-    for column in ("name", "status", "policy", "models", "on violation", "created", "expires", "revoked"):
+    columns = ["name", "status", "policy", "models", "on violation", "limits"]
+    columns += ["created", "expires", "revoked"]
+    for column in columns:
         table.add_column(column, overflow="fold")
     for key in found:
         data = key.as_dict(now)
@@ -154,11 +171,50 @@ def keys_list(
             ", ".join(key.policy) or "(server default)",
             ", ".join(key.models) if key.models is not None else "(all)",
             data["on_violation"] or "(server default)",
+            _limits(key.limits),
             data["created_at"],
             data["expires_at"] or "-",
             data["revoked_at"] or "-",
         )
     Console(width=200).print(table)
+
+
+def _limits(limits: KeyLimits) -> str:
+    shown = [f"{name} {value}" for name, value in limits.as_dict().items() if value is not None]
+    return ", ".join(shown) or "(server default)"
+
+
+@keys_app.command("update")
+def keys_update(
+    name: Annotated[str, typer.Argument(help="the key's name")],
+    rpm: RpmOpt = None,
+    tpm: TpmOpt = None,
+    max_concurrency: ConcurrencyOpt = None,
+    default: Annotated[
+        str | None,
+        typer.Option("--default", help="limits back to the server's default, e.g. rpm,tpm"),
+    ] = None,
+    database_url: DatabaseOpt = None,
+) -> None:
+    """Change a database key's limits; every replica applies them on the key's next request."""
+    changes: dict[str, int | None] = {n: None for n in _split(default)}
+    given = {"rpm": rpm, "tpm": tpm, "max_concurrency": max_concurrency}
+    changes |= {n: v for n, v in given.items() if v is not None}
+    unknown = sorted(set(changes) - set(given))
+    if unknown or not changes:
+        why = f"not a limit: {', '.join(unknown)}" if unknown else "give a limit to change"
+        typer.echo(f"sluice: {why}", err=True)
+        raise typer.Exit(2)
+
+    async def job(db: Database) -> StoredKey:
+        return await update_limits(db, name, **changes)
+
+    try:
+        stored = with_database(job, cli_settings(database_url=database_url))
+    except KeyNotFound as exc:
+        typer.echo(f"sluice: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"key {name!r}: {_limits(stored.limits)}")
 
 
 @keys_app.command("revoke")

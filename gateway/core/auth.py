@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from gateway.config import Config
+from gateway.core.limits import NO_LIMITS, KeyLimits
 from gateway.errors import ClientKeyRequired, MasterKeyRequired, Unauthenticated
 from gateway.names import OnViolation
 from gateway.settings import Settings
@@ -42,6 +43,7 @@ class KeyRecord:
     expires_at: datetime | None = None
     revoked: bool = False
     is_master: bool = False
+    limits: KeyLimits = NO_LIMITS  # unset ones: the server's default (SLUICE_KEY_RPM, ...)
 
     def may_use(self, model: str) -> bool:
         return self.models is None or model in self.models
@@ -88,7 +90,10 @@ def config_keys(config: Config, settings: Settings) -> tuple[list[KeyRecord], li
             )
             continue
         models = frozenset(key.models) if key.models is not None else None
-        records.append(KeyRecord(key.name, key_hash.lower(), tuple(key.policy), models, key.on_violation))
+        limits = KeyLimits(key.rpm, key.tpm, key.max_concurrency)
+        records.append(
+            KeyRecord(key.name, key_hash.lower(), tuple(key.policy), models, key.on_violation, limits=limits)
+        )
     master = settings.master_key
     if master is not None:
         records.append(

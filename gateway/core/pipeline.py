@@ -12,6 +12,9 @@ start the work (connect errors, 429, 503, 529; see `gateway/upstream/base.py`). 
 whose circuit is open or that asked to wait (Retry-After), and stops when the retry budget is spent
 (all three in `gateway/core/resilience.py`). A request the translation or the provider refuses as
 invalid is the client's 400 and counts against none of them (`client_fault` in the upstream errors).
+Before the first attempt, the failover loop checks the key's limits (`gateway/core/limits.py`: 429
+`rate_limited`, recorded in the ledger); the audit record of the request's end counts the tokens
+the upstream reported and releases its concurrency lease.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
@@ -33,6 +36,7 @@ from gateway.core.auth import KeyRecord
 from gateway.core.continuations import Continuations
 from gateway.core.data_paths import NONE, DataPaths
 from gateway.core.deployments import Deployment
+from gateway.core.limits import Admission, Limiter, local_limiter
 from gateway.core.misses import closest_models
 from gateway.core.request import ParsedRequest, PrivacyAsk
 from gateway.core.resilience import Resilience, trips
@@ -108,6 +112,14 @@ def _tokens(usage: Any) -> tuple[int | None, int | None]:
     return (prompt if isinstance(prompt, int) else None, completion if isinstance(completion, int) else None)
 
 
+@dataclass
+class Held:
+    """What a request holds under its key's limits, from the check to its audit record."""
+
+    admission: Admission | None = None
+    strip_usage: bool = False  # Sluice asked the stream for usage; the client did not
+
+
 @dataclass(frozen=True)
 class Call:
     """One client request in flight: who, what, under which policy."""
@@ -120,6 +132,7 @@ class Call:
     started: float
     sensitive: Outcome = NOTHING  # what content-aware tightening found (detector ids only)
     paths: DataPaths = NONE  # the data paths the request uses, once the policy is known
+    held: Held = field(default_factory=Held)
 
     def fields_for(self, dep: Deployment) -> dict[str, Any]:
         """The upstream fields for `dep`: with `store: false` where the policy limits retention, the
@@ -197,6 +210,7 @@ class ChatService:
         adapter_for: Callable[[Deployment, Endpoint], Adapter],
         audit: AuditSink,
         resilience: Resilience | None = None,
+        limiter: Limiter | None = None,
         continuations: Continuations | None = None,
     ) -> None:
         self._config = config
@@ -205,6 +219,7 @@ class ChatService:
         self._adapter_for = adapter_for
         self._audit = audit
         self._resilience = resilience or Resilience()
+        self._limiter = limiter or local_limiter(self._resilience)
         self._continuations = continuations or Continuations()
         self._tightening = config.tightening()
 
@@ -289,6 +304,12 @@ class ChatService:
                 exc.message += f" (added because the request contains: {call.sensitive.header})"
             raise
 
+    def _release(self, call: Call, tokens: int = 0) -> None:
+        """The request ended: count its reported tokens against its key, release its lease."""
+        admission, call.held.admission = call.held.admission, None
+        if admission is not None:
+            self._limiter.finish_soon(admission, tokens)
+
     def _served(
         self,
         call: Call,
@@ -299,6 +320,7 @@ class ChatService:
         response_id: str | None = None,
         **fields: Any,
     ) -> None:
+        self._release(call, (fields.get("prompt_tokens") or 0) + (fields.get("completion_tokens") or 0))
         self._audit.record(
             call.event(
                 plan.decision,
@@ -327,13 +349,30 @@ class ChatService:
         self._served(call, plan, dep, error.status, attempts, error_code=error.code.value)
         return error
 
-    def _admit(self, dep: Deployment, attempts: int) -> bool | None:
+    async def _limit(self, call: Call, plan: Plan) -> None:
+        """The key's limits (rpm, tpm, max_concurrency), before anything is sent: past one, a 429
+        recorded in the ledger. A chat stream under a token limit asks the upstream for its usage."""
+        try:
+            admission = await self._limiter.admit(call.key.name, call.key.limits, call.parsed.fields)
+        except RateLimited as error:
+            error.headers[Header.REQUEST_ID] = call.request_id
+            call.mark(error.headers)
+            self._audit.record(call.event(plan.decision, error.status, error_code=error.code.value))
+            raise
+        call.held.admission = admission
+        if admission.counts_tokens and call.parsed.stream and call.endpoint is Endpoint.CHAT:
+            options = call.parsed.fields.get("stream_options")
+            if not (isinstance(options, dict) and options.get("include_usage")):
+                call.parsed.fields["stream_options"] = {**(options or {}), "include_usage": True}
+                call.held.strip_usage = True
+
+    async def _admit(self, dep: Deployment, attempts: int) -> bool | None:
         """May this request try `dep` now? False: its circuit is open or it asked to wait (skip it);
         None: the retry budget is spent (stop failing over). Only removes candidates, never adds one."""
         breaker = self._resilience.breaker
         if not breaker.available(dep.id) or self._resilience.holds.remaining(dep.id) > 0:
             return False
-        if attempts and not self._resilience.budget.acquire():
+        if attempts and not await self._limiter.acquire_retry():
             return None
         breaker.begin(dep.id)
         return True
@@ -375,6 +414,7 @@ class ChatService:
             why = "failing (circuit open)"
         error.headers[Header.REQUEST_ID] = call.request_id
         call.mark(error.headers)
+        self._release(call)
         self._audit.record(call.event(plan.decision, error.status, error_code=error.code.value))
         log.warning(
             "%s no call made: every compliant deployment of %s is %s for %.0f s more (%s)",
@@ -393,12 +433,12 @@ class ChatService:
 
         Failover happens only on retryable errors, within the retry budget, skipping open circuits.
         """
-        self._resilience.budget.request()
+        await self._limit(call, plan)  # also counts the request for the retry budget
         attempt = 0
         last: tuple[Deployment, UpstreamError] | None = None
         stopped, skipped = "", []
         for dep in plan.candidates:
-            admitted = self._admit(dep, attempt)
+            admitted = await self._admit(dep, attempt)
             if admitted is None:
                 stopped = "the retry budget is spent; not failing over"
                 break
@@ -426,6 +466,7 @@ class ChatService:
                 raise
             except BaseException as exc:
                 self._outcome(dep, exc)
+                self._release(call)
                 raise
             self._outcome(dep, None)  # an answer (for a stream: its first chunk): the provider works
             return dep, attempt, result
@@ -474,6 +515,8 @@ class ChatService:
         dep, attempt, result = await self._first_success(call, plan, call_upstream)
         headers, privacy = self._router.disclose(plan, dep, call.request_id)
         call.mark(headers, privacy)
+        if call.held.admission is not None:
+            headers.update(call.held.admission.headers)
         wire.attach(result, privacy)
         answer_id = self._continuations.keep(wire.answer_id(result), call.key.name, dep)
         prompt, completion = _tokens(result.get("usage"))
@@ -497,6 +540,8 @@ class ChatService:
         dep, attempt, opened = await self._first_success(call, plan, open_stream)
         headers, privacy = self._router.disclose(plan, dep, call.request_id)
         call.mark(headers, privacy)
+        if call.held.admission is not None:
+            headers.update(call.held.admission.headers)
         answer_id = self._continuations.keep(wire.first_id(opened.first), call.key.name, dep)
         body = self._relay(call, plan, dep, opened, privacy, attempt, answer_id)
         return RelayResponse(body, headers={**headers, **sse.HEADERS}, media_type=sse.MEDIA_TYPE)
@@ -515,9 +560,15 @@ class ChatService:
         wire = call.wire
         try:
             yield wire.opening(opened.first, privacy)
+            usage = sse.UsageFilter() if call.held.strip_usage else None
             try:
                 async for chunk in opened:
-                    yield chunk
+                    if usage is None:
+                        yield chunk
+                    elif passed := usage.feed(chunk):
+                        yield passed
+                if usage is not None and (rest := usage.flush()):
+                    yield rest
             except UpstreamError as exc:
                 broke = UpstreamFailure(exc.message)  # the envelope of a 502, as the last event
                 status, error_code = broke.status, broke.code.value

@@ -7,7 +7,9 @@ cool-down that doubles per consecutive re-open up to a cap, then half-open with 
 requests, Envoy's retry budget), `trips()` (which upstream errors count against a deployment) and
 `Resilience`, the one object `create_app` builds and hands to `ChatService`. All three only remove
 candidates from a routing plan; they never add one, so they cannot change which deployments are
-compliant. State is per process and per app; time comes from an injectable clock.
+compliant. State is per app; time comes from an injectable clock. Several replicas share it
+through a `Listener` (`gateway.core.limits.SharedState`): each opening, closing and hold is told to
+it, and what other replicas told is applied here with `apply_open`, `apply_close` and `apply`.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Protocol
 
 from gateway.upstream.base import (
     UpstreamConnectError,
@@ -43,6 +46,16 @@ def trips(exc: UpstreamError) -> bool:
     if isinstance(exc, UpstreamStatusError):
         return exc.status is not None and exc.status >= 500
     return False
+
+
+class Listener(Protocol):
+    """Told of every change other replicas must know (never of one applied from them)."""
+
+    def opened(self, key: str, seconds: float, reopens: int) -> None: ...
+
+    def closed(self, key: str) -> None: ...
+
+    def held(self, key: str, seconds: float) -> None: ...
 
 
 class BreakerState(StrEnum):
@@ -78,6 +91,7 @@ class CircuitBreaker:
         self.max_cooldown = max_cooldown
         self._clock = clock
         self._circuits: dict[str, _Circuit] = {}
+        self.listener: Listener | None = None
 
     def _circuit(self, key: str) -> _Circuit:
         circuit = self._circuits.get(key)
@@ -121,8 +135,11 @@ class CircuitBreaker:
         """The provider answered (2xx, or a 4xx/429 that is the client's or a rate limit): close."""
         circuit = self._circuits.get(key)
         if circuit is not None:
+            was = circuit.state
             circuit.state, circuit.failures, circuit.reopens = BreakerState.CLOSED, 0, 0
             circuit.trial_in_flight = False
+            if was is not BreakerState.CLOSED and self.listener is not None:
+                self.listener.closed(key)
 
     def failure(self, key: str) -> None:
         """The provider failed: count it; open at the threshold, re-open at once when half-open."""
@@ -131,7 +148,9 @@ class CircuitBreaker:
             circuit.failures += 1
             if circuit.failures < self.threshold:
                 return
-        self._open(circuit)
+        cooldown = self._open(circuit)
+        if self.listener is not None:
+            self.listener.opened(key, cooldown, circuit.reopens)
 
     def abandon(self, key: str) -> None:
         """The call ended with no verdict (client gone, a bug): free the half-open trial slot."""
@@ -139,13 +158,30 @@ class CircuitBreaker:
         if circuit is not None:
             circuit.trial_in_flight = False
 
-    def _open(self, circuit: _Circuit) -> None:
-        cooldown = min(self.cooldown * 2**circuit.reopens, self.max_cooldown)
+    def _open(self, circuit: _Circuit) -> float:
+        cooldown: float = min(self.cooldown * 2.0**circuit.reopens, self.max_cooldown)
         circuit.state = BreakerState.OPEN
         circuit.open_until = self._clock() + cooldown
         circuit.reopens += 1
         circuit.failures = 0
         circuit.trial_in_flight = False
+        return cooldown
+
+    def apply_open(self, key: str, seconds: float, reopens: int) -> None:
+        """Another replica opened `key`'s circuit for `seconds` more: open it here too."""
+        circuit = self._circuit(key)
+        until = self._clock() + min(max(seconds, 0.0), self.max_cooldown)
+        if circuit.state is BreakerState.OPEN and circuit.open_until >= until:
+            return
+        circuit.state, circuit.open_until = BreakerState.OPEN, until
+        circuit.reopens, circuit.failures, circuit.trial_in_flight = max(circuit.reopens, reopens), 0, False
+
+    def apply_close(self, key: str) -> None:
+        """Another replica's trial call succeeded: close `key`'s circuit here too."""
+        circuit = self._circuits.get(key)
+        if circuit is not None:
+            circuit.state, circuit.failures, circuit.reopens = BreakerState.CLOSED, 0, 0
+            circuit.trial_in_flight = False
 
 
 class Holds:
@@ -158,12 +194,20 @@ class Holds:
         self.max_hold = max_hold
         self._clock = clock
         self._until: dict[str, float] = {}
+        self.listener: Listener | None = None
 
     def observe(self, key: str, exc: UpstreamError) -> None:
         """Hold `key` if `exc` is an answer that asked us to wait."""
         if isinstance(exc, UpstreamStatusError) and exc.status in HOLD_STATUS and exc.retry_after:
-            until = self._clock() + min(exc.retry_after, self.max_hold)
-            self._until[key] = max(until, self._until.get(key, 0.0))
+            seconds = min(exc.retry_after, self.max_hold)
+            self.apply(key, seconds)
+            if self.listener is not None:
+                self.listener.held(key, seconds)
+
+    def apply(self, key: str, seconds: float) -> None:
+        """Hold `key` for `seconds` (capped), unless it is held longer already."""
+        until = self._clock() + min(seconds, self.max_hold)
+        self._until[key] = max(until, self._until.get(key, 0.0))
 
     def remaining(self, key: str) -> float:
         """Seconds before `key` may be called again (0: now)."""
@@ -247,3 +291,8 @@ class Resilience:
         self.budget = RetryBudget(
             ratio=retry_budget_ratio, window=retry_window, min_retries=min_retries, clock=clock
         )
+
+    def listen(self, listener: Listener) -> None:
+        """Tell `listener` of every opening, closing and hold (to share them with other replicas)."""
+        self.breaker.listener = listener
+        self.holds.listener = listener

@@ -15,6 +15,7 @@ from fastapi import Depends, Request
 
 from gateway.config import Config
 from gateway.core.auth import Authenticator
+from gateway.core.limits import Limiter
 from gateway.core.pipeline import ChatService
 from gateway.core.routing import PolicyRouter
 from gateway.names import Endpoint
@@ -76,6 +77,7 @@ class Services:
     key_slots: KeySlots  # held by each pipeline request (`gateway.api.intake`) until it is answered
     body_budget: BodyBudget  # the same
     adapters: Adapters
+    limiter: Limiter  # per-key limits, over the state replicas share (`gateway.core.limits`)
     storage: Storage | None  # the database, when the app keeps the ledger or keys in one
     key_storage: Storage | None  # the same, when it keeps keys there (`/admin/keys`)
     warnings: list[str] = field(default_factory=list)

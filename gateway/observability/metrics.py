@@ -30,6 +30,7 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
+from gateway.core.limits import Limiter
 from gateway.core.pipeline import CLIENT_CLOSED
 from gateway.core.resilience import BreakerState
 from gateway.names import DecisionKind, Endpoint, ErrorCode
@@ -317,6 +318,10 @@ class BreakerView(Protocol):
     def state(self, key: str) -> BreakerState: ...
 
 
+class HoldsView(Protocol):
+    def remaining(self, key: str) -> float: ...
+
+
 class FamilySource(Protocol):
     """Something that adds its own families at scrape time (the key cache)."""
 
@@ -363,6 +368,7 @@ class ScrapeTime(Collector):
             )
         yield from self._deployments()
         yield from self._audit()
+        yield from self._limits()
         try:
             tasks = len(asyncio.all_tasks())
         except RuntimeError:  # no running loop: rendered from plain code
@@ -394,6 +400,42 @@ class ScrapeTime(Collector):
                 breaker.add_metric((dep.id, state.value), 1 if state is current else 0)
         yield available
         yield breaker
+        held = GaugeMetricFamily(
+            "sluice_deployment_hold_seconds",
+            "Seconds before the deployment may be called again (it answered with Retry-After); 0: now.",
+            labels=("deployment",),
+        )
+        holds = self.metrics.holds
+        for dep in self.metrics.deployments:
+            held.add_metric((dep.id,), round(holds.remaining(dep.id), 3) if holds is not None else 0)
+        yield held
+
+    def _limits(self) -> Iterator[Metric]:
+        limiter = self.metrics.limiter
+        if limiter is None:
+            return
+        status, _ = limiter.state.status()
+        yield gauge(
+            "sluice_shared_state_up",
+            "1 while limits, breakers and holds are shared through Redis; 0 while Redis is away "
+            "(per-process fallback) or not configured.",
+            1 if status == "ok" else 0,
+        )
+        refused = CounterMetricFamily(
+            "sluice_rate_limited_total",
+            "Requests refused by a key's limit (429 rate_limited), by limit.",
+            labels=("limit",),
+        )
+        for limit, count in limiter.refused.items():
+            refused.add_metric((limit,), count)
+        yield refused
+        losses = getattr(limiter.state, "failures", None)
+        if isinstance(losses, int):
+            yield CounterMetricFamily(
+                "sluice_shared_state_lost_total",
+                "Times Redis stopped answering (and the gateway fell back).",
+                value=losses,
+            )
 
     def _audit(self) -> Iterator[Metric]:
         m = self.metrics
@@ -442,6 +484,8 @@ class GatewayMetrics:
         ledger: LedgerView | None = None,
         keys: FamilySource | None = None,
         body_budget: BodyBudgetView | None = None,
+        limiter: Limiter | None = None,
+        holds: HoldsView | None = None,
     ) -> None:
         self.registry = requests.registry
         self.requests = requests
@@ -453,6 +497,8 @@ class GatewayMetrics:
         self.ledger = ledger
         self.keys = keys
         self.body_budget = body_budget
+        self.limiter = limiter
+        self.holds = holds
         self.http = HttpResponses(self.registry)
         self.loop_lag = LoopLag(registry=self.registry)
         self.registry.register(ScrapeTime(self))

@@ -1,7 +1,8 @@
 """Client keys in the database: the `DatabaseKeyStore` the authenticator asks, and the key lifecycle.
 
 What belongs here: creating a key (the plaintext is returned once and never stored: only its
-`sha256:<hex>` hash, from `gateway.core.auth.hash_key`), listing and revoking keys, checking a new key's
+`sha256:<hex>` hash, from `gateway.core.auth.hash_key`), listing and revoking keys, changing a key's
+limits (`update_limits`), checking a new key's
 fields, and looking a presented key's hash up (`gateway.storage.key_cache` caches the answers). Every change
 to `api_keys` calls `notify_change` inside its transaction, so that a revoked key is refused on the
 next request on every replica sharing the database.
@@ -23,6 +24,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from gateway.core.auth import MASTER, KeyRecord, hash_key
+from gateway.core.limits import NO_LIMITS, KeyLimits
 from gateway.errors import KeyStoreUnavailable
 from gateway.names import OnViolation
 from gateway.storage.chain import utc
@@ -54,6 +56,7 @@ class StoredKey:
     created_at: datetime
     expires_at: datetime | None
     revoked_at: datetime | None
+    limits: KeyLimits = NO_LIMITS
 
     def state(self, now: datetime) -> str:
         if self.revoked_at is not None:
@@ -75,6 +78,7 @@ class StoredKey:
             "created_at": iso(self.created_at),
             "expires_at": iso(self.expires_at),
             "revoked_at": iso(self.revoked_at),
+            **self.limits.as_dict(),
         }
 
 
@@ -87,6 +91,7 @@ def _stored(row: Any) -> StoredKey:
         created_at=utc(row.created_at),
         expires_at=utc(row.expires_at) if row.expires_at else None,
         revoked_at=utc(row.revoked_at) if row.revoked_at else None,
+        limits=KeyLimits(row.rpm, row.tpm, row.max_concurrency),
     )
 
 
@@ -124,6 +129,7 @@ async def create_key(
     on_violation: OnViolation | None = None,
     expires_at: datetime | None = None,
     now: datetime | None = None,
+    limits: KeyLimits = NO_LIMITS,
 ) -> tuple[str, StoredKey]:
     """Store a new key's hash; returns the plaintext (shown once) and the stored key."""
     await db.ensure_schema()
@@ -138,6 +144,7 @@ async def create_key(
         "created_at": now,
         "expires_at": expires_at,
         "revoked_at": None,
+        **limits.as_dict(),
     }
     async with db.engine.begin() as conn:
         taken = await conn.execute(
@@ -162,6 +169,7 @@ async def create_key(
         created_at=utc(now),
         expires_at=utc(expires_at) if expires_at else None,
         revoked_at=None,
+        limits=limits,
     )
     return key, stored
 
@@ -195,6 +203,28 @@ async def revoke_key(db: Database, name: str, *, now: datetime | None = None) ->
         row = result.first()
         if row is not None:
             await notify_change(conn, "revoke", name)
+    if row is None:
+        raise KeyNotFound(f"no active key named {name!r}")
+    return _stored(row)
+
+
+async def update_limits(db: Database, name: str, **changes: int | None) -> StoredKey:
+    """Set the limits named in `changes` (`rpm`, `tpm`, `max_concurrency`; None: the server's default)
+    on the active key `name`; every replica sees them on the key's next request."""
+    unknown = changes.keys() - {"rpm", "tpm", "max_concurrency"}
+    if unknown:
+        raise ValueError(f"not a limit: {', '.join(sorted(unknown))}")
+    await db.ensure_schema()
+    async with db.engine.begin() as conn:
+        result = await conn.execute(
+            update(api_keys)
+            .where(api_keys.c.name == name, api_keys.c.revoked_at.is_(None))
+            .values(**changes)
+            .returning(*api_keys.c)
+        )
+        row = result.first()
+        if row is not None:
+            await notify_change(conn, "update", name)
     if row is None:
         raise KeyNotFound(f"no active key named {name!r}")
     return _stored(row)
@@ -242,4 +272,5 @@ class DatabaseKeyStore:
             origin="database",
             expires_at=stored.expires_at,
             revoked=stored.revoked_at is not None,
+            limits=stored.limits,
         )

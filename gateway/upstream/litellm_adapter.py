@@ -48,6 +48,13 @@ from gateway.upstream.base import (
 )
 from gateway.upstream.limits import CappedTransport
 from gateway.upstream.litellm_errors import CURRENT_CALL, Call, MarkSent, map_error
+from gateway.upstream.litellm_transform import (
+    NotHere,
+    Transformer,
+    open_stream,
+    path_for,
+    translate_call,
+)
 from gateway.upstream.media import refuse_fetched_media
 from gateway.upstream.providers import ROUTES
 
@@ -260,7 +267,14 @@ class LiteLLMAdapter:
     translated call that arrives earlier waits for the import to finish.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, transform: bool = True, max_connections_per_host: int | None = None) -> None:
+        """`transform`: drive litellm's provider transformations over Sluice's transport for the
+        providers `gateway/upstream/litellm_transform.py` covers (`path_for`); False sends every
+        call through `litellm.acompletion`. `max_connections_per_host`: that transport's cap
+        (`SLUICE_UPSTREAM_MAX_CONNECTIONS_PER_HOST`; None: the transport's default)."""
+        self._use_transform = transform
+        self._per_host = max_connections_per_host
+        self._transformer: Transformer | None = None
         self._module: ModuleType | None = None
         self._tls: ssl.SSLContext | bool = True
         self._handlers: dict[tuple[bool, float, float], Any] = {}
@@ -281,6 +295,8 @@ class LiteLLMAdapter:
         for name in LAZY_IMPORTS:
             with contextlib.suppress(ImportError):
                 importlib.import_module(name)
+        if self._use_transform:
+            self._transformer = Transformer(module, max_connections_per_host=self._per_host)
         self._module = module
         # litellm's ~1M objects live as long as the process: keep them out of the cyclic GC's way
         # (full collections of them paused requests for half a second in the baseline).
@@ -364,6 +380,10 @@ class LiteLLMAdapter:
             self._sdk_clients[key] = found
         return found
 
+    def path(self, target: UpstreamTarget) -> str:
+        """Which path calls to `target` take: `transform` or `acompletion`."""
+        return path_for(target.model) if self._use_transform else "acompletion"
+
     def _responses_kwargs(
         self, target: UpstreamTarget, body: dict[str, Any], *, stream: bool
     ) -> dict[str, Any]:
@@ -391,6 +411,11 @@ class LiteLLMAdapter:
     async def chat(self, target: UpstreamTarget, body: dict[str, Any]) -> dict[str, Any]:
         litellm = await self._litellm()
         refuse_fetched_media(target.model.partition("/")[0], body)
+        if self._transformer is not None and path_for(target.model) == "transform":
+            with contextlib.suppress(NotHere):
+                fields = _translatable(litellm, body)
+                prepared = await translate_call(self._transformer, litellm, target, fields, stream=False)
+                return _with_required_nulls(await self._transformer.complete(target, prepared), chunk=False)
         client = self._client(target)
         call = Call(marked=client is not None)
         token = CURRENT_CALL.set(call)
@@ -402,9 +427,16 @@ class LiteLLMAdapter:
             CURRENT_CALL.reset(token)
         return _with_required_nulls(_dump(response), chunk=False)
 
-    async def chat_stream(self, target: UpstreamTarget, body: dict[str, Any]) -> LiteLLMStream:
+    async def chat_stream(self, target: UpstreamTarget, body: dict[str, Any]) -> ChatStream:
         litellm = await self._litellm()
         refuse_fetched_media(target.model.partition("/")[0], body)
+        if self._transformer is not None and path_for(target.model) == "transform":
+            with contextlib.suppress(NotHere):
+                fields = _translatable(litellm, body)
+                prepared = await translate_call(self._transformer, litellm, target, fields, stream=True)
+                options = body.get("stream_options")
+                usage = isinstance(options, dict) and options.get("include_usage") is True
+                return await open_stream(self._transformer, litellm, target, prepared, usage)
         client = self._client(target, stream=True)
         kwargs = _kwargs(target, _translatable(litellm, body), client)
         kwargs["stream"] = True
@@ -475,6 +507,8 @@ class LiteLLMAdapter:
                 await self._loading
         if self._module is None:
             return
+        if self._transformer is not None:
+            await self._transformer.aclose()
         for handler in self._handlers.values():
             await handler.close()
         for transport in self._transports:

@@ -2,7 +2,8 @@
 
 What belongs here: framing one event (`frame`; `typed`, with an `event:` line, as the Responses API
 and Anthropic's Messages API name each event), the `[DONE]` mark that ends a Chat Completions stream
-(`DONE_DATA`, the payload; `DONE`, the framed event), and the media type and headers of a relayed stream.
+(`DONE_DATA`, the payload; `DONE`, the framed event), the media type and headers of a relayed stream,
+and `UsageFilter`, which drops the usage-only chunk Sluice asked for when the client did not.
 Reading an upstream's events is each wire's own (`openai_wire`, `limits`).
 """
 
@@ -23,6 +24,42 @@ DONE: Final = b"data: " + DONE_DATA + b"\n\n"
 def frame(data: bytes) -> bytes:
     """One event carrying `data` (a JSON document: it holds no newline)."""
     return b"data: " + data + b"\n\n"
+
+
+class UsageFilter:
+    """Drops a stream's usage-only chunk (`"choices": []` with `usage`): Sluice asks for usage
+    (`stream_options.include_usage`) to count a key's tokens, and a client that did not ask must
+    not see it. Holds back at most one incomplete event between chunks."""
+
+    def __init__(self) -> None:
+        self._pending = b""
+
+    def feed(self, chunk: bytes) -> bytes:
+        data = self._pending + chunk
+        cut = data.rfind(b"\n\n")
+        if cut < 0:
+            self._pending = data
+            return b""
+        self._pending = data[cut + 2 :]
+        whole = data[: cut + 2]
+        if b'"usage"' not in whole:
+            return whole
+        return b"".join(event + b"\n\n" for event in whole.split(b"\n\n")[:-1] if not _usage_only(event))
+
+    def flush(self) -> bytes:
+        rest, self._pending = self._pending, b""
+        return rest
+
+
+def _usage_only(event: bytes) -> bool:
+    if b'"usage"' not in event:
+        return False
+    data = b"".join(line[5:].strip() for line in event.split(b"\n") if line.startswith(b"data:"))
+    try:
+        parsed = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(parsed, dict) and parsed.get("choices") == [] and isinstance(parsed.get("usage"), dict)
 
 
 def typed(name: str, data: bytes) -> bytes:

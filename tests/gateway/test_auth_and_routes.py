@@ -359,18 +359,44 @@ def openai_answer(request: httpx.Request) -> httpx.Response:
     return httpx.Response(200, json=openai_completion())
 
 
+def sse(*events: dict[str, Any]) -> bytes:
+    return b"".join(b"data: " + json.dumps(event).encode() + b"\n\n" for event in events)
+
+
+def anthropic_answer(request: httpx.Request) -> httpx.Response:
+    """A stream call gets a stream (a 200 JSON answer to one is refused, as on the pass-through)."""
+    if not json.loads(request.content).get("stream"):
+        return httpx.Response(200, json=anthropic_message())
+    message = {**anthropic_message(), "content": [], "stop_reason": None}
+    body = sse(
+        {"type": "message_start", "message": message},
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+        {
+            "type": "content_block_delta",
+            "index": 0,
+            "delta": {"type": "text_delta", "text": "Hello from Claude"},
+        },
+        {"type": "content_block_stop", "index": 0},
+        {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 4}},
+        {"type": "message_stop"},
+    )
+    return httpx.Response(200, content=body, headers={"content-type": "text/event-stream"})
+
+
+def gemini_answer(request: httpx.Request) -> httpx.Response:
+    if ":streamGenerateContent" not in request.url.path:
+        return httpx.Response(200, json=gemini_response())
+    return httpx.Response(200, content=sse(gemini_response()), headers={"content-type": "text/event-stream"})
+
+
 @pytest.fixture
 def internet(litellm_over_httpx: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[respx.MockRouter]:
     for name, value in PROVIDER_KEYS.items():
         monkeypatch.setenv(name, value)
     with mocked_internet(assert_all_mocked=True) as mock:
         mock.post(OPENAI_URL, name="openai").mock(side_effect=openai_answer)
-        mock.post(ANTHROPIC_URL, name="anthropic").mock(
-            return_value=httpx.Response(200, json=anthropic_message())
-        )
-        mock.route(host=GEMINI_HOST, name="gemini").mock(
-            return_value=httpx.Response(200, json=gemini_response())
-        )
+        mock.post(ANTHROPIC_URL, name="anthropic").mock(side_effect=anthropic_answer)
+        mock.route(host=GEMINI_HOST, name="gemini").mock(side_effect=gemini_answer)
         yield mock
 
 
@@ -911,10 +937,8 @@ async def test_i7_os_environ_values_reach_the_upstream_as_literal_strings(
     if WIRES[model] == "openai":
         assert sent["user"] == SECRET_REFERENCE
         assert spy == []  # the pass-through, not litellm
-    else:
-        [kwargs] = spy
-        assert kwargs["user"] == SECRET_REFERENCE
-        assert SECRET_CANARY not in repr(kwargs)
+    else:  # litellm's transformations over Sluice's transport (SLUICE_TRANSLATION=auto): no acompletion
+        assert spy == []
     if WIRES[model] == "anthropic":
         assert sent["metadata"]["user_id"] == SECRET_REFERENCE
 

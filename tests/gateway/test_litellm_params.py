@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from gateway.api.openai_protocol import LITELLM_ONLY
+from gateway.settings import Settings
 from gateway.upstream.litellm_adapter import load_litellm
 from gateway.upstream.litellm_params import LITELLM_PARAMS
 from tests.conftest import AUTH, chat_body
@@ -30,6 +31,15 @@ def test_the_list_covers_the_installed_litellm() -> None:
     missing = sorted(set(all_litellm_params) - LITELLM_PARAMS)
     assert not missing, f"regenerate gateway/upstream/litellm_params.py; litellm now also knows {missing}"
     assert set(SPOT) <= LITELLM_ONLY
+
+
+@pytest.fixture
+def demo_settings(demo_settings: Settings) -> Settings:
+    """`litellm.acompletion`'s path (`SLUICE_TRANSLATION=litellm`), where the spy below sees every
+    keyword argument litellm gets. (The refusals are the parser's, the same on either path; the
+    transformation path hands litellm no keyword of the body but its OpenAI fields, through
+    `get_optional_params`: `gateway/upstream/litellm_transform.py`.)"""
+    return demo_settings.model_copy(update={"translation": "litellm"})
 
 
 @pytest.fixture

@@ -318,6 +318,7 @@ async def test_client_strings_never_become_labels(
         "state",
         "outcome",
         "event",  # the key cache's fixed events
+        "limit",  # the key limit that refused: requests, tokens or concurrency
         "le",
     }
 

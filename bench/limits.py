@@ -1,0 +1,250 @@
+"""What a key's limit check costs: the same gateway and request with no limits, with per-process
+limits, and with limits shared through Redis.
+
+    .venv/bin/python bench/limits.py [--duration 5] [--repeats 3] [--redis redis://127.0.0.1:6379/0]
+        [--no-pin]
+
+What it does: one fake upstream; three `sluice demo --config bench/sluice-bench.yaml` gateways (one
+worker each, started one after the other, all pinned to the same CPU and never loaded at the same
+time): no limits, `rpm` only, and `rpm` + `tpm` + `max_concurrency` (limits so high that nothing is
+refused: every request runs the whole check, and for the last the token count and the lease's
+release), each per process and with SLUICE_REDIS_URL (one Lua script per check, one more per answer
+with tpm or max_concurrency; a scratch key prefix, deleted afterwards). Each repetition runs non-stream c=1
+latency (p50, p99; bench/loadgen.py) and c=64 throughput (wrk when installed) on each gateway,
+the order rotated per repetition. Prints a Markdown table (medians over repetitions) to paste into
+bench/RESULTS.md. `--script-only`: just the check's round trip from the gateway's Redis client (the
+ADMIT script, 3,000 calls in a row, no gateway), which a loaded machine disturbs less. A measurement,
+not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import secrets
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import redis.asyncio as aioredis
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import drivers, procs
+from bench.keys import layout
+from bench.scenarios import BY_ID, SLUICE, request_for
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG = ROOT / "bench" / "sluice-bench.yaml"
+RPM = {"SLUICE_KEY_RPM": "1000000000"}
+HIGH = {**RPM, "SLUICE_KEY_TPM": "1000000000000", "SLUICE_KEY_MAX_CONCURRENCY": "100000"}
+
+
+@contextlib.contextmanager
+def gateway(
+    upstream: str, env_extra: dict[str, str], workdir: Path, cpus: str | None
+) -> Iterator[procs.Server]:
+    port = procs.free_port()
+    exe = Path(sys.executable).with_name("sluice")
+    base = [str(exe)] if exe.exists() else [sys.executable, "-m", "gateway.cli.main"]
+    command = [*base, "demo", "--config", str(CONFIG), "--upstream", upstream, "--host", procs.HOST]
+    command += ["--port", str(port), "--workers", "1"]
+    env = procs.clean_env(("SLUICE_", "LITELLM_"))
+    env.update(
+        SLUICE_DATABASE_URL=f"sqlite+aiosqlite:///{workdir / f'limits-{port}.db'}",
+        SLUICE_AUDIT_SPOOL=str(workdir / f"spool-{port}"),
+        **env_extra,
+    )
+    server = procs.start_server("sluice", procs.pinned(cpus, command), port=port, workdir=workdir, env=env)
+    try:
+        procs.wait_ready(server, "/readyz", 120)
+        yield server
+    finally:
+        procs.stop(server)
+
+
+def cell(
+    server: procs.Server, scenario_id: str, args: argparse.Namespace, client: str | None
+) -> dict[str, Any]:
+    spec = request_for(SLUICE, server.url, BY_ID[scenario_id])
+    procs.wait_idle(server.proc.pid)
+    if scenario_id == "ns_c1":
+        result = drivers.run_loadgen(
+            "latency", spec, concurrency=1, duration=args.duration, max_requests=1_000_000, cpus=client
+        )
+        return {
+            "p50": result["total_ms"]["p50"],
+            "p99": result["total_ms"]["p99"],
+            "errors": result["errors"],
+        }
+    if drivers.wrk_available():
+        result = drivers.run_wrk(
+            spec,
+            concurrency=64,
+            duration=args.duration,
+            max_requests=1_000_000,
+            cpus=client,
+            workdir=args.workdir,
+            ramp=2,
+        )
+    else:
+        result = drivers.run_loadgen(
+            "throughput",
+            spec,
+            concurrency=64,
+            duration=args.duration,
+            max_requests=1_000_000,
+            cpus=client,
+            ramp=2,
+        )
+    return {"rps": result["rps"], "errors": result["errors"]}
+
+
+async def _flush(url: str, prefix: str) -> None:
+    client = aioredis.Redis.from_url(url)
+    try:
+        names = [n async for n in client.scan_iter(match=f"{prefix}:*")]
+        if names:
+            await client.delete(*names)
+    finally:
+        await client.aclose()
+
+
+async def _script_latency(url: str, prefix: str, calls: int = 3000) -> dict[str, float]:
+    from gateway.storage.redis_state import ADMIT
+
+    client = aioredis.Redis.from_url(url)
+    admit = client.register_script(ADMIT)
+    took: list[float] = []
+    try:
+        for i in range(calls):
+            now = int(time.time() * 1000)
+            keys = [
+                f"{prefix}:rpm:k",
+                f"{prefix}:tpm:k",
+                f"{prefix}:leases:k",
+                f"{prefix}:budget:req:{now // 1000}",
+            ]
+            started = time.perf_counter()
+            await admit(keys=keys, args=[now, 10**9, 10**12, 0, f"l{i}", 600_000, 60, 12])
+            took.append((time.perf_counter() - started) * 1000)
+    finally:
+        await client.aclose()
+    took.sort()
+    return {"p50": took[len(took) // 2], "p99": took[int(len(took) * 0.99)]}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=float, default=5.0)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
+    parser.add_argument("--no-pin", action="store_true")
+    parser.add_argument("--script-only", action="store_true")
+    args = parser.parse_args()
+    if args.script_only:
+        prefix = f"sluice-bench-{secrets.token_hex(4)}"
+        try:
+            found = asyncio.run(_script_latency(args.redis, prefix))
+        finally:
+            asyncio.run(_flush(args.redis, prefix))
+        print(
+            f"ADMIT round trip (rpm + tpm), 3,000 in a row: p50 {found['p50']:.3f} ms, "
+            f"p99 {found['p99']:.3f} ms; load average {os.getloadavg()[0]:.2f}"
+        )
+        return 0
+    args.workdir = Path(tempfile.mkdtemp(prefix="bench-limits-"))
+    gateway_cpus, client = layout(not args.no_pin)
+    prefix = f"sluice-bench-{secrets.token_hex(4)}"
+    redis = {"SLUICE_REDIS_URL": args.redis, "SLUICE_REDIS_PREFIX": prefix}
+    targets = {
+        "no limits": {},
+        "no limits, Redis": redis,
+        "rpm, per process": RPM,
+        "rpm, Redis": {**RPM, **redis},
+        "rpm + tpm + max_concurrency, per process": HIGH,
+        "rpm + tpm + max_concurrency, Redis": {**HIGH, **redis},
+    }
+    raw: dict[str, list[dict[str, Any]]] = {}
+    upstream = procs.start_upstream(sys.executable, cpus=client, workdir=args.workdir, env=procs.clean_env())
+    load_before = os.getloadavg()
+    try:
+        with contextlib.ExitStack() as stack:
+            servers = {
+                label: stack.enter_context(gateway(upstream.url, env, args.workdir, gateway_cpus))
+                for label, env in targets.items()
+            }
+            shared = httpx.get(f"{servers['rpm, Redis'].url}/readyz", timeout=10).json()["shared_state"]
+            assert shared["status"] == "ok", shared
+            for server in servers.values():  # warm-up
+                drivers.run_loadgen(
+                    "throughput",
+                    request_for(SLUICE, server.url, BY_ID["ns_c64"]),
+                    concurrency=8,
+                    duration=2,
+                    max_requests=2000,
+                    cpus=client,
+                )
+            labels = list(servers)
+            for repeat in range(args.repeats):
+                shift = repeat % len(labels)
+                order = labels[shift:] + labels[:shift]
+                for scenario_id in ("ns_c1", "ns_c64"):
+                    for label in order:
+                        value = cell(servers[label], scenario_id, args, client)
+                        raw.setdefault(f"{scenario_id}|{label}", []).append(value)
+                        print(f"{scenario_id} {label} #{repeat + 1}: {value}", file=sys.stderr)
+    finally:
+        procs.stop(upstream)
+        asyncio.run(_flush(args.redis, prefix))
+    write(args, raw, load_before, os.getloadavg(), list(targets))
+    return 0
+
+
+def write(
+    args: argparse.Namespace,
+    raw: dict[str, list[dict[str, Any]]],
+    before: tuple[float, ...],
+    after: tuple[float, ...],
+    labels: list[str],
+) -> None:
+    def median(scenario: str, label: str, field: str) -> float:
+        return statistics.median(v[field] for v in raw[f"{scenario}|{label}"])
+
+    base = labels[0]
+    lines = [
+        f"Command: `.venv/bin/python bench/limits.py --duration {args.duration:g} --repeats {args.repeats}`"
+        + (" --no-pin" if args.no_pin else ""),
+        f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {os.cpu_count()} CPUs; load average "
+        f"{before[0]:.2f} before, {after[0]:.2f} after; Redis on the same host; c=64 driver: "
+        f"{'wrk' if drivers.wrk_available() else 'bench/loadgen.py'}.",
+        "",
+        "| gateway | non-stream c=1 p50 (ms) | added p50 | c=1 p99 (ms) | added p99 | c=64 (req/s) "
+        "| vs no limits | errors |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for label in labels:
+        p50, p99, rps = (
+            median("ns_c1", label, "p50"),
+            median("ns_c1", label, "p99"),
+            median("ns_c64", label, "rps"),
+        )
+        errors = sum(v["errors"] for k in ("ns_c1", "ns_c64") for v in raw[f"{k}|{label}"])
+        lines.append(
+            f"| {label} | {p50:.3f} | {p50 - median('ns_c1', base, 'p50'):+.3f} | {p99:.3f} | "
+            f"{p99 - median('ns_c1', base, 'p99'):+.3f} | {rps:,.0f} | "
+            f"{rps / median('ns_c64', base, 'rps'):.2f}x | {errors} |"
+        )
+    lines += ["", f"Medians of {args.repeats} rotated repetitions of {args.duration:g} s cells.", ""]
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
