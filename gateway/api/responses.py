@@ -52,7 +52,22 @@ RESPONSES_PATHS = accepted_paths(Api.RESPONSES)
 NOT_ROUTABLE = {
     "conversation": "conversation objects are kept at one provider; send previous_response_id or the input",
 }
-SCHEMA_PATHS: SchemaPaths = (("tools", "*", "parameters"), ("text", "format", "schema"))
+# The client's own JSON schemas (a key named like a litellm keyword, `tags`, is a schema's there):
+# function tools' `parameters` and `output_schema`, also inside namespace tools and in the tool lists
+# an input item carries (`tool_search_output`), where a tool may also have an `input_schema`.
+SCHEMA_PATHS: SchemaPaths = (
+    ("text", "format", "schema"),
+    *(
+        (*where, "*", leaf)
+        for where in (
+            ("tools",),
+            ("tools", "*", "tools"),
+            ("input", "*", "tools"),
+            ("input", "*", "tools", "*", "tools"),
+        )
+        for leaf in ("parameters", "output_schema", "input_schema")
+    ),
+)
 BOUNDS: dict[str, tuple[float, float]] = {
     "temperature": (0, 2),
     "top_p": (0, 1),

@@ -177,6 +177,73 @@ def _with_required_nulls(data: dict[str, Any], *, chunk: bool) -> dict[str, Any]
     return data
 
 
+_RESPONSE_NULLS = ("error", "incomplete_details", "instructions", "temperature", "top_p", "metadata")
+
+
+def _text_part(part: Any) -> None:
+    if isinstance(part, dict) and part.get("type") == "output_text":
+        part.setdefault("annotations", [])
+        part.setdefault("logprobs", [])
+
+
+def _output_item(item: Any) -> None:
+    if not isinstance(item, dict) or not isinstance(item.get("content", []), list):
+        return
+    if item.get("type") == "message":
+        for part in item["content"]:
+            _text_part(part)
+    elif item.get("type") == "reasoning":
+        # litellm's bridge writes reasoning text as `output_text` parts and leaves out `summary`
+        item.setdefault("summary", [])
+        for part in item.get("content", []):
+            if isinstance(part, dict) and part.get("type") == "output_text":
+                text = part.get("text", "")
+                part.clear()
+                part.update({"type": "reasoning_text", "text": text})
+
+
+def _response_required(response: Any) -> None:
+    if isinstance(response, dict):
+        for name in _RESPONSE_NULLS:
+            response.setdefault(name, None)
+        usage = response.get("usage")
+        details = usage.get("input_tokens_details") if isinstance(usage, dict) else None
+        if isinstance(details, dict):
+            details.setdefault("cache_write_tokens", 0)
+        output = response.get("output")
+        for item in output if isinstance(output, list) else ():
+            _output_item(item)
+        tools = response.get("tools")
+        for tool in tools if isinstance(tools, list) else ():
+            if isinstance(tool, dict) and tool.get("type") == "function":
+                tool.setdefault("strict", None)
+                tool.setdefault("parameters", None)
+
+
+def _with_required_responses(data: dict[str, Any], names: dict[str, str] | None = None) -> dict[str, Any]:
+    """A bridged Responses answer or stream event with the fields OpenAI's schema requires even when
+    null or empty (`_dump` leaves out every None, and litellm's bridge builds no text `logprobs`):
+    a response's `error`, `incomplete_details`, `instructions`, `temperature`, `top_p`, `metadata`
+    (null) and `usage.input_tokens_details.cache_write_tokens` (0: the bridge reports no cache
+    writes), a function tool's `strict` and `parameters` (null), an `output_text` part's `logprobs`
+    and `annotations`, a text event's `logprobs`, and in a stream (`names`: the function names by
+    item id, seen so far) the `name` of `response.function_call_arguments.done`."""
+    if data.get("object") == "response":
+        _response_required(data)
+        return data
+    _response_required(data.get("response"))
+    _output_item(data.get("item"))
+    _text_part(data.get("part"))
+    if data.get("type") in ("response.output_text.delta", "response.output_text.done"):
+        data.setdefault("logprobs", [])
+    item = data.get("item")
+    if names is not None and isinstance(item, dict) and isinstance(item.get("name"), str):
+        names[str(item.get("id"))] = item["name"]
+    if names is not None and data.get("type") == "response.function_call_arguments.done":
+        data.setdefault("name", names.get(str(data.get("item_id")), ""))
+    return data
+
+
 def _dump(obj: Any, *, json: bool = False) -> dict[str, Any]:
     """litellm's answer as a dict; `json`: enums as their values (Responses events' `type`)."""
     if isinstance(obj, dict):
@@ -218,7 +285,10 @@ class LiteLLMStream:
         self._usage_of: Any = _responses_usage if responses else operator.itemgetter("usage")
         self._end = b"" if responses else sse.DONE
         self._json = responses
+        self._names: dict[str, str] = {}  # Responses: function names by output item id
         self.usage: dict[str, Any] | None = self._usage(first)
+        if responses:
+            _with_required_responses(first, self._names)
         self._litellm = litellm
         self._iterator = iterator
         self._idle = idle
@@ -242,7 +312,11 @@ class LiteLLMStream:
                     break
                 except TimeoutError:
                     raise UpstreamStreamError("the upstream stream stalled") from None
-                data = _with_required_nulls(_dump(chunk, json=self._json), chunk=True)
+                data = _dump(chunk, json=self._json)
+                if self._json:
+                    data = _with_required_responses(data, self._names)
+                else:
+                    data = _with_required_nulls(data, chunk=True)
                 self.usage = self._usage(data) or self.usage
                 yield self._frame(data)
         except UpstreamError:
@@ -480,7 +554,7 @@ class LiteLLMAdapter:
             raise map_error(litellm, exc, sent=call.sent) from None
         finally:
             CURRENT_CALL.reset(token)
-        return _dump(response, json=True)
+        return _with_required_responses(_dump(response, json=True))
 
     async def responses_stream(self, target: UpstreamTarget, body: dict[str, Any]) -> LiteLLMStream:
         litellm = await self._litellm()
@@ -492,7 +566,7 @@ class LiteLLMAdapter:
         try:
             response = await litellm.aresponses(**kwargs)
             iterator = aiter(response)
-            first = _dump(await anext(iterator), json=True)
+            first = _with_required_responses(_dump(await anext(iterator), json=True))
         except StopAsyncIteration:
             raise UpstreamProtocolError("the upstream stream ended before its first event") from None
         except Exception as exc:  # see chat()

@@ -105,6 +105,16 @@ RESPONSES = Target(
     "responses_stream",
     required=("model", "input"),
 )
+# The same Responses requests to deployments reached through litellm's Responses bridge.
+RESPONSES_TRANSLATED = Target(
+    "responses",
+    "/v1/responses",
+    ("claude-sonnet", "gemini-flash"),
+    "responses",
+    "responses_stream",
+    name="responses_translated",
+    required=("model", "input"),
+)
 # The anthropic SDK's types are bare `float`/`int` where Anthropic's API reference states ranges
 # (`temperature` and `top_p` in [0, 1], `top_k` and `max_tokens` at least 1): drawn within them, and
 # the refusals outside them documented. `anthropic-user-profile-id` is a header the SDK declares
@@ -128,7 +138,10 @@ MESSAGES = Target(
         ("max_tokens", st.integers(1, 8192)),
     ),
 )
-TARGETS = {target.key: target for target in (CHAT, EMBEDDINGS, CHAT_TRANSLATED, RESPONSES, MESSAGES)}
+TARGETS = {
+    target.key: target
+    for target in (CHAT, EMBEDDINGS, CHAT_TRANSLATED, RESPONSES, RESPONSES_TRANSLATED, MESSAGES)
+}
 
 
 def _check_of(spec: str | Validate) -> Validate:
@@ -201,9 +214,10 @@ DOCUMENTED_REFUSALS: dict[tuple[str, str, str], str] = {
     ("messages", "invalid_value", "messages must be a non-empty array"): (
         "an empty `messages`: the SDK's type allows it, Anthropic's API refuses it (at least one message)"
     ),
-    ("messages", "invalid_value", "the request cannot be translated"): (
-        "translated deployments only: as on chat"
-    ),
+    **{
+        (api, "invalid_value", "the request cannot be translated"): "translated deployments only: as on chat"
+        for api in ("responses", "messages")
+    },
     **{
         (api, "feature_not_allowed", "remote_mcp: the MCP server host"): (
             "an MCP tool whose server host is not one of the config's `tool_hosts` (DESIGN.md \"Data "

@@ -256,3 +256,23 @@ async def test_bounds_are_written_as_numbers_a_client_reads(
     response = await client.post(BASES[api][0], json=body, headers=HEADERS.get(api, AUTH))
     assert response.status_code == 400, response.text
     assert response.json()["error"]["message"] == says
+
+
+async def test_json_schemas_inside_responses_items_are_the_clients_own(
+    client: httpx.AsyncClient, fake: FakeUpstream
+) -> None:
+    """A tool list inside an input item (`tool_search_output`) carries the client's JSON schemas,
+    where a key may be named like a litellm keyword (`tags`); so may a function tool's
+    `output_schema`. The walk once refused `input[].tools[].input_schema.tags`."""
+    schema = {"type": "object", "tags": ["a"], "metadata": {"x": 1}}
+    body = {
+        **BASES["responses"][1],
+        "input": [{"type": "tool_search_output", "tools": [{"type": "custom", "input_schema": schema}]}],
+        "tools": [{"type": "function", "name": "f", "parameters": schema, "output_schema": schema}],
+    }
+    response = await client.post("/v1/responses", json=body, headers=AUTH)
+    assert (response.json().get("error") or {}).get("code") != "forbidden_parameter", response.text
+    assert response.status_code == 200, response.text
+    beside = {**body, "input": [{"type": "tool_search_output", "tools": [{"type": "custom", "tags": ["a"]}]}]}
+    response = await client.post("/v1/responses", json=beside, headers=AUTH)
+    assert response.status_code == 400 and response.json()["error"]["code"] == "forbidden_parameter"

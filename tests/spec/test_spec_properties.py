@@ -30,6 +30,7 @@ from tests.spec.conformance import (
     EMBEDDINGS,
     MESSAGES,
     RESPONSES,
+    RESPONSES_TRANSLATED,
     check,
     known_quirks,
     response_errors,
@@ -85,6 +86,23 @@ async def test_responses_requests_from_the_specification(
 ) -> None:
     outcome = await check(client, RESPONSES, body)
     assert not outcome.problems, (outcome.problems, body)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("reasoning", [None, {"effort": "high"}])
+async def test_bridged_responses_keep_the_fields_openai_requires(
+    client: httpx.AsyncClient, fake: FakeUpstream, stream: bool, reasoning: dict[str, Any] | None
+) -> None:
+    """Through litellm's Responses bridge, a response's `error`, `incomplete_details`,
+    `instructions`, `temperature`, `top_p`, `metadata`, a function tool's `strict`, a text part's
+    `logprobs` and a reasoning item's `summary` were missing (the spec requires them)."""
+    tool = {"type": "function", "name": "f", "parameters": {"type": "object"}}
+    for model in RESPONSES_TRANSLATED.models:
+        body: dict[str, Any] = {"model": model, "input": "hello", "stream": stream, "tools": [tool]}
+        if reasoning is not None:
+            body["reasoning"] = reasoning
+        outcome = await check(client, RESPONSES_TRANSLATED, body)
+        assert outcome.status == 200 and not outcome.problems, (model, outcome)
 
 
 @SLICE
