@@ -164,7 +164,7 @@ ADMIN_PROBES = [
     ("GET", "/admin/keys/anything"),
     ("POST", "/admin/keys/anything"),
     ("PUT", "/admin/keys"),
-    ("PATCH", "/admin/keys/x"),
+    ("PATCH", "/admin/keys"),  # PATCH exists on /admin/keys/{name} only
     ("GET", "/admin"),
     ("GET", "/admin/"),
     ("GET", "/admin/nothing/here"),
