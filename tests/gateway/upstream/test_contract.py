@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -47,6 +47,7 @@ from tests.gateway.support import (
     mocked_internet,
     serving,
 )
+from tests.helpers import until
 
 pytestmark = list(LITELLM_WARNINGS)
 
@@ -240,15 +241,6 @@ TOOLS = [
 PIXEL = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
 
 
-async def eventually(predicate: Callable[[], bool]) -> None:
-    """Poll until `predicate` holds; the bound is a safety net, not a measurement."""
-    for _ in range(1000):
-        if predicate():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("condition never became true")
-
-
 def stream_events(response: httpx.Response) -> list[dict[str, Any]]:
     assert response.status_code == 200, response.text[:300]
     assert response.headers["content-type"].startswith("text/event-stream")
@@ -397,7 +389,7 @@ async def served(app: FastAPI) -> AsyncIterator[str]:
     """The app on a real uvicorn: a client hanging up needs a real connection."""
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, ws="none"))
     task = asyncio.create_task(server.serve())
-    await eventually(lambda: server.started or task.done())
+    await until(lambda: server.started or task.done(), "the server to start")
     try:
         yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
     finally:
@@ -428,13 +420,13 @@ async def test_client_leaving_mid_stream_closes_the_upstream(
                     seen.append(line)
 
         task = asyncio.ensure_future(call())
-        await eventually(lambda: any(line.startswith("data: ") for line in seen))  # the stream began
+        await until(lambda: any(line.startswith("data: ") for line in seen), "the stream to begin")
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
         [record] = fake.requests
-        await eventually(lambda: record.client_closed_at is not None)  # Sluice hung up upstream too
-        await eventually(lambda: len(audit.events) == 1)
+        await until(lambda: record.client_closed_at is not None, "Sluice to hang up upstream too")
+        await until(lambda: len(audit.events) == 1, "the audit record")
     [event] = audit.events
     assert event.client_cancelled is True
 
