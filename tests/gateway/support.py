@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -23,6 +24,7 @@ import httpx
 import pytest
 import respx
 from fastapi import FastAPI
+from sluice_fakes.fake_upstream import FakeUpstream
 
 from gateway.app import create_app
 from gateway.config import parse_config
@@ -134,6 +136,37 @@ async def serving(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url=f"http://{TEST_HOST}", timeout=30) as http:
             yield http
+
+
+@dataclass
+class App:
+    """An app served in process, with its fake upstream and audit sink (module-scoped fixtures)."""
+
+    http: httpx.AsyncClient
+    fake: FakeUpstream
+    audit: MemoryAuditSink
+
+
+@asynccontextmanager
+async def demo_app(config: Path, tmp: Path) -> AsyncIterator[App]:
+    """The demo config served in process against its own fake upstream, its database in `tmp`."""
+    config_yaml = _text_of(config)
+    audit = MemoryAuditSink()
+    async with FakeUpstream() as fake:
+        settings = Settings(
+            config=config,
+            allow_simulate=True,
+            fake_upstream_url=fake.url,
+            database_url=f"sqlite+aiosqlite:///{tmp / 'sluice.db'}",
+            audit_spool=tmp / "audit.spool",
+        )
+        app = build_app(config_yaml, settings=settings, audit=audit)
+        async with serving(app) as http:
+            yield App(http, fake, audit)
+
+
+def _text_of(path: Path) -> str:
+    return path.read_text(encoding="utf-8")
 
 
 def error_of(response: httpx.Response, status: int, code: str | None = None) -> dict[str, Any]:

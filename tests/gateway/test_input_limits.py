@@ -25,13 +25,12 @@ import pytest_asyncio
 from sluice_fakes.fake_upstream import FakeUpstream
 
 from gateway.observability.audit import MemoryAuditSink
-from gateway.settings import Settings
 from tests.conftest import AUTH, DEMO_CONFIG, DEMO_KEY, chat_body
 from tests.gateway.support import (
-    build_app,
+    App,
+    demo_app,
     error_of,
     free_port,
-    serving,
     sse_json,
     start_demo,
     stop_process,
@@ -409,28 +408,11 @@ def test_i9_a_header_block_that_never_ends_is_refused_before_it_is_all_buffered(
 in_module_loop = pytest.mark.asyncio(loop_scope="module")
 
 
-@dataclass
-class App:
-    http: httpx.AsyncClient
-    fake: FakeUpstream
-    audit: MemoryAuditSink
-
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def shared_app(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[App]:
-    tmp = tmp_path_factory.mktemp("limits-app")
-    audit = MemoryAuditSink()
-    async with FakeUpstream() as fake:
-        settings = Settings(
-            config=DEMO_CONFIG,
-            allow_simulate=True,
-            fake_upstream_url=fake.url,
-            database_url=f"sqlite+aiosqlite:///{tmp / 'sluice.db'}",
-            audit_spool=tmp / "audit.spool",
-        )
-        app = build_app(DEMO_CONFIG.read_text(encoding="utf-8"), settings=settings, audit=audit)
-        async with serving(app) as http:
-            yield App(http, fake, audit)
+    async with demo_app(DEMO_CONFIG, tmp_path_factory.mktemp("limits-app")) as app:
+        yield app
 
 
 @pytest.fixture

@@ -8,46 +8,23 @@ same for every route (tests/gateway/test_input_limits.py).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import pytest_asyncio
-from sluice_fakes.fake_upstream import FakeUpstream
 
-from gateway.observability.audit import MemoryAuditSink
-from gateway.settings import Settings
 from tests.conftest import AUTH, DEMO_CONFIG
-from tests.gateway.support import build_app, error_of, serving
+from tests.gateway.support import App, demo_app, error_of
 
 RESPONSES = "/v1/responses"
 in_module_loop = pytest.mark.asyncio(loop_scope="module")
 
 
-@dataclass
-class App:
-    http: httpx.AsyncClient
-    fake: FakeUpstream
-    audit: MemoryAuditSink
-
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def shared_app(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[App]:
-    tmp: Path = tmp_path_factory.mktemp("responses-limits")
-    audit = MemoryAuditSink()
-    async with FakeUpstream() as fake:
-        settings = Settings(
-            config=DEMO_CONFIG,
-            allow_simulate=True,
-            fake_upstream_url=fake.url,
-            database_url=f"sqlite+aiosqlite:///{tmp / 'sluice.db'}",
-            audit_spool=tmp / "audit.spool",
-        )
-        app = build_app(DEMO_CONFIG.read_text(encoding="utf-8"), settings=settings, audit=audit)
-        async with serving(app) as http:
-            yield App(http, fake, audit)
+    async with demo_app(DEMO_CONFIG, tmp_path_factory.mktemp("responses-limits")) as app:
+        yield app
 
 
 @pytest.fixture
