@@ -12,7 +12,7 @@ release), each per process and with SLUICE_REDIS_URL (one Lua script per check, 
 with tpm or max_concurrency; a scratch key prefix, deleted afterwards). Each repetition runs non-stream c=1
 latency (p50, p99; bench/loadgen.py) and c=64 throughput (wrk when installed) on each gateway,
 the order rotated per repetition. Prints a Markdown table (medians over repetitions) to paste into
-bench/RESULTS.md. `--script-only`: just the check's round trip from the gateway's Redis client (the
+bench/OTHER.md. `--script-only`: just the check's round trip from the gateway's Redis client (the
 ADMIT script, 3,000 calls in a row, no gateway), which a loaded machine disturbs less. A measurement,
 not a test.
 """

@@ -18,7 +18,7 @@ and idle together (`SLUICE_UPSTREAM_MAX_CONNECTIONS_PER_HOST`); a request that f
 busy waits for one to come back, for the request's `pool` timeout, then fails with PoolTimeout.
 https uses the `ssl_context` given, else httpx's default (certifi's roots, hostname checked).
 
-Why it exists (bench/RESULTS.md, "The pass-through's HTTP client"): on the same calls it costs
+Why it exists (bench/OTHER.md, "The pass-through's HTTP client"): on the same calls it costs
 less than half the CPU of httpx's own pool with tuned limits at one request in flight (a
 fraction of it at 64), and, under httpx's client API, about two thirds of an aiohttp-backed
 transport; without httpx's client it costs what aiohttp does.
