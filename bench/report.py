@@ -353,7 +353,9 @@ def _check_faster(results: dict[str, Any], target: Target) -> Verdict:
     row = ROWS_BY_LABEL[target.source]
     s, x = value(results, "main", row, SLUICE), value(results, "main", row, LITELLM)
     if s is None or x is None:
-        return Verdict(target, "not run", None)
+        return Verdict(
+            target, "not run" if s is None else f"{fmt(s, 'req/s')} req/s; LiteLLM Proxy not run", None
+        )
     if x == 0:  # a cell shorter than one LiteLLM Proxy request at c=64 (--quick): no ratio to judge
         return Verdict(target, f"{fmt(s, 'req/s')} / 0 req/s (LiteLLM Proxy finished none)", None)
     ratio = s / x
