@@ -526,6 +526,16 @@ ENDPOINTS = (
 )
 
 
+def partial_note(scenarios: Sequence[str] | None) -> str:
+    """A warning for a run of some scenarios only: its RSS after load followed less traffic."""
+    if scenarios is None or len(scenarios) >= len(BY_ID):
+        return ""
+    return (
+        f" This run measured {len(scenarios)} of the {len(BY_ID)} scenarios: its RSS after load "
+        "followed fewer kinds of traffic than a full run's."
+    )
+
+
 def render(results: dict[str, Any]) -> str:
     meta = results["meta"]
     settings = meta["settings"]
@@ -587,7 +597,8 @@ def render(results: dict[str, Any]) -> str:
         "",
         "Issue 15 (pass-through and translation), issue 14 (the Responses and Messages "
         "pass-throughs) and the first benchmark issue's p99 bound, judged on this run's medians; n/a "
-        "where a scenario or LiteLLM Proxy was not run, or LiteLLM Proxy finished no request in a cell.",
+        "where a scenario or LiteLLM Proxy was not run, or LiteLLM Proxy finished no request in a cell."
+        + partial_note(settings.get("scenarios")),
         "",
         *targets_section(results),
         "",
