@@ -177,8 +177,12 @@ class _Connection(asyncio.Protocol):
             self._waiter = None
 
     def take(self) -> bytes:
-        chunk = self.chunks.popleft()
-        self.buffered -= len(chunk)
+        """Every body byte buffered so far, as one piece: what one network read brought (a stream's
+        events are HTTP chunks of their own; relaying them one by one would cost one send each)."""
+        chunks = self.chunks
+        chunk = chunks.popleft() if len(chunks) == 1 else b"".join(chunks)
+        chunks.clear()
+        self.buffered = 0
         if self.paused and self.buffered < PAUSE_ABOVE // 2 and self.transport is not None:
             self.paused = False
             self.transport.resume_reading()
