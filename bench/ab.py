@@ -37,6 +37,7 @@ from bench.scenarios import BY_ID, SLUICE, request_for
 
 DEFAULT_SCENARIOS = ("ns_c1", "st_c1", "rs_c1", "msg_c1")
 WARM_UP = 20
+INSTRUCTIONS_WARM_UP = 30
 LEDGER_FLUSH = 0.3  # seconds: the ledger writes its batch (flush interval 0.2 s) within the cell
 METRICS = ("cpu_us", "p50_ms", "first_ms")
 
@@ -114,10 +115,14 @@ def upstream(workdir: Path) -> Iterator[procs.Server]:
         procs.stop(server)
 
 
-def start(name: str, command: list[str], port: int, workdir: Path, *, ready: float = 180) -> procs.Server:
+def start(
+    name: str, command: list[str], port: int, workdir: Path, *, ready: float = 180, malloc: bool = False
+) -> procs.Server:
     directory = workdir / name
     directory.mkdir(parents=True, exist_ok=True)
     env = procs.clean_env(("SLUICE_", "LITELLM_"))
+    if malloc:  # the C allocator, which valgrind sees through (pymalloc's arenas it does not)
+        env["PYTHONMALLOC"] = "malloc"
     server = procs.start_server(name, command, port=port, workdir=directory, env=env)
     try:
         procs.wait_ready(server, "/readyz", ready)
@@ -183,12 +188,13 @@ def instructions_mode(
             out = workdir / f"callgrind.{name}"
             wrapper = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}.%p"]
             port = procs.free_port()
-            server = start(name, sluice(checkout, fake.url, port, wrapper), port, workdir, ready=900)
+            command = sluice(checkout, fake.url, port, wrapper)
+            server = start(name, command, port, workdir, ready=900, malloc=True)
             pid = str(server.proc.pid)
             try:
                 for scenario in scenarios:
                     conn = connection(server, scenario)
-                    for _ in range(WARM_UP):
+                    for _ in range(INSTRUCTIONS_WARM_UP):
                         conn.request()
                     time.sleep(1.0)
                     control("--zero", pid)
