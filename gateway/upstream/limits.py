@@ -194,10 +194,13 @@ class CappedTransport(httpx.AsyncBaseTransport):
             per_line=any(kind in content_type for kind in LINE_STREAMS),
             need_event=self._stream and response.status_code == 200 and EVENT_STREAM in content_type,
         )
-        dropped = (b"content-encoding", b"content-length") if inflate else ()
+        headers: httpx.Headers | list[tuple[bytes, bytes]] = response.headers  # copied as they are
+        if inflate:
+            dropped = (b"content-encoding", b"content-length")
+            headers = [(name, value) for name, value in response.headers.raw if name.lower() not in dropped]
         return httpx.Response(
             response.status_code,
-            headers=[(name, value) for name, value in response.headers.raw if name.lower() not in dropped],
+            headers=headers,
             stream=body,
             extensions=response.extensions,
             request=request,
