@@ -128,7 +128,26 @@ def load_litellm() -> ModuleType:
         logger.setLevel(logging.CRITICAL)
         logger.propagate = False
         logger.handlers = [logging.NullHandler()]
+    _drop_duplicate_data()
     return litellm
+
+
+def _drop_duplicate_data() -> None:
+    """Free two copies of data litellm keeps beside the one it uses (bench/PROFILE.md, issue 15).
+
+    - `get_bundled_model_cost_map()` parses the bundled model map a second time on the first
+      Anthropic call (its capability lookups fall back to it): ~17 MB of RSS for a copy of the
+      map `LITELLM_LOCAL_MODEL_COST_MAP` already made `litellm.model_cost` from. It answers with
+      litellm's own snapshot of that load (`GetModelCostMap.loaded_model_cost_map()`) instead.
+    - `litellm.utils.json_data`: Anthropic's tokenizer file as Python objects (~13 MB), read at
+      import only to make `claude_json_str`, which the tokenizer uses (kept).
+    """
+    from litellm import utils
+    from litellm.litellm_core_utils.get_model_cost_map import GetModelCostMap
+
+    for name in ("get_bundled_model_cost_map", "_get_bundled_model_cost_map"):
+        setattr(utils, name, GetModelCostMap.loaded_model_cost_map)
+    vars(utils).pop("json_data", None)
 
 
 def _kwargs(target: UpstreamTarget, body: dict[str, Any], client: Any) -> dict[str, Any]:
