@@ -45,7 +45,6 @@ from gateway.server.key_slots import KeySlots
 from gateway.settings import Settings
 from gateway.storage.continuations import origin_finder
 from gateway.storage.ledger import LedgerSink
-from gateway.storage.redis_state import RedisState
 from gateway.storage.runtime import Storage, require_writable_spool
 from gateway.upstream.anthropic_wire import AnthropicWireAdapter
 from gateway.upstream.litellm_adapter import LiteLLMAdapter
@@ -121,6 +120,8 @@ def _shared_state(settings: Settings, resilience: Resilience) -> SharedState:
     else this process's own state."""
     if settings.redis_url is None:
         return LocalState(resilience, lease_seconds=settings.limit_lease_seconds)
+    from gateway.storage.redis_state import RedisState  # the redis client: imported only when used (~6 MB)
+
     return RedisState(
         settings.redis_url,
         resilience,

@@ -27,14 +27,16 @@ import json
 import logging
 import sqlite3
 import time
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import asyncpg
 from sqlalchemy import text
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.storage.key_cache import FALLBACK_TTL, KeyCache
+
+if TYPE_CHECKING:
+    import asyncpg
 
 log = logging.getLogger("sluice.keys.cache")
 
@@ -183,6 +185,8 @@ class PgChangeListener:
         self._cache.changed(op, name if isinstance(name, str) else None)
 
     async def _run(self) -> None:
+        import asyncpg  # PostgreSQL's driver: imported only when the database is PostgreSQL (~4 MB)
+
         delay = RECONNECT_FIRST
         while True:
             try:
@@ -194,6 +198,8 @@ class PgChangeListener:
             delay = min(delay * 2, RECONNECT_MAX)
 
     async def _listen(self) -> None:
+        import asyncpg
+
         conn: asyncpg.Connection = await asyncpg.connect(
             self._dsn, timeout=self._connect_timeout, server_settings={"application_name": LISTENER_NAME}
         )
