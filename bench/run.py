@@ -415,7 +415,10 @@ def started(run: Run, workers: int, cpus: str | None, tag: str) -> Iterator[None
             suffix = "" if tag == "main" else f"_{tag}"
             if tag == "main":
                 run.fact(target, "startup_s", round(server.ready_after, 3))
+            # Idle means done starting: Sluice imports litellm in the background after it is ready
+            # (~150 MB over a few seconds), so wait until the process stops using CPU.
             time.sleep(1.0)
+            procs.wait_idle(server.proc.pid)
             run.fact(target, f"rss_idle_mb{suffix}", procs.rss_mb(server.proc.pid))
             log(f"{server.name} ready after {server.ready_after:.2f} s at {server.url}")
         yield
