@@ -49,12 +49,14 @@ HIGH = {**RPM, "SLUICE_KEY_TPM": "1000000000000", "SLUICE_KEY_MAX_CONCURRENCY": 
 
 @contextlib.contextmanager
 def gateway(
-    upstream: str, env_extra: dict[str, str], workdir: Path, cpus: str | None
+    upstream: str, env_extra: dict[str, str], workdir: Path, cpus: str | None, tree: Path | None = None
 ) -> Iterator[procs.Server]:
+    """One gateway; `tree`: from another checkout (its .venv and its bench config) instead of this one."""
     port = procs.free_port()
-    exe = Path(sys.executable).with_name("sluice")
+    exe = tree / ".venv" / "bin" / "sluice" if tree else Path(sys.executable).with_name("sluice")
     base = [str(exe)] if exe.exists() else [sys.executable, "-m", "gateway.cli.main"]
-    command = [*base, "demo", "--config", str(CONFIG), "--upstream", upstream, "--host", procs.HOST]
+    config = tree / "bench" / "sluice-bench.yaml" if tree else CONFIG
+    command = [*base, "demo", "--config", str(config), "--upstream", upstream, "--host", procs.HOST]
     command += ["--port", str(port), "--workers", "1"]
     env = procs.clean_env(("SLUICE_", "LITELLM_"))
     env.update(
@@ -76,12 +78,16 @@ def cell(
     spec = request_for(SLUICE, server.url, BY_ID[scenario_id])
     procs.wait_idle(server.proc.pid)
     if scenario_id == "ns_c1":
+        cpu, redis_cpu = procs.cpu_seconds(server.proc.pid), _redis_cpu(args.redis)
         result = drivers.run_loadgen(
             "latency", spec, concurrency=1, duration=args.duration, max_requests=1_000_000, cpus=client
         )
+        count = max(1, result["requests"])
         return {
             "p50": result["total_ms"]["p50"],
             "p99": result["total_ms"]["p99"],
+            "cpu_us": (procs.cpu_seconds(server.proc.pid) - cpu) / count * 1e6,
+            "redis_us": (_redis_cpu(args.redis) - redis_cpu) / count * 1e6,
             "errors": result["errors"],
         }
     if drivers.wrk_available():
@@ -105,6 +111,20 @@ def cell(
             ramp=2,
         )
     return {"rps": result["rps"], "errors": result["errors"]}
+
+
+def _redis_cpu(url: str) -> float:
+    """Redis's own CPU time so far (user + system seconds, from INFO): its share of each request."""
+
+    async def read() -> float:
+        client = aioredis.Redis.from_url(url)
+        try:
+            info = await client.info("cpu")
+        finally:
+            await client.aclose()
+        return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+    return asyncio.run(read())
 
 
 async def _flush(url: str, prefix: str) -> None:
@@ -148,6 +168,9 @@ def main() -> int:
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
     parser.add_argument("--no-pin", action="store_true")
     parser.add_argument("--script-only", action="store_true")
+    parser.add_argument(
+        "--compare", type=Path, help="another checkout (e.g. /work/main): its Redis rows too, interleaved"
+    )
     args = parser.parse_args()
     if args.script_only:
         prefix = f"sluice-bench-{secrets.token_hex(4)}"
@@ -172,13 +195,20 @@ def main() -> int:
         "rpm + tpm + max_concurrency, per process": HIGH,
         "rpm + tpm + max_concurrency, Redis": {**HIGH, **redis},
     }
+    trees: dict[str, Path | None] = dict.fromkeys(targets)
+    if args.compare:
+        for label in ("rpm, Redis", "rpm + tpm + max_concurrency, Redis"):
+            other = f"{label} [{args.compare.name}]"
+            targets[other], trees[other] = targets[label], args.compare.resolve()
     raw: dict[str, list[dict[str, Any]]] = {}
     upstream = procs.start_upstream(sys.executable, cpus=client, workdir=args.workdir, env=procs.clean_env())
     load_before = os.getloadavg()
     try:
         with contextlib.ExitStack() as stack:
             servers = {
-                label: stack.enter_context(gateway(upstream.url, env, args.workdir, gateway_cpus))
+                label: stack.enter_context(
+                    gateway(upstream.url, env, args.workdir, gateway_cpus, trees[label])
+                )
                 for label, env in targets.items()
             }
             shared = httpx.get(f"{servers['rpm, Redis'].url}/readyz", timeout=10).json()["shared_state"]
@@ -220,26 +250,31 @@ def write(
 
     base = labels[0]
     lines = [
-        f"Command: `.venv/bin/python bench/limits.py --duration {args.duration:g} --repeats {args.repeats}`"
-        + (" --no-pin" if args.no_pin else ""),
+        f"Command: `.venv/bin/python bench/limits.py --duration {args.duration:g} --repeats {args.repeats}"
+        + (" --no-pin" if args.no_pin else "")
+        + (f" --compare {args.compare}" if args.compare else "")
+        + "`",
         f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {os.cpu_count()} CPUs; load average "
         f"{before[0]:.2f} before, {after[0]:.2f} after; Redis on the same host; c=64 driver: "
         f"{'wrk' if drivers.wrk_available() else 'bench/loadgen.py'}.",
         "",
-        "| gateway | non-stream c=1 p50 (ms) | added p50 | c=1 p99 (ms) | added p99 | c=64 (req/s) "
-        "| vs no limits | errors |",
-        "|---|---|---|---|---|---|---|---|",
+        "| gateway | non-stream c=1 p50 (ms) | added p50 | c=1 p99 (ms) | added p99 | gateway CPU per "
+        "request, c=1 (µs) | added | Redis CPU per request (µs) | c=64 (req/s) | vs no limits | errors |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for label in labels:
-        p50, p99, rps = (
+        p50, p99, cpu, rps = (
             median("ns_c1", label, "p50"),
             median("ns_c1", label, "p99"),
+            median("ns_c1", label, "cpu_us"),
             median("ns_c64", label, "rps"),
         )
         errors = sum(v["errors"] for k in ("ns_c1", "ns_c64") for v in raw[f"{k}|{label}"])
         lines.append(
             f"| {label} | {p50:.3f} | {p50 - median('ns_c1', base, 'p50'):+.3f} | {p99:.3f} | "
-            f"{p99 - median('ns_c1', base, 'p99'):+.3f} | {rps:,.0f} | "
+            f"{p99 - median('ns_c1', base, 'p99'):+.3f} | {cpu:.0f} | "
+            f"{cpu - median('ns_c1', base, 'cpu_us'):+.0f} | {median('ns_c1', label, 'redis_us'):.0f} | "
+            f"{rps:,.0f} | "
             f"{rps / median('ns_c64', base, 'rps'):.2f}x | {errors} |"
         )
     lines += ["", f"Medians of {args.repeats} rotated repetitions of {args.duration:g} s cells.", ""]
