@@ -10,11 +10,13 @@ time): no limits, `rpm` only, and `rpm` + `tpm` + `max_concurrency` (limits so h
 refused: every request runs the whole check, and for the last the token count and the lease's
 release), each per process and with SLUICE_REDIS_URL (one Lua script per check, one more per answer
 with tpm or max_concurrency; a scratch key prefix, deleted afterwards). Each repetition runs non-stream c=1
-latency (p50, p99; bench/loadgen.py) and c=64 throughput (wrk when installed) on each gateway,
-the order rotated per repetition. Prints a Markdown table (medians over repetitions) to paste into
-bench/RESULTS.md. `--script-only`: just the check's round trip from the gateway's Redis client (the
-ADMIT script, 3,000 calls in a row, no gateway), which a loaded machine disturbs less. A measurement,
-not a test.
+latency (p50, p99; bench/loadgen.py, with the gateway's and Redis's CPU time per request, which a
+loaded machine disturbs less than wall time) and c=64 throughput (wrk when installed) on each
+gateway, the order rotated per repetition. `--compare /work/main`: also the two Redis rows from
+another checkout (its .venv), in the same rotation, for a before/after in one period. Prints a
+Markdown table (medians over repetitions) to paste into bench/RESULTS.md. `--script-only`: just the
+check's round trip as the gateway makes it (`RedisState.admit`, 3,000 calls in a row, no gateway).
+A measurement, not a test.
 """
 
 from __future__ import annotations
@@ -138,25 +140,23 @@ async def _flush(url: str, prefix: str) -> None:
 
 
 async def _script_latency(url: str, prefix: str, calls: int = 3000) -> dict[str, float]:
-    from gateway.storage.redis_state import ADMIT
+    """The ADMIT script's round trip as the gateway makes it (`RedisState.admit`, Redis up)."""
+    from gateway.core.limits import KeyLimits
+    from gateway.core.resilience import Resilience
+    from gateway.storage.redis_state import RedisState
 
-    client = aioredis.Redis.from_url(url)
-    admit = client.register_script(ADMIT)
+    state = RedisState(url, Resilience(), prefix=prefix, timeout=1.0)
+    await state.start()
+    limits = KeyLimits(rpm=10**9, tpm=10**12)
     took: list[float] = []
     try:
+        assert state.up, state.status()
         for i in range(calls):
-            now = int(time.time() * 1000)
-            keys = [
-                f"{prefix}:rpm:k",
-                f"{prefix}:tpm:k",
-                f"{prefix}:leases:k",
-                f"{prefix}:budget:req:{now // 1000}",
-            ]
             started = time.perf_counter()
-            await admit(keys=keys, args=[now, 10**9, 10**12, 0, f"l{i}", 600_000, 60, 12])
+            await state.admit("k", limits, f"l{i}")
             took.append((time.perf_counter() - started) * 1000)
     finally:
-        await client.aclose()
+        await state.stop()
     took.sort()
     return {"p50": took[len(took) // 2], "p99": took[int(len(took) * 0.99)]}
 
