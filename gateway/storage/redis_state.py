@@ -30,7 +30,7 @@ import math
 import os
 import secrets
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Coroutine
 from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
@@ -287,6 +287,34 @@ class RedisState:
             self._lose(exc)
             self.local.finish_now(key, Verdict(True), tokens)
 
+    def finish_soon(self, key: str, verdict: Verdict, tokens: int) -> None:
+        """Over the pipe: the command written now, its answer (or failure) handled by a callback;
+        else (redis-py, a script Redis lost) a task of `finish`."""
+        pipe = self._pipe
+        if not (verdict.shared and self.up and pipe is not None and not pipe.closed):
+            self._spawn(self.finish(key, verdict, tokens))  # per process, or redis-py
+            return
+        _, tokens_key, leases_key = self._keys(key)
+        args = (b"%d" % tokens, (verdict.lease or "").encode(), self._window_arg)
+        sha = self._finish.sha.encode()
+        future = pipe.call(pack(b"EVALSHA", sha, b"2", tokens_key, leases_key, *args))
+        future.add_done_callback(lambda done: self._finished(done, key, verdict, tokens))
+
+    def _finished(self, done: asyncio.Future[Any], key: str, verdict: Verdict, tokens: int) -> None:
+        exc = None if done.cancelled() else done.exception()
+        if exc is None:
+            return
+        if isinstance(exc, ReplyError) and str(exc).startswith("NOSCRIPT"):
+            self._spawn(self.finish(key, verdict, tokens))  # `_run` sends the script whole
+        elif isinstance(exc, ERRORS):
+            self._lose(exc)
+            self.local.finish_now(key, Verdict(True), tokens)
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     async def acquire_retry(self) -> bool:
         if not self.up:
             return self._resilience.budget.acquire()
@@ -313,9 +341,7 @@ class RedisState:
     def publish(self, event: ResilienceEvent) -> None:
         if not self.up:
             return
-        task = asyncio.get_running_loop().create_task(self._publish(event))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._spawn(self._publish(event))
 
     async def _publish(self, event: ResilienceEvent) -> None:
         payload = json.dumps(
