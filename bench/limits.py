@@ -2,7 +2,7 @@
 limits, and with limits shared through Redis.
 
     .venv/bin/python bench/limits.py [--duration 5] [--repeats 3] [--redis redis://127.0.0.1:6379/0]
-        [--no-pin]
+        [--no-pin] [--redis-only] [--compare /work/main] [--script-only]
 
 What it does: one fake upstream; three `sluice demo --config bench/sluice-bench.yaml` gateways (one
 worker each, started one after the other, all pinned to the same CPU and never loaded at the same
@@ -12,7 +12,8 @@ release), each per process and with SLUICE_REDIS_URL (one Lua script per check, 
 with tpm or max_concurrency; a scratch key prefix, deleted afterwards). Each repetition runs non-stream c=1
 latency (p50, p99; bench/loadgen.py, with the gateway's and Redis's CPU time per request, which a
 loaded machine disturbs less than wall time) and c=64 throughput (wrk when installed) on each
-gateway, the order rotated per repetition. `--compare /work/main`: also the two Redis rows from
+gateway, the order rotated per repetition (`--redis-only`: the no-limits row and the two Redis
+rows with limits, so more repetitions fit). `--compare /work/main`: also those two Redis rows from
 another checkout (its .venv), in the same rotation, for a before/after in one period. Prints a
 Markdown table (medians over repetitions) to paste into bench/RESULTS.md. `--script-only`: just the
 check's round trip as the gateway makes it (`RedisState.admit`, 3,000 calls in a row, no gateway).
@@ -169,6 +170,9 @@ def main() -> int:
     parser.add_argument("--no-pin", action="store_true")
     parser.add_argument("--script-only", action="store_true")
     parser.add_argument(
+        "--redis-only", action="store_true", help="only the no-limits row and the Redis rows (more repeats)"
+    )
+    parser.add_argument(
         "--compare", type=Path, help="another checkout (e.g. /work/main): its Redis rows too, interleaved"
     )
     args = parser.parse_args()
@@ -195,6 +199,11 @@ def main() -> int:
         "rpm + tpm + max_concurrency, per process": HIGH,
         "rpm + tpm + max_concurrency, Redis": {**HIGH, **redis},
     }
+    if args.redis_only:
+        targets = {
+            k: v for k, v in targets.items() if k == "no limits" or k.endswith("max_concurrency, Redis")
+        }
+        targets["rpm, Redis"] = {**RPM, **redis}
     trees: dict[str, Path | None] = dict.fromkeys(targets)
     if args.compare:
         for label in ("rpm, Redis", "rpm + tpm + max_concurrency, Redis"):
@@ -252,6 +261,7 @@ def write(
     lines = [
         f"Command: `.venv/bin/python bench/limits.py --duration {args.duration:g} --repeats {args.repeats}"
         + (" --no-pin" if args.no_pin else "")
+        + (" --redis-only" if args.redis_only else "")
         + (f" --compare {args.compare}" if args.compare else "")
         + "`",
         f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {os.cpu_count()} CPUs; load average "
