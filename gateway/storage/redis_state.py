@@ -130,7 +130,7 @@ return 1
 """
 )
 
-# ARGV: key prefix, now s, window s, ratio, min retries. Requests are counted by ADMIT.
+# ARGV: key prefix, now s, window s, ratio, min retries. Requests are counted by `_heartbeat`.
 RETRY = """
 local prefix, now, window = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local requests, retries = 0, 0
@@ -226,10 +226,13 @@ class RedisState:
             if len(self._names) >= NAMES_KEPT:
                 self._names.clear()
             p = self._prefix
-            names = self._names[key] = tuple(  # type: ignore[assignment]
-                f"{p}:{kind}:{key}".encode() for kind in ("requests", "tokens", "leases")
+            names = (
+                f"{p}:requests:{key}".encode(),
+                f"{p}:tokens:{key}".encode(),
+                f"{p}:leases:{key}".encode(),
             )
-        return names  # type: ignore[return-value]
+            self._names[key] = names
+        return names
 
     async def _run(self, script: AsyncScript, keys: tuple[bytes, ...], args: tuple[bytes, ...]) -> Any:
         """One script: over the pipe (EVALSHA; EVAL when Redis lost the script), else redis-py."""
