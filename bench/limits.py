@@ -2,7 +2,7 @@
 limits, and with limits shared through Redis.
 
     .venv/bin/python bench/limits.py [--duration 5] [--repeats 3] [--redis redis://127.0.0.1:6379/0]
-        [--no-pin] [--redis-only] [--compare /work/main] [--script-only]
+        [--no-pin] [--redis-only] [--compare /work/main] [--paired ROUNDS] [--script-only]
 
 What it does: one fake upstream; three `sluice demo --config bench/sluice-bench.yaml` gateways (one
 worker each, started one after the other, all pinned to the same CPU and never loaded at the same
@@ -15,9 +15,11 @@ loaded machine disturbs less than wall time) and c=64 throughput (wrk when insta
 gateway, the order rotated per repetition (`--redis-only`: the no-limits row and the two Redis
 rows with limits, so more repetitions fit). `--compare /work/main`: also those two Redis rows from
 another checkout (its .venv), in the same rotation, for a before/after in one period. Prints a
-Markdown table (medians over repetitions) to paste into bench/RESULTS.md. `--script-only`: just the
-check's round trip as the gateway makes it (`RedisState.admit`, 3,000 calls in a row, no gateway).
-A measurement, not a test.
+Markdown table (medians over repetitions) to paste into bench/RESULTS.md. `--paired ROUNDS`: c=1
+only, the gateways taking turns request by request, each one's cost the median of its paired
+differences from the no-limits gateway (a shared machine's load swings hit all alike).
+`--script-only`: just the check's round trip as the gateway makes it (`RedisState.admit`, 3,000
+calls in a row, no gateway). A measurement, not a test.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import http.client
 import os
 import secrets
 import statistics
@@ -116,6 +119,48 @@ def cell(
     return {"rps": result["rps"], "errors": result["errors"]}
 
 
+def paired(servers: dict[str, procs.Server], rounds: int, client: str | None) -> dict[str, dict[str, float]]:
+    """c=1 latency with the gateways taking turns, one request each per round (the order rotated
+    every round): a load that comes and goes on a shared machine hits every gateway alike. Per
+    gateway: p50, and the median over rounds of its latency minus the first gateway's."""
+    if client and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {int(c) for c in client.split("-")[0].split(",")})
+    labels = list(servers)
+    specs = {label: request_for(SLUICE, server.url, BY_ID["ns_c1"]) for label, server in servers.items()}
+    took: dict[str, list[float]] = {label: [] for label in labels}
+    with contextlib.ExitStack() as stack:
+        connections = {}
+        for label, spec in specs.items():
+            url = httpx.URL(spec.url)
+            connections[label] = stack.enter_context(
+                contextlib.closing(http.client.HTTPConnection(url.host, url.port))
+            )
+        headers = {
+            label: dict(h.split(": ", 1) for h in spec.headers) | {"content-type": "application/json"}
+            for label, spec in specs.items()
+        }
+        for turn in range(rounds + 50):  # the first 50 rounds warm up
+            shift = turn % len(labels)
+            for label in labels[shift:] + labels[:shift]:
+                connection, spec = connections[label], specs[label]
+                started = time.perf_counter()
+                connection.request("POST", httpx.URL(spec.url).raw_path.decode(), spec.body, headers[label])
+                answer = connection.getresponse()
+                answer.read()
+                elapsed = (time.perf_counter() - started) * 1000
+                assert answer.status == 200, (label, answer.status)
+                if turn >= 50:
+                    took[label].append(elapsed)
+    base = took[labels[0]]
+    return {
+        label: {
+            "p50": statistics.median(values),
+            "added": statistics.median(v - b for v, b in zip(values, base, strict=True)),
+        }
+        for label, values in took.items()
+    }
+
+
 def _redis_cpu(url: str) -> float:
     """Redis's own CPU time so far (user + system seconds, from INFO): its share of each request."""
 
@@ -169,6 +214,9 @@ def main() -> int:
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
     parser.add_argument("--no-pin", action="store_true")
     parser.add_argument("--script-only", action="store_true")
+    parser.add_argument(
+        "--paired", type=int, metavar="ROUNDS", help="only c=1, the gateways taking turns (see `paired`)"
+    )
     parser.add_argument(
         "--redis-only", action="store_true", help="only the no-limits row and the Redis rows (more repeats)"
     )
@@ -232,6 +280,10 @@ def main() -> int:
                     cpus=client,
                 )
             labels = list(servers)
+            if args.paired:
+                pairs = paired(servers, args.paired, client)
+                print(write_paired(args, pairs, load_before, os.getloadavg()))
+                return 0
             for repeat in range(args.repeats):
                 shift = repeat % len(labels)
                 order = labels[shift:] + labels[:shift]
@@ -245,6 +297,28 @@ def main() -> int:
         asyncio.run(_flush(args.redis, prefix))
     write(args, raw, load_before, os.getloadavg(), list(targets))
     return 0
+
+
+def write_paired(
+    args: argparse.Namespace,
+    found: dict[str, dict[str, float]],
+    before: tuple[float, ...],
+    after: tuple[float, ...],
+) -> str:
+    lines = [
+        f"Command: `.venv/bin/python bench/limits.py --paired {args.paired}"
+        + (" --redis-only" if args.redis_only else "")
+        + (f" --compare {args.compare}" if args.compare else "")
+        + "`",
+        f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {os.cpu_count()} CPUs; load average "
+        f"{before[0]:.2f} before, {after[0]:.2f} after; Redis on the same host.",
+        "",
+        "| gateway | non-stream c=1 p50 (ms) | added: median of paired differences (ms) |",
+        "|---|---|---|",
+    ]
+    lines += [f"| {label} | {v['p50']:.3f} | {v['added']:+.3f} |" for label, v in found.items()]
+    lines += ["", f"{args.paired:,} rounds, one request to each gateway per round, in turn.", ""]
+    return "\n".join(lines)
 
 
 def write(
