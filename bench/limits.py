@@ -15,7 +15,7 @@ loaded machine disturbs less than wall time) and c=64 throughput (wrk when insta
 gateway, the order rotated per repetition (`--redis-only`: the no-limits row and the two Redis
 rows with limits, so more repetitions fit). `--compare /work/main`: also those two Redis rows from
 another checkout (its .venv), in the same rotation, for a before/after in one period. Prints a
-Markdown table (medians over repetitions) to paste into bench/RESULTS.md. `--paired ROUNDS`: c=1
+Markdown table (medians over repetitions) to paste into bench/OTHER.md. `--paired ROUNDS`: c=1
 only, the gateways taking turns request by request, each one's cost the median of its paired
 differences from the no-limits gateway (a shared machine's load swings hit all alike).
 `--script-only`: just the check's round trip as the gateway makes it (`RedisState.admit`, 3,000

@@ -11,7 +11,7 @@ from __future__ import annotations
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from bench.scenarios import BY_ID, DIRECT, LITELLM, SLUICE, TARGET_NAMES
 
@@ -59,6 +59,7 @@ ROWS: tuple[Row, ...] = (
     Row("Responses API, non-stream, c=1, latency p99", "rs_c1", _stat("total_ms", "p99"), "ms"),
     Row("Responses API, non-stream, c=64, throughput", "rs_c64", _rps, "req/s"),
     Row("Responses API, stream, c=1, time to first event p50", "rsst_c1", _stat("first_ms", "p50"), "ms"),
+    Row("Responses API, stream, c=1, whole stream p50", "rsst_c1", _stat("total_ms", "p50"), "ms"),
     Row("Responses API, stream, c=64, throughput", "rsst_c64", _rps, "req/s"),
     Row("Messages pass-through, non-stream, c=1, latency p50", "msg_c1", _stat("total_ms", "p50"), "ms"),
     Row("Messages pass-through, non-stream, c=1, latency p99", "msg_c1", _stat("total_ms", "p99"), "ms"),
@@ -79,16 +80,14 @@ ROWS: tuple[Row, ...] = (
         "ms",
     ),
 )
-# The long streams' added cost per chunk: (gateway - direct) whole-stream p50 over 1,000 chunks, in
-# µs (the request's own fixed cost is in it too: a few µs per chunk at most).
+ROWS_BY_LABEL = {r.label: r for r in ROWS}
+# The long streams' added cost per chunk, in µs: wall = (gateway - direct) whole-stream p50 over the
+# chunks; CPU = the gateway's CPU per stream over the chunks (the request's own fixed cost, a few µs
+# per chunk at most, is in both).
 PER_CHUNK_ROWS = (
-    ("pass-through stream, added cost per chunk", "stream (1,000 chunks), c=1, whole stream p50"),
-    (
-        "translated stream, added cost per chunk",
-        "translation (Anthropic wire), stream (1,000 chunks), c=1, whole stream p50",
-    ),
+    ("pass-through stream, added cost per chunk", "long_c1"),
+    ("translated stream, added cost per chunk", "trlong_c1"),
 )
-LONG_CHUNKS = 1000
 
 
 def median(values: Sequence[float]) -> float | None:
@@ -122,7 +121,15 @@ def cpu_per_chunk(results: dict[str, Any], scenario: str, target: str) -> float 
         if c.get("cpu_ms_per_request") is not None
     ]
     per_request = median(found)
-    return None if per_request is None else per_request * 1000 / LONG_CHUNKS
+    return None if per_request is None else per_request * 1000 / BY_ID[scenario].chunks
+
+
+def wall_per_chunk(results: dict[str, Any], scenario: str, target: str) -> float | None:
+    """What the gateway adds per chunk of a long stream to its whole duration, in µs: (gateway -
+    direct) whole-stream p50 over the chunks. On a shared machine this moves with the load."""
+    whole = Row("whole stream p50", scenario, _stat("total_ms", "p50"), "ms")
+    t, d = value(results, "main", whole, target), value(results, "main", whole, DIRECT)
+    return None if t is None or d is None else (t - d) * 1000 / BY_ID[scenario].chunks
 
 
 def fact(results: dict[str, Any], target: str, name: str) -> float | None:
@@ -187,26 +194,11 @@ def main_table(results: dict[str, Any]) -> list[str]:
                 fmt_diff(s, d, unit),
             ]
         )
-    by = {r.label: r for r in ROWS}
-    for label, source in PER_CHUNK_ROWS:
-        d, s, x = (value(results, "main", by[source], t) for t in (DIRECT, SLUICE, LITELLM))
-        if d is None or (s is None and x is None):
-            continue
-        s_us, x_us = (None if v is None else (v - d) * 1000 / LONG_CHUNKS for v in (s, x))
-        rows.append(
-            [f"{label}, wall (µs)", "-", fmt(s_us, "µs"), fmt(x_us, "µs"), fmt_ratio(s_us, x_us), "-"]
-        )
-        s_cpu, x_cpu = (cpu_per_chunk(results, by[source].scenario, t) for t in (SLUICE, LITELLM))
-        rows.append(
-            [
-                f"{label}, gateway CPU (µs)",
-                "-",
-                fmt(s_cpu, "µs"),
-                fmt(x_cpu, "µs"),
-                fmt_ratio(s_cpu, x_cpu),
-                "-",
-            ]
-        )
+    for label, scenario in PER_CHUNK_ROWS:
+        for kind, get in (("wall", wall_per_chunk), ("gateway CPU", cpu_per_chunk)):
+            s, x = get(results, scenario, SLUICE), get(results, scenario, LITELLM)
+            if s is not None or x is not None:
+                rows.append([f"{label}, {kind} (µs)", "-", fmt(s, "µs"), fmt(x, "µs"), fmt_ratio(s, x), "-"])
     for label, name, unit in (
         ("start-up to ready", "startup_s", "s"),
         ("RSS idle", "rss_idle_mb", "MB"),
@@ -221,100 +213,195 @@ def main_table(results: dict[str, Any]) -> list[str]:
 
 
 @dataclass(frozen=True)
+class Target:
+    """One target of a performance issue, checked against a run.
+
+    `kind` says how: `added` = Sluice minus direct on the latency row `source`, at most `limit` ms;
+    `faster` = Sluice / LiteLLM Proxy on the throughput row `source`, at least `limit`, and no
+    Sluice errors; `per_chunk` = Sluice's CPU per chunk of the long-stream scenario `source`, at most
+    `limit` µs; `fact` = Sluice / LiteLLM Proxy of the process fact `source`, at most `limit`.
+    """
+
+    issue: str
+    text: str
+    kind: Literal["added", "faster", "per_chunk", "fact"]
+    source: str
+    limit: float
+
+
+_NS, _ST = "non-stream, c=1, latency p50", "stream (20 chunks), c=1, time to first token p50"
+_TR = "translation (Anthropic wire)"
+_RS, _MSG = "Responses API", "Messages pass-through"
+# Issue 15: the pass-through and translation paths; issue 14: the Responses and Messages
+# pass-throughs; "1": the first benchmark issue's p99 bound, which no later issue restated.
+TARGETS: tuple[Target, ...] = (
+    Target("15", "pass-through non-stream, c=1: added latency p50 <= 0.5 ms", "added", _NS, 0.5),
+    Target("15", "pass-through stream, c=1: added time to first token p50 <= 0.5 ms", "added", _ST, 0.5),
+    Target(
+        "15",
+        "pass-through non-stream, c=64: req/s >= 20x LiteLLM Proxy, 0 errors",
+        "faster",
+        "non-stream, c=64, throughput",
+        20,
+    ),
+    Target(
+        "15",
+        "pass-through stream, c=64: req/s >= 20x LiteLLM Proxy, 0 errors",
+        "faster",
+        "stream (20 chunks), c=64, throughput",
+        20,
+    ),
+    Target(
+        "15",
+        "translation non-stream, c=64: req/s >= 5x LiteLLM Proxy, 0 errors",
+        "faster",
+        f"{_TR}, non-stream, c=64, throughput",
+        5,
+    ),
+    Target(
+        "15",
+        "translation stream, c=64: req/s >= 5x LiteLLM Proxy, 0 errors",
+        "faster",
+        f"{_TR}, stream, c=64, throughput",
+        5,
+    ),
+    Target(
+        "15",
+        "translated stream: cost per chunk <= 50 µs (Sluice CPU, 1,000 chunks, c=1)",
+        "per_chunk",
+        "trlong_c1",
+        50,
+    ),
+    Target("15", "RSS after load <= 0.5x LiteLLM Proxy's", "fact", "rss_load_mb", 0.5),
+    Target("15", "start-up to ready <= 0.2x LiteLLM Proxy's", "fact", "startup_s", 0.2),
+    Target("14", "Responses non-stream, c=1: added latency p50 <= 1 ms", "added", f"{_RS}, {_NS}", 1.0),
+    Target(
+        "14",
+        "Responses stream, c=1: added time to first event p50 <= 1 ms",
+        "added",
+        f"{_RS}, stream, c=1, time to first event p50",
+        1.0,
+    ),
+    Target(
+        "14",
+        "Responses non-stream, c=64: req/s >= 10x LiteLLM Proxy, 0 errors",
+        "faster",
+        f"{_RS}, non-stream, c=64, throughput",
+        10,
+    ),
+    Target(
+        "14",
+        "Responses stream, c=64: req/s >= 10x LiteLLM Proxy, 0 errors",
+        "faster",
+        f"{_RS}, stream, c=64, throughput",
+        10,
+    ),
+    Target("14", "Messages non-stream, c=1: added latency p50 <= 1 ms", "added", f"{_MSG}, {_NS}", 1.0),
+    Target(
+        "14",
+        "Messages stream, c=1: added time to first token p50 <= 1 ms",
+        "added",
+        f"{_MSG}, stream, c=1, time to first token p50",
+        1.0,
+    ),
+    Target(
+        "14",
+        "Messages non-stream, c=64: req/s >= 10x LiteLLM Proxy, 0 errors",
+        "faster",
+        f"{_MSG}, non-stream, c=64, throughput",
+        10,
+    ),
+    Target(
+        "14",
+        "Messages stream, c=64: req/s >= 10x LiteLLM Proxy, 0 errors",
+        "faster",
+        f"{_MSG}, stream, c=64, throughput",
+        10,
+    ),
+    Target(
+        "1",
+        "pass-through non-stream, c=1: added latency p99 <= 3 ms",
+        "added",
+        "non-stream, c=1, latency p99",
+        3.0,
+    ),
+)
+
+
+@dataclass(frozen=True)
 class Verdict:
-    target: str
+    target: Target
     measured: str
     met: bool | None  # None: not measured
     close: bool = False  # within 10% of the limit: one noisy run can flip it
 
 
-def _added(results: dict[str, Any], row: Row) -> float | None:
+def _near(got: float, limit: float) -> bool:
+    return abs(got - limit) <= 0.1 * limit
+
+
+def _check_added(results: dict[str, Any], target: Target) -> Verdict:
+    row = ROWS_BY_LABEL[target.source]
     s, d = value(results, "main", row, SLUICE), value(results, "main", row, DIRECT)
-    return None if s is None or d is None else s - d
+    if s is None or d is None:
+        return Verdict(target, "not run", None)
+    got = s - d
+    return Verdict(target, f"{got:+.3f} ms", got <= target.limit, _near(got, target.limit))
 
 
-def _ratio(results: dict[str, Any], row: Row) -> float | None:
+def _check_faster(results: dict[str, Any], target: Target) -> Verdict:
+    row = ROWS_BY_LABEL[target.source]
     s, x = value(results, "main", row, SLUICE), value(results, "main", row, LITELLM)
-    return None if s is None or x is None or x == 0 else s / x
+    if s is None or x is None:
+        return Verdict(
+            target, "not run" if s is None else f"{fmt(s, 'req/s')} req/s; LiteLLM Proxy not run", None
+        )
+    if x == 0:  # a cell shorter than one LiteLLM Proxy request at c=64 (--quick): no ratio to judge
+        return Verdict(target, f"{fmt(s, 'req/s')} / 0 req/s (LiteLLM Proxy finished none)", None)
+    ratio = s / x
+    errs = errors(results, "main", row.scenario, SLUICE) or 0
+    measured = f"{ratio:.1f}x ({fmt(s, 'req/s')} / {fmt(x, 'req/s')} req/s), {errs} errors"
+    return Verdict(target, measured, ratio >= target.limit and errs == 0, _near(ratio, target.limit))
+
+
+def _check_per_chunk(results: dict[str, Any], target: Target) -> Verdict:
+    got = cpu_per_chunk(results, target.source, SLUICE)
+    if got is None:
+        return Verdict(target, "not run", None)
+    wall = wall_per_chunk(results, target.source, SLUICE)
+    measured = f"{got:.1f} µs" + ("" if wall is None else f" (wall: {wall:+.1f} µs over direct)")
+    return Verdict(target, measured, got <= target.limit, _near(got, target.limit))
+
+
+def _check_fact(results: dict[str, Any], target: Target) -> Verdict:
+    s, x = fact(results, SLUICE, target.source), fact(results, LITELLM, target.source)
+    if s is None or x is None or x == 0:
+        return Verdict(target, "not run", None)
+    return Verdict(target, f"{s / x:.2f}x", s <= target.limit * x, _near(s / x, target.limit))
+
+
+CHECKS: dict[str, Callable[[dict[str, Any], Target], Verdict]] = {
+    "added": _check_added,
+    "faster": _check_faster,
+    "per_chunk": _check_per_chunk,
+    "fact": _check_fact,
+}
 
 
 def verdicts(results: dict[str, Any]) -> list[Verdict]:
-    by = {r.label: r for r in ROWS}
-    found: list[Verdict] = []
+    return [CHECKS[t.kind](results, t) for t in TARGETS]
 
-    def added(label: str, limit: float, text: str) -> None:
-        got = _added(results, by[label])
-        measured = "-" if got is None else f"{got:+.3f} ms"
-        close = got is not None and abs(got - limit) <= 0.1 * limit
-        found.append(Verdict(text, measured, None if got is None else got <= limit, close))
 
-    def faster(label: str, factor: float, text: str, zero_errors: bool) -> None:
-        row = by[label]
-        ratio = _ratio(results, row)
-        errs = errors(results, "main", row.scenario, SLUICE)
-        measured = "-" if ratio is None else f"{ratio:.1f}x"
-        met = None if ratio is None else ratio >= factor
-        if zero_errors and errs is not None:
-            measured += f", {errs} errors"
-            met = None if met is None else met and errs == 0
-        close = ratio is not None and abs(ratio - factor) <= 0.1 * factor
-        found.append(Verdict(text, measured, met, close))
-
-    added("non-stream, c=1, latency p50", 1.0, "non-stream added latency p50 <= 1.0 ms (c=1)")
-    added("non-stream, c=1, latency p99", 3.0, "non-stream added latency p99 <= 3 ms (c=1)")
-    faster("non-stream, c=64, throughput", 10, "non-stream c=64 req/s >= 10x LiteLLM Proxy, 0 errors", True)
-    faster(
-        "stream (20 chunks), c=64, throughput", 10, "stream c=64 req/s >= 10x LiteLLM Proxy, 0 errors", True
-    )
-    added(
-        "stream (20 chunks), c=1, time to first token p50",
-        1.0,
-        "stream time to first token added p50 <= 1.0 ms",
-    )
-    faster(
-        "translation (Anthropic wire), non-stream, c=64, throughput",
-        3,
-        "translation non-stream c=64 req/s >= 3x LiteLLM Proxy",
-        True,
-    )
-    faster(
-        "translation (Anthropic wire), stream, c=64, throughput",
-        3,
-        "translation stream c=64 req/s >= 3x LiteLLM Proxy",
-        True,
-    )
-    per_chunk = cpu_per_chunk(results, "trlong_c1", SLUICE)
-    found.append(
-        Verdict(
-            "translated stream cost per chunk <= 50 µs (gateway CPU, 1,000 chunks, c=1)",
-            "-" if per_chunk is None else f"{per_chunk:.1f} µs",
-            None if per_chunk is None else per_chunk <= 50,
-            per_chunk is not None and abs(per_chunk - 50) <= 5,
-        )
-    )
-    for name, text in (
-        ("rss_load_mb", "RSS after load <= half of LiteLLM Proxy's"),
-        ("startup_s", "start-up <= half of LiteLLM Proxy's"),
-    ):
-        s, x = fact(results, SLUICE, name), fact(results, LITELLM, name)
-        if s is None or x is None or x == 0:
-            found.append(Verdict(text, "-", None))
-        else:
-            found.append(Verdict(text, f"{s / x:.2f}x", s <= 0.5 * x, abs(s / x - 0.5) <= 0.05))
-    return found
+def _verdict_text(v: Verdict) -> str:
+    if v.met is None:
+        return "n/a"
+    text = "**met**" if v.met else "**missed**"
+    return text + (" (within 10% of the limit: borderline)" if v.close else "")
 
 
 def targets_section(results: dict[str, Any]) -> list[str]:
-    rows = [
-        [
-            v.target,
-            v.measured,
-            ("n/a" if v.met is None else ("**met**" if v.met else "**missed**"))
-            + (" (within 10% of the limit: borderline)" if v.met is not None and v.close else ""),
-        ]
-        for v in verdicts(results)
-    ]
-    return table(["target (one worker each)", "measured", "verdict"], rows)
+    rows = [[v.target.issue, v.target.text, v.measured, _verdict_text(v)] for v in verdicts(results)]
+    return table(["issue", "target (one worker each)", "measured", "verdict"], rows)
 
 
 def details_section(results: dict[str, Any], phase: str, targets: Sequence[str]) -> list[str]:
@@ -369,7 +456,7 @@ def scale_section(results: dict[str, Any]) -> list[str]:
     rows: list[list[str]] = []
     gateways = [t for t in (SLUICE, LITELLM) if t in results["targets"]]
     for row in ROWS:
-        if row.unit != "req/s":
+        if row.unit != "req/s" or all(not cells_of(results, phase, row.scenario, t) for t in gateways):
             continue
         line = [row.label]
         for target in gateways:
@@ -428,6 +515,27 @@ def spread_notes(results: dict[str, Any]) -> list[str]:
     ]
 
 
+ENDPOINTS = (
+    "- direct = the fake upstream itself, on the wire the gateway speaks to it: `/v1/chat/completions` "
+    "(pass-through rows), `/v1/messages` (translation and Messages rows), `/v1/responses` "
+    "(Responses rows)",
+    "- every gateway gets the same endpoint as the row's client: `/v1/chat/completions` (pass-through "
+    "and translation rows), `/v1/responses` (LiteLLM Proxy: its native Responses API for an `openai/` "
+    "model, to the fake's `/v1/responses`), `/v1/messages` (LiteLLM Proxy: its `anthropic_messages` "
+    "pass-through for an `anthropic/` model, to the fake's `/v1/messages`)",
+)
+
+
+def partial_note(scenarios: Sequence[str] | None) -> str:
+    """A warning for a run of some scenarios only: its RSS after load followed less traffic."""
+    if scenarios is None or len(scenarios) >= len(BY_ID):
+        return ""
+    return (
+        f" This run measured {len(scenarios)} of the {len(BY_ID)} scenarios: its RSS after load "
+        "followed fewer kinds of traffic than a full run's."
+    )
+
+
 def render(results: dict[str, Any]) -> str:
     meta = results["meta"]
     settings = meta["settings"]
@@ -438,6 +546,10 @@ def render(results: dict[str, Any]) -> str:
         f"Generated by `{meta.get('command', 'bench/run.py')}` on {meta['date']} "
         f"({meta['wall_seconds']:.0f} s wall). Raw numbers: the `.json` file next to this one. "
         "How it is measured: bench/README.md.",
+        "",
+        "`bench/run.py` rewrites this file whole. Measurements made by hand or by the other scripts "
+        "(the pass-through's HTTP client, database keys, per-key limits through Redis, partial reruns) "
+        "are in bench/OTHER.md.",
         "",
         "## Machine and versions",
         "",
@@ -466,8 +578,7 @@ def render(results: dict[str, Any]) -> str:
         "cell; before each cell the harness waits until every gateway is idle",
         "- load average (1, 5, 15 min) of the machine before / after the run: "
         f"{meta.get('loadavg_before', '?')} / {meta.get('loadavg_after', '?')}; {interference(results)}",
-        "- direct = the fake upstream itself (OpenAI wire; Anthropic wire `/v1/messages` for the "
-        "translation rows)",
+        *ENDPOINTS,
         "- Sluice: `sluice demo --config bench/sluice-bench.yaml --upstream <fake>`; "
         "LiteLLM Proxy: `bench/.venv/bin/litellm --config bench/litellm-bench.yaml --num_workers 1` "
         "(LITELLM_LOCAL_MODEL_COST_MAP=True, LITELLM_OFFLINE_MODE=true, no database)",
@@ -482,10 +593,12 @@ def render(results: dict[str, Any]) -> str:
         *main_table(results),
         "",
         *spread_notes(results),
-        "The pass-through's HTTP client against httpx and aiohttp: bench/TRANSPORTS.md "
-        "(`bench/transports.py`, run on its own).",
-        "",
         "## Targets",
+        "",
+        "Issue 15 (pass-through and translation), issue 14 (the Responses and Messages "
+        "pass-throughs) and the first benchmark issue's p99 bound, judged on this run's medians; n/a "
+        "where a scenario or LiteLLM Proxy was not run, or LiteLLM Proxy finished no request in a cell."
+        + partial_note(settings.get("scenarios")),
         "",
         *targets_section(results),
         "",

@@ -99,7 +99,6 @@ SCENARIOS: tuple[Scenario, ...] = (
     ),
 )
 LONG_CHUNKS = 1000
-LONG_CHUNKS = 1000
 BY_ID = {s.id: s for s in SCENARIOS}
 
 

@@ -324,7 +324,7 @@ class LedgerSink:
         try:
             await self._db.ensure_schema()
             moved = await self._replay()
-            moved += await self._drain()
+            moved += await self._drain(final=final)
             if not moved:
                 await self._db.ping()
         except DB_ERRORS as exc:
@@ -356,11 +356,15 @@ class LedgerSink:
             log.info("audit spool: replayed %d records into the database", count)
         return count
 
-    async def _drain(self) -> int:
+    async def _drain(self, *, final: bool = False) -> int:
+        """Write what is queued, a batch at a time. Rows queued while a batch is written wait for the
+        next cycle (`flush_interval`) unless a whole batch is waiting, or the writer is stopping:
+        going on at once wrote a transaction every few requests under steady load (each costs about
+        1 ms of CPU whatever its size, most of the pass-through's CPU at one request in flight)."""
         count = 0
         while True:
             with self._lock:
-                if not self._pending:
+                if not self._pending or (count and not final and len(self._pending) < self._batch_size):
                     return count
                 size = min(self._batch_size, len(self._pending))
                 batch = [self._pending.popleft() for _ in range(size)]

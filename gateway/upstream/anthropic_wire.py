@@ -25,6 +25,7 @@ from gateway.upstream.openai_wire import (
     StreamShape,
     new_client,
     open_events,
+    post_request,
     read_answer,
     send_checked,
 )
@@ -89,17 +90,8 @@ class AnthropicWireAdapter:
         if target.api_key:
             headers["x-api-key"] = target.api_key
         payload = orjson.dumps({**body, "model": target.upstream_model})
-        read = target.timeout
-        timeout = httpx.Timeout(
-            connect=target.connect_timeout, read=read, write=read, pool=target.connect_timeout
-        )
-        return self._client.build_request(
-            "POST",
-            messages_url(target.api_base, path),
-            content=payload,
-            headers=headers,
-            extensions={"timeout": timeout.as_dict()},
-        )
+        url = messages_url(target.api_base, path)
+        return post_request(self._client, url, headers, payload, target, target.timeout)
 
     async def _object(
         self,

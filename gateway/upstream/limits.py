@@ -59,6 +59,11 @@ def _readable_event(line: bytes) -> bool:
     return True
 
 
+def _line_within_cap(size: int) -> None:
+    if size > MAX_LINE_BYTES:
+        raise AnswerRefused(f"an upstream stream line is longer than {MAX_LINE_BYTES} bytes")
+
+
 class _CappedBody(httpx.AsyncByteStream):
     def __init__(
         self, inner: httpx.AsyncByteStream, *, inflate: bool, per_line: bool, need_event: bool
@@ -97,15 +102,18 @@ class _CappedBody(httpx.AsyncByteStream):
             data = inflater.unconsumed_tail
 
     def _count(self, piece: bytes) -> None:
-        if self._per_line:
-            newline = piece.rfind(b"\n")
-            self._seen = self._seen + len(piece) if newline < 0 else len(piece) - newline - 1
-            if self._seen > MAX_LINE_BYTES:
-                raise AnswerRefused(f"an upstream stream line is longer than {MAX_LINE_BYTES} bytes")
-        else:
+        if not self._per_line:
             self._seen += len(piece)
             if self._seen > MAX_BODY_BYTES:
                 raise AnswerRefused(f"the upstream answer is larger than {MAX_BODY_BYTES} bytes")
+            return
+        newline = piece.rfind(b"\n")
+        if newline < 0:
+            self._seen += len(piece)
+        else:  # the line this piece ends (a whole line inside a piece is shorter than the piece)
+            _line_within_cap(self._seen + piece.find(b"\n"))
+            self._seen = len(piece) - newline - 1
+        _line_within_cap(self._seen)
 
     def _check(self, piece: bytes) -> None:
         self._count(piece)
@@ -186,10 +194,13 @@ class CappedTransport(httpx.AsyncBaseTransport):
             per_line=any(kind in content_type for kind in LINE_STREAMS),
             need_event=self._stream and response.status_code == 200 and EVENT_STREAM in content_type,
         )
-        dropped = (b"content-encoding", b"content-length") if inflate else ()
+        headers: httpx.Headers | list[tuple[bytes, bytes]] = response.headers  # copied as they are
+        if inflate:
+            dropped = (b"content-encoding", b"content-length")
+            headers = [(name, value) for name, value in response.headers.raw if name.lower() not in dropped]
         return httpx.Response(
             response.status_code,
-            headers=[(name, value) for name, value in response.headers.raw if name.lower() not in dropped],
+            headers=headers,
             stream=body,
             extensions=response.extensions,
             request=request,

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -545,12 +546,7 @@ class Transformer:
             raise UpstreamProtocolError("the upstream answer could not be read")
         return dumped
 
-    def iterator(self, prepared: Prepared, response: httpx.Response, gaps: Gaps) -> AsyncIterator[Any]:
-        from litellm.llms.custom_httpx.sse_lines import aiter_sse_lines
-
-        lines = aiter_sse_lines(gaps.bound(response.aiter_text()))
-        if prepared.recipe in ("anthropic", "gemini"):  # SSE wires (Cohere's v1 stream is JSON lines)
-            lines = _data_lines(lines)
+    def iterator(self, prepared: Prepared, response: httpx.Response, lines: Lines) -> AsyncIterator[Any]:
         if prepared.recipe == "anthropic":
             from litellm.llms.anthropic.chat.handler import ModelResponseIterator
             from litellm.llms.anthropic.chat.transformation import (
@@ -599,33 +595,61 @@ class Transformer:
         return aiter(found)
 
 
-async def _data_lines(lines: AsyncIterator[str]) -> AsyncIterator[str]:
-    """Only an SSE stream's `data:` lines: the parsers turn every other line (`event:`, blanks,
-    comments) into an empty chunk, two of three lines on Anthropic's wire."""
-    async for line in lines:
-        if line.startswith("data:"):
-            yield line
+class Lines:
+    """The upstream's stream as the lines litellm's parser reads, split with litellm's SSE line
+    splitter one network read at a time, so that the relay knows when the lines of a read are used up
+    (`drained`: the next line waits for the network) and sends what they made in one piece.
 
+    Only lines that make a parser item are kept, one item per line: on SSE wires (Anthropic, Gemini)
+    the `data:` lines (the parsers turn every other line, `event:`, blanks, comments, into an empty
+    chunk: two of three lines on Anthropic's wire), elsewhere the lines that are not blank (litellm's
+    generic iterator skips those itself). The deadlines are kept on the reads (where time passes),
+    not on each line: the first read may take the call's timeout (`limit`), each later gap the idle
+    timeout (`SLUICE_STREAM_IDLE_TIMEOUT`, set as `limit` once the first chunk came)."""
 
-class Gaps:
-    """The stream's deadlines, kept on the reads from the wire (where time passes), not on each of the
-    parser's items (three per Anthropic event): the first read may take the call's timeout, each
-    later gap the idle timeout (`SLUICE_STREAM_IDLE_TIMEOUT`). One timer per network read."""
+    def __init__(self, text: AsyncIterator[str], first: float, idle: float, *, data_only: bool) -> None:
+        from litellm.llms.custom_httpx.sse_lines import _SSELineSplitter
 
-    def __init__(self, first: float, idle: float) -> None:
         self.limit = first
         self.idle = idle
+        self._text = text
+        self._splitter = _SSELineSplitter()
+        self._ready: deque[str] = deque()
+        self._data_only = data_only
+        self._ended = False
 
-    async def bound(self, source: AsyncIterator[str]) -> AsyncIterator[str]:
-        while True:
-            try:
-                async with asyncio.timeout(self.limit):
-                    text = await anext(source)
-            except StopAsyncIteration:
-                return
-            except TimeoutError:
-                raise _Stalled from None
-            yield text
+    @property
+    def drained(self) -> bool:
+        return not self._ready
+
+    def __aiter__(self) -> Lines:
+        return self
+
+    async def __anext__(self) -> str:
+        ready = self._ready
+        while not ready:
+            if self._ended:
+                raise StopAsyncIteration
+            await self._read()
+        return ready.popleft()
+
+    async def _read(self) -> None:
+        try:
+            async with asyncio.timeout(self.limit):
+                text = await anext(self._text)
+        except StopAsyncIteration:
+            self._ended = True
+            self._keep(self._splitter.flush())
+            return
+        except TimeoutError:
+            raise _Stalled from None
+        self._keep(self._splitter.feed(text))
+
+    def _keep(self, lines: tuple[str, ...]) -> None:
+        if self._data_only:
+            self._ready.extend(line for line in lines if line.startswith("data:"))
+        else:
+            self._ready.extend(line for line in lines if line.strip())
 
 
 class _Stalled(UpstreamStreamError):
@@ -748,6 +772,7 @@ class TransformStream:
         litellm: ModuleType,
         response: httpx.Response,
         chunks: AsyncIterator[Any],
+        lines: Lines,
         shaper: Shaper,
         first: dict[str, Any],
     ) -> None:
@@ -756,13 +781,20 @@ class TransformStream:
         self._litellm = litellm
         self._response = response
         self._chunks = chunks
+        self._lines = lines
         self._shaper = shaper
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        shaper = self._shaper
+        """The stream's events, those of one network read in one piece: each piece is yielded before
+        the next line waits for the network, so no event waits for the upstream's next one."""
+        shaper, lines, chunks = self._shaper, self._lines, self._chunks
+        frames: list[bytes] = []
+        broke: UpstreamError | None = None
         try:
-            chunks = self._chunks
             while True:
+                if frames and lines.drained:
+                    yield b"".join(frames)
+                    frames.clear()
                 try:
                     chunk = await anext(chunks)
                 except StopAsyncIteration:
@@ -770,17 +802,21 @@ class TransformStream:
                 shaped = shaper.shape(chunk)
                 self.usage = shaper.usage
                 if shaped is not None:
-                    yield sse.frame(orjson.dumps(shaped))
-        except UpstreamError:
-            raise
+                    frames.append(sse.frame(orjson.dumps(shaped)))
+        except UpstreamError as exc:
+            broke = exc
         except Exception as exc:  # the provider's parser or the wire broke mid-stream: in-band end
             mapped = map_error(self._litellm, exc)
-            raise UpstreamStreamError(f"the upstream stream broke: {mapped.message}") from None
+            broke = UpstreamStreamError(f"the upstream stream broke: {mapped.message}")
         finally:
             await self._response.aclose()
-        for tail in shaper.tail():
-            yield sse.frame(orjson.dumps(tail))
-        yield sse.DONE
+        if broke is not None:
+            if frames:  # what came before the break still reaches the client, then the error event
+                yield b"".join(frames)
+            raise broke
+        frames.extend(sse.frame(orjson.dumps(tail)) for tail in shaper.tail())
+        frames.append(sse.DONE)
+        yield b"".join(frames)
 
     async def aclose(self) -> None:
         await self._response.aclose()
@@ -797,9 +833,11 @@ async def open_stream(
     happen until then)."""
     response = await transformer.send(target, prepared, stream=True)
     shaper = Shaper(include_usage)
-    gaps = Gaps(target.timeout, target.idle_timeout)
+    # SSE wires (Cohere's v1 stream is JSON lines)
+    data_only = prepared.recipe in ("anthropic", "gemini")
+    lines = Lines(response.aiter_text(), target.timeout, target.idle_timeout, data_only=data_only)
     try:
-        chunks = transformer.iterator(prepared, response, gaps)
+        chunks = transformer.iterator(prepared, response, lines)
         while True:
             try:
                 chunk = await anext(chunks)
@@ -807,7 +845,7 @@ async def open_stream(
                 raise UpstreamProtocolError("the upstream stream ended before its first chunk") from None
             first = shaper.shape(chunk)
             if first is not None:
-                gaps.limit = gaps.idle
+                lines.limit = lines.idle
                 break
     except _Stalled:
         await response.aclose()
@@ -824,7 +862,7 @@ async def open_stream(
     except BaseException:  # cancelled: the client left before the first chunk
         await response.aclose()
         raise
-    return TransformStream(litellm, response, chunks, shaper, first)
+    return TransformStream(litellm, response, chunks, lines, shaper, first)
 
 
 async def translate_call(

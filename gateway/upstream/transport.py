@@ -18,7 +18,7 @@ and idle together (`SLUICE_UPSTREAM_MAX_CONNECTIONS_PER_HOST`); a request that f
 busy waits for one to come back, for the request's `pool` timeout, then fails with PoolTimeout.
 https uses the `ssl_context` given, else httpx's default (certifi's roots, hostname checked).
 
-Why it exists (bench/RESULTS.md, "The pass-through's HTTP client"): on the same calls it costs
+Why it exists (bench/OTHER.md, "The pass-through's HTTP client"): on the same calls it costs
 less than half the CPU of httpx's own pool with tuned limits at one request in flight (a
 fraction of it at 64), and, under httpx's client API, about two thirds of an aiohttp-backed
 transport; without httpx's client it costs what aiohttp does.
@@ -177,8 +177,12 @@ class _Connection(asyncio.Protocol):
             self._waiter = None
 
     def take(self) -> bytes:
-        chunk = self.chunks.popleft()
-        self.buffered -= len(chunk)
+        """Every body byte buffered so far, as one piece: what one network read brought (a stream's
+        events are HTTP chunks of their own; relaying them one by one would cost one send each)."""
+        chunks = self.chunks
+        chunk = chunks.popleft() if len(chunks) == 1 else b"".join(chunks)
+        chunks.clear()
+        self.buffered = 0
         if self.paused and self.buffered < PAUSE_ABOVE // 2 and self.transport is not None:
             self.paused = False
             self.transport.resume_reading()

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from gateway.storage.chain import GENESIS, Chain, from_json, row_hash, to_json, writer_origin
+from gateway.storage.db import json_text
 from gateway.storage.spool import Spool
 from gateway.storage.timespec import parse_duration, parse_moment
 from tests.storage.support import event
@@ -82,3 +85,19 @@ def test_durations_and_dates() -> None:
     for bad in ("soon", "90x", "-1d", ""):
         with pytest.raises(ValueError):
             parse_moment(bad, now=now, direction="past")
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        ["no-training-only", "zdr"],
+        {"features": ["web_search"], "store_false": True},
+        {},
+        None,
+        "é\x00",
+        [1 << 70],  # past orjson: the standard library's encoder
+        {1: "a key that is not a string"},
+    ],
+)
+def test_json_columns_read_back_as_the_standard_library_would_have_written_them(value: Any) -> None:
+    assert json.loads(json_text(value)) == json.loads(json.dumps(value))

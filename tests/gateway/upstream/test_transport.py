@@ -71,6 +71,20 @@ async def test_stream_arrives_in_order_and_ends_with_done(fake: FakeUpstream) ->
     assert len(events) >= 8
 
 
+async def test_a_stream_body_comes_one_piece_per_read(fake: FakeUpstream) -> None:
+    # The fake writes a fast stream in one write, each event an HTTP chunk of its own: the relay gets
+    # what one read brought in one piece, not one piece (one send to the client) per HTTP chunk.
+    async with (
+        client() as http,
+        http.stream(
+            "POST", f"{fake.url}/v1/chat/completions", json=chat("[[fake:chunks=20]]", stream=True)
+        ) as response,
+    ):
+        pieces = [chunk async for chunk in response.aiter_raw()]
+    assert b"".join(pieces).count(b"data: ") >= 21
+    assert len(pieces) <= 3
+
+
 async def test_large_body_is_read_whole(fake: FakeUpstream) -> None:
     async with client() as http:
         response = await http.post(f"{fake.url}/v1/chat/completions", json=chat("[[fake:huge_body=5000000]]"))
