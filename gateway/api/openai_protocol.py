@@ -222,9 +222,7 @@ def _locate_forbidden(
             children = (("*", child) for child in reversed(node))
         for segment, child in children:
             if isinstance(child, dict | list) and child and id(child) not in opaque:
-                metadata = (
-                    in_metadata or (link is None and segment in LENIENT) or segment == LENIENT_ANYWHERE
-                )
+                metadata = in_metadata or (link is None and segment in LENIENT) or segment == LENIENT_ANYWHERE
                 stack.append((child, (link, segment), metadata))
     return None
 

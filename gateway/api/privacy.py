@@ -66,8 +66,6 @@ def policies_json(policies: Iterable[Policy], *, default: Iterable[str] = ()) ->
     }
 
 
-
-
 async def catalog(services: ServicesDep, provider: str | None = None) -> Response:
     return json_response(catalog_json(services.catalog, services.today, provider=provider))
 

@@ -21,7 +21,7 @@ import math
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -94,6 +94,9 @@ class SharedState(Protocol):
 
     async def finish(self, key: str, verdict: Verdict, tokens: int) -> None:
         """The request ended: count `tokens` for `key` and release the verdict's lease."""
+
+    def finish_soon(self, key: str, verdict: Verdict, tokens: int) -> None:
+        """`finish` without waiting for it (from the running loop); never raises."""
 
     async def acquire_retry(self) -> bool:
         """Spend one retry of the retry budget (an attempt beyond a request's first)."""
@@ -198,6 +201,9 @@ class LocalState:
     async def finish(self, key: str, verdict: Verdict, tokens: int) -> None:
         self.finish_now(key, verdict, tokens)
 
+    def finish_soon(self, key: str, verdict: Verdict, tokens: int) -> None:
+        self.finish_now(key, verdict, tokens)
+
     def finish_now(self, key: str, verdict: Verdict, tokens: int) -> None:
         state = self._keys.get(key)
         if state is None:
@@ -275,7 +281,6 @@ class Limiter:
     def __init__(self, state: SharedState, *, default: KeyLimits = NO_LIMITS) -> None:
         self.state = state
         self.default = default
-        self._tasks: set[asyncio.Task[None]] = set()
         self.refused: dict[str, int] = {"requests": 0, "tokens": 0, "concurrency": 0}
 
     def limits_for(self, key_limits: KeyLimits) -> KeyLimits:
@@ -316,18 +321,14 @@ class Limiter:
 
     def finish_soon(self, admission: Admission, tokens: int) -> None:
         """`finish` without waiting for it: from code that may not wait (or whose task is cancelled)."""
-        if (tokens and admission.counts_tokens) or admission.verdict.lease is not None:
-            self._spawn(self.finish(admission, tokens))
-
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # a stream closed outside the loop (at exit): its lease expires by itself
-            work.close()
+        tokens = tokens if admission.counts_tokens else 0
+        if not tokens and admission.verdict.lease is None:
             return
-        task = loop.create_task(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:  # a stream closed outside the loop (at exit): its lease expires by itself
+            return
+        self.state.finish_soon(admission.key, admission.verdict, tokens)
 
     async def acquire_retry(self) -> bool:
         return await self.state.acquire_retry()

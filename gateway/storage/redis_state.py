@@ -4,11 +4,14 @@ What belongs here: `RedisState`, the Redis implementation of `gateway.core.limit
 its Lua scripts. Each limit check is one script (`ADMIT`: prune, count, decide, record, in one atomic
 step, so two replicas can never both take the last request of a window); ending a request is one
 more (`FINISH`: count the reported tokens, release the concurrency lease), only for a key with `tpm`
-or `max_concurrency`. A key without limits makes no Redis call: its requests reach the shared retry
-budget in one batch a second. Circuit openings, closings
-and Retry-After holds are written as keys that expire with them and published on one channel: every
-replica applies them to its own breaker and holds (`gateway.core.resilience`), so the hot path reads
-them from memory; a replica that (re)connects loads the keys first.
+or `max_concurrency`, sent without the request waiting for it. A key without limits makes no Redis
+call. Every request reaches the shared retry budget in one batch a second (not in the check). Both
+scripts go over `gateway.storage.resp.RespPipe`, one pipelined connection that costs a fraction of
+redis-py's asyncio client per call (redis-py serves everything else, and the hot path too for a URL
+the pipe does not take). Circuit openings, closings and Retry-After holds are written as keys that
+expire with them and published on one channel: every replica applies them to its own breaker and
+holds (`gateway.core.resilience`), so the hot path reads them from memory; a replica that
+(re)connects loads the keys first.
 
 Redis away or slow: every call is bounded by `SLUICE_REDIS_TIMEOUT`; the first failure switches to
 this process's own state (`LocalState`), logged once, shown by `/readyz` (`shared_state: degraded`,
@@ -27,54 +30,74 @@ import math
 import os
 import secrets
 import time
-from collections.abc import Awaitable
-from typing import TypeVar
+from collections.abc import Awaitable, Coroutine
+from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
+from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
 from gateway.core.limits import WINDOW, KeyLimits, LocalState, ResilienceEvent, Verdict
 from gateway.core.resilience import Resilience
+from gateway.storage.resp import ReplyError, RespPipe, open_pipe, pack, pipe_options
 
 log = logging.getLogger("sluice.shared")
 T = TypeVar("T")
 ERRORS = (RedisError, OSError, TimeoutError)
 LIMITED = {1: "requests", 2: "tokens", 3: "concurrency"}
 PROBE_INTERVAL = 1.0
+NAMES_KEPT = 10_000  # keys whose Redis key names are kept encoded (then the cache starts again)
 
 # Windows and leases run on Redis's clock (TIME), so replicas whose clocks differ still agree.
-# KEYS: requests hash, tokens hash, leases zset, budget counter of this second.
-# ARGV: (unused), rpm, tpm, max_concurrency, lease, lease ttl ms, window s, budget ttl s.
-# Returns: allowed, which limit (0 none), requests in window, ms until the oldest leaves, tokens, ms.
-ADMIT = """
+# A window is a hash: one field per second (its count), `s` (the sum of those fields) and `o` (the
+# oldest second counted). Pruning moves `o` forward past the seconds that left the window, so a
+# check reads two or three fields however busy the key is (not the whole minute), and each second
+# is stepped over once in all.
+WINDOWS = """
 local clock = redis.call('TIME')
 local now_ms = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 local now = math.floor(now_ms / 1000)
-local window = tonumber(ARGV[7])
-redis.call('INCR', KEYS[4])
-redis.call('EXPIRE', KEYS[4], tonumber(ARGV[8]))
-local rpm, tpm, maxc = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-if rpm == 0 and tpm == 0 and maxc == 0 then
-  return {1, 0, 0, 0, 0, 0}
-end
-local function total(key)
-  local sum, oldest = 0, nil
-  local flat = redis.call('HGETALL', key)
-  for i = 1, #flat, 2 do
-    local second = tonumber(flat[i])
-    if second <= now - window then
-      redis.call('HDEL', key, flat[i])
-    else
-      sum = sum + tonumber(flat[i + 1])
-      if oldest == nil or second < oldest then oldest = second end
+local function total(key, window)
+  local state = redis.call('HMGET', key, 's', 'o')
+  local oldest = tonumber(state[2])
+  if oldest == nil then return 0, 0 end
+  local sum, moved = tonumber(state[1]) or 0, false
+  while oldest <= now do
+    local count = tonumber(redis.call('HGET', key, oldest))
+    if count ~= nil and oldest > now - window then break end
+    if count ~= nil then
+      sum = sum - count
+      redis.call('HDEL', key, oldest)
     end
+    oldest, moved = oldest + 1, true
   end
-  if oldest == nil then return sum, 0 end
+  if oldest > now then
+    redis.call('HDEL', key, 's', 'o')
+    return 0, 0
+  end
+  if moved then redis.call('HSET', key, 's', sum, 'o', oldest) end
   return sum, (oldest + window) * 1000 - now_ms
 end
-local requests, requests_reset = total(KEYS[1])
-local tokens, tokens_reset = total(KEYS[2])
-local in_flight = 0
+local function add(key, amount, window)
+  redis.call('HINCRBY', key, now, amount)
+  redis.call('HINCRBY', key, 's', amount)
+  local oldest = tonumber(redis.call('HGET', key, 'o'))
+  if oldest == nil or oldest > now then redis.call('HSET', key, 'o', now) end
+  redis.call('EXPIRE', key, window + 1)
+end
+"""
+
+# KEYS: requests window, tokens window, leases zset. ARGV: rpm, tpm, max_concurrency (0: none),
+# lease, lease ttl ms, window s. Only the limits a key has are read (and requests counted for rpm).
+# Returns: allowed, which limit (0 none), requests in window, ms until the oldest leaves, tokens, ms.
+ADMIT = (
+    WINDOWS
+    + """
+local rpm, tpm, maxc = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local window = tonumber(ARGV[6])
+local requests, requests_reset, tokens, tokens_reset, in_flight = 0, 0, 0, 0, 0
+if rpm > 0 then requests, requests_reset = total(KEYS[1], window) end
+if tpm > 0 then tokens, tokens_reset = total(KEYS[2], window) end
 if maxc > 0 then
   redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now_ms)
   in_flight = redis.call('ZCARD', KEYS[3])
@@ -86,28 +109,28 @@ elseif maxc > 0 and in_flight >= maxc then which = 3 end
 if which > 0 then
   return {0, which, requests, requests_reset, tokens, tokens_reset}
 end
-redis.call('HINCRBY', KEYS[1], now, 1)
-redis.call('EXPIRE', KEYS[1], window + 1)
+if rpm > 0 then add(KEYS[1], 1, window) end
 if maxc > 0 then
-  redis.call('ZADD', KEYS[3], now_ms + tonumber(ARGV[6]), ARGV[5])
-  redis.call('PEXPIRE', KEYS[3], tonumber(ARGV[6]))
+  redis.call('ZADD', KEYS[3], now_ms + tonumber(ARGV[5]), ARGV[4])
+  redis.call('PEXPIRE', KEYS[3], tonumber(ARGV[5]))
 end
 if requests == 0 then requests_reset = window * 1000 end
 return {1, 0, requests, requests_reset, tokens, tokens_reset}
 """
+)
 
-# KEYS: tokens hash, leases zset. ARGV: (unused), tokens, lease ('' none), window s.
-FINISH = """
-local tokens = tonumber(ARGV[2])
-if tokens > 0 then
-  redis.call('HINCRBY', KEYS[1], tonumber(redis.call('TIME')[1]), tokens)
-  redis.call('EXPIRE', KEYS[1], tonumber(ARGV[4]) + 1)
-end
-if ARGV[3] ~= '' then redis.call('ZREM', KEYS[2], ARGV[3]) end
+# KEYS: tokens window, leases zset. ARGV: tokens, lease ('' none), window s.
+FINISH = (
+    WINDOWS
+    + """
+local tokens = tonumber(ARGV[1])
+if tokens > 0 then add(KEYS[1], tokens, tonumber(ARGV[3])) end
+if ARGV[2] ~= '' then redis.call('ZREM', KEYS[2], ARGV[2]) end
 return 1
 """
+)
 
-# ARGV: key prefix, now s, window s, ratio, min retries. Requests are counted by ADMIT.
+# ARGV: key prefix, now s, window s, ratio, min retries. Requests are counted by `_heartbeat`.
 RETRY = """
 local prefix, now, window = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local requests, retries = 0, 0
@@ -162,8 +185,13 @@ class RedisState:
         self._finish = self._client.register_script(FINISH)
         self._retry = self._client.register_script(RETRY)
         self._event = self._client.register_script(EVENT)
+        self._pipe_options = pipe_options(url)  # None: a URL the pipe does not take (redis-py then)
+        self._pipe: RespPipe | None = None  # the hot path's connection, opened by each session
+        self._names: dict[str, tuple[bytes, bytes, bytes]] = {}  # key -> its Redis key names
+        self._lease_arg = str(self._lease_ms).encode()
+        self._window_arg = str(WINDOW).encode()
         self.up = False
-        self._unsent_requests = 0  # requests of keys without limits, not yet added to the shared budget
+        self._unsent_requests = 0  # requests not yet added to the shared retry budget (once a second)
         self.failures = 0  # times Redis was lost (for /metrics)
         self._detail = "not connected yet"
         self._lost = asyncio.Event()
@@ -191,20 +219,47 @@ class RedisState:
             )
         self._lost.set()
 
+    def _keys(self, key: str) -> tuple[bytes, bytes, bytes]:
+        """`key`'s requests and tokens windows and its leases, as Redis key names."""
+        names = self._names.get(key)
+        if names is None:
+            if len(self._names) >= NAMES_KEPT:
+                self._names.clear()
+            p = self._prefix
+            names = (
+                f"{p}:requests:{key}".encode(),
+                f"{p}:tokens:{key}".encode(),
+                f"{p}:leases:{key}".encode(),
+            )
+            self._names[key] = names
+        return names
+
+    async def _run(self, script: AsyncScript, keys: tuple[bytes, ...], args: tuple[bytes, ...]) -> Any:
+        """One script: over the pipe (EVALSHA; EVAL when Redis lost the script), else redis-py."""
+        if self._pipe_options is None:
+            return await self._call(script(keys=keys, args=args))
+        pipe = self._pipe
+        if pipe is None:
+            raise ConnectionError("no connection to Redis")
+        numkeys = b"%d" % len(keys)
+        try:
+            return await pipe.call(pack(b"EVALSHA", script.sha.encode(), numkeys, *keys, *args))
+        except ReplyError as exc:
+            if not str(exc).startswith("NOSCRIPT"):
+                raise
+            assert isinstance(script.script, str)
+            return await pipe.call(pack(b"EVAL", script.script.encode(), numkeys, *keys, *args))
+
     async def admit(self, key: str, limits: KeyLimits, lease: str) -> Verdict:
         if not self.up:
             return self.local.admit_now(key, limits, lease)
-        if not limits.active:  # nothing to check: counted for the retry budget in the next batch
-            self._unsent_requests += 1
+        self._unsent_requests += 1  # the shared retry budget learns of it within a second
+        if not limits.active:
             return Verdict(True)
-        now_ms = int(time.time() * 1000)
-        p = self._prefix
-        keys = [f"{p}:rpm:{key}", f"{p}:tpm:{key}", f"{p}:leases:{key}", f"{p}:budget:req:{now_ms // 1000}"]
-        args: list[str | int | float] = [now_ms, limits.rpm or 0, limits.tpm or 0]
-        args += [limits.max_concurrency or 0, lease, self._lease_ms, WINDOW]
-        args.append(int(self._resilience.budget.window) + 2)
+        rpm, tpm, maxc = limits.rpm or 0, limits.tpm or 0, limits.max_concurrency or 0
+        args = (b"%d" % rpm, b"%d" % tpm, b"%d" % maxc, lease.encode(), self._lease_arg, self._window_arg)
         try:
-            found = await self._call(self._admit(keys=keys, args=args))
+            found = await self._run(self._admit, self._keys(key), args)
         except ERRORS as exc:
             self._lose(exc)
             return self.local.admit_now(key, limits, lease)
@@ -216,7 +271,7 @@ class RedisState:
             requests_reset=requests_ms / 1000,
             tokens=tokens,
             tokens_reset=tokens_ms / 1000,
-            lease=lease if allowed and limits.max_concurrency else None,
+            lease=lease if allowed and maxc else None,
             shared=True,
         )
 
@@ -227,14 +282,41 @@ class RedisState:
         if not self.up:  # the lease expires in Redis by itself; the tokens count here meanwhile
             self.local.finish_now(key, Verdict(True), tokens)
             return
-        p = self._prefix
-        keys = [f"{p}:tpm:{key}", f"{p}:leases:{key}"]
-        args: list[str | int | float] = [int(time.time() * 1000), tokens, verdict.lease or "", WINDOW]
+        _, tokens_key, leases_key = self._keys(key)
+        args = (b"%d" % tokens, (verdict.lease or "").encode(), self._window_arg)
         try:
-            await self._call(self._finish(keys=keys, args=args))
+            await self._run(self._finish, (tokens_key, leases_key), args)
         except ERRORS as exc:
             self._lose(exc)
             self.local.finish_now(key, Verdict(True), tokens)
+
+    def finish_soon(self, key: str, verdict: Verdict, tokens: int) -> None:
+        """Over the pipe: the command written now, its answer (or failure) handled by a callback;
+        else (redis-py, a script Redis lost) a task of `finish`."""
+        pipe = self._pipe
+        if not (verdict.shared and self.up and pipe is not None and not pipe.closed):
+            self._spawn(self.finish(key, verdict, tokens))  # per process, or redis-py
+            return
+        _, tokens_key, leases_key = self._keys(key)
+        args = (b"%d" % tokens, (verdict.lease or "").encode(), self._window_arg)
+        sha = self._finish.sha.encode()
+        future = pipe.call(pack(b"EVALSHA", sha, b"2", tokens_key, leases_key, *args))
+        future.add_done_callback(lambda done: self._finished(done, key, verdict, tokens))
+
+    def _finished(self, done: asyncio.Future[Any], key: str, verdict: Verdict, tokens: int) -> None:
+        exc = None if done.cancelled() else done.exception()
+        if exc is None:
+            return
+        if isinstance(exc, ReplyError) and str(exc).startswith("NOSCRIPT"):
+            self._spawn(self.finish(key, verdict, tokens))  # `_run` sends the script whole
+        elif isinstance(exc, ERRORS):
+            self._lose(exc)
+            self.local.finish_now(key, Verdict(True), tokens)
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def acquire_retry(self) -> bool:
         if not self.up:
@@ -262,9 +344,7 @@ class RedisState:
     def publish(self, event: ResilienceEvent) -> None:
         if not self.up:
             return
-        task = asyncio.get_running_loop().create_task(self._publish(event))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._spawn(self._publish(event))
 
     async def _publish(self, event: ResilienceEvent) -> None:
         payload = json.dumps(
@@ -317,6 +397,10 @@ class RedisState:
         listener = aioredis.Redis.from_url(self._url, socket_connect_timeout=self._timeout)
         pubsub = listener.pubsub(ignore_subscribe_messages=True)
         try:
+            if self._pipe_options is not None:
+                self._pipe = await open_pipe(self._pipe_options, self._timeout)
+                for script in (ADMIT, FINISH):
+                    await self._pipe.call(pack(b"SCRIPT", b"LOAD", script.encode()))
             await self._call(pubsub.subscribe(self._channel))
             async with asyncio.timeout(max(1.0, self._timeout * 10)):
                 await self._load()
@@ -336,14 +420,18 @@ class RedisState:
                     beat = loop.time()
                     await self._heartbeat()
         finally:
+            if self._pipe is not None:
+                self._pipe.close()
             with contextlib.suppress(*ERRORS):
                 await self._call(pubsub.aclose())  # type: ignore[no-untyped-call]
             with contextlib.suppress(*ERRORS):
                 await self._call(listener.aclose())
 
     async def _heartbeat(self) -> None:
-        """Once a second: Redis still answers, and the retry budget learns the requests of keys
-        without limits (batched: they cost no call of their own)."""
+        """Once a second: Redis still answers (the hot path's connection too), and the retry budget
+        learns this process's requests of the last second (batched: they cost no call of their own)."""
+        if self._pipe is not None and self._pipe.closed:
+            raise ConnectionError("the hot path's connection to Redis was lost")
         count, self._unsent_requests = self._unsent_requests, 0
         if not count:
             await self._call(self._client.ping())
@@ -385,6 +473,8 @@ class RedisState:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._pipe is not None:
+            self._pipe.close()
         with contextlib.suppress(*ERRORS):
             await self._client.aclose()
 

@@ -234,8 +234,10 @@ async def test_limits_hold_across_replicas(
         try:
 
             async def counted() -> bool:
-                counts = await redis.hgetall(f"{redis_prefix}:tpm:tpm-team")
-                return sum(int(v) for v in counts.values()) >= 100
+                # One field a second, plus `s` (their sum) and `o` (the oldest second counted).
+                counts = await redis.hgetall(f"{redis_prefix}:tokens:tpm-team")
+                seconds = sum(int(v) for k, v in counts.items() if k not in (b"s", b"o"))
+                return seconds >= 100 and int(counts[b"s"]) == seconds
 
             await until(counted, "both streams' tokens counted in Redis")
         finally:
