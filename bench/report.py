@@ -79,14 +79,29 @@ ROWS: tuple[Row, ...] = (
         _stat("total_ms", "p50"),
         "ms",
     ),
+    Row(
+        "paced stream (200 chunks, 1 ms apart), c=1, whole stream p50",
+        "paced_c1",
+        _stat("total_ms", "p50"),
+        "ms",
+    ),
+    Row(
+        "translation (Anthropic wire), paced stream (200 chunks, 1 ms apart), c=1, whole stream p50",
+        "trpaced_c1",
+        _stat("total_ms", "p50"),
+        "ms",
+    ),
 )
 ROWS_BY_LABEL = {r.label: r for r in ROWS}
 # The long streams' added cost per chunk, in µs: wall = (gateway - direct) whole-stream p50 over the
 # chunks; CPU = the gateway's CPU per stream over the chunks (the request's own fixed cost, a few µs
-# per chunk at most, is in both).
+# per chunk at most, is in both). The paced streams bring one event per network read (the realistic
+# case); the long ones many events per read.
 PER_CHUNK_ROWS = (
     ("pass-through stream, added cost per chunk", "long_c1"),
     ("translated stream, added cost per chunk", "trlong_c1"),
+    ("paced pass-through stream, added cost per chunk", "paced_c1"),
+    ("paced translated stream, added cost per chunk", "trpaced_c1"),
 )
 
 
@@ -218,8 +233,9 @@ class Target:
 
     `kind` says how: `added` = Sluice minus direct on the latency row `source`, at most `limit` ms;
     `faster` = Sluice / LiteLLM Proxy on the throughput row `source`, at least `limit`, and no
-    Sluice errors; `per_chunk` = Sluice's CPU per chunk of the long-stream scenario `source`, at most
-    `limit` µs; `fact` = Sluice / LiteLLM Proxy of the process fact `source`, at most `limit`.
+    Sluice errors; `per_chunk` = Sluice's CPU per chunk of the long- or paced-stream scenario
+    `source`, at most `limit` µs; `fact` = Sluice / LiteLLM Proxy of the process fact `source`, at
+    most `limit`.
     """
 
     issue: str
@@ -270,6 +286,13 @@ TARGETS: tuple[Target, ...] = (
         "translated stream: cost per chunk <= 50 µs (Sluice CPU, 1,000 chunks, c=1)",
         "per_chunk",
         "trlong_c1",
+        50,
+    ),
+    Target(
+        "15",
+        "translated stream, paced: cost per chunk <= 50 µs (Sluice CPU, 200 chunks 1 ms apart, c=1)",
+        "per_chunk",
+        "trpaced_c1",
         50,
     ),
     Target("15", "RSS after load <= 0.5x LiteLLM Proxy's", "fact", "rss_load_mb", 0.5),

@@ -290,13 +290,15 @@ def pid_of(run: Run, target: str) -> int:
 def warm_up(run: Run, target: str) -> None:
     """Every request kind at low concurrency, for `warmup` seconds or `warmup_requests` requests,
     whichever comes first (the first litellm call in a process takes about half a second). Streams
-    warm up with 20 chunks: a 1,000-chunk stream through LiteLLM Proxy at c=8 outlasts a round."""
+    warm up with 20 unpaced chunks: a 1,000-chunk stream through LiteLLM Proxy at c=8 outlasts a round."""
     seen: set[tuple[str, bool, str]] = set()
     for scenario in run.options.scenarios:
         if (scenario.wire, scenario.stream, scenario.api) in seen:
             continue
         seen.add((scenario.wire, scenario.stream, scenario.api))
-        spec = request_for(target, base_url(run, target), dataclasses.replace(scenario, chunks=20))
+        spec = request_for(
+            target, base_url(run, target), dataclasses.replace(scenario, chunks=20, chunk_delay_ms=0)
+        )
         for _ in range(5):  # litellm loads in the background: on a busy machine that outlasts one round
             result = drivers.run_loadgen(
                 "throughput",

@@ -3,7 +3,7 @@
 What belongs here: which scenarios exist (non-stream and stream on the OpenAI-wire pass-through,
 the Anthropic-wire translation path, the Responses API passed through, the Messages API passed
 through to an Anthropic-wire upstream; c=1 latency, c=64 throughput; 1,000-chunk streams at c=1
-for the added cost per chunk), and, for each target
+for the added cost per chunk, and paced streams, one event per network read), and, for each target
 (the fake upstream itself, Sluice, LiteLLM Proxy), the URL, body, headers and the marker a
 complete answer contains. Nothing here starts processes or sends traffic.
 """
@@ -37,6 +37,7 @@ class Scenario:
     concurrency: int
     api: Api = "chat"
     chunks: int = 20  # stream content frames the fake upstream sends (its `chunks=` directive)
+    chunk_delay_ms: int = 0  # the fake's pause between frames (`chunk_delay_ms=`): one event per read
 
     @property
     def metric(self) -> str:
@@ -97,6 +98,26 @@ SCENARIOS: tuple[Scenario, ...] = (
         1,
         chunks=1000,
     ),
+    Scenario(
+        "paced_c1",
+        "paced stream (200 chunks, 1 ms apart), c=1, whole stream",
+        "latency",
+        "openai",
+        True,
+        1,
+        chunks=200,
+        chunk_delay_ms=1,
+    ),
+    Scenario(
+        "trpaced_c1",
+        "translation (Anthropic wire), paced stream (200 chunks, 1 ms apart), c=1, whole stream",
+        "latency",
+        "anthropic",
+        True,
+        1,
+        chunks=200,
+        chunk_delay_ms=1,
+    ),
 )
 LONG_CHUNKS = 1000
 BY_ID = {s.id: s for s in SCENARIOS}
@@ -115,7 +136,8 @@ def request_for(target: str, base_url: str, scenario: Scenario) -> RequestSpec:
     """What `target` (listening at `base_url`) is sent in `scenario`."""
     headers: tuple[str, ...]
     # A body marker reaches the fake upstream through every gateway (it is part of the prompt).
-    prompt = PROMPT if scenario.chunks == 20 else f"{PROMPT} [[fake:chunks={scenario.chunks}]]"
+    directives = marker_of(scenario)
+    prompt = f"{PROMPT} {directives}" if directives else PROMPT
     messages = [{"role": "user", "content": prompt}]
     if scenario.api == "responses":
         return _responses_request(target, base_url, scenario)
@@ -144,6 +166,14 @@ def request_for(target: str, base_url: str, scenario: Scenario) -> RequestSpec:
     if scenario.stream:
         body["stream"] = True
     return RequestSpec(url, json.dumps(body), headers, marker, scenario.stream)
+
+
+def marker_of(scenario: Scenario) -> str:
+    """The body marker with the fake's directives for `scenario` (none for the default stream)."""
+    directives = [f"chunks={scenario.chunks}"] if scenario.chunks != 20 else []
+    if scenario.chunk_delay_ms:
+        directives.append(f"chunk_delay_ms={scenario.chunk_delay_ms}")
+    return f"[[fake:{','.join(directives)}]]" if directives else ""
 
 
 def _responses_request(target: str, base_url: str, scenario: Scenario) -> RequestSpec:

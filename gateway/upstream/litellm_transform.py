@@ -22,7 +22,6 @@ sent: the translation refused the input, the client's fault). litellm itself is 
 
 from __future__ import annotations
 
-import asyncio
 import copy
 from collections import deque
 from collections.abc import AsyncIterator, Callable
@@ -47,6 +46,7 @@ from gateway.upstream.base import (
     retry_after,
 )
 from gateway.upstream.causes import Cause
+from gateway.upstream.idle import IdleDeadline
 from gateway.upstream.limits import MAX_BODY_BYTES, CappedTransport
 from gateway.upstream.litellm_errors import CURRENT_CALL, Call, MarkSent, map_error
 from gateway.upstream.openai_wire import MAX_ERROR_BYTES, _error_code, _read_capped, _transport_error
@@ -617,6 +617,7 @@ class Lines:
         self._ready: deque[str] = deque()
         self._data_only = data_only
         self._ended = False
+        self._deadline = IdleDeadline()
 
     @property
     def drained(self) -> bool:
@@ -635,10 +636,11 @@ class Lines:
 
     async def _read(self) -> None:
         try:
-            async with asyncio.timeout(self.limit):
+            with self._deadline.after(self.limit):
                 text = await anext(self._text)
         except StopAsyncIteration:
             self._ended = True
+            self._deadline.close()
             self._keep(self._splitter.flush())
             return
         except TimeoutError:

@@ -35,6 +35,7 @@ from gateway.upstream.base import (
 )
 from gateway.upstream.causes import Cause, classify
 from gateway.upstream.error_codes import OTHER, known_code
+from gateway.upstream.idle import IdleDeadline
 from gateway.upstream.limits import MAX_BODY_BYTES, MAX_LINE_BYTES, AnswerRefused, CappedTransport
 from gateway.upstream.transport import MAX_CONNECTIONS_PER_HOST, FastTransport
 
@@ -192,6 +193,7 @@ class RelayStream:
             self._see(b"", self._rest)
         pending_line = 0
         raw = self._raw
+        deadline = IdleDeadline().after(self._idle)
         try:
             if self._rest:
                 cut = _error_event_at(self._rest, shape)
@@ -204,7 +206,7 @@ class RelayStream:
                 yield self._rest
             while True:
                 try:
-                    async with asyncio.timeout(self._idle):
+                    with deadline:
                         chunk = await anext(raw)
                 except StopAsyncIteration:
                     break
@@ -228,6 +230,7 @@ class RelayStream:
         except httpx.HTTPError as exc:
             raise UpstreamStreamError(f"the upstream stream broke ({type(exc).__name__})") from None
         finally:
+            deadline.close()
             await self._response.aclose()
         if not (self._finished if marked else DONE_MARK in tail):
             raise UpstreamStreamError("the upstream closed the stream before it finished")

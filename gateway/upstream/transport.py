@@ -27,6 +27,7 @@ transport; without httpx's client it costs what aiohttp does.
 from __future__ import annotations
 
 import asyncio
+import math
 import ssl
 from collections import deque
 from collections.abc import AsyncIterator
@@ -74,6 +75,10 @@ class _Connection(asyncio.Protocol):
         self.closed = False
         self.counted = True  # in `origin.open` until `_gone()`
         self.reused = False
+        # The read deadline: one timer per connection, re-armed lazily (see `wait`).
+        self._deadline = math.inf
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = math.inf
         self.reset()
 
     def reset(self) -> None:
@@ -168,13 +173,42 @@ class _Connection(asyncio.Protocol):
             waiter.set_result(None)
 
     async def wait(self, deadline: float | None) -> None:
+        """Wait for the next parser event; TimeoutError after `deadline` seconds without one.
+
+        A stream waits once per network read, so the deadline is not a timer per wait (asyncio's
+        `timeout` makes and cancels one each time): each wait moves `_deadline`, and the one timer
+        the connection holds, when it fires early, re-arms itself for the deadline as it now is."""
         loop = asyncio.get_running_loop()
-        self._waiter = loop.create_future()
+        waiter = self._waiter = loop.create_future()
+        self._deadline = math.inf if deadline is None else loop.time() + deadline
+        if self._deadline < self._timer_at:  # no timer, or one set for a longer deadline
+            self._arm(loop)
         try:
-            async with asyncio.timeout(deadline):
-                await self._waiter
+            await waiter
         finally:
             self._waiter = None
+
+    def _expire(self) -> None:
+        self._timer, self._timer_at = None, math.inf
+        waiter = self._waiter
+        if waiter is None or waiter.done() or self._deadline == math.inf:
+            return  # nobody waits, or without a deadline: the next wait with one arms a timer
+        loop = waiter.get_loop()
+        if loop.time() < self._deadline:
+            self._arm(loop)
+        else:
+            waiter.set_exception(TimeoutError())
+
+    def _arm(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._disarm()
+        self._timer_at = self._deadline
+        self._timer = loop.call_at(self._deadline, self._expire)
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_at = math.inf
 
     def take(self) -> bytes:
         """Every body byte buffered so far, as one piece: what one network read brought (a stream's
@@ -194,6 +228,7 @@ class _Connection(asyncio.Protocol):
     def close(self) -> None:
         self.closed = True
         self._gone()
+        self._disarm()
         if self.transport is not None:
             self.transport.close()
 

@@ -117,6 +117,47 @@ async def test_no_headers_in_time_is_a_read_timeout(fake: FakeUpstream) -> None:
             await http.post(f"{fake.url}/v1/chat/completions", json=chat("[[fake:delay_ms=3000]]"))
 
 
+async def test_the_read_deadline_counts_from_the_last_read_not_the_first(fake: FakeUpstream) -> None:
+    # 12 pieces 60 ms apart outlast the 0.3 s read timeout in all, never between two reads.
+    async with (
+        client(read=0.3) as http,
+        http.stream(
+            "POST",
+            f"{fake.url}/v1/chat/completions",
+            json=chat("[[fake:chunks=12,chunk_delay_ms=60]]", stream=True),
+        ) as response,
+    ):
+        raw = b"".join([chunk async for chunk in response.aiter_raw()])
+    assert raw.rstrip().endswith(b"data: [DONE]")
+
+
+async def test_a_stream_that_stalls_after_some_reads_is_a_read_timeout(fake: FakeUpstream) -> None:
+    async with (
+        client(read=0.2) as http,
+        http.stream(
+            "POST",
+            f"{fake.url}/v1/chat/completions",
+            json=chat("[[fake:chunks=5,chunk_delay_ms=20,stall_after=4]]", stream=True),
+        ) as response,
+    ):
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(httpx.ReadTimeout):
+            async for _ in response.aiter_raw():
+                pass
+        assert asyncio.get_running_loop().time() - started < 2.0
+
+
+async def test_a_shorter_read_deadline_on_a_reused_connection_is_kept(fake: FakeUpstream) -> None:
+    transport = FastTransport()
+    async with httpx.AsyncClient(transport=transport) as http:
+        url = f"{fake.url}/v1/chat/completions"
+        await http.post(url, json=chat(), timeout=httpx.Timeout(30.0))  # arms a 30 s timer
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(httpx.ReadTimeout):
+            await http.post(url, json=chat("[[fake:delay_ms=3000]]"), timeout=httpx.Timeout(0.2))
+        assert asyncio.get_running_loop().time() - started < 2.0
+
+
 async def test_closed_port_is_a_connect_error(fake: FakeUpstream) -> None:
     port = fake.port
     await fake.stop()
