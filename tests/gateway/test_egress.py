@@ -239,7 +239,7 @@ def test_guard_refuses_non_loopback_in_this_process() -> None:
         sock.connect(("93.184.215.14", 443))
 
 
-MEDIA_CHILD_MAIN = r'''
+MEDIA_CHILD_MAIN = r"""
 FAKE_URL, TRAP_PORT = sys.argv[1], int(sys.argv[2])
 PUBLIC = "https://images.sluice-egress-probe.com/cat.png"
 URLS = {
@@ -274,7 +274,7 @@ async def main():
 
 
 asyncio.run(main())
-'''
+"""
 
 
 def media_child() -> str:

@@ -408,7 +408,6 @@ def test_i9_a_header_block_that_never_ends_is_refused_before_it_is_all_buffered(
 in_module_loop = pytest.mark.asyncio(loop_scope="module")
 
 
-
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def shared_app(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[App]:
     async with demo_app(DEMO_CONFIG, tmp_path_factory.mktemp("limits-app")) as app:

@@ -20,7 +20,6 @@ RESPONSES = "/v1/responses"
 in_module_loop = pytest.mark.asyncio(loop_scope="module")
 
 
-
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def shared_app(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[App]:
     async with demo_app(DEMO_CONFIG, tmp_path_factory.mktemp("responses-limits")) as app:

@@ -171,7 +171,7 @@ DOCUMENTED_REFUSALS: dict[tuple[str, str, str], str] = {
     ),
     **{
         (api, "feature_not_allowed", "the request uses"): (
-            "a data path (DESIGN.md \"Data paths\": `store`, `web_search_options`, prompt-cache retention, "
+            'a data path (DESIGN.md "Data paths": `store`, `web_search_options`, prompt-cache retention, '
             "hosted or MCP tools) whose facts no deployment of the model satisfies under the effective "
             "policy: the refusal Sluice exists to make"
         )
@@ -221,7 +221,7 @@ DOCUMENTED_REFUSALS: dict[tuple[str, str, str], str] = {
     **{
         (api, "feature_not_allowed", "remote_mcp: the MCP server host"): (
             "an MCP tool whose server host is not one of the config's `tool_hosts` (DESIGN.md \"Data "
-            "paths\", `remote_mcp`): the provider would send request data to a host nobody vetted"
+            'paths", `remote_mcp`): the provider would send request data to a host nobody vetted'
         )
         for api in ("responses", "messages")
     },
