@@ -14,7 +14,8 @@ whose circuit is open or that asked to wait (Retry-After), and stops when the re
 invalid is the client's 400 and counts against none of them (`client_fault` in the upstream errors).
 Before the first attempt, the failover loop checks the key's limits (`gateway/core/limits.py`: 429
 `rate_limited`, recorded in the ledger); the audit record of the request's end counts the tokens
-the upstream reported and releases its concurrency lease.
+the upstream reported and releases its concurrency lease. A one-answer response makes that record
+once it has been sent (`RecordedResponse`): the record, its hash and the metrics are off the latency path.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from typing import Any, Protocol, TypeVar
 import anyio
 import orjson
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from gateway.config import Config
 from gateway.core.auth import KeyRecord
@@ -159,8 +161,10 @@ class Call:
         response_id: str | None = None,
         *,
         served_by: Deployment | None = None,
+        ended: float | None = None,
         **fields: Any,
     ) -> AuditEvent:
+        """The request's audit record; `ended`: when its answer was ready (default: now)."""
         extra = {**self.sensitive.ledger(), **self._paths_ledger(served_by)}
         if response_id is not None:  # an upstream id, for `previous_response_id` (metadata only)
             extra["response_id"] = response_id[:256]
@@ -174,7 +178,7 @@ class Call:
             decision=decision,
             status=status,
             stream=self.parsed.stream,
-            latency_ms=round((time.perf_counter() - self.started) * 1000, 3),
+            latency_ms=round(((ended or time.perf_counter()) - self.started) * 1000, 3),
             extra=extra,
             **fields,
         )
@@ -187,6 +191,24 @@ class Call:
         if dep is not None and sends_store_false(self.paths, dep):
             found["store_false"] = True
         return found
+
+
+class RecordedResponse(Response):
+    """A non-stream answer whose audit record (with the metrics counted from it and the key's lease
+    released) is made once the answer has been sent: off the request's latency path, and made
+    whatever happens to the send (an error, a cancellation). Its latency is the answer's, not the send's."""
+
+    media_type = "application/json"
+
+    def __init__(self, content: bytes, *, headers: dict[str, str], record: Callable[[], None]) -> None:
+        super().__init__(content, headers=headers)
+        self._record = record
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._record()
 
 
 class Upstream(Protocol):
@@ -318,6 +340,7 @@ class ChatService:
         status: int,
         attempts: int,
         response_id: str | None = None,
+        ended: float | None = None,
         **fields: Any,
     ) -> None:
         self._release(call, (fields.get("prompt_tokens") or 0) + (fields.get("completion_tokens") or 0))
@@ -327,6 +350,7 @@ class ChatService:
                 status,
                 response_id,
                 served_by=dep,
+                ended=ended,
                 served_model=plan.alias,
                 deployment=dep.id,
                 upstream_model=dep.config.model,
@@ -520,10 +544,22 @@ class ChatService:
         wire.attach(result, privacy)
         answer_id = self._continuations.keep(wire.answer_id(result), call.key.name, dep)
         prompt, completion = _tokens(result.get("usage"))
-        self._served(
-            call, plan, dep, 200, attempt, answer_id, prompt_tokens=prompt, completion_tokens=completion
-        )
-        return Response(orjson.dumps(result), headers=headers, media_type="application/json")
+        ended = time.perf_counter()
+
+        def record() -> None:
+            self._served(
+                call,
+                plan,
+                dep,
+                200,
+                attempt,
+                answer_id,
+                ended,
+                prompt_tokens=prompt,
+                completion_tokens=completion,
+            )
+
+        return RecordedResponse(orjson.dumps(result), headers=headers, record=record)
 
     async def stream(
         self, call: Call, origin: str | None = None, upstream: Upstream | None = None

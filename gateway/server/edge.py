@@ -23,7 +23,6 @@ dependency solving and FastAPI's request wrapping were a measurable share of the
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import ExitStack
@@ -101,6 +100,36 @@ async def _disconnected(receive: Receive, body_read: asyncio.Event) -> None:
         continue
 
 
+async def _unless_gone(work: Awaitable[Response | None], gone: Awaitable[None]) -> Response | None:
+    """`work`'s response, run in the request's own task; None when `gone` returns first (the client
+    left): `work` is cancelled then, abandoning its upstream call (the pipeline records it)."""
+    task = asyncio.current_task()
+    assert task is not None
+    running, left = True, False
+
+    def leave(watcher: asyncio.Future[None]) -> None:
+        nonlocal left
+        if running and not watcher.cancelled():
+            left = True
+            task.cancel()
+
+    watcher = asyncio.ensure_future(gone)
+    watcher.add_done_callback(leave)
+    try:
+        response = await work
+    except asyncio.CancelledError:
+        if not left or task.uncancel() > 0:  # cancelled from outside too: that one goes on
+            raise
+        return None
+    finally:
+        running = False
+        watcher.cancel()
+    if left:  # the work ignored the cancellation and answered: nobody is there to take it
+        task.uncancel()
+        return None
+    return response
+
+
 class Guarded:
     """The ASGI app of one pipeline route: `handler` run inside the edge's guards; its errors (and
     the edge's own) rendered by `render`, in the envelope of the route's API."""
@@ -155,16 +184,7 @@ class Guarded:
 
         request = Request(scope, tracked)
         inbound = Inbound(request, services, new_request_id(request), started, claims)
-        work = asyncio.ensure_future(self._handle(inbound))
-        gone = asyncio.ensure_future(_disconnected(receive, body_read))
-        await asyncio.wait((work, gone), return_when=asyncio.FIRST_COMPLETED)
-        if work.done():
-            gone.cancel()
-            return work.result()
-        work.cancel()  # the client left: abandon the upstream call (the pipeline records it)
-        with contextlib.suppress(asyncio.CancelledError):
-            await work
-        return None
+        return await _unless_gone(self._handle(inbound), _disconnected(receive, body_read))
 
     async def _handle(self, inbound: Inbound) -> Response | None:
         try:

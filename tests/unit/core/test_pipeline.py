@@ -4,6 +4,7 @@ seam behind the real OpenAI-wire adapter; the config, catalog and router are the
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -12,6 +13,8 @@ import httpx
 import orjson
 import pytest
 import respx
+from starlette.responses import Response
+from starlette.types import Message
 
 from gateway.config import check, parse_config
 from gateway.core.auth import KeyRecord
@@ -88,8 +91,22 @@ async def run(chat: ChatService, parsed: ParsedRequest) -> httpx.Response:
     if hasattr(response, "body_iterator"):
         body = b"".join([bytes(piece) async for piece in response.body_iterator])  # type: ignore[misc]
     else:
-        body = bytes(response.body)
+        body = await sent(response)
     return httpx.Response(response.status_code, headers=dict(response.headers), content=body)
+
+
+async def sent(response: Response) -> bytes:
+    """A one-answer response sent as the edge sends it (its audit record is made once sent)."""
+    messages: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "http.disconnect"}
+
+    async def send(message: Message) -> None:
+        messages.append(message)
+
+    await response({"type": "http"}, receive, send)
+    return b"".join(m.get("body", b"") for m in messages if m["type"] == "http.response.body")
 
 
 async def test_a_served_request_carries_badges_and_one_audit_record(
@@ -197,3 +214,39 @@ async def test_a_stream_puts_privacy_on_its_first_chunk_and_records_when_it_ends
     assert events[-1] == b"[DONE]"
     [event] = audit.events
     assert (event.status, event.stream, event.completion_tokens) == (200, True, 1)
+
+
+async def test_a_one_answer_response_is_recorded_once_sent_with_the_latency_of_the_answer(
+    service: tuple[ChatService, MemoryAuditSink], upstream: respx.MockRouter
+) -> None:
+    chat, audit = service
+    upstream.post(f"{FIRST}/chat/completions").respond(200, json=COMPLETION)
+    started = time.perf_counter()
+    response = await chat.run(Endpoint.CHAT, KEY, request(), request_id="req-unit", started=started)
+    assert audit.events == []  # recorded once the answer has been sent, off its latency path
+    ready = time.perf_counter()
+    await asyncio.sleep(0.05)  # a slow send: not part of the answer's latency
+    assert orjson.loads(await sent(response))["privacy"]["channel"] == "self_hosted.vllm"
+    [event] = audit.events
+    assert event.status == 200
+    assert 0 < event.latency_ms <= (ready - started) * 1000
+
+
+async def test_a_one_answer_response_is_recorded_when_its_send_fails(
+    service: tuple[ChatService, MemoryAuditSink], upstream: respx.MockRouter
+) -> None:
+    chat, audit = service
+    upstream.post(f"{FIRST}/chat/completions").respond(200, json=COMPLETION)
+    started = time.perf_counter()
+    response = await chat.run(Endpoint.CHAT, KEY, request(), request_id="req-unit", started=started)
+
+    async def receive() -> Message:
+        return {"type": "http.disconnect"}
+
+    async def broken(message: Message) -> None:
+        raise OSError("connection reset")
+
+    with pytest.raises(OSError):
+        await response({"type": "http"}, receive, broken)
+    [event] = audit.events
+    assert (event.status, event.deployment) == (200, "local#0")
