@@ -33,6 +33,7 @@ if __package__ in (None, ""):  # run as `python bench/ab.py`: make `bench` impor
 
 from bench import procs
 from bench.loadgen import BlockingConnection, build_target
+from bench.run import demo_command
 from bench.scenarios import BY_ID, SLUICE, request_for
 
 DEFAULT_SCENARIOS = ("ns_c1", "st_c1", "rs_c1", "msg_c1")
@@ -56,25 +57,9 @@ def cpu_ns(pid: int) -> int:
 
 def sluice(checkout: Path, upstream: str, port: int, wrapper: Sequence[str] = ()) -> list[str]:
     python = checkout / ".venv" / "bin"
-    command = (
-        [str(python / "python"), str(python / "sluice"), "demo"]
-        if wrapper
-        else [str(python / "sluice"), "demo"]
-    )
-    return [
-        *wrapper,
-        *command,
-        "--config",
-        str(checkout / "bench" / "sluice-bench.yaml"),
-        "--upstream",
-        upstream,
-        "--host",
-        procs.HOST,
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-    ]
+    base = [str(python / "python"), str(python / "sluice")] if wrapper else [str(python / "sluice")]
+    config = checkout / "bench" / "sluice-bench.yaml"
+    return [*wrapper, *demo_command(base, config, upstream, port, 1)]
 
 
 def connection(server: procs.Server, scenario: str) -> BlockingConnection:

@@ -208,11 +208,16 @@ def versions(skip_litellm: bool) -> dict[str, str]:
 def sluice_command(upstream: str, port: int, workers: int) -> list[str]:
     exe = Path(sys.executable).with_name("sluice")
     base = [str(exe)] if exe.exists() else [sys.executable, "-m", "gateway.cli.main"]
+    return demo_command(base, SLUICE_CONFIG, upstream, port, workers)
+
+
+def demo_command(base: Sequence[str], config: Path, upstream: str, port: int, workers: int) -> list[str]:
+    """`sluice demo` as the bench starts it: `base` runs the CLI (an executable, or python and it)."""
     return [
         *base,
         "demo",
         "--config",
-        str(SLUICE_CONFIG),
+        str(config),
         "--upstream",
         upstream,
         "--host",
