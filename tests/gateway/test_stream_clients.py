@@ -169,9 +169,13 @@ class RawStream:
         return int(status_line.split(" ")[1]), headers
 
     def hang_up(self) -> float:
-        """Close the socket now; the moment it was closed, on the fake upstream's clock."""
+        """Close the socket now; the moment just before it closed, on the fake upstream's clock.
+
+        Read before the close: Sluice (another process) may see the hang-up and close its upstream
+        call before this thread runs again, so a clock read after the close can come too late."""
+        left = time.time()
         self.sock.close()
-        return time.time()
+        return left
 
 
 def stream_body(model: str, tag: str, directives: str) -> dict[str, Any]:
