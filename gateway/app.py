@@ -40,6 +40,7 @@ from gateway.observability.audit import AuditSink
 from gateway.observability.logs import install_redaction
 from gateway.observability.metrics import GatewayMetrics, InFlight, MetricsSink, RequestMetrics
 from gateway.server.bodybudget import BodyBudget
+from gateway.server.dispatch import DispatchingApp
 from gateway.server.edge import EdgeGuard
 from gateway.server.key_slots import KeySlots
 from gateway.settings import Settings
@@ -264,8 +265,9 @@ def _lifespan(services: Services) -> Callable[[FastAPI], AbstractAsyncContextMan
 
 
 def build_app(services: Services) -> FastAPI:
-    """The ASGI app over `services`: lifespan, the edge's guard, the route table, the error handlers."""
-    app = FastAPI(
+    """The ASGI app over `services`: lifespan, the edge's guard, the route table, the error handlers
+    (the pipeline routes dispatched in front of FastAPI's middleware: `gateway.server.dispatch`)."""
+    app = DispatchingApp(
         title="Sluice",
         version="0.1.0",
         lifespan=_lifespan(services),

@@ -2,7 +2,8 @@
 
 What belongs here: `EdgeGuard`, the outermost middleware of the app: it counts every response for
 `GET /metrics` and refuses a request whose headers are past Envoy's edge limits (431) before
-anything else reads it; it guards and never dispatches. And `Guarded`, the ASGI app that runs each
+anything else reads it; it guards and never dispatches (the pipeline routes are dispatched in front
+of it, `gateway.server.dispatch`, which does the same two things for them). And `Guarded`, the ASGI app that runs each
 pipeline route of `gateway.api.routes` (chat, embeddings): the in-flight cap (past it, a fast 429
 with Retry-After rather than an unbounded queue), the request id, the answer to the body deadline
 (a body that trickles in would hold a slot of the cap: it must arrive whole within
@@ -59,7 +60,8 @@ Handler = Callable[[Inbound], Awaitable[Response]]
 Renderer = Callable[..., Response]  # `gateway.errors.render`, or an API's own envelope (`render_anthropic`)
 
 
-def _headers_too_large(scope: Scope) -> bool:
+def headers_too_large(scope: Scope) -> bool:
+    """Past Envoy's edge limits: more header lines, or more header bytes, than it accepts."""
     headers = scope["headers"]
     return len(headers) > MAX_HEADERS or sum(len(k) + len(v) for k, v in headers) > MAX_HEADER_BYTES
 
@@ -76,7 +78,7 @@ class EdgeGuard:
             await self.app(scope, receive, send)
             return
         send = self._counted(scope["path"], send)
-        if _headers_too_large(scope):
+        if headers_too_large(scope):
             await render(HeadersTooLarge(HEADERS_LIMIT))(scope, receive, send)
             return
         await self.app(scope, receive, send)
