@@ -126,7 +126,9 @@ class DispatchingApp(FastAPI):
                 raise
             await self._answer(exc, scope, receive, send, edge_send)
 
-    async def _answer(self, exc: Exception, scope: Scope, receive: Receive, send: Send, counted: Send) -> None:
+    async def _answer(
+        self, exc: Exception, scope: Scope, receive: Receive, send: Send, counted: Send
+    ) -> None:
         """What the error middleware answered for `exc`, raised before the response started."""
         handler = _handler_for(self.exception_handlers, exc)
         if handler is not None:  # ExceptionMiddleware's, inside EdgeGuard: counted

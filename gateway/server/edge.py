@@ -3,18 +3,17 @@
 What belongs here: `EdgeGuard`, the outermost middleware of the app: it counts every response for
 `GET /metrics` and refuses a request whose headers are past Envoy's edge limits (431) before
 anything else reads it; it guards and never dispatches (the pipeline routes are dispatched in front
-of it, `gateway.server.dispatch`, which does the same two things for them). And `Guarded`, the ASGI app that runs each
-pipeline route of `gateway.api.routes` (chat, embeddings): the in-flight cap (past it, a fast 429
-with Retry-After rather than an unbounded queue), the request id, the answer to the body deadline
-(a body that trickles in would hold a slot of the cap: it must arrive whole within
+of it, `gateway.server.dispatch`, which does the same two things for them). And `Guarded`, the ASGI
+app that runs each pipeline route of `gateway.api.routes` (chat, embeddings): the in-flight cap
+(past it, a fast 429 with Retry-After rather than an unbounded queue), the request id, the answer to
+the body deadline (a body that trickles in would hold a slot of the cap: it must arrive whole within
 `SLUICE_BODY_TIMEOUT`, else a 408; the deadline itself is timed by the HTTP protocol,
 `gateway.server.uvicorn_deadlines`, which hands it over in the scope; only under another ASGI server
-does the edge time it), cancelling the handler's
-work when the client disconnects before its response starts (a stream that runs notices a gone
-client itself: `gateway.server.responses`), and the request's claims (its key's slot, its body
-bytes): context managers the handler enters into `Inbound.claims`, one `ExitStack` that closes
-once the response has been sent, whatever happened in between. Errors render exactly as the app's
-handlers render them.
+does the edge time it), cancelling the handler's work when the client disconnects before its
+response starts (a stream that runs notices a gone client itself: `gateway.server.responses`), and
+the request's claims (its key's slot, its body bytes): context managers the handler enters into
+`Inbound.claims`, one `ExitStack` that closes once the response has been sent, whatever happened in
+between. Errors render exactly as the app's handlers render them.
 
 Why pipeline routes are plain Starlette routes with this frame rather than FastAPI routes:
 dependency solving and FastAPI's request wrapping were a measurable share of the per-request CPU

@@ -39,31 +39,40 @@ class _ClientGone(Exception):
 
 
 class RelayResponse(StreamingResponse):
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        gone = False
-        sent = 0
+    gone = False  # set by the receive watch once the client has disconnected
 
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         async def watched() -> Message:
-            nonlocal gone
             message = await receive()
             if message["type"] == "http.disconnect":
-                gone = True
+                self.gone = True
             return message
 
-        async def checked(message: Message) -> None:
-            nonlocal sent
-            if gone:
-                raise _ClientGone
-            await send(message)
-            sent += 1
-            if sent % BURST == 0:
-                await asyncio.sleep(0)  # let the loop run: I/O events, the disconnect watch, others
-
         try:
-            await super().__call__(scope, watched, checked)
+            await super().__call__(scope, watched, send)
         except _ClientGone:
             pass  # the client left; closing the body below records it and closes the upstream call
         finally:
             close = getattr(self.body_iterator, "aclose", None)
             if close is not None:
                 await close()
+
+    async def stream_response(self, send: Send) -> None:
+        """Starlette's loop, with the client-gone check and the burst pause in it (a wrapper of
+        `send` would add a Python call to every chunk's way out)."""
+        if self.gone:
+            raise _ClientGone
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        sent = 1
+        async for chunk in self.body_iterator:
+            if self.gone:
+                raise _ClientGone
+            if not isinstance(chunk, bytes | memoryview):
+                chunk = chunk.encode(self.charset)
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            sent += 1
+            if sent % BURST == 0:
+                await asyncio.sleep(0)  # let the loop run: I/O events, the disconnect watch, others
+        if self.gone:
+            raise _ClientGone
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
