@@ -3,10 +3,11 @@
 What belongs here: the table only, in the order the app matches it (and a 404 lists the public paths
 in). The pipeline routes (chat, embeddings, responses, messages) are Starlette routes run inside the
 edge's guards (`gateway.server.edge.Guarded`: the in-flight cap, the body deadline, the request's
-claims); the others are FastAPI routes whose handlers reach the services through dependencies. Each handler
-lives in its API's module; the admin routes are also guarded by `gateway.api.admin.AdminGuard`,
-before routing. The transparency pages come last (the API paths are matched first), and only when
-they are on (`SLUICE_PAGES`).
+claims), which the app dispatches before FastAPI's middleware and router (`gateway.server.dispatch`:
+their POSTs; any other method or path is the router's); the others are FastAPI routes whose handlers
+reach the services through dependencies. Each handler lives in its API's module; the admin routes
+are also guarded by `gateway.api.admin.AdminGuard`, before routing. The transparency pages come last
+(the API paths are matched first), and only when they are on (`SLUICE_PAGES`).
 """
 
 from __future__ import annotations

@@ -44,7 +44,8 @@ from gateway.observability.metrics import HttpResponses
 from gateway.server.edge import EdgeGuard, Guarded, headers_too_large
 from gateway.server.request_body import HEADERS_LIMIT
 
-REPLICATED = frozenset({EdgeGuard, AdminGuard})  # the middleware whose work the shortcut does itself
+# The middleware whose work the shortcut does itself.
+REPLICATED: frozenset[object] = frozenset({EdgeGuard, AdminGuard})
 
 
 def direct_routes(routes: list[Any]) -> dict[str, Guarded]:
@@ -86,7 +87,8 @@ class DispatchingApp(FastAPI):
     _responses: HttpResponses | None = None
 
     def build_middleware_stack(self) -> ASGIApp:
-        replicated = {m.cls for m in self.user_middleware} == REPLICATED and not self.root_path
+        middleware: set[object] = {m.cls for m in self.user_middleware}
+        replicated = middleware == REPLICATED and not self.root_path
         self._direct = direct_routes(self.router.routes) if replicated else {}
         self._responses = self.state.sluice.metrics.http if self._direct else None
         return super().build_middleware_stack()

@@ -102,13 +102,14 @@ def test_the_shortcut_is_taken_only_with_the_middleware_it_replicates(shortcut: 
 
 
 def answers(handler: Callable[[Inbound], Any], **request: Any) -> list[tuple[int, Any, Any]]:
-    """(status, body, request-id header presence and counts) through the shortcut, then without it."""
+    """(status, body, (has a request id, statuses counted)): through the shortcut, then without it."""
     out = []
     for shortcut in (True, False):
         app, counted = app_with(handler, shortcut=shortcut)
         with TestClient(app, raise_server_exceptions=False) as client:
             response = client.request(**{"method": "POST", "url": PATH, **request})
-        out.append((response.status_code, response.json(), ("x-request-id" in response.headers, counted.seen)))
+        marks = ("x-request-id" in response.headers, counted.seen)
+        out.append((response.status_code, response.json(), marks))
     return out
 
 
