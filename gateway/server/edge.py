@@ -34,6 +34,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.core.services import Services
 from gateway.errors import HeadersTooLarge, RateLimited, RequestTimeout, SluiceError, render
+from gateway.server.gone import disconnected, unless_gone
 from gateway.server.request_body import (
     BODY_DEADLINE,
     HEADERS_LIMIT,
@@ -97,38 +98,7 @@ class EdgeGuard:
 async def _disconnected(receive: Receive, body_read: asyncio.Event) -> None:
     """Return when the client disconnects (only listened for once the body has been read)."""
     await body_read.wait()
-    while (await receive())["type"] != "http.disconnect":
-        continue
-
-
-async def _unless_gone(work: Awaitable[Response | None], gone: Awaitable[None]) -> Response | None:
-    """`work`'s response, run in the request's own task; None when `gone` returns first (the client
-    left): `work` is cancelled then, abandoning its upstream call (the pipeline records it)."""
-    task = asyncio.current_task()
-    assert task is not None
-    running, left = True, False
-
-    def leave(watcher: asyncio.Future[None]) -> None:
-        nonlocal left
-        if running and not watcher.cancelled():
-            left = True
-            task.cancel()
-
-    watcher = asyncio.ensure_future(gone)
-    watcher.add_done_callback(leave)
-    try:
-        response = await work
-    except asyncio.CancelledError:
-        if not left or task.uncancel() > 0:  # cancelled from outside too: that one goes on
-            raise
-        return None
-    finally:
-        running = False
-        watcher.cancel()
-    if left:  # the work ignored the cancellation and answered: nobody is there to take it
-        task.uncancel()
-        return None
-    return response
+    await disconnected(receive)
 
 
 class Guarded:
@@ -185,7 +155,7 @@ class Guarded:
 
         request = Request(scope, tracked)
         inbound = Inbound(request, services, new_request_id(request), started, claims)
-        return await _unless_gone(self._handle(inbound), _disconnected(receive, body_read))
+        return await unless_gone(self._handle(inbound), _disconnected(receive, body_read))
 
     async def _handle(self, inbound: Inbound) -> Response | None:
         try:

@@ -1,5 +1,6 @@
-"""gateway/server/edge.py: a pipeline handler runs in the request's own task, cancelled when the
-client leaves first (`_unless_gone`), and an outside cancellation still reaches the request."""
+"""gateway/server/gone.py: a pipeline handler (or a relayed stream) runs in the request's own task,
+cancelled when the client leaves first (`unless_gone`), and an outside cancellation still reaches
+the request."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import contextlib
 import pytest
 from starlette.responses import Response
 
-from gateway.server.edge import _unless_gone
+from gateway.server.gone import unless_gone
 
 
 async def answer(after: float) -> Response:
@@ -28,7 +29,7 @@ async def test_the_answer_comes_from_the_request_own_task() -> None:
         assert asyncio.current_task() is outer  # no task of its own per request
         return Response(b"ok")
 
-    response = await _unless_gone(work(), never())
+    response = await unless_gone(work(), never())
     assert response is not None and response.body == b"ok"
     assert outer is not None and outer.cancelling() == 0
 
@@ -43,7 +44,7 @@ async def test_a_client_that_leaves_first_cancels_the_work_and_gets_nothing() ->
             cancelled.set()
             raise
 
-    assert await _unless_gone(work(), asyncio.sleep(0.01)) is None
+    assert await unless_gone(work(), asyncio.sleep(0.01)) is None
     assert cancelled.is_set()
     task = asyncio.current_task()
     assert task is not None and task.cancelling() == 0  # the request's task goes on, uncancelled
@@ -56,13 +57,13 @@ async def test_work_that_ignores_the_cancellation_answers_nobody() -> None:
             await asyncio.sleep(10)
         return Response(b"late")
 
-    assert await _unless_gone(stubborn(), asyncio.sleep(0.01)) is None
+    assert await unless_gone(stubborn(), asyncio.sleep(0.01)) is None
     task = asyncio.current_task()
     assert task is not None and task.cancelling() == 0
 
 
 async def test_an_outside_cancellation_reaches_the_request() -> None:
-    task = asyncio.ensure_future(_unless_gone(answer(10), never()))
+    task = asyncio.ensure_future(unless_gone(answer(10), never()))
     await asyncio.sleep(0.01)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
