@@ -974,8 +974,8 @@ async def open_stream(
     shaper = Shaper(include_usage)
     # SSE wires (Cohere's v1 stream is JSON lines)
     data_only = prepared.recipe in ("anthropic", "gemini")
-    lines = Lines(response, target.timeout, target.idle_timeout, data_only=data_only)
     try:
+        lines = Lines(response, target.timeout, target.idle_timeout, data_only=data_only)
         chunks = transformer.iterator(prepared, response, lines)
         while True:
             try:
