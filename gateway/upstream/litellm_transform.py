@@ -6,9 +6,9 @@ What belongs here: for the providers where litellm's transformation layer can be
 (`get_optional_params`, `validate_environment`, `get_complete_url`, `transform_request`,
 `sign_request`), sending it on Sluice's transport (`FastTransport` under `CappedTransport`, no
 redirects, Sluice's deadlines), turning the answer back with the provider's `transform_response` or
-its stream iterator, and shaping stream chunks as litellm's `CustomStreamWrapper` would (role on the
-first chunk, empty chunks dropped, the finish reason on its own last chunk, usage only when asked
-for). What `litellm.acompletion` adds per call (its logging object, cost calculation, callbacks,
+its stream iterator (Anthropic's fed line by line, `_AnthropicChunks`), and shaping stream chunks as
+litellm's `CustomStreamWrapper` would (role on the first chunk, empty chunks dropped, the finish
+reason on its own last chunk, usage only when asked for). What `litellm.acompletion` adds per call (its logging object, cost calculation, callbacks,
 retries, the stream wrapper's per-chunk bookkeeping) is what this path leaves out; that is where the
 translation path's CPU went (`bench/PROFILE.md`).
 
