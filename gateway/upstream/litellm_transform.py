@@ -6,9 +6,9 @@ What belongs here: for the providers where litellm's transformation layer can be
 (`get_optional_params`, `validate_environment`, `get_complete_url`, `transform_request`,
 `sign_request`), sending it on Sluice's transport (`FastTransport` under `CappedTransport`, no
 redirects, Sluice's deadlines), turning the answer back with the provider's `transform_response` or
-its stream iterator, and shaping stream chunks as litellm's `CustomStreamWrapper` would (role on the
-first chunk, empty chunks dropped, the finish reason on its own last chunk, usage only when asked
-for). What `litellm.acompletion` adds per call (its logging object, cost calculation, callbacks,
+its stream iterator (Anthropic's fed line by line, `_AnthropicChunks`), and shaping stream chunks as
+litellm's `CustomStreamWrapper` would (role on the first chunk, empty chunks dropped, the finish
+reason on its own last chunk, usage only when asked for). What `litellm.acompletion` adds per call (its logging object, cost calculation, callbacks,
 retries, the stream wrapper's per-chunk bookkeeping) is what this path leaves out; that is where the
 translation path's CPU went (`bench/PROFILE.md`).
 
@@ -22,7 +22,10 @@ sent: the translation refused the input, the client's fault). litellm itself is 
 
 from __future__ import annotations
 
+import codecs
 import copy
+import json
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -547,6 +550,7 @@ class Transformer:
         return dumped
 
     def iterator(self, prepared: Prepared, response: httpx.Response, lines: Lines) -> AsyncIterator[Any]:
+        found: Any
         if prepared.recipe == "anthropic":
             from litellm.llms.anthropic.chat.handler import ModelResponseIterator
             from litellm.llms.anthropic.chat.transformation import (
@@ -559,7 +563,7 @@ class Transformer:
                 if prepared.json_mode
                 else None
             )
-            found: Any = ModelResponseIterator(
+            parser = ModelResponseIterator(
                 streaming_response=lines,
                 sync_stream=False,
                 json_mode=prepared.json_mode,
@@ -568,7 +572,8 @@ class Transformer:
                 response_format_schema=schema,
                 response=response,
             )
-        elif prepared.recipe == "gemini":
+            return _AnthropicChunks(parser, lines)
+        if prepared.recipe == "gemini":
             from litellm.llms.vertex_ai.gemini.vertex_and_google_ai_studio_gemini import (
                 ModelResponseIterator as Gi,
             )
@@ -605,14 +610,24 @@ class Lines:
     chunk: two of three lines on Anthropic's wire), elsewhere the lines that are not blank (litellm's
     generic iterator skips those itself). The deadlines are kept on the reads (where time passes),
     not on each line: the first read may take the call's timeout (`limit`), each later gap the idle
-    timeout (`SLUICE_STREAM_IDLE_TIMEOUT`, set as `limit` once the first chunk came)."""
+    timeout (`SLUICE_STREAM_IDLE_TIMEOUT`, set as `limit` once the first chunk came).
 
-    def __init__(self, text: AsyncIterator[str], first: float, idle: float, *, data_only: bool) -> None:
+    The body is read from the response's byte stream and decoded here, as httpx's `aiter_text`
+    decodes it (the response's charset, else UTF-8; undecodable bytes replaced): its three generator
+    layers (raw, bytes, text, each with a chunker, and an identity decoder, since `CappedTransport`
+    already inflated the body) were suspended and resumed on every network read. On a stream whose
+    events arrive one per read, that was a third of the read side's Python frames per event."""
+
+    def __init__(self, response: httpx.Response, first: float, idle: float, *, data_only: bool) -> None:
         from litellm.llms.custom_httpx.sse_lines import _SSELineSplitter
 
+        body = response.stream
+        if not isinstance(body, httpx.AsyncByteStream):
+            raise UpstreamProtocolError("the upstream answer is not an async stream")
         self.limit = first
         self.idle = idle
-        self._text = text
+        self._reads = aiter(body)
+        self._decoder = codecs.getincrementaldecoder(response.encoding or "utf-8")(errors="replace")
         self._splitter = _SSELineSplitter()
         self._ready: deque[str] = deque()
         self._data_only = data_only
@@ -623,6 +638,15 @@ class Lines:
     def drained(self) -> bool:
         return not self._ready
 
+    def pop(self) -> str:
+        """The next line of the reads so far (only when not `drained`)."""
+        return self._ready.popleft()
+
+    @property
+    def ended(self) -> bool:
+        """The upstream's stream is over (its last lines may still be ready)."""
+        return self._ended
+
     def __aiter__(self) -> Lines:
         return self
 
@@ -631,27 +655,117 @@ class Lines:
         while not ready:
             if self._ended:
                 raise StopAsyncIteration
-            await self._read()
+            await self.read()
         return ready.popleft()
 
-    async def _read(self) -> None:
+    async def read(self) -> None:
+        """One network read, split into lines (or the end of the stream)."""
         try:
             with self._deadline.after(self.limit):
-                text = await anext(self._text)
+                raw = await anext(self._reads)
         except StopAsyncIteration:
             self._ended = True
             self._deadline.close()
+            self._keep(self._splitter.feed(self._decoder.decode(b"", True)))
             self._keep(self._splitter.flush())
             return
         except TimeoutError:
             raise _Stalled from None
-        self._keep(self._splitter.feed(text))
+        text = self._decoder.decode(raw)
+        if text:
+            self._keep(self._splitter.feed(text))
 
     def _keep(self, lines: tuple[str, ...]) -> None:
         if self._data_only:
             self._ready.extend(line for line in lines if line.startswith("data:"))
         else:
             self._ready.extend(line for line in lines if line.strip())
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    """A text delta as litellm's Anthropic parser reads it (its text, the stream's id and model), not
+    yet built into the `ModelResponseStream` it would make of it: `Shaper.shape` frames it directly."""
+
+    text: str
+    id: str | None
+    model: str | None
+
+
+_UNREAD = object()
+
+
+class _AnthropicChunks:
+    """litellm's Anthropic stream parser (`ModelResponseIterator`), fed one `data:` line at a time as
+    its own `__anext__` feeds it (`_parse_sse_data`; at the end a JSON value still accumulating, then
+    `cut_stream_chunk`), without its per-line await on `Lines`: a line already read is parsed
+    without suspending two more coroutines.
+
+    A text delta (`content_block_delta` whose delta has `text`, most of a stream) goes through the
+    same steps of litellm's `chunk_parser` (`_content_block_delta_helper`, `_settle_held_prose`,
+    `_handle_json_mode_chunk`: they decide its text and keep the parser's state) but comes out as a
+    `TextDelta`, not as the pydantic `ModelResponseStream` the parser builds from it and `Shaper`
+    dumps again: those two were about two thirds of a chunk's CPU. Every other event is the
+    parser's own `chunk_parser`."""
+
+    def __init__(self, parser: Any, lines: Lines) -> None:
+        from litellm.llms.anthropic.chat.handler import _loads_stream_chunk
+
+        self._parser = parser
+        self._lines = lines
+        self._loads: Callable[[str], Any] = _loads_stream_chunk
+
+    def __aiter__(self) -> _AnthropicChunks:
+        return self
+
+    async def __anext__(self) -> Any:
+        lines = self._lines
+        while True:
+            while lines.drained:  # the read is awaited here, not in a helper: one frame less per read
+                if lines.ended:
+                    return self._end()
+                await lines.read()
+            try:
+                chunk = self._parse(lines.pop())
+            except ValueError as exc:  # as litellm's `__anext__` raises it (the line is not kept)
+                raise RuntimeError("Error parsing chunk") from exc
+            if chunk is not None:
+                return chunk
+
+    def _parse(self, line: str) -> Any:
+        parser = self._parser
+        if parser.chunk_type != "valid_json":  # accumulating a JSON value split over lines
+            return parser._parse_sse_data(line)
+        try:
+            data = self._loads(line[5:])
+        except json.JSONDecodeError:  # the parser's own step starts accumulating
+            return parser._parse_sse_data(line)
+        if isinstance(data, dict) and data.get("type") == "content_block_delta":
+            delta = data.get("delta")
+            if isinstance(delta, dict) and isinstance(delta.get("text"), str):
+                return self._text(data)
+        return parser.chunk_parser(chunk=data)
+
+    def _text(self, data: dict[str, Any]) -> TextDelta:
+        """`chunk_parser`'s steps for a text delta, in its order (the helper returns the text and
+        nothing else for a delta with `text`; the other two are litellm's JSON-mode bookkeeping)."""
+        parser = self._parser
+        text, tool_use, _, _, _ = parser._content_block_delta_helper(chunk=data)
+        text, tool_use = parser._handle_json_mode_chunk(
+            text=text + parser._settle_held_prose(tool_use), tool_use=tool_use
+        )
+        return TextDelta(text, parser.response_id, parser.served_model)
+
+    def _end(self) -> Any:
+        parser = self._parser
+        if parser._json_buffer:
+            last = parser._handle_accumulated_json_chunk(data_str="", is_final=True)
+            if last is not None:
+                return last
+        cut = parser.cut_stream_chunk()
+        if cut is not None:
+            return cut
+        raise StopAsyncIteration
 
 
 class _Stalled(UpstreamStreamError):
@@ -681,6 +795,8 @@ class Shaper:
         self._tool_calls = False
 
     def shape(self, chunk: Any) -> dict[str, Any] | None:
+        if isinstance(chunk, TextDelta):
+            return self._text(chunk)
         if chunk is None:  # a line the parser skipped (Gemini's blank lines)
             return None
         if isinstance(chunk, dict):  # litellm's GenericStreamingChunk: a blank line, or an old-style chunk
@@ -722,6 +838,27 @@ class Shaper:
         if not self._sent_role:
             kept[0]["delta"] = {**kept[0]["delta"], "role": "assistant"}
             self._sent_role = True
+        return data
+
+    def _text(self, piece: TextDelta) -> dict[str, Any] | None:
+        """What `shape` makes of the `ModelResponseStream` litellm's parser builds for a text delta
+        (one choice, index 0, whose delta holds `content` alone, no finish reason; `created` the
+        time it was built), without building it."""
+        created = int(time.time())
+        self.id = self.id or piece.id
+        self.created = self.created or created
+        self.model = self.model or piece.model
+        if not piece.text:
+            return None
+        delta = {"content": piece.text}
+        if not self._sent_role:
+            delta["role"] = "assistant"
+            self._sent_role = True
+        data: dict[str, Any] = {"id": self.id, "created": created}
+        if piece.model is not None:
+            data["model"] = piece.model
+        data["object"] = "chat.completion.chunk"
+        data["choices"] = [{"index": 0, "delta": delta, "finish_reason": None}]
         return data
 
     def _generic(self, chunk: dict[str, Any]) -> dict[str, Any] | None:
@@ -837,8 +974,8 @@ async def open_stream(
     shaper = Shaper(include_usage)
     # SSE wires (Cohere's v1 stream is JSON lines)
     data_only = prepared.recipe in ("anthropic", "gemini")
-    lines = Lines(response.aiter_text(), target.timeout, target.idle_timeout, data_only=data_only)
     try:
+        lines = Lines(response, target.timeout, target.idle_timeout, data_only=data_only)
         chunks = transformer.iterator(prepared, response, lines)
         while True:
             try:

@@ -4,14 +4,19 @@ none waits for the upstream's next read."""
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import AsyncIterator
+from typing import Any
 
+import httpx
 import orjson
 import pytest
 from sluice_fakes.fake_upstream import FakeUpstream
 
 from gateway.upstream.base import UpstreamTarget
-from gateway.upstream.litellm_adapter import LiteLLMAdapter
+from gateway.upstream.litellm_adapter import LiteLLMAdapter, load_litellm
+from gateway.upstream.litellm_transform import Lines, Shaper, Transformer, _AnthropicChunks
 from tests.gateway.support import LITELLM_WARNINGS
 
 pytestmark = list(LITELLM_WARNINGS)
@@ -53,3 +58,155 @@ async def test_an_event_leaves_before_the_next_read(adapter: LiteLLMAdapter, fak
     first, sent = await pieces(adapter, fake, "chunks=4,chunk_delay_ms=20")
     assert [piece.count(b"data: ") for piece in sent] == [1, 1, 1, 2]
     assert len([first, *(c for piece in sent[:-1] for c in contents(piece))]) == 4
+
+
+# -- litellm's Anthropic parser fed line by line, text deltas without its chunk model -----------------
+# `_AnthropicChunks` feeds litellm's parser itself and frames text deltas without the pydantic
+# `ModelResponseStream` litellm builds: the frames must be the ones litellm's own iterator and
+# `Shaper` make, event for event, on every kind of stream (text, thinking, tools, JSON mode held as
+# prose or turned from the response-format tool, a JSON value split over lines).
+
+SCHEMA = {"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"]}
+JSON_MODE = {"response_format": {"type": "json_schema", "json_schema": {"name": "answer", "schema": SCHEMA}}}
+
+
+def event(name: str, data: dict[str, Any]) -> bytes:
+    return f"event: {name}\ndata: {json.dumps(data)}\n\n".encode()
+
+
+def start(model: str) -> bytes:
+    message = {"id": "msg_1", "type": "message", "role": "assistant", "model": model, "content": []}
+    usage = {"input_tokens": 7, "output_tokens": 1}
+    return event("message_start", {"type": "message_start", "message": {**message, "usage": usage}})
+
+
+def block(index: int, content: dict[str, Any], deltas: list[dict[str, Any]]) -> list[bytes]:
+    return [
+        event(
+            "content_block_start", {"type": "content_block_start", "index": index, "content_block": content}
+        ),
+        *(
+            event("content_block_delta", {"type": "content_block_delta", "index": index, "delta": d})
+            for d in deltas
+        ),
+        event("content_block_stop", {"type": "content_block_stop", "index": index}),
+    ]
+
+
+def end(reason: str) -> list[bytes]:
+    delta = {"type": "message_delta", "delta": {"stop_reason": reason}, "usage": {"output_tokens": 9}}
+    return [event("message_delta", delta), event("message_stop", {"type": "message_stop"})]
+
+
+def texts(*pieces: str) -> list[dict[str, Any]]:
+    return [{"type": "text_delta", "text": piece} for piece in pieces]
+
+
+def tool(index: int, name: str, *parts: str) -> list[bytes]:
+    content = {"type": "tool_use", "id": f"toolu_{index}", "name": name, "input": {}}
+    return block(index, content, [{"type": "input_json_delta", "partial_json": p} for p in parts])
+
+
+PLAIN = [
+    *block(
+        0, {"type": "text", "text": ""}, texts("Hel", "", "lo, \u00e9t\u00e9 \U0001f600", ' "quoted"\n', " ")
+    ),
+    *end("end_turn"),
+]
+THINKING = [
+    *block(0, {"type": "thinking", "thinking": ""}, [{"type": "thinking_delta", "thinking": "hmm"}]),
+    *block(1, {"type": "text", "text": "Sure"}, texts(": ", "done")),
+    *end("end_turn"),
+]
+TOOLS = [
+    *block(0, {"type": "text", "text": ""}, texts("Let me look.")),
+    *tool(1, "get_weather", '{"city": ', '"Paris"}'),
+    *end("tool_use"),
+]
+ANSWER_TOOL = [
+    *block(0, {"type": "text", "text": ""}, texts("Here ", "it is")),
+    *tool(1, "json_tool_call", '{"a": ', '"b"}'),
+    *end("tool_use"),
+]
+CASES = {
+    "plain": ("claude-sonnet-4-5", {}, PLAIN),
+    "thinking": ("claude-sonnet-4-5", {}, THINKING),
+    "tools": ("claude-sonnet-4-5", {}, TOOLS),
+    "json mode, native": ("claude-sonnet-4-5", JSON_MODE, PLAIN),
+    "json mode, answer tool": ("claude-3-5-sonnet-20241022", JSON_MODE, ANSWER_TOOL),
+    "json mode, prose then tool": ("claude-3-5-sonnet-20241022", JSON_MODE, [*PLAIN[:-2], *ANSWER_TOOL]),
+}
+
+
+class Reads(httpx.AsyncByteStream):
+    def __init__(self, reads: list[bytes]) -> None:
+        self._reads = reads
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for read in self._reads:
+            yield read
+
+
+async def frames(model: str, fields: dict[str, Any], reads: list[bytes], *, litellms_own: bool) -> list[Any]:
+    litellm = load_litellm()
+    transformer = Transformer(litellm)
+    try:
+        target = UpstreamTarget(
+            model=f"anthropic/{model}", upstream_model=model, api_base="http://h", api_key="k"
+        )
+        body = {"max_tokens": 64, "messages": [{"role": "user", "content": "hi"}], **fields}
+        prepared = await transformer.prepare(target, body, stream=True)
+        assert prepared.json_mode == bool(fields)
+        headers = {"content-type": "text/event-stream; charset=utf-8"}
+        response = httpx.Response(200, headers=headers, stream=Reads(reads))
+        lines = Lines(response, 5.0, 5.0, data_only=True)
+        ours = transformer.iterator(prepared, response, lines)
+        assert isinstance(ours, _AnthropicChunks)
+        ours._parser.response_id = "chatcmpl-same"
+        chunks = aiter(ours._parser) if litellms_own else ours
+        shaper = Shaper(include_usage=True)
+        out = [shaper.shape(chunk) async for chunk in chunks]
+        return [*out, *shaper.tail()]
+    finally:
+        await transformer.aclose()
+
+
+@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("split", ["one read per event", "one read", "split mid-line"])
+async def test_frames_are_those_of_litellms_own_parser(
+    case: str, split: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(time, "time", lambda: 1_800_000_000.5)  # litellm stamps each chunk it builds
+    model, fields, events = CASES[case]
+    events = [start(model), *events]
+    if split == "one read":
+        reads = [b"".join(events)]
+    elif split == "split mid-line":  # a data line (and a multi-byte character) cut between reads
+        whole = b"".join(events)
+        reads = [whole[i : i + 37] for i in range(0, len(whole), 37)]
+    else:
+        reads = events
+    expected = await frames(model, fields, reads, litellms_own=True)
+    got = await frames(model, fields, reads, litellms_own=False)
+    assert got == expected
+    assert any(isinstance(f, dict) and f.get("choices") for f in got)
+
+
+async def test_a_json_value_split_over_lines_is_litellms_to_join(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A `data:` line that is not whole JSON sends litellm's parser into accumulating mode.
+    monkeypatch.setattr(time, "time", lambda: 1_800_000_000.5)
+    model = "claude-sonnet-4-5"
+    delta = json.dumps(
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "ab"}}
+    )
+    cut = len(delta) // 2
+    events = [
+        start(model),
+        *block(0, {"type": "text", "text": ""}, texts("x"))[:2],
+        # the rest of the value on the next data line (no space after `data:`: it is part of the value)
+        f"data: {delta[:cut]}\n\ndata:{delta[cut:]}\n\n".encode(),
+        *end("end_turn"),
+    ]
+    expected = await frames(model, {}, events, litellms_own=True)
+    got = await frames(model, {}, events, litellms_own=False)
+    assert got == expected
