@@ -246,10 +246,13 @@ def _lifespan(services: Services) -> Callable[[FastAPI], AbstractAsyncContextMan
         await shared.start()  # Redis, when configured: waits briefly, then serves per process meanwhile
         # Objects built at start-up live for the process: keep them out of the cyclic GC's way
         # (full collections of ~1M litellm objects paused requests for 0.5 s in the baseline).
-        gc.collect()
-        gc.freeze()
         if adapters.preload:
+            # litellm's import in the background ends with the same collect and freeze, over all
+            # built by then: one full collection, and not on the way to ready (~0.08 s of CPU).
             adapters.translated.preload()
+        else:
+            gc.collect()
+            gc.freeze()
         lag.start()
         try:
             yield

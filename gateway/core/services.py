@@ -87,7 +87,9 @@ class Services:
         return self.clock()
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
+    # async: FastAPI runs a plain `def` dependency in its thread pool, a thread hop per request for an
+    # attribute read (and, on the first request, the pool's start: on the way to the first /readyz).
     services: Services = request.app.state.sluice
     return services
 

@@ -480,6 +480,17 @@ def test_malformed_yaml_is_a_catalog_error_naming_the_file() -> None:
         parse_provider_file("broken.yaml", "provider: [unclosed\n")
 
 
+def test_every_catalog_file_reads_as_pyyaml_own_safe_loader_reads_it() -> None:
+    # The catalog is read with libyaml's parser when PyYAML has it (faster start-up); the documents
+    # must be those of the pure-Python safe loader, file by file.
+    root = resources.files("policies").joinpath("catalog")
+    texts = {e.name: e.read_text(encoding="utf-8") for e in root.iterdir() if e.name.endswith(".yaml")}
+    assert texts
+    for name, text in texts.items():
+        expected = ProviderFile.model_validate(yaml.load(text, Loader=yaml.SafeLoader))
+        assert parse_provider_file(name, text) == expected, name
+
+
 # --- hosts ------------------------------------------------------------------------------------
 
 
