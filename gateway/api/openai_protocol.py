@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from collections.abc import Set as AbstractSet
 from itertools import repeat
 from operator import is_
-from typing import Any
+from typing import Any, Final
 
 from gateway.api.fields import Api, Disposition, SpecPaths, accepted, accepted_paths, nested_keys, top_level
 from gateway.core.data_paths import detect_chat
@@ -429,6 +429,12 @@ def _split(
     return fields
 
 
+# Chat fields whose type `parse_chat` checks (in this order: the first wrong one is named).
+_CHAT_OBJECTS: Final = ("response_format", "stream_options", "moderation", "prompt_cache_options")
+_CHAT_STRINGS: Final = ("user", "safety_identifier", "prompt_cache_key", "prompt_cache_retention")
+_CHAT_TYPED: Final = frozenset((*_CHAT_OBJECTS, *_CHAT_STRINGS))
+
+
 def parse_chat(parsed: JsonBody, *, policy_header: str | None) -> ParsedRequest:
     body = parsed.value
     suspects = suspects_in(parsed)
@@ -449,12 +455,13 @@ def parse_chat(parsed: JsonBody, *, policy_header: str | None) -> ParsedRequest:
         stream = False
     if not isinstance(stream, bool):
         raise bad("stream must be a boolean", param="stream")
-    for name in ("response_format", "stream_options", "moderation", "prompt_cache_options"):
-        if fields.get(name) is not None and not isinstance(fields[name], dict):
-            raise bad(f"{name} must be an object", param=name)
-    for name in ("user", "safety_identifier", "prompt_cache_key", "prompt_cache_retention"):
-        if fields.get(name) is not None and not isinstance(fields[name], str):
-            raise bad(f"{name} must be a string", param=name)
+    if not _CHAT_TYPED.isdisjoint(fields):  # most requests set none of them: one C-level look
+        for name in _CHAT_OBJECTS:
+            if fields.get(name) is not None and not isinstance(fields[name], dict):
+                raise bad(f"{name} must be an object", param=name)
+        for name in _CHAT_STRINGS:
+            if fields.get(name) is not None and not isinstance(fields[name], str):
+                raise bad(f"{name} must be a string", param=name)
     _check_data_fields(fields)
     if not stream:
         fields.pop("stream_options", None)
