@@ -32,6 +32,7 @@ from gateway.api.openai_protocol import (
     bad,
     check_number,
     refuse_forbidden,
+    suspects_in,
 )
 from gateway.core.data_paths import detect_messages
 from gateway.core.messages_exchange import CountTokensExchange, MessagesExchange
@@ -167,8 +168,9 @@ def _parse(
     parsed: JsonBody, *, allowed: frozenset[str], count: bool, policy_header: str, headers: Headers
 ) -> ParsedRequest:
     body = parsed.value
+    suspects = suspects_in(parsed)
     # The top level first: a body with an unknown field is refused before anything walks it.
-    _refuse_top_level(body)
+    _refuse_top_level(body, suspects)
     model = _model(body)
     required = ("messages",) if count else ("messages", "max_tokens")
     for name in required:
@@ -176,7 +178,7 @@ def _parse(
             raise bad(f"missing required field: {name}", param=name, code=ErrorCode.MISSING_FIELD)
     fields = _split(body, allowed)
     _check_fields(fields)
-    refuse_forbidden(parsed, MESSAGES_PATHS, SCHEMA_PATHS)
+    refuse_forbidden(parsed, MESSAGES_PATHS, SCHEMA_PATHS, suspects)
     _check_messages(fields["messages"])
     stream = fields.get("stream", False)
     if not isinstance(stream, bool):

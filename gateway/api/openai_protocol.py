@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from collections.abc import Set as AbstractSet
 from itertools import repeat
 from operator import is_
-from typing import Any
+from typing import Any, Final
 
 from gateway.api.fields import Api, Disposition, SpecPaths, accepted, accepted_paths, nested_keys, top_level
 from gateway.core.data_paths import detect_chat
@@ -199,7 +199,10 @@ def _render(link: Link) -> str:
 
 
 def _locate_forbidden(
-    body: dict[str, Any], suspects: set[str], spec_paths: SpecPaths, schema_paths: SchemaPaths = SCHEMA_PATHS
+    body: dict[str, Any],
+    suspects: AbstractSet[str],
+    spec_paths: SpecPaths,
+    schema_paths: SchemaPaths = SCHEMA_PATHS,
 ) -> str | None:
     """The first refused key, as `messages[].content[].api_base`, or None. Linear: an object is
     looked into only when it holds a suspect, and a path is a linked pair per step. A key at a path
@@ -236,14 +239,18 @@ def _forbidden(param: str) -> InvalidRequest:
 
 
 def refuse_forbidden(
-    body: JsonBody, spec_paths: SpecPaths = NO_PATHS, schema_paths: SchemaPaths = SCHEMA_PATHS
+    body: JsonBody,
+    spec_paths: SpecPaths = NO_PATHS,
+    schema_paths: SchemaPaths = SCHEMA_PATHS,
+    suspects: AbstractSet[str] | None = None,
 ) -> None:
     """Refuse a steering key anywhere in the body (outside the schema payloads at `schema_paths`,
     which differ per wire, and the paths the specification defines; in `metadata`, only the names
     of `_is_forbidden`). Linear in the body's
     size, whatever its shape: the keys come from the parser's survey, and the body is walked only
-    when one of them is suspect."""
-    suspects = _suspects(body.keys)
+    when one of them is suspect. `suspects`: `suspects_in(body)`, when the caller has it already."""
+    if suspects is None:
+        suspects = _suspects(body.keys)
     if suspects:
         with collector_paused():  # a tuple per step (see `gateway.server.jsonbody.collector_paused`)
             param = _locate_forbidden(body.value, suspects, spec_paths, schema_paths)
@@ -251,8 +258,17 @@ def refuse_forbidden(
             raise _forbidden(param)
 
 
-def _refuse_top_level(body: dict[str, Any]) -> None:
-    """The top-level keys only: a steering field is named as such, before it counts as unknown."""
+def suspects_in(parsed: JsonBody) -> AbstractSet[str]:
+    """The keys anywhere in the body that are refused somewhere (see `_suspects`); almost always none."""
+    return _suspects(parsed.keys)
+
+
+def _refuse_top_level(body: dict[str, Any], suspects: AbstractSet[str] | None = None) -> None:
+    """The top-level keys only: a steering field is named as such, before it counts as unknown.
+    `suspects`: `suspects_in` of the whole body, whose keys hold the top level's: none there, none here
+    (every test `_suspects` makes only finds more in more keys), so the usual body is not looked at twice."""
+    if suspects is not None and not suspects:
+        return
     if _suspects(body.keys()):
         for key in body:
             if key in LITELLM_ONLY or _is_forbidden(key):
@@ -413,16 +429,23 @@ def _split(
     return fields
 
 
+# Chat fields whose type `parse_chat` checks (in this order: the first wrong one is named).
+_CHAT_OBJECTS: Final = ("response_format", "stream_options", "moderation", "prompt_cache_options")
+_CHAT_STRINGS: Final = ("user", "safety_identifier", "prompt_cache_key", "prompt_cache_retention")
+_CHAT_TYPED: Final = frozenset((*_CHAT_OBJECTS, *_CHAT_STRINGS))
+
+
 def parse_chat(parsed: JsonBody, *, policy_header: str | None) -> ParsedRequest:
     body = parsed.value
+    suspects = suspects_in(parsed)
     # The top level first: a body with an unknown field is refused before anything walks it.
-    _refuse_top_level(body)
+    _refuse_top_level(body, suspects)
     model = _model(body)
     if "messages" not in body:
         raise bad("missing required field: messages", param="messages", code=ErrorCode.MISSING_FIELD)
     fields = _split(body, CHAT_FIELDS, CHAT_DROPPED)
     _check_lists(fields)
-    refuse_forbidden(parsed, CHAT_PATHS)
+    refuse_forbidden(parsed, CHAT_PATHS, suspects=suspects)
     _check_messages(fields["messages"])
     for name in NUMBER_BOUNDS.keys() & fields.keys():
         check_number(name, fields[name])
@@ -432,12 +455,13 @@ def parse_chat(parsed: JsonBody, *, policy_header: str | None) -> ParsedRequest:
         stream = False
     if not isinstance(stream, bool):
         raise bad("stream must be a boolean", param="stream")
-    for name in ("response_format", "stream_options", "moderation", "prompt_cache_options"):
-        if fields.get(name) is not None and not isinstance(fields[name], dict):
-            raise bad(f"{name} must be an object", param=name)
-    for name in ("user", "safety_identifier", "prompt_cache_key", "prompt_cache_retention"):
-        if fields.get(name) is not None and not isinstance(fields[name], str):
-            raise bad(f"{name} must be a string", param=name)
+    if not _CHAT_TYPED.isdisjoint(fields):  # most requests set none of them: one C-level look
+        for name in _CHAT_OBJECTS:
+            if fields.get(name) is not None and not isinstance(fields[name], dict):
+                raise bad(f"{name} must be an object", param=name)
+        for name in _CHAT_STRINGS:
+            if fields.get(name) is not None and not isinstance(fields[name], str):
+                raise bad(f"{name} must be a string", param=name)
     _check_data_fields(fields)
     if not stream:
         fields.pop("stream_options", None)
@@ -468,12 +492,13 @@ def _check_data_fields(fields: dict[str, Any]) -> None:
 
 def parse_embeddings(parsed: JsonBody, *, policy_header: str | None) -> ParsedRequest:
     body = parsed.value
-    _refuse_top_level(body)
+    suspects = suspects_in(parsed)
+    _refuse_top_level(body, suspects)
     model = _model(body)
     if "input" not in body:
         raise bad("missing required field: input", param="input", code=ErrorCode.MISSING_FIELD)
     fields = _split(body, EMBEDDING_FIELDS)
-    refuse_forbidden(parsed, EMBEDDING_PATHS)
+    refuse_forbidden(parsed, EMBEDDING_PATHS, suspects=suspects)
     _check_input(fields["input"])
     if fields.get("encoding_format") not in (None, "float", "base64"):
         raise bad("encoding_format must be 'float' or 'base64'", param="encoding_format")

@@ -36,6 +36,7 @@ from gateway.api.openai_protocol import (
     bad,
     check_number,
     refuse_forbidden,
+    suspects_in,
 )
 from gateway.core.data_paths import detect_responses
 from gateway.core.request import ParsedRequest
@@ -172,14 +173,15 @@ def _split(body: dict[str, Any]) -> dict[str, Any]:
 
 def parse_responses(parsed: JsonBody, *, policy_header: str | None) -> ParsedRequest:
     body = parsed.value
+    suspects = suspects_in(parsed)
     # The top level first: a body with an unknown field is refused before anything walks it.
-    _refuse_top_level(body)
+    _refuse_top_level(body, suspects)
     model = _model(body)
     if "input" not in body and "previous_response_id" not in body and "prompt" not in body:
         raise bad("missing required field: input", param="input", code=ErrorCode.MISSING_FIELD)
     fields = _split(body)
     _check_tools(fields.get("tools"))
-    refuse_forbidden(parsed, RESPONSES_PATHS, SCHEMA_PATHS)
+    refuse_forbidden(parsed, RESPONSES_PATHS, SCHEMA_PATHS, suspects)
     if "input" in fields:
         _check_input(fields["input"])
     _check_fields(fields)

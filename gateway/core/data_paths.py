@@ -22,7 +22,7 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, replace
 from functools import partial
 from itertools import chain, repeat
-from typing import Any, cast
+from typing import Any, Final, cast
 from urllib.parse import urlsplit
 
 from policies.schema import FeatureId
@@ -99,6 +99,9 @@ def mcp_host(url: Any) -> str:
     return host.rstrip(".").lower() if host else UNNAMED_MCP_HOST
 
 
+_FEATURE_ORDER: Final = tuple(FeatureId)  # iterating the enum itself costs a call per member
+
+
 class _Found:
     def __init__(self) -> None:
         self.features: set[FeatureId] = set()
@@ -115,7 +118,8 @@ class _Found:
             self.hosts.setdefault(mcp_host(url), None)
 
     def done(self, store: Any, *, by_default: bool = False, wire_stores: bool = False) -> DataPaths:
-        ordered = tuple(f for f in FeatureId if f in self.features)
+        features = self.features
+        ordered = tuple(f for f in _FEATURE_ORDER if f in features) if features else ()
         stored = store if isinstance(store, bool) else None
         return DataPaths(ordered, tuple(self.hosts), stored, by_default, wire_stores)
 

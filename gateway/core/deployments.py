@@ -8,9 +8,11 @@ fake upstream while keeping the real channel's facts.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date
+from functools import cached_property
+from typing import Any
 from urllib.parse import urlsplit
 
 from gateway.config import Config, DeploymentConfig
@@ -58,6 +60,19 @@ class Deployment:
     @property
     def provider(self) -> str:
         return self.channel.provider
+
+    @cached_property
+    def ledger_fields(self) -> Mapping[str, Any]:
+        """What the audit record says of the deployment that served a request (its badges as judged
+        on its day), made once per deployment and day rather than once per request; read-only."""
+        return {
+            "deployment": self.id,
+            "upstream_model": self.config.model,
+            "provider": self.provider,
+            "channel": self.channel.id,
+            "badges": tuple(b.id for b in self.badges),
+            "simulated": self.simulated,
+        }
 
     @property
     def host(self) -> str:

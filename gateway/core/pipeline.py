@@ -352,13 +352,8 @@ class ChatService:
                 served_by=dep,
                 ended=ended,
                 served_model=plan.alias,
-                deployment=dep.id,
-                upstream_model=dep.config.model,
-                provider=dep.provider,
-                channel=dep.channel.id,
-                badges=tuple(b.id for b in dep.badges),
                 attempts=attempts,
-                simulated=dep.simulated,
+                **dep.ledger_fields,
                 **fields,
             )
         )

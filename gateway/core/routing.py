@@ -14,7 +14,7 @@ happens here; nothing leaves the gateway before a compliant deployment is chosen
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -71,6 +71,10 @@ class Plan:
     candidates: tuple[Deployment, ...]
     policy: PolicySet
     paths: DataPaths = NONE
+    # The privacy views of the candidates, judged on `day` while planning: `disclose` reuses them
+    # that same day instead of judging the answering deployment again.
+    views: Mapping[str, PrivacyView] = field(default_factory=dict, compare=False, repr=False)
+    day: date | None = field(default=None, compare=False, repr=False)
 
     @property
     def rerouted_from(self) -> str | None:
@@ -119,7 +123,9 @@ class PolicyRouter:
 
     def disclose(self, plan: Plan, dep: Deployment, request_id: str) -> tuple[dict[str, str], dict[str, Any]]:
         """The badge headers and `privacy` object of one answer from `dep` under `plan`."""
-        _, view = self.judge(plan.policy, dep, plan.paths)
+        view = plan.views.get(dep.id) if plan.day == self._today() else None
+        if view is None:
+            _, view = self.judge(plan.policy, dep, plan.paths)
         return view.for_request(plan.decision, request_id, plan.rerouted_from)
 
     def judge(
@@ -127,11 +133,16 @@ class PolicyRouter:
     ) -> tuple[Decision, PrivacyView]:
         """The (cached) decision and privacy view of one deployment under one policy set and the
         request's data paths, today. MCP hosts must be listed (`plan` refuses the others first)."""
-        day = self._today()
+        return self._judged(tuple(p.name for p in policy), policy, dep, paths, self._today())
+
+    def _judged(
+        self, names: tuple[str, ...], policy: PolicySet, dep: Deployment, paths: DataPaths, day: date
+    ) -> tuple[Decision, PrivacyView]:
+        """`judge` with the policy set's names and the day already at hand (`plan` judges several)."""
         dep = dep.on(day)
         features = features_at(paths, dep)
         hosts = paths.mcp_hosts if FeatureId.REMOTE_MCP in features else ()
-        key = (tuple(p.name for p in policy), dep.id, features, hosts)
+        key = (names, dep.id, features, hosts)
         found = self._decisions.get(key)
         if found is None:
             listed = [self._tool_hosts[h] for h in hosts if h in self._tool_hosts]
@@ -140,10 +151,20 @@ class PolicyRouter:
             self._decisions[key] = found
         return found
 
-    def _compliant(self, policy: PolicySet, alias: str, paths: DataPaths) -> tuple[Deployment, ...]:
-        return tuple(
-            d for d in self._deployments[alias] if d.available and self.judge(policy, d, paths)[0].allowed
-        )
+    def _compliant(
+        self, policy: PolicySet, alias: str, paths: DataPaths, views: dict[str, PrivacyView]
+    ) -> tuple[Deployment, ...]:
+        """The available deployments of `alias` the policy allows; their views go into `views`."""
+        day = self._today()
+        names = tuple(p.name for p in policy)
+        found = []
+        for dep in self._deployments[alias]:
+            if dep.available:
+                decision, view = self._judged(names, policy, dep, paths, day)
+                if decision.allowed:
+                    found.append(dep)
+                    views[dep.id] = view
+        return tuple(found)
 
     def plan(
         self,
@@ -162,17 +183,23 @@ class PolicyRouter:
                 param="model",
             )
         self._refuse_unlisted_hosts(requested, policy, paths)
-        compliant = self._compliant(policy, requested, paths)
+        views: dict[str, PrivacyView] = {}
+        compliant = self._compliant(policy, requested, paths, views)
         if compliant:
-            return Plan(DecisionKind.ALLOWED, requested, requested, compliant, policy, paths)
+            return Plan(
+                DecisionKind.ALLOWED, requested, requested, compliant, policy, paths, views, self._day
+            )
         targets = []
         if reroute:
             model = self._config.model(requested)
             targets = [t for t in (model.reroute_to if model else []) if may_use(t)]
             for target in targets:
-                found = self._compliant(policy, target, paths)
+                views = {}
+                found = self._compliant(policy, target, paths, views)
                 if found:
-                    return Plan(DecisionKind.REROUTED, target, requested, found, policy, paths)
+                    return Plan(
+                        DecisionKind.REROUTED, target, requested, found, policy, paths, views, self._day
+                    )
         raise self._blocked(requested, targets, policy, paths)
 
     def _blocked_headers(self, requested: str, policy: PolicySet, paths: DataPaths) -> dict[str, str]:

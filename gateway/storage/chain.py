@@ -84,16 +84,6 @@ def new_writer_id() -> str:
     return f"{host}-{os.getpid()}-{secrets.token_hex(4)}"
 
 
-def _clean(value: str, limit: int) -> str:
-    # PostgreSQL refuses NUL in text: a client-chosen model name must not poison the ledger.
-    return value.replace("\x00", "\ufffd")[:limit]
-
-
-def _int32(value: Any) -> int:
-    # Token counts come from upstream answers: a huge one must not make a row the database refuses.
-    return max(-INT32, min(INT32, int(value)))
-
-
 def _json_safe(value: Any) -> Any:
     """Only what JSON keeps exactly, so the hash of a row read back equals the hash recorded."""
     raw = orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS)
@@ -105,44 +95,52 @@ def utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
+# (column, longest value) of the list columns, in `LIST_COLUMNS` order.
+_LIST_LIMITS: Final = tuple((name, MAX_REASON if name == "reasons" else 128) for name in LIST_COLUMNS)
+_TEXT_LIMITS: Final = tuple(TEXT_LIMITS.items())
+
+
 def event_row(event: AuditEvent) -> Row:
-    """The columns of one event, cut to the column sizes; no chain fields yet."""
+    """The columns of one event, cut to the column sizes; no chain fields yet.
+
+    Once per request, so nothing is a call per column. Text has NUL replaced (PostgreSQL refuses it
+    in text: a client-chosen model name must not poison the ledger); integers are clamped to int32
+    (token counts come from upstream answers: a huge one must not make a row the database refuses);
+    an empty `extra`, the usual case, is `{}` without `_json_safe`'s JSON round trip."""
+    extra = event.extra
     row: Row = {
         "time": utc(event.time),
         "latency_ms": float(event.latency_ms),
-        "extra": _json_safe(event.extra),
+        "extra": {} if type(extra) is dict and not extra else _json_safe(extra),
     }
-    for name, limit in TEXT_LIMITS.items():
+    for name, limit in _TEXT_LIMITS:
         value = getattr(event, name)
-        row[name] = None if value is None else _clean(str(value), limit)
-    for name in LIST_COLUMNS:
-        limit = MAX_REASON if name == "reasons" else 128
-        row[name] = [_clean(str(item), limit) for item in getattr(event, name)][:MAX_LIST]
+        row[name] = None if value is None else str(value).replace("\x00", "\ufffd")[:limit]
+    for name, limit in _LIST_LIMITS:
+        row[name] = [str(item).replace("\x00", "\ufffd")[:limit] for item in getattr(event, name)][:MAX_LIST]
     for name in INT_COLUMNS:
-        row[name] = _int32(getattr(event, name))
+        row[name] = max(-INT32, min(INT32, int(getattr(event, name))))
     for name in OPTIONAL_INT_COLUMNS:
         value = getattr(event, name)
-        row[name] = None if value is None else _int32(value)
+        row[name] = None if value is None else max(-INT32, min(INT32, int(value)))
     for name in BOOL_COLUMNS:
         row[name] = bool(getattr(event, name))
     return row
 
 
-def _canonical_value(name: str, value: Any) -> Any:
-    if name == "time":
-        return utc(value).isoformat(timespec="microseconds")
-    if name == "latency_ms":
-        return float(value)
-    if name in LIST_COLUMNS:
-        return list(value)
-    return value
+def _canonical_fields(row: Row, names: tuple[str, ...]) -> dict[str, Any]:
+    """`names`' columns as JSON keeps them: the time in ISO form, the latency a float, lists as lists."""
+    data = {name: row[name] for name in names}
+    data["time"] = utc(data["time"]).isoformat(timespec="microseconds")
+    data["latency_ms"] = float(data["latency_ms"])
+    for name in LIST_COLUMNS:
+        data[name] = list(data[name])
+    return data
 
 
 def canonical(row: Row) -> bytes:
     """The bytes a row's hash covers: every column but `id` and `hash`, keys sorted."""
-    return orjson.dumps(
-        {name: _canonical_value(name, row[name]) for name in HASHED_COLUMNS}, option=orjson.OPT_SORT_KEYS
-    )
+    return orjson.dumps(_canonical_fields(row, HASHED_COLUMNS), option=orjson.OPT_SORT_KEYS)
 
 
 def row_hash(row: Row) -> str:
@@ -170,7 +168,7 @@ class Chain:
 
 def to_json(row: Row) -> bytes:
     """One spool line (no newline)."""
-    return orjson.dumps({name: _canonical_value(name, row[name]) for name in ROW_COLUMNS})
+    return orjson.dumps(_canonical_fields(row, ROW_COLUMNS))
 
 
 def from_json(line: bytes) -> Row:

@@ -21,20 +21,23 @@ import asyncio
 import contextlib
 import functools
 import logging
+import operator
 import threading
+import weakref
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.sql.dml import Insert
 
 from gateway.observability.audit import AuditEvent
-from gateway.storage.chain import Chain, Row, writer_origin
+from gateway.storage.chain import ROW_COLUMNS, Chain, Row, writer_origin
 from gateway.storage.db import Database, audit_events, audit_writers
 from gateway.storage.spool import Spool
 
@@ -111,10 +114,62 @@ def chain_heads(rows: Sequence[Row]) -> list[dict[str, Any]]:
     return heads
 
 
+@dataclass(frozen=True)
+class _RowInsert:
+    """`insert_rows` compiled once for one dialect: its SQL, the row columns in parameter order, and
+    SQLAlchemy's bind processor of each column that has one (by position)."""
+
+    sql: str
+    columns: Callable[[Row], tuple[Any, ...]]  # operator.itemgetter of the columns in order
+    processors: tuple[tuple[int, Callable[[Any], Any]], ...]
+
+    def parameters(self, rows: Sequence[Row]) -> list[tuple[Any, ...]]:
+        found = []
+        for row in rows:
+            values = list(self.columns(row))
+            for position, process in self.processors:
+                values[position] = process(values[position])
+            found.append(tuple(values))
+        return found
+
+
+# Per dialect object (an engine's own: its JSON serializer is part of the processors); weak, so a
+# disposed engine's dialect is not kept.
+_ROW_INSERTS: weakref.WeakKeyDictionary[Dialect, _RowInsert | None] = weakref.WeakKeyDictionary()
+
+
+def _row_insert(dialect: Dialect) -> _RowInsert | None:
+    """The compiled row insert, or None where the dialect's parameters are not positional."""
+    if dialect in _ROW_INSERTS:
+        return _ROW_INSERTS[dialect]
+    compiled: Any = insert_rows(dialect.name).compile(dialect=dialect, column_keys=list(ROW_COLUMNS))
+    found = None
+    if compiled.positional and not compiled.literal_execute_params and not compiled.post_compile_params:
+        # SQLAlchemy's own processors, as its executemany applies them (a private attribute of its
+        # compiler: tests/storage/test_ledger_insert.py compares what is stored with its own insert).
+        processors = compiled._bind_processors
+        names = tuple(compiled.positiontup)
+        found = _RowInsert(
+            compiled.string,
+            operator.itemgetter(*names),
+            tuple((i, processors[name]) for i, name in enumerate(names) if name in processors),
+        )
+    _ROW_INSERTS[dialect] = found
+    return found
+
+
 async def write_rows(db: Database, rows: Sequence[Row]) -> None:
-    """Insert rows and move their writers' heads, in one transaction."""
+    """Insert rows and move their writers' heads, in one transaction.
+
+    The rows go to the driver's executemany with the statement compiled once and SQLAlchemy's own
+    bind processors: the same SQL and values as `conn.execute(insert_rows(...), rows)`, without
+    SQLAlchemy building each row's parameters through its compiler (about half of a row's cost)."""
     async with db.engine.begin() as conn:
-        await conn.execute(insert_rows(conn.dialect.name), list(rows))
+        prepared = _row_insert(conn.dialect)
+        if prepared is None:
+            await conn.execute(insert_rows(conn.dialect.name), list(rows))
+        else:
+            await conn.exec_driver_sql(prepared.sql, prepared.parameters(rows))
         await conn.execute(upsert_heads(conn.dialect.name), chain_heads(rows))
 
 

@@ -54,6 +54,16 @@ def test_stream_options_go_only_with_a_stream() -> None:
         ({"model": "m", "messages": MESSAGES, "stream": "yes"}, ErrorCode.INVALID_VALUE, "stream"),
         ({"model": "m", "messages": MESSAGES, "user": 7}, ErrorCode.INVALID_VALUE, "user"),
         (
+            {"model": "m", "messages": MESSAGES, "response_format": "json"},
+            ErrorCode.INVALID_VALUE,
+            "response_format",
+        ),
+        (  # an object field is checked before a string field, whatever the body's order
+            {"model": "m", "messages": MESSAGES, "user": 7, "prompt_cache_options": []},
+            ErrorCode.INVALID_VALUE,
+            "prompt_cache_options",
+        ),
+        (
             {"model": "m", "messages": MESSAGES, "stop": ["x"] * (MAX_STOP + 1)},
             ErrorCode.INVALID_VALUE,
             "stop",
