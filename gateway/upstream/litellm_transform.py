@@ -8,9 +8,10 @@ What belongs here: for the providers where litellm's transformation layer can be
 redirects, Sluice's deadlines), turning the answer back with the provider's `transform_response` or
 its stream iterator (Anthropic's fed line by line, `_AnthropicChunks`), and shaping stream chunks as
 litellm's `CustomStreamWrapper` would (role on the first chunk, empty chunks dropped, the finish
-reason on its own last chunk, usage only when asked for). What `litellm.acompletion` adds per call (its logging object, cost calculation, callbacks,
-retries, the stream wrapper's per-chunk bookkeeping) is what this path leaves out; that is where the
-translation path's CPU went (`bench/PROFILE.md`).
+reason on its own last chunk, usage only when asked for). What `litellm.acompletion` adds per call
+(its logging object, cost calculation, callbacks, retries, the stream wrapper's per-chunk
+bookkeeping) is what this path leaves out; that is where the translation path's CPU went
+(`bench/PROFILE.md`).
 
 Which provider takes which path is `path_for()`; everything not listed keeps `litellm.acompletion`
 (`gateway/upstream/litellm_adapter.py`). Errors are Sluice's: a non-2xx answer becomes
