@@ -27,7 +27,6 @@ transport; without httpx's client it costs what aiohttp does.
 from __future__ import annotations
 
 import asyncio
-import math
 import ssl
 from collections import deque
 from collections.abc import AsyncIterator
@@ -36,6 +35,7 @@ from typing import Any, cast
 import httptools
 import httpx
 
+from gateway.upstream.idle import LazyTimer
 from gateway.upstream.limits import MAX_HEADER_BYTES, AnswerRefused
 
 Origin = tuple[str, str, int]
@@ -75,10 +75,8 @@ class _Connection(asyncio.Protocol):
         self.closed = False
         self.counted = True  # in `origin.open` until `_gone()`
         self.reused = False
-        # The read deadline: one timer per connection, re-armed lazily (see `wait`).
-        self._deadline = math.inf
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at = math.inf
+        # The read deadline: one timer per connection, moved lazily (a stream waits once per read).
+        self._timer = LazyTimer(self._expire)
         self.reset()
 
     def reset(self) -> None:
@@ -173,42 +171,20 @@ class _Connection(asyncio.Protocol):
             waiter.set_result(None)
 
     async def wait(self, deadline: float | None) -> None:
-        """Wait for the next parser event; TimeoutError after `deadline` seconds without one.
-
-        A stream waits once per network read, so the deadline is not a timer per wait (asyncio's
-        `timeout` makes and cancels one each time): each wait moves `_deadline`, and the one timer
-        the connection holds, when it fires early, re-arms itself for the deadline as it now is."""
+        """Wait for the next parser event; TimeoutError after `deadline` seconds without one."""
         loop = asyncio.get_running_loop()
         waiter = self._waiter = loop.create_future()
-        self._deadline = math.inf if deadline is None else loop.time() + deadline
-        if self._deadline < self._timer_at:  # no timer, or one set for a longer deadline
-            self._arm(loop)
+        self._timer.start(loop, deadline)
         try:
             await waiter
         finally:
+            self._timer.stop()
             self._waiter = None
 
     def _expire(self) -> None:
-        self._timer, self._timer_at = None, math.inf
         waiter = self._waiter
-        if waiter is None or waiter.done() or self._deadline == math.inf:
-            return  # nobody waits, or without a deadline: the next wait with one arms a timer
-        loop = waiter.get_loop()
-        if loop.time() < self._deadline:
-            self._arm(loop)
-        else:
+        if waiter is not None and not waiter.done():
             waiter.set_exception(TimeoutError())
-
-    def _arm(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._disarm()
-        self._timer_at = self._deadline
-        self._timer = loop.call_at(self._deadline, self._expire)
-
-    def _disarm(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self._timer_at = math.inf
 
     def take(self) -> bytes:
         """Every body byte buffered so far, as one piece: what one network read brought (a stream's
@@ -228,7 +204,7 @@ class _Connection(asyncio.Protocol):
     def close(self) -> None:
         self.closed = True
         self._gone()
-        self._disarm()
+        self._timer.close()
         if self.transport is not None:
             self.transport.close()
 
