@@ -19,6 +19,7 @@ from typing import Any, Final
 import httpx
 import orjson
 
+from gateway.upstream.answer import UpstreamAnswer
 from gateway.upstream.base import UpstreamProtocolError, UpstreamTarget
 from gateway.upstream.openai_wire import (
     RelayStream,
@@ -52,7 +53,7 @@ class AnthropicRelay(RelayStream):
 
     def __init__(
         self,
-        response: httpx.Response,
+        response: UpstreamAnswer,
         raw: AsyncIterator[bytes],
         first: dict[str, Any],
         rest: bytes,

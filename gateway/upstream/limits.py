@@ -25,6 +25,7 @@ import httpx
 import orjson
 
 from gateway.upstream import sse
+from gateway.upstream.answer import Answer, Opener, RawHeaders
 
 MAX_BODY_BYTES = 32 * 1024 * 1024  # a whole non-stream answer, inflated
 MAX_LINE_BYTES = 4 * 1024 * 1024  # one line of an event stream, inflated
@@ -39,6 +40,8 @@ STREAMS = (*LINE_STREAMS, "application/vnd.amazon.eventstream")
 # Only what Sluice can inflate in bounded steps is asked for; anything else is refused.
 ACCEPT_ENCODING = "gzip, deflate"
 INFLATABLE = frozenset({"gzip", "x-gzip", "deflate"})
+# Header lines that no longer describe an inflated body.
+DROPPED = (b"content-encoding", b"content-length")
 
 
 class AnswerRefused(httpx.RemoteProtocolError):
@@ -158,6 +161,8 @@ class CappedTransport(httpx.AsyncBaseTransport):
         self._stream = stream
         self._deadlines = {} if timeout is None else timeout.as_dict()
         self._close_inner = close_inner
+        # Looked up once: `open` is taken per request.
+        self._opener = inner if isinstance(inner, Opener) else None
 
     def _hold_to_deadlines(self, request: httpx.Request) -> None:
         if not self._deadlines:
@@ -169,35 +174,40 @@ class CappedTransport(httpx.AsyncBaseTransport):
                 timeout[phase] = ours if given is None else min(given, ours)
         request.extensions["timeout"] = timeout
 
-    def _refusal(self, response: httpx.Response, encoding: str, content_type: str) -> AnswerRefused | None:
-        if encoding not in INFLATABLE and encoding != "identity":
-            return AnswerRefused("the upstream used a content-encoding Sluice did not ask for")
-        if self._stream and response.status_code == 200 and not any(t in content_type for t in STREAMS):
-            return AnswerRefused("the upstream did not answer a stream call with a stream")
-        return None
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+    def _prepare(self, request: httpx.Request) -> None:
         request.headers["accept-encoding"] = ACCEPT_ENCODING
         self._hold_to_deadlines(request)
+
+    def _capped(
+        self, status: int, encoding: str, content_type: str, inner: httpx.AsyncByteStream
+    ) -> _CappedBody:
+        """The body as the caller reads it (inflated, capped), or AnswerRefused for an answer Sluice
+        does not read at all."""
+        if encoding not in INFLATABLE and encoding != "identity":
+            raise AnswerRefused("the upstream used a content-encoding Sluice did not ask for")
+        if self._stream and status == 200 and not any(t in content_type for t in STREAMS):
+            raise AnswerRefused("the upstream did not answer a stream call with a stream")
+        return _CappedBody(
+            inner,
+            inflate=encoding in INFLATABLE,
+            per_line=any(kind in content_type for kind in LINE_STREAMS),
+            need_event=self._stream and status == 200 and EVENT_STREAM in content_type,
+        )
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self._prepare(request)
         response = await self._inner.handle_async_request(request)
         encoding = response.headers.get("content-encoding", "identity").strip().lower()
         content_type = response.headers.get("content-type", "").lower()
-        refusal = self._refusal(response, encoding, content_type)
-        if refusal is not None:
-            await response.aclose()
-            raise refusal
         assert isinstance(response.stream, httpx.AsyncByteStream)
-        inflate = encoding in INFLATABLE
-        body = _CappedBody(
-            response.stream,
-            inflate=inflate,
-            per_line=any(kind in content_type for kind in LINE_STREAMS),
-            need_event=self._stream and response.status_code == 200 and EVENT_STREAM in content_type,
-        )
+        try:
+            body = self._capped(response.status_code, encoding, content_type, response.stream)
+        except AnswerRefused:
+            await response.aclose()
+            raise
         headers: httpx.Headers | list[tuple[bytes, bytes]] = response.headers  # copied as they are
-        if inflate:
-            dropped = (b"content-encoding", b"content-length")
-            headers = [(name, value) for name, value in response.headers.raw if name.lower() not in dropped]
+        if encoding in INFLATABLE:
+            headers = [(name, value) for name, value in response.headers.raw if name.lower() not in DROPPED]
         return httpx.Response(
             response.status_code,
             headers=headers,
@@ -205,6 +215,29 @@ class CappedTransport(httpx.AsyncBaseTransport):
             extensions=response.extensions,
             request=request,
         )
+
+    @property
+    def opens(self) -> bool:
+        """Whether `open` can be used: the inner transport answers with `Answer`s (FastTransport)."""
+        return self._opener is not None
+
+    async def open(self, request: httpx.Request) -> Answer:
+        """`handle_async_request`'s answer as an `Answer` (see `gateway/upstream/answer.py`); only
+        when `opens`."""
+        assert self._opener is not None
+        self._prepare(request)
+        answer = await self._opener.open(request)
+        headers = answer.headers
+        encoding = (headers.get("content-encoding") or "identity").strip().lower()
+        content_type = (headers.get("content-type") or "").lower()
+        try:
+            answer.stream = self._capped(answer.status_code, encoding, content_type, answer.stream)
+        except AnswerRefused:
+            await answer.aclose()
+            raise
+        if encoding in INFLATABLE:
+            answer.headers = RawHeaders([line for line in headers.raw if line[0].lower() not in DROPPED])
+        return answer
 
     async def aclose(self) -> None:
         if self._close_inner:

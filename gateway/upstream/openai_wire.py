@@ -23,6 +23,7 @@ import httpx
 import orjson
 
 from gateway.upstream import sse
+from gateway.upstream.answer import UpstreamAnswer
 from gateway.upstream.base import (
     UpstreamConnectError,
     UpstreamError,
@@ -95,7 +96,7 @@ def _error_code(raw: bytes) -> str | None:
     return next((value for value in given if known_code(value) != OTHER), given[0] if given else None)
 
 
-async def _read_capped(response: httpx.Response, cap: int) -> bytes:
+async def _read_capped(response: UpstreamAnswer, cap: int) -> bytes:
     chunks: list[bytes] = []
     size = 0
     async for chunk in response.aiter_bytes():
@@ -163,7 +164,7 @@ class RelayStream:
 
     def __init__(
         self,
-        response: httpx.Response,
+        response: UpstreamAnswer,
         raw: AsyncIterator[bytes],
         first: dict[str, Any],
         rest: bytes,
@@ -283,7 +284,7 @@ class OpenAIWireAdapter:
         payload = orjson.dumps({**body, "model": target.upstream_model})
         return post_request(self._client, base + path, headers, payload, target, read)
 
-    async def _send(self, request: httpx.Request) -> httpx.Response:
+    async def _send(self, request: httpx.Request) -> UpstreamAnswer:
         return await send_checked(self._client, request)
 
     async def _call(
@@ -371,20 +372,23 @@ def post_request(
     return request
 
 
-async def _send(client: httpx.AsyncClient, request: httpx.Request) -> httpx.Response:
+async def _send(client: httpx.AsyncClient, request: httpx.Request) -> UpstreamAnswer:
     """`client.send(request, stream=True)` without the layers the pass-through does not use
     (authentication flows, redirects, which it never follows, event hooks, the cookie jar, the
     per-request log line): the request goes to the transport the client would choose for it (the
-    seam respx mocks, with `using="httpx"`)."""
+    seam respx mocks, with `using="httpx"`). Sluice's own transport answers with its own `Answer`
+    (`gateway/upstream/answer.py`); any other (a mock) with an `httpx.Response`."""
     if client.is_closed:
         raise RuntimeError("Cannot send a request, as the client has been closed.")
     transport = client._transport_for_url(request.url)
+    if isinstance(transport, CappedTransport) and transport.opens:
+        return await transport.open(request)
     response = await transport.handle_async_request(request)
     response.request = request
     return response
 
 
-async def send_checked(client: httpx.AsyncClient, request: httpx.Request) -> httpx.Response:
+async def send_checked(client: httpx.AsyncClient, request: httpx.Request) -> UpstreamAnswer:
     """Send `request`; a 200's response is returned unread, anything else raised as an UpstreamError."""
     try:
         response = await _send(client, request)
@@ -407,7 +411,7 @@ async def send_checked(client: httpx.AsyncClient, request: httpx.Request) -> htt
     return response
 
 
-async def read_answer(response: httpx.Response) -> bytes:
+async def read_answer(response: UpstreamAnswer) -> bytes:
     """A non-stream answer's body, within the cap."""
     try:
         return await _read_capped(response, MAX_BODY_BYTES)
@@ -418,7 +422,7 @@ async def read_answer(response: httpx.Response) -> bytes:
 
 
 async def open_events(
-    response: httpx.Response, target: UpstreamTarget, shape: StreamShape
+    response: UpstreamAnswer, target: UpstreamTarget, shape: StreamShape
 ) -> tuple[AsyncIterator[bytes], dict[str, Any], bytes]:
     """An event stream's raw chunks, its first event (parsed) and what followed it in the same read."""
     try:

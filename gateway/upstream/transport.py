@@ -35,6 +35,7 @@ from typing import Any, cast
 import httptools
 import httpx
 
+from gateway.upstream.answer import Answer, RawHeaders
 from gateway.upstream.idle import LazyTimer
 from gateway.upstream.limits import MAX_HEADER_BYTES, AnswerRefused
 
@@ -335,6 +336,17 @@ class FastTransport(httpx.AsyncBaseTransport):
                 raise
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        answer = await self.open(request)
+        return httpx.Response(
+            answer.status_code,
+            headers=answer.headers.raw,
+            stream=answer.stream,
+            extensions={"http_version": b"HTTP/1.1"},
+        )
+
+    async def open(self, request: httpx.Request) -> Answer:
+        """The answer's head, its body unread: what `handle_async_request` returns, as an `Answer`
+        (the pass-through reads that directly, without building an `httpx.Response`)."""
         url = request.url
         scheme = url.scheme
         if scheme not in ("http", "https"):
@@ -360,7 +372,7 @@ class FastTransport(httpx.AsyncBaseTransport):
 
     async def _exchange(
         self, origin: Origin, conn: _Connection, payload: bytes, read: float | None
-    ) -> httpx.Response:
+    ) -> Answer:
         assert conn.transport is not None
         try:
             conn.transport.write(payload)
@@ -374,12 +386,7 @@ class FastTransport(httpx.AsyncBaseTransport):
         except BaseException:
             conn.close()
             raise
-        return httpx.Response(
-            conn.status,
-            headers=conn.headers,
-            stream=_Body(self, origin, conn, read),
-            extensions={"http_version": b"HTTP/1.1"},
-        )
+        return Answer(conn.status, RawHeaders(conn.headers), _Body(self, origin, conn, read))
 
     async def aclose(self) -> None:
         for pool in self._origins.values():
