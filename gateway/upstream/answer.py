@@ -76,7 +76,7 @@ class RawHeaders(Mapping[str, str]):
         return iter(seen)
 
     def __len__(self) -> int:
-        return len({name.lower() for name, _ in self.raw})
+        return len(self.raw)  # the lines, as `httpx.Headers` counts
 
 
 class Answer:
