@@ -343,6 +343,22 @@ def _timeouts(connect: float, read: float) -> tuple[tuple[str, float | None], ..
     return tuple(httpx.Timeout(connect=connect, read=read, write=read, pool=connect).as_dict().items())
 
 
+@functools.lru_cache(maxsize=256)
+def _head(
+    host: str, defaults: tuple[tuple[bytes, bytes], ...], given: tuple[tuple[str, str], ...]
+) -> httpx.Headers:
+    """A request's header lines but Content-Length, normalised once per endpoint, client and header
+    set (built from config, plus the Messages wire's validated version and beta names: few). Never
+    handed out as is: `httpx.Request` copies it."""
+    names = {name.lower() for name, _ in given}
+    lines = [("Host", host)]
+    for name, value in defaults:
+        if name.lower().decode("latin-1") not in names:
+            lines.append((name.decode("latin-1"), value.decode("latin-1")))
+    lines += given
+    return httpx.Headers(lines)
+
+
 def post_request(
     client: httpx.AsyncClient,
     url: str,
@@ -355,19 +371,15 @@ def post_request(
     header lines and their order included (Host, the client's defaults that `headers` does not
     override, `headers`, Content-Length), with the read and write deadline `read`, without that
     call's per-request merging of the client's URL, headers, cookies and parameters (it was a fifth
-    of the pass-through's CPU per request: bench/PROFILE.md)."""
+    of the pass-through's CPU per request: bench/PROFILE.md), and without normalising the same header
+    lines again for every request."""
     parsed, host = _endpoint(url)
-    given = {name.lower() for name in headers}
-    lines = [("Host", host)]
-    for name, value in client.headers.raw:
-        if name.lower().decode("latin-1") not in given:
-            lines.append((name.decode("latin-1"), value.decode("latin-1")))
-    lines += headers.items()
-    lines.append(("Content-Length", str(len(payload))))
+    head = _head(host, tuple(client.headers.raw), tuple(headers.items()))
     timeout = dict(_timeouts(target.connect_timeout, read))
     request = httpx.Request(
-        "POST", parsed, headers=lines, stream=httpx.ByteStream(payload), extensions={"timeout": timeout}
+        "POST", parsed, headers=head, stream=httpx.ByteStream(payload), extensions={"timeout": timeout}
     )
+    request.headers["Content-Length"] = str(len(payload))
     request.read()  # as `content=` would have: the body is there to see (respx, logging of tests)
     return request
 
