@@ -110,9 +110,17 @@ class _Connection(asyncio.Protocol):
             self._fail(httpx.RemoteProtocolError("malformed HTTP response from the upstream"))
             self.close()
             return
-        if not self.headers_done and self.head_bytes > MAX_HEADER_BYTES:
-            self._fail(AnswerRefused(f"the upstream's response head passed {MAX_HEADER_BYTES} bytes"))
-            self.close()
+        if not self.headers_done:
+            if self.head_bytes > MAX_HEADER_BYTES:
+                self._fail(AnswerRefused(f"the upstream's response head passed {MAX_HEADER_BYTES} bytes"))
+                self.close()
+            return
+        # One wake-up per network read, whatever it held (the head's end, HTTP chunks, the end):
+        # a stream's events are HTTP chunks of their own, and the reader takes them all at once.
+        if self.buffered > PAUSE_ABOVE and not self.paused and self.transport is not None:
+            self.paused = True
+            self.transport.pause_reading()
+        self._wake()
 
     def eof_received(self) -> bool:
         if self.headers_done and not self.complete and not self._framed():
@@ -146,19 +154,13 @@ class _Connection(asyncio.Protocol):
         self.status = self.parser.get_status_code()
         self.keep_alive = self.parser.should_keep_alive()
         self.headers_done = True
-        self._wake()
 
     def on_body(self, body: bytes) -> None:
         self.chunks.append(body)
         self.buffered += len(body)
-        if self.buffered > PAUSE_ABOVE and not self.paused and self.transport is not None:
-            self.paused = True
-            self.transport.pause_reading()
-        self._wake()
 
     def on_message_complete(self) -> None:
         self.complete = True
-        self._wake()
 
     # helpers
     def _fail(self, error: Exception) -> None:
