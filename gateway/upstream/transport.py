@@ -4,7 +4,9 @@ What belongs here: `FastTransport`, an `httpx.AsyncBaseTransport` for the OpenAI
 pass-through. httpx's default pool (httpcore + h11, pure Python) cost more than half of the
 gateway's CPU per request under load, most of it checking every pooled connection on every
 request. This transport keeps httpx's client API (and so respx, with `using="httpx"`) and
-replaces only the wire: a C parser, one idle list per origin, no per-request scans.
+replaces only the wire: a C parser, one idle list per origin, no per-request scans. The
+pass-through skips even the `httpx.Response`: `open` answers with Sluice's own `Answer`
+(`gateway/upstream/answer.py`), which `handle_async_request` wraps for every other caller.
 
 It speaks HTTP/1.1 only, never follows redirects (the client above it decides), ignores proxy
 variables, refuses a response head past `MAX_HEADER_BYTES` before buffering more of it (httptools
