@@ -250,7 +250,8 @@ def _anthropic_tool(body: Mapping[str, Any]) -> str | None:
     return name if isinstance(name, str) else "tool"
 
 
-def _block_events(index: int, start: dict[str, Any], deltas: Sequence[dict[str, Any]]) -> list[bytes]:
+def block_events(index: int, start: dict[str, Any], deltas: Sequence[dict[str, Any]]) -> list[bytes]:
+    """One Anthropic content block as SSE events: its start, its deltas, its stop."""
     return [
         sse_event(
             "content_block_start", {"type": "content_block_start", "index": index, "content_block": start}
@@ -311,7 +312,7 @@ def _anthropic_reply(
         deltas = [{"type": "input_json_delta", "partial_json": "{}"}]
     blocks: list[bytes] = []
     if thinking:
-        blocks += _block_events(
+        blocks += block_events(
             0,
             {"type": "thinking", "thinking": "", "signature": ""},
             [
@@ -319,7 +320,7 @@ def _anthropic_reply(
                 {"type": "signature_delta", "signature": THINKING_SIGNATURE},
             ],
         )
-    blocks += _block_events(1 if thinking else 0, first_block, deltas)
+    blocks += block_events(1 if thinking else 0, first_block, deltas)
     frames = [
         sse_event("message_start", {"type": "message_start", "message": start}),
         blocks[0],  # the first content_block_start, then a ping, as Anthropic sends them

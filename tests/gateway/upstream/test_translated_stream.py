@@ -12,7 +12,9 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from sluice_fakes.fake_reply import sse_event
 from sluice_fakes.fake_upstream import FakeUpstream
+from sluice_fakes.fake_wires import block_events
 
 from gateway.upstream.base import UpstreamTarget
 from gateway.upstream.litellm_adapter import LiteLLMAdapter, load_litellm
@@ -70,32 +72,15 @@ SCHEMA = {"type": "object", "properties": {"a": {"type": "string"}}, "required":
 JSON_MODE = {"response_format": {"type": "json_schema", "json_schema": {"name": "answer", "schema": SCHEMA}}}
 
 
-def event(name: str, data: dict[str, Any]) -> bytes:
-    return f"event: {name}\ndata: {json.dumps(data)}\n\n".encode()
-
-
 def start(model: str) -> bytes:
     message = {"id": "msg_1", "type": "message", "role": "assistant", "model": model, "content": []}
     usage = {"input_tokens": 7, "output_tokens": 1}
-    return event("message_start", {"type": "message_start", "message": {**message, "usage": usage}})
-
-
-def block(index: int, content: dict[str, Any], deltas: list[dict[str, Any]]) -> list[bytes]:
-    return [
-        event(
-            "content_block_start", {"type": "content_block_start", "index": index, "content_block": content}
-        ),
-        *(
-            event("content_block_delta", {"type": "content_block_delta", "index": index, "delta": d})
-            for d in deltas
-        ),
-        event("content_block_stop", {"type": "content_block_stop", "index": index}),
-    ]
+    return sse_event("message_start", {"type": "message_start", "message": {**message, "usage": usage}})
 
 
 def end(reason: str) -> list[bytes]:
     delta = {"type": "message_delta", "delta": {"stop_reason": reason}, "usage": {"output_tokens": 9}}
-    return [event("message_delta", delta), event("message_stop", {"type": "message_stop"})]
+    return [sse_event("message_delta", delta), sse_event("message_stop", {"type": "message_stop"})]
 
 
 def texts(*pieces: str) -> list[dict[str, Any]]:
@@ -104,27 +89,27 @@ def texts(*pieces: str) -> list[dict[str, Any]]:
 
 def tool(index: int, name: str, *parts: str) -> list[bytes]:
     content = {"type": "tool_use", "id": f"toolu_{index}", "name": name, "input": {}}
-    return block(index, content, [{"type": "input_json_delta", "partial_json": p} for p in parts])
+    return block_events(index, content, [{"type": "input_json_delta", "partial_json": p} for p in parts])
 
 
 PLAIN = [
-    *block(
+    *block_events(
         0, {"type": "text", "text": ""}, texts("Hel", "", "lo, \u00e9t\u00e9 \U0001f600", ' "quoted"\n', " ")
     ),
     *end("end_turn"),
 ]
 THINKING = [
-    *block(0, {"type": "thinking", "thinking": ""}, [{"type": "thinking_delta", "thinking": "hmm"}]),
-    *block(1, {"type": "text", "text": "Sure"}, texts(": ", "done")),
+    *block_events(0, {"type": "thinking", "thinking": ""}, [{"type": "thinking_delta", "thinking": "hmm"}]),
+    *block_events(1, {"type": "text", "text": "Sure"}, texts(": ", "done")),
     *end("end_turn"),
 ]
 TOOLS = [
-    *block(0, {"type": "text", "text": ""}, texts("Let me look.")),
+    *block_events(0, {"type": "text", "text": ""}, texts("Let me look.")),
     *tool(1, "get_weather", '{"city": ', '"Paris"}'),
     *end("tool_use"),
 ]
 ANSWER_TOOL = [
-    *block(0, {"type": "text", "text": ""}, texts("Here ", "it is")),
+    *block_events(0, {"type": "text", "text": ""}, texts("Here ", "it is")),
     *tool(1, "json_tool_call", '{"a": ', '"b"}'),
     *end("tool_use"),
 ]
@@ -202,7 +187,7 @@ async def test_a_json_value_split_over_lines_is_litellms_to_join(monkeypatch: py
     cut = len(delta) // 2
     events = [
         start(model),
-        *block(0, {"type": "text", "text": ""}, texts("x"))[:2],
+        *block_events(0, {"type": "text", "text": ""}, texts("x"))[:2],
         # the rest of the value on the next data line (no space after `data:`: it is part of the value)
         f"data: {delta[:cut]}\n\ndata:{delta[cut:]}\n\n".encode(),
         *end("end_turn"),
